@@ -1,0 +1,65 @@
+//! `odai probe`: builds the probe's typed config from the command line and prints the result.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::cli::{Format, ProbeArgs};
+use crate::exit;
+use crate::probe::{self, class, gpu};
+use crate::sysroot::{SysRoot, to_contract_json};
+
+pub struct Config {
+    pub root: SysRoot,
+    pub format: Format,
+    pub gpu: gpu::Enumerate,
+    pub classes: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn new(root: SysRoot, args: &ProbeArgs) -> anyhow::Result<Self> {
+        let gpu = if args.no_gpu {
+            gpu::Enumerate::Skip
+        } else {
+            let t = Duration::try_from_secs_f64(args.gpu_timeout)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .with_context(|| {
+                    format!(
+                        "--gpu-timeout {}: give a positive number of seconds",
+                        args.gpu_timeout
+                    )
+                })?;
+            gpu::Enumerate::WithTimeout(t)
+        };
+        Ok(Config {
+            root,
+            format: args.format,
+            gpu,
+            classes: args.classes.clone(),
+        })
+    }
+}
+
+pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
+    let classes = class::load(cfg.classes.as_ref())?;
+    let result = probe::run(
+        &cfg.root,
+        &probe::Options {
+            gpu: cfg.gpu,
+            classes,
+        },
+    );
+    let text = match cfg.format {
+        Format::Text => probe::text::render(&result),
+        Format::Json => {
+            let v = to_contract_json(&result).context("cannot serialize the probe")?;
+            let mut s = serde_json::to_string_pretty(&v).context("cannot serialize the probe")?;
+            s.push('\n');
+            s
+        }
+    };
+    super::print(&text)?;
+    Ok(exit::SUCCESS)
+}

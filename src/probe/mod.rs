@@ -1,0 +1,78 @@
+//! `odai probe`: what a device can give a local model, read in a fixed order — device, CPU,
+//! memory, GPUs, NPUs, thermal, power — then the device class. Every reading goes through a
+//! [`SysRoot`], so a captured tree reports exactly as the device it came from.
+
+pub mod class;
+pub mod cpu;
+pub mod device;
+pub mod gpu;
+pub mod memory;
+pub mod npu;
+pub mod power;
+pub mod text;
+pub mod thermal;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sysroot::{Reading, SysRoot};
+
+/// Version of the probe JSON contract (docs/probe-json.md). Bump on any breaking change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything `odai probe` reports; serialized through [`crate::sysroot::to_contract_json`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Probe {
+    pub schema_version: u32,
+    pub odai_version: String,
+    /// True when read from a captured tree (`--root`), false on the live device.
+    pub captured: bool,
+    pub device: device::Device,
+    pub cpu: cpu::Cpu,
+    pub memory: memory::Memory,
+    pub gpus: Reading<Vec<gpu::GpuAdapter>>,
+    pub drm_cards: Vec<gpu::DrmCard>,
+    pub npus: Vec<npu::Npu>,
+    pub thermal: thermal::Thermal,
+    pub power: power::Power,
+    pub class: Reading<class::Class>,
+}
+
+pub struct Options {
+    pub gpu: gpu::Enumerate,
+    pub classes: class::Classes,
+}
+
+pub fn run(root: &SysRoot, opts: &Options) -> Probe {
+    let device = device::probe(root);
+    let cpu = cpu::probe(root);
+    let memory = memory::probe(root);
+    let gpus = gpu::adapters(root, opts.gpu);
+    let drm_cards = gpu::drm_cards(root);
+    let npus = npu::probe(root);
+    let thermal = thermal::probe(root, &cpu);
+    let power = power::probe(root);
+    let facts = class::Facts {
+        os_family: device.os_family.clone(),
+        arch: device.arch.value().cloned(),
+        ram_bytes: memory.total_bytes.value().copied(),
+        cores: cpu.logical_cores.value().copied(),
+        npu: !npus.is_empty(),
+        battery: !power.batteries.is_empty(),
+        board: device.board.value().cloned(),
+    };
+    let class = opts.classes.classify(&facts);
+    Probe {
+        schema_version: SCHEMA_VERSION,
+        odai_version: env!("CARGO_PKG_VERSION").to_owned(),
+        captured: !root.is_live(),
+        device,
+        cpu,
+        memory,
+        gpus,
+        drm_cards,
+        npus,
+        thermal,
+        power,
+        class,
+    }
+}
