@@ -50,8 +50,8 @@ pub struct ProbeArgs {
     pub no_gpu: bool,
 
     /// Give up on GPU enumeration after this many seconds (a broken driver can hang)
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
-    pub gpu_timeout: f64,
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = positive_seconds)]
+    pub gpu_timeout: std::time::Duration,
 
     /// Device classes file (default: the built-in profiles/device-classes.toml)
     #[arg(long, env = "ODAI_CLASSES", value_name = "FILE")]
@@ -69,4 +69,15 @@ pub enum ColorChoice {
     Auto,
     Always,
     Never,
+}
+
+/// A positive number of seconds, fractions allowed (`0.5`).
+fn positive_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    std::time::Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} must be a positive number of seconds"))
 }

@@ -20,6 +20,7 @@ use cli::{Cli, ColorChoice, Command};
 
 /// Runs the command line and returns the process exit code (see [`exit`]).
 pub fn run() -> i32 {
+    headless_gpu_env();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -52,6 +53,18 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         None => SysRoot::live(),
     };
     match &cli.command {
-        Command::Probe(args) => cmd::probe::execute(&cmd::probe::Config::new(root, args)?),
+        Command::Probe(args) => cmd::probe::execute(&cmd::probe::Config::new(root, args)),
+    }
+}
+
+/// GPU enumeration is headless: Mesa's Vulkan device-select layer otherwise connects to Wayland to
+/// learn the default display device and prints "XDG_RUNTIME_DIR is invalid" on every probe of a
+/// server or CI machine. The layer only reorders devices for presentation, which odai never does.
+/// A user's own setting wins.
+fn headless_gpu_env() {
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: called first thing in `run`, before odai starts any thread, so nothing can read
+        // the environment concurrently.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
     }
 }

@@ -401,16 +401,36 @@ impl SysRoot {
     }
 }
 
-/// Compares names so that embedded numbers sort by value: `cpu2` < `cpu10`.
+/// Compares names so that embedded numbers sort by value: `cpu2` < `cpu10`,
+/// `intel-rapl:0:1` < `intel-rapl:1`.
 pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    fn split(s: &str) -> (&str, Option<u64>) {
-        let digits = s.len() - s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-        let (head, tail) = s.split_at(s.len() - digits);
-        (head, tail.parse().ok())
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
     }
-    let (ha, na) = split(a);
-    let (hb, nb) = split(b);
-    ha.cmp(hb).then(na.cmp(&nb)).then(a.cmp(b))
+    let (ca, cb) = (chunks(a), chunks(b));
+    for (x, y) in ca.iter().zip(cb.iter()) {
+        let ord = match (x, y) {
+            ((true, nx), (true, ny)) => nx
+                .trim_start_matches('0')
+                .len()
+                .cmp(&ny.trim_start_matches('0').len())
+                .then(nx.trim_start_matches('0').cmp(ny.trim_start_matches('0'))),
+            ((_, sx), (_, sy)) => sx.cmp(sy),
+        };
+        if ord.is_ne() {
+            return ord;
+        }
+    }
+    ca.len().cmp(&cb.len()).then(a.cmp(b))
 }
 
 /// Parses a kernel CPU list such as `0-3,8,10-11` (Documentation/admin-guide/cputopology.rst).
@@ -484,6 +504,22 @@ mod tests {
         let mut v = vec!["cpu10", "cpu2", "cpu1", "cpufreq"];
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(v, ["cpu1", "cpu2", "cpu10", "cpufreq"]);
+        let mut r = vec![
+            "intel-rapl:1",
+            "intel-rapl:0:1",
+            "intel-rapl:0",
+            "intel-rapl:0:0",
+        ];
+        r.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            r,
+            [
+                "intel-rapl:0",
+                "intel-rapl:0:0",
+                "intel-rapl:0:1",
+                "intel-rapl:1"
+            ]
+        );
     }
 
     #[test]

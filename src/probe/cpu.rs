@@ -282,7 +282,7 @@ fn policies(root: &SysRoot) -> Reading<Vec<FreqPolicy>> {
             "missing: {DIR} (no cpufreq driver: a VM, or frequency fixed by firmware)"
         ));
     }
-    let khz_to_mhz = |path: String| root.read_parse::<f64>(&path).map(|khz| khz / 1000.0);
+    let khz_to_mhz = |path: String| root.read_parse::<u64>(&path).map(|khz| khz as f64 / 1000.0);
     let list = root
         .list_prefixed(DIR, "policy")
         .into_iter()

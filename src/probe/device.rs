@@ -170,7 +170,8 @@ impl AndroidProps {
                 props.extend(key_values(&text, '='));
             }
         }
-        if root.is_live() {
+        // Only Android has getprop; spawning it elsewhere would just walk PATH in vain.
+        if root.is_live() && root.exists("/system/bin/getprop") {
             props.extend(getprop());
         }
         (!props.is_empty()).then_some(AndroidProps(props))

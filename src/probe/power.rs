@@ -109,7 +109,10 @@ fn battery(root: &SysRoot, d: &str, name: String) -> Battery {
         (Reading::Unavailable(r), _) => Reading::Unavailable(r),
         (_, Reading::Unavailable(r)) => Reading::Unavailable(r.clone()),
     };
-    let energy_wh = micro(root, &f("energy_now")).or_else(|| wh_from_charge("charge_now"));
+    // Android gauges often give only charge_counter (µAh), not charge_now.
+    let energy_wh = micro(root, &f("energy_now"))
+        .or_else(|| wh_from_charge("charge_now"))
+        .or_else(|| wh_from_charge("charge_counter"));
     let energy_full_wh = micro(root, &f("energy_full")).or_else(|| wh_from_charge("charge_full"));
     let power_w =
         micro(root, &f("power_now"))
@@ -120,9 +123,9 @@ fn battery(root: &SysRoot, d: &str, name: String) -> Battery {
                     Reading::unavailable(format!("no power_now, and {r}"))
                 }
             });
-    let capacity_pct = root.read_parse::<f64>(&f("capacity")).and_then(|c| {
-        if (0.0..=100.0).contains(&c) {
-            Reading::Value(c)
+    let capacity_pct = root.read_parse::<i64>(&f("capacity")).and_then(|c| {
+        if (0..=100).contains(&c) {
+            Reading::Value(c as f64)
         } else {
             Reading::unavailable(format!(
                 "unparsable: {d}/capacity holds {c}, not a percentage"
@@ -172,7 +175,10 @@ fn on_ac(supplies: &[Supply], batteries: &[Battery]) -> Reading<bool> {
             _ => {}
         }
     }
-    Reading::unavailable(format!("no mains or battery status under {PS}"))
+    match supplies.iter().find_map(|s| s.online.reason()) {
+        Some(r) => Reading::unavailable(r),
+        None => Reading::unavailable(format!("no mains supply or battery status under {PS}")),
+    }
 }
 
 fn energy_meters(root: &SysRoot) -> Vec<EnergyMeter> {
@@ -226,10 +232,10 @@ fn energy_meters(root: &SysRoot) -> Vec<EnergyMeter> {
                     .read_str(&format!("{d}/in{n}_label"))
                     .into_value()
                     .unwrap_or_else(|| format!("channel {n}"));
-                let ma = root.read_parse::<f64>(&format!("{d}/{f}"));
-                let mv = root.read_parse::<f64>(&format!("{d}/in{n}_input"));
+                let ma = root.read_parse::<i64>(&format!("{d}/{f}"));
+                let mv = root.read_parse::<i64>(&format!("{d}/in{n}_input"));
                 let reading = match (ma, mv) {
-                    (Reading::Value(i), Reading::Value(v)) => Reading::Value(i * v / 1e6),
+                    (Reading::Value(i), Reading::Value(v)) => Reading::Value((i * v) as f64 / 1e6),
                     (Reading::Unavailable(r), _) | (_, Reading::Unavailable(r)) => {
                         Reading::Unavailable(r)
                     }

@@ -25,7 +25,7 @@ impl Out {
     }
 
     fn line(&mut self, key: &str, value: impl AsRef<str>) {
-        let _ = writeln!(self.0, "  {key:<16}{}", value.as_ref());
+        let _ = writeln!(self.0, "  {key:<17} {}", value.as_ref());
     }
 
     fn reading<T>(&mut self, key: &str, r: &Reading<T>, show: impl Fn(&T) -> String) {
@@ -95,19 +95,58 @@ pub fn render(p: &Probe) -> String {
     match &p.cpu.policies {
         Reading::Value(list) if list.is_empty() => o.line("frequency", "no cpufreq policies"),
         Reading::Value(list) => {
-            for pol in list {
-                let mhz = |r: &Reading<f64>| r.value().map_or("?".into(), |v| format!("{v:.0}"));
-                o.line(
-                    &pol.name,
+            // Per-CPU policies (intel_pstate, amd-pstate) repeat the same line dozens of times:
+            // fold runs of consecutive policies that agree on everything but the current clock.
+            let mhz = |r: &Reading<f64>| r.value().map_or("?".into(), |v| format!("{v:.0}"));
+            let key = |p: &super::cpu::FreqPolicy| {
+                (
+                    mhz(&p.max_mhz),
+                    mhz(&p.hw_max_mhz),
+                    p.governor.value().cloned(),
+                )
+            };
+            let mut i = 0;
+            while i < list.len() {
+                let mut j = i + 1;
+                while j < list.len() && key(&list[j]) == key(&list[i]) {
+                    j += 1;
+                }
+                let run = &list[i..j];
+                let name = if run.len() == 1 {
+                    run[0].name.clone()
+                } else {
                     format!(
-                        "cpus {}  cur {} MHz  max {} / hw {} MHz  {}",
-                        pol.cpus.value().map_or("?", String::as_str),
-                        mhz(&pol.cur_mhz),
-                        mhz(&pol.max_mhz),
-                        mhz(&pol.hw_max_mhz),
-                        pol.governor.value().map_or("?", String::as_str),
+                        "{}..{}",
+                        run[0].name,
+                        run[run.len() - 1].name.trim_start_matches("policy")
+                    )
+                };
+                let cpus: Vec<&str> = run
+                    .iter()
+                    .map(|p| p.cpus.value().map_or("?", String::as_str))
+                    .collect();
+                let curs: Vec<f64> = run
+                    .iter()
+                    .filter_map(|p| p.cur_mhz.value().copied())
+                    .collect();
+                let cur = match (
+                    curs.iter().copied().reduce(f64::min),
+                    curs.iter().copied().reduce(f64::max),
+                ) {
+                    (Some(lo), Some(hi)) if (hi - lo).abs() >= 0.5 => format!("{lo:.0}-{hi:.0}"),
+                    (Some(lo), _) => format!("{lo:.0}"),
+                    _ => "?".into(),
+                };
+                let (max, hw, gov) = key(&run[0]);
+                o.line(
+                    &name,
+                    format!(
+                        "cpus {}  cur {cur} MHz  max {max} / hw {hw} MHz  {}",
+                        cpus.join(","),
+                        gov.as_deref().unwrap_or("?"),
                     ),
                 );
+                i = j;
             }
         }
         r => o.reading("frequency", r, |_| String::new()),
@@ -213,6 +252,22 @@ pub fn render(p: &Probe) -> String {
         r => o.reading("throttled", r, |_| String::new()),
     }
     o.reading("max temp", &t.max_temp_c, |c| format!("{c:.1} °C"));
+    match &t.throttle_counters {
+        Reading::Value(Some(c)) => o.line(
+            "throttle events",
+            format!(
+                "{} core, {} package since boot",
+                c.core_events, c.package_events
+            ),
+        ),
+        Reading::Value(None) => {}
+        r => o.reading("throttle events", r, |_| String::new()),
+    }
+    match &t.rpi_throttled {
+        Reading::Value(Some(r)) => o.line("rpi firmware", format!("get_throttled {}", r.raw)),
+        Reading::Value(None) => {}
+        r => o.reading("rpi firmware", r, |_| String::new()),
+    }
     for z in &t.zones {
         o.line(
             &z.name,

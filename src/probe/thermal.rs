@@ -272,6 +272,8 @@ fn verdict(
         for trip in &z.trips {
             if let (Some(kind), Some(&limit)) = (trip.kind.value(), trip.temp_c.value())
                 && kind == "passive"
+                // x86_pkg_temp and others report 0 for a trip point nobody set.
+                && limit > 0.0
                 && t >= limit
             {
                 reasons.push(format!(
@@ -368,6 +370,37 @@ mod tests {
         assert!(r.under_voltage_occurred && r.throttled_occurred);
         assert!(!r.freq_capped_now && !r.soft_temp_limit_occurred);
         assert_eq!(r.raw, "0x50005");
+    }
+
+    #[test]
+    fn x86_pkg_temp_zero_trip_is_not_a_throttle() {
+        let zone = Zone {
+            name: "thermal_zone0".into(),
+            kind: Reading::Value("x86_pkg_temp".into()),
+            temp_c: Reading::Value(61.0),
+            trips: vec![Trip {
+                kind: Reading::Value("passive".into()),
+                temp_c: Reading::Value(0.0),
+            }],
+        };
+        let cpu = Cpu {
+            model_name: Reading::unavailable("x"),
+            logical_cores: Reading::unavailable("x"),
+            physical_cores: Reading::unavailable("x"),
+            quota_cores: Reading::Value(None),
+            policies: Reading::Value(vec![]),
+            isa: Reading::unavailable("x"),
+            simd: Reading::unavailable("x"),
+        };
+        let (throttled, reasons) = verdict(
+            &[zone],
+            &[],
+            &cpu,
+            &Reading::Value(None),
+            &Reading::Value(None),
+        );
+        assert_eq!(throttled, Reading::Value(false));
+        assert!(reasons.is_empty(), "{reasons:?}");
     }
 
     #[test]

@@ -1,0 +1,54 @@
+//! Helpers shared by the integration tests: running the binary and copying fixture trees.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn odai() -> Command {
+    let mut c = Command::cargo_bin("odai").unwrap();
+    c.env_remove("ODAI_ROOT")
+        .env_remove("ODAI_CLASSES")
+        .timeout(std::time::Duration::from_secs(120));
+    c
+}
+
+/// `odai probe --root FIXTURE --format json --no-gpu`, parsed.
+pub fn probe_json(root: &Path) -> serde_json::Value {
+    let out = odai()
+        .args(["probe", "--format", "json", "--no-gpu", "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "odai probe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("probe JSON parses")
+}
+
+/// Copies a tree, keeping symlinks as symlinks (fixture trees use them like sysfs does).
+pub fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let ty = entry.file_type().unwrap();
+        if ty.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else if ty.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
