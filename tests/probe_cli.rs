@@ -343,3 +343,58 @@ fn json_reads_back_into_odai_types_unchanged() {
     let probe: odai::probe::Probe = odai::sysroot::from_contract_json(v.clone()).unwrap();
     assert_eq!(odai::sysroot::to_contract_json(&probe).unwrap(), v);
 }
+
+/// scripts/capture-tree.sh copies what the probe reads; probing the copy must describe this
+/// machine as probing it live does (values that drift by the second, like MemAvailable, aside).
+#[test]
+fn captured_tree_of_this_machine_probes_like_the_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/capture-tree.sh"
+        ))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let captured = probe_json(dir.path());
+    let out = odai()
+        .args(["probe", "--format", "json", "--no-gpu"])
+        .output()
+        .unwrap();
+    let live: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for ptr in [
+        "/device/hostname",
+        "/device/kernel",
+        "/device/arch",
+        "/device/os",
+        "/device/board",
+        "/cpu/model_name",
+        "/cpu/logical_cores",
+        "/cpu/physical_cores",
+        "/cpu/quota_cores",
+        "/cpu/simd",
+        "/memory/total_bytes",
+        "/memory/swap_total_bytes",
+        "/memory/cgroup_version",
+        "/memory/cgroup_limit_bytes",
+        "/class/id",
+    ] {
+        assert_eq!(captured.pointer(ptr), live.pointer(ptr), "{ptr} differs");
+    }
+    let names = |v: &Value, list: &str| -> Vec<Value> {
+        v.pointer(list)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(|x| x["name"].clone()).collect())
+            .unwrap_or_default()
+    };
+    for list in [
+        "/thermal/zones",
+        "/thermal/cooling_devices",
+        "/power/batteries",
+        "/drm_cards",
+    ] {
+        assert_eq!(names(&captured, list), names(&live, list), "{list} differs");
+    }
+}
