@@ -216,14 +216,11 @@ fn android_phone_negative_current_in_microamps() {
     let v = probe_json(&fixture("android-phone"));
     assert_eq!(v["device"]["os_family"], "android");
     assert_eq!(v["device"]["os"], "Android 14");
-    assert_eq!(v["device"]["board"], "Google Pixel 7a");
-    assert_eq!(v["device"]["soc"], "Google Tensor G2");
+    assert_eq!(v["device"]["board"], "motorola moto g84 5G");
+    assert_eq!(v["device"]["soc"], "QTI SM6375");
     // No /proc/sys/kernel/arch on a 5.10 kernel: told from cpuinfo instead.
     assert_eq!(v["device"]["arch"], "aarch64");
-    assert_eq!(
-        v["cpu"]["model_name"],
-        "4x Cortex-A55 + 2x Cortex-A76 + 2x Cortex-X1"
-    );
+    assert_eq!(v["cpu"]["model_name"], "2x Cortex-A78 + 6x Cortex-A55");
     let bat = &v["power"]["batteries"][0];
     assert_eq!(bat["current_a"], -0.452);
     assert_eq!(bat["voltage_v"], 3.912);
@@ -232,8 +229,37 @@ fn android_phone_negative_current_in_microamps() {
     // charge_counter (µAh) x voltage_now when there is no energy_now or charge_now.
     assert!((bat["energy_wh"].as_f64().unwrap() - 2.76 * 3.912).abs() < 1e-9);
     assert_eq!(v["power"]["on_ac"], false);
+    // Only the compute DSP is an NPU path: not the audio DSP, not the secure node.
+    let nodes: Vec<&str> = v["npus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["/dev/fastrpc-cdsp"]);
+    assert_eq!(v["npus"][0]["driver"], "fastrpc");
     assert_eq!(v["class"]["id"], "midrange-phone");
     snapshot("android-phone", &v);
+}
+
+#[test]
+fn rock_5b_rknpu_devfreq_and_coral_apex() {
+    let v = probe_json(&fixture("rock-5b"));
+    let npus = v["npus"].as_array().unwrap();
+    assert_eq!(npus.len(), 2);
+    assert_eq!(npus[0]["node"], "/dev/apex_0");
+    assert_eq!(npus[0]["driver"], "apex");
+    assert_eq!(npus[1]["node"], "/sys/class/devfreq/fdab0000.npu");
+    assert_eq!(npus[1]["driver"], "rknpu");
+    assert_eq!(v["device"]["soc"], "rockchip,rk3588");
+    // The vendor kernel caps the big cores below their hardware maximum: a throttle reason.
+    assert_eq!(v["thermal"]["throttled"], true);
+    assert_eq!(
+        v["thermal"]["throttle_reasons"][0],
+        "policy4: scaling_max_freq 2256 MHz below hardware max 2400 MHz"
+    );
+    assert_eq!(v["class"]["id"], "single-board-computer");
+    snapshot("rock-5b", &v);
 }
 
 #[test]

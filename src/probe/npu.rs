@@ -62,12 +62,21 @@ pub fn probe(root: &SysRoot) -> Vec<Npu> {
         });
     }
     let dev_nodes = root.list("/dev").into_value().unwrap_or_default();
-    for (prefix, driver) in [
-        ("fastrpc-", "fastrpc"),
-        ("apex_", "apex"),
-        ("hailo", "hailo"),
-    ] {
-        for node in dev_nodes.iter().filter(|n| n.starts_with(prefix)) {
+    // FastRPC exposes one node per DSP; only the compute DSP (cdsp, cdsp1…) runs inference — adsp
+    // is audio, sdsp sensors, and the -secure nodes are for trusted apps.
+    let driver_of = |n: &str| {
+        if n.starts_with("fastrpc-cdsp") && !n.contains("secure") {
+            Some("fastrpc")
+        } else if n.starts_with("apex_") {
+            Some("apex")
+        } else if n.starts_with("hailo") {
+            Some("hailo")
+        } else {
+            None
+        }
+    };
+    for node in &dev_nodes {
+        if let Some(driver) = driver_of(node) {
             out.push(vendor_node(format!("/dev/{node}"), driver));
         }
     }

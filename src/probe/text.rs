@@ -142,7 +142,7 @@ pub fn render(p: &Probe) -> String {
                     &name,
                     format!(
                         "cpus {}  cur {cur} MHz  max {max} / hw {hw} MHz  {}",
-                        cpus.join(","),
+                        cpus.join(" "),
                         gov.as_deref().unwrap_or("?"),
                     ),
                 );
