@@ -36,6 +36,11 @@ impl Out {
     }
 }
 
+/// A text reading, or "?" in a compact line where the full reason would drown the line.
+fn q(r: &Reading<String>) -> &str {
+    r.value().map_or("?", String::as_str)
+}
+
 #[allow(clippy::ptr_arg)] // used as `Fn(&T)` with T = String
 fn s(v: &String) -> String {
     v.to_owned()
@@ -121,10 +126,7 @@ pub fn render(p: &Probe) -> String {
                         run[run.len() - 1].name.trim_start_matches("policy")
                     )
                 };
-                let cpus: Vec<&str> = run
-                    .iter()
-                    .map(|p| p.cpus.value().map_or("?", String::as_str))
-                    .collect();
+                let cpus: Vec<&str> = run.iter().map(|p| q(&p.cpus)).collect();
                 let curs: Vec<f64> = run
                     .iter()
                     .filter_map(|p| p.cur_mhz.value().copied())
@@ -158,11 +160,7 @@ pub fn render(p: &Probe) -> String {
     o.reading("total", &m.total_bytes, b);
     o.reading("available", &m.available_bytes, b);
     o.reading("headroom", &m.headroom_bytes, |h| {
-        format!(
-            "{} (bound by {})",
-            units::bytes(*h),
-            m.headroom_source.value().map_or("?", String::as_str)
-        )
+        format!("{} (bound by {})", units::bytes(*h), q(&m.headroom_source))
     });
     o.reading("cgroup", &m.cgroup_version, |v| match v {
         None => "no memory controller".into(),
@@ -218,8 +216,8 @@ pub fn render(p: &Probe) -> String {
             format!(
                 "driver {}  pci {}:{}",
                 c.driver,
-                c.pci_vendor.value().map_or("?", String::as_str),
-                c.pci_device.value().map_or("?", String::as_str)
+                q(&c.pci_vendor),
+                q(&c.pci_device)
             ),
         );
     }
@@ -273,7 +271,7 @@ pub fn render(p: &Probe) -> String {
             &z.name,
             format!(
                 "{}: {}",
-                z.kind.value().map_or("?", String::as_str),
+                q(&z.kind),
                 match &z.temp_c {
                     Reading::Value(c) => format!("{c:.1} °C"),
                     Reading::Unavailable(r) => format!("unavailable: {r}"),
@@ -286,7 +284,7 @@ pub fn render(p: &Probe) -> String {
             &c.name,
             format!(
                 "{} state {}/{}",
-                c.kind.value().map_or("?", String::as_str),
+                q(&c.kind),
                 c.cur_state.value().map_or("?".into(), u64::to_string),
                 c.max_state.value().map_or("?".into(), u64::to_string)
             ),
@@ -313,13 +311,7 @@ pub fn render(p: &Probe) -> String {
             Reading::Value(w) => format!("{w:.2} W"),
             Reading::Unavailable(r) => format!("power unavailable: {r}"),
         };
-        o.line(
-            &bat.name,
-            format!(
-                "{} {cap}, {wh}, {w}",
-                bat.status.value().map_or("?", String::as_str)
-            ),
-        );
+        o.line(&bat.name, format!("{} {cap}, {wh}, {w}", q(&bat.status)));
     }
     if p.power.energy_meters.is_empty() {
         o.line("energy meters", "none");
