@@ -240,6 +240,10 @@ pub fn v1_mount(root: &SysRoot, controller: &str) -> String {
     if root.is_dir(&plain) {
         return plain;
     }
+    // Android mounts its v1 memory controller at /dev/memcg (system/core/rootdir/init.rc).
+    if controller == "memory" && root.is_dir("/dev/memcg") {
+        return "/dev/memcg".to_owned();
+    }
     root.list("/sys/fs/cgroup")
         .into_value()
         .unwrap_or_default()
@@ -355,4 +359,64 @@ fn cgroup_memory(root: &SysRoot) -> Reading<Option<CgroupMemory>> {
         }
     }
     Reading::Value(Some(best))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn tree(files: &[(&str, &str)]) -> (tempfile::TempDir, SysRoot) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let p = dir.path().join(path.trim_start_matches('/'));
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        let root = SysRoot::at(dir.path()).unwrap();
+        (dir, root)
+    }
+
+    #[test]
+    fn android_memcg_under_dev_is_found() {
+        let (_d, root) = tree(&[
+            (
+                "/proc/meminfo",
+                "MemTotal: 4000000 kB\nMemAvailable: 2000000 kB\n",
+            ),
+            ("/proc/self/cgroup", "4:memory:/apps/uid_10234\n"),
+            (
+                "/dev/memcg/apps/uid_10234/memory.limit_in_bytes",
+                "1073741824\n",
+            ),
+            (
+                "/dev/memcg/apps/uid_10234/memory.usage_in_bytes",
+                "536870912\n",
+            ),
+        ]);
+        let m = probe(&root);
+        assert_eq!(m.cgroup_version, Reading::Value(Some("v1".into())));
+        assert_eq!(m.cgroup_limit_bytes, Reading::Value(Some(1 << 30)));
+        assert_eq!(m.headroom_bytes, Reading::Value(1 << 29));
+    }
+
+    #[test]
+    fn container_without_cgroup_namespace_reads_its_mount_root() {
+        // /proc/self/cgroup names the host's path, which the container cannot see; its own
+        // cgroup is the mount point.
+        let (_d, root) = tree(&[
+            (
+                "/proc/meminfo",
+                "MemTotal: 8000000 kB\nMemAvailable: 6000000 kB\n",
+            ),
+            ("/proc/self/cgroup", "0::/docker/0123abcd\n"),
+            ("/sys/fs/cgroup/cgroup.controllers", "cpu memory pids\n"),
+            ("/sys/fs/cgroup/memory.max", "2147483648\n"),
+            ("/sys/fs/cgroup/memory.current", "1073741824\n"),
+        ]);
+        let m = probe(&root);
+        assert_eq!(m.cgroup_path, Reading::Value(Some("/sys/fs/cgroup".into())));
+        assert_eq!(m.headroom_bytes, Reading::Value(1 << 30));
+        assert_eq!(m.headroom_source, Reading::Value("cgroup".into()));
+    }
 }
