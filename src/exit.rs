@@ -16,3 +16,21 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
         None => FAILURE,
     }
 }
+
+/// Set when a GPU driver thread was abandoned mid-call (enumeration timed out). Such a thread may
+/// hold the driver's locks, and the driver's exit handlers would then wait on them forever.
+pub static DRIVER_THREAD_ABANDONED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Ends the process with `code`. After a hung driver, standard streams are flushed and the
+/// process leaves with `_exit(2)`, skipping exit handlers that would deadlock.
+pub fn terminate(code: i32) -> ! {
+    if DRIVER_THREAD_ABANDONED.load(std::sync::atomic::Ordering::SeqCst) {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // SAFETY: _exit ends the process at once; nothing runs after it.
+        unsafe { libc::_exit(code) }
+    }
+    std::process::exit(code)
+}

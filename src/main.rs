@@ -1,5 +1,5 @@
 //! The `odai` binary: everything lives in the library; see `odai::run`.
 
 fn main() {
-    std::process::exit(odai::run());
+    odai::exit::terminate(odai::run());
 }

@@ -398,3 +398,59 @@ fn captured_tree_of_this_machine_probes_like_the_machine() {
         assert_eq!(names(&captured, list), names(&live, list), "{list} differs");
     }
 }
+
+/// A Vulkan driver that never returns (a real failure mode of broken GPU stacks) must cost the
+/// probe its timeout, not hang it — neither during enumeration nor at exit, where the driver's
+/// exit handlers would wait on locks the stuck thread holds. The fake driver is a Vulkan ICD
+/// built here with the C compiler Rust already needs for linking.
+#[test]
+fn hung_gpu_driver_times_out_and_the_probe_still_exits() {
+    if std::env::var("ODAI_TEST_REQUIRE_GPU_ADAPTER").as_deref() != Ok("1") {
+        eprintln!("skipped: needs the Vulkan loader that scripts/test.sh installs");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("hang.c");
+    let lib = dir.path().join("libhang.so");
+    fs::write(
+        &src,
+        "#include <unistd.h>\n\
+         int vk_icdNegotiateLoaderICDInterfaceVersion(unsigned *v) { for (;;) pause(); }\n\
+         void *vk_icdGetInstanceProcAddr(void *i, const char *n) { for (;;) pause(); }\n",
+    )
+    .unwrap();
+    let cc = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    let icd = dir.path().join("hang.json");
+    fs::write(
+        &icd,
+        format!(
+            r#"{{"file_format_version": "1.0.0", "ICD": {{"library_path": "{}", "api_version": "1.3.0"}}}}"#,
+            lib.display()
+        ),
+    )
+    .unwrap();
+    // The harness kills the probe after 60 s: a hang shows as a failed exit status.
+    let out = odai()
+        .env("VK_ICD_FILENAMES", &icd)
+        .env("VK_DRIVER_FILES", &icd)
+        .args(["probe", "--format", "json", "--gpu-timeout", "1"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "probe did not exit cleanly: {:?}",
+        out.status
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["gpus_unavailable"],
+        "timed out after 1.0 s enumerating GPU adapters (a hung driver?)"
+    );
+}

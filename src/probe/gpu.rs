@@ -61,10 +61,13 @@ pub fn adapters(root: &SysRoot, how: Enumerate) -> Reading<Vec<GpuAdapter>> {
     }
     match rx.recv_timeout(timeout) {
         Ok(list) => Reading::Value(list),
-        Err(mpsc::RecvTimeoutError::Timeout) => Reading::unavailable(format!(
-            "timed out after {:.1} s enumerating GPU adapters (a hung driver?)",
-            timeout.as_secs_f64()
-        )),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            crate::exit::DRIVER_THREAD_ABANDONED.store(true, std::sync::atomic::Ordering::SeqCst);
+            Reading::unavailable(format!(
+                "timed out after {:.1} s enumerating GPU adapters (a hung driver?)",
+                timeout.as_secs_f64()
+            ))
+        }
         Err(mpsc::RecvTimeoutError::Disconnected) => {
             Reading::unavailable("GPU enumeration panicked inside the driver stack")
         }
