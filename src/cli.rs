@@ -37,6 +37,75 @@ pub enum Command {
         after_help = "Examples:\n  odai probe\n  odai probe --format json --no-gpu | jq .memory.headroom_bytes\n  odai probe --root tests/fixtures/raspberry-pi-5   # a captured device tree"
     )]
     Probe(ProbeArgs),
+
+    /// Greedy-decode a prompt on a GGUF model and print the generated token ids (and text)
+    #[command(
+        after_help = "Examples:\n  odai generate --model SmolLM2-135M-Instruct.Q4_1.gguf --prompt \"The capital of France is\" -n 16\n  odai generate --model m.gguf --prompt-ids 504,3575,282 -n 8 --format json"
+    )]
+    Generate(GenerateArgs),
+
+    /// Inspect GGUF models, or write synthetic ones in the shape of real families
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Architecture, parameters, tensor types, context length, and the memory a run needs
+    #[command(
+        after_help = "Examples:\n  odai model inspect model.gguf\n  odai model inspect model.gguf --context 4096 --sha256 --format json"
+    )]
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// GGUF model file
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+
+    /// Prompt text (tokenized with the model's own gpt2 BPE vocabulary)
+    #[arg(
+        long,
+        conflicts_with = "prompt_ids",
+        required_unless_present = "prompt_ids"
+    )]
+    pub prompt: Option<String>,
+
+    /// Prompt as comma-separated token ids, e.g. 504,3575,282
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub prompt_ids: Option<Vec<u32>>,
+
+    /// Tokens to generate
+    #[arg(short = 'n', long = "gen-tokens", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub gen_tokens: u32,
+
+    /// CPU threads (default: all the process may use)
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Option<u32>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// GGUF model file
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Context length (tokens) to size the KV cache for (default: the model's own)
+    #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub context: Option<u64>,
+
+    /// Also hash the whole file (sha256)
+    #[arg(long)]
+    pub sha256: bool,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

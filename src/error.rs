@@ -21,6 +21,13 @@ pub enum Error {
 
     #[error("{}: {problem}", file.display())]
     ConfigFile { file: PathBuf, problem: String },
+
+    #[error("{}: {problem}", file.display())]
+    Model { file: PathBuf, problem: String },
+
+    /// A command-line value that parses but cannot be used (clap checks the syntax).
+    #[error("{flag}: {problem}")]
+    Invalid { flag: String, problem: String },
 }
 
 impl Error {

@@ -12,6 +12,7 @@ pub const INPUT: i32 = 3;
 /// The exit code for an error that reached `main`.
 pub fn code_for(err: &anyhow::Error) -> i32 {
     match err.downcast_ref::<crate::error::Error>() {
+        Some(crate::error::Error::Invalid { .. }) => USAGE,
         Some(_) => INPUT,
         None => FAILURE,
     }

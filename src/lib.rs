@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod engine;
 pub mod error;
 pub mod exit;
 pub mod probe;
@@ -54,6 +55,10 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     };
     match &cli.command {
         Command::Probe(args) => cmd::probe::execute(&cmd::probe::Config::new(root, args)),
+        Command::Generate(args) => cmd::generate::execute(&cmd::generate::Config::new(args)?),
+        Command::Model(cli::ModelCommand::Inspect(args)) => {
+            cmd::model::inspect(&cmd::model::InspectConfig::new(args))
+        }
     }
 }
 

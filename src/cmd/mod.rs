@@ -1,6 +1,8 @@
 //! One module per subcommand, each with a typed `Config` built from the command line and an
 //! `execute(&Config)`; shared output helpers live here.
 
+pub mod generate;
+pub mod model;
 pub mod probe;
 
 use std::io::{self, Write};
@@ -16,4 +18,12 @@ pub fn print(text: &str) -> anyhow::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(e).context("cannot write to standard output"),
     }
+}
+
+/// `value` as pretty JSON with a trailing newline, unavailable readings in contract form.
+pub fn json_text<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
+    let v = crate::sysroot::to_contract_json(value).context("cannot serialize the output")?;
+    let mut s = serde_json::to_string_pretty(&v).context("cannot serialize the output")?;
+    s.push('\n');
+    Ok(s)
 }

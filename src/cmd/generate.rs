@@ -1,0 +1,141 @@
+//! `odai generate`: greedy decoding on a GGUF model — the engine's correctness check against
+//! reference ids, and a quick way to see what a model says.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::cli::{Format, GenerateArgs};
+use crate::engine::{self, Model, gguf::Gguf, text};
+use crate::error::Error;
+use crate::exit;
+
+pub struct Config {
+    pub model: PathBuf,
+    pub prompt: Prompt,
+    pub gen_tokens: u32,
+    pub threads: Option<u32>,
+    pub format: Format,
+}
+
+pub enum Prompt {
+    Text(String),
+    Ids(Vec<u32>),
+}
+
+impl Config {
+    pub fn new(args: &GenerateArgs) -> anyhow::Result<Self> {
+        let prompt = match (&args.prompt, &args.prompt_ids) {
+            (Some(t), None) if !t.is_empty() => Prompt::Text(t.clone()),
+            (None, Some(ids)) if !ids.is_empty() => Prompt::Ids(ids.clone()),
+            _ => {
+                return Err(Error::Invalid {
+                    flag: "--prompt".into(),
+                    problem: "give a non-empty --prompt TEXT or --prompt-ids 1,2,3".into(),
+                }
+                .into());
+            }
+        };
+        Ok(Config {
+            model: args.model.clone(),
+            prompt,
+            gen_tokens: args.gen_tokens,
+            threads: args.threads,
+            format: args.format,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct Output {
+    model: String,
+    prompt_ids: Vec<u32>,
+    generated_ids: Vec<u32>,
+    generated_text: Option<String>,
+    threads: usize,
+    load_ms: f64,
+    decode_tps: f64,
+}
+
+pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
+    if let Some(n) = cfg.threads {
+        // SAFETY: odai has started no thread yet in this command, so nothing reads the
+        // environment concurrently; candle sizes its thread pool from RAYON_NUM_THREADS.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    }
+    let g = Gguf::open(&cfg.model)?;
+    let tokenizer = text::tokenizer(&g);
+    let prompt_ids = match &cfg.prompt {
+        Prompt::Ids(ids) => ids.clone(),
+        Prompt::Text(text) => {
+            let tok = tokenizer.as_ref().map_err(|why| Error::Model {
+                file: cfg.model.clone(),
+                problem: format!("cannot tokenize --prompt: {why}; give --prompt-ids instead"),
+            })?;
+            text::encode(tok, text)
+                .map_err(|e| anyhow::anyhow!("cannot tokenize the prompt: {e}"))?
+        }
+    };
+    drop(g);
+    let started = Instant::now();
+    let mut model = Model::load(&cfg.model)?;
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    if let Some(vocab) = model.info.vocab_size
+        && let Some(bad) = prompt_ids.iter().find(|&&id| id as u64 >= vocab)
+    {
+        return Err(Error::Invalid {
+            flag: "--prompt-ids".into(),
+            problem: format!("token id {bad} is outside the vocabulary (0..{vocab})"),
+        }
+        .into());
+    }
+
+    let mut generated = Vec::with_capacity(cfg.gen_tokens as usize);
+    let logits = model.forward(&prompt_ids, 0).context("prefill failed")?;
+    let mut next = engine::argmax(&logits);
+    generated.push(next);
+    let decode_started = Instant::now();
+    for i in 1..cfg.gen_tokens as usize {
+        let logits = model
+            .forward(&[next], prompt_ids.len() + i - 1)
+            .context("decode failed")?;
+        next = engine::argmax(&logits);
+        generated.push(next);
+    }
+    let decode_s = decode_started.elapsed().as_secs_f64();
+    let out = Output {
+        model: cfg.model.display().to_string(),
+        generated_text: tokenizer
+            .as_ref()
+            .ok()
+            .and_then(|t| text::decode(t, &generated)),
+        prompt_ids,
+        generated_ids: generated,
+        threads: candle_core::utils::get_num_threads(),
+        load_ms,
+        decode_tps: if decode_s > 0.0 {
+            (cfg.gen_tokens as f64 - 1.0) / decode_s
+        } else {
+            0.0
+        },
+    };
+    let text = match cfg.format {
+        Format::Json => super::json_text(&out)?,
+        Format::Text => {
+            let ids: Vec<String> = out.generated_ids.iter().map(u32::to_string).collect();
+            let mut s = format!("generated ids: {}\n", ids.join(","));
+            if let Some(t) = &out.generated_text {
+                s.push_str(&format!("generated text: {t:?}\n"));
+            }
+            s.push_str(&format!(
+                "load {:.0} ms, decode {:.1} tok/s on {} threads\n",
+                out.load_ms, out.decode_tps, out.threads
+            ));
+            s
+        }
+    };
+    super::print(&text)?;
+    Ok(exit::SUCCESS)
+}

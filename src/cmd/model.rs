@@ -1,0 +1,143 @@
+//! `odai model inspect|synth`: what a GGUF file holds and needs, and synthetic models in the
+//! exact shape of real families.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::cli::{Format, InspectArgs};
+use crate::engine::gguf::{Gguf, MemoryNeeds, ModelInfo};
+use crate::exit;
+use crate::units;
+
+pub struct InspectConfig {
+    pub file: PathBuf,
+    pub context: Option<u64>,
+    pub sha256: bool,
+    pub format: Format,
+}
+
+impl InspectConfig {
+    pub fn new(args: &InspectArgs) -> Self {
+        InspectConfig {
+            file: args.file.clone(),
+            context: args.context,
+            sha256: args.sha256,
+            format: args.format,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Inspection {
+    #[serde(flatten)]
+    info: ModelInfo,
+    sha256: Option<String>,
+    memory: MemoryNeeds,
+}
+
+/// Context odai sizes memory for when neither the user nor the model says.
+const DEFAULT_CONTEXT: u64 = 4096;
+
+/// sha256 of a file, streamed.
+pub fn sha256_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+pub fn inspect(cfg: &InspectConfig) -> anyhow::Result<i32> {
+    let g = Gguf::open(&cfg.file)?;
+    let info = ModelInfo::from_gguf(&g)?;
+    let context = cfg
+        .context
+        .or(info.context_length)
+        .unwrap_or(DEFAULT_CONTEXT);
+    let memory = info.memory_needs(context, 512.min(context));
+    let sha256 = if cfg.sha256 {
+        Some(sha256_file(&cfg.file)?)
+    } else {
+        None
+    };
+    let out = Inspection {
+        info,
+        sha256,
+        memory,
+    };
+    let text = match cfg.format {
+        Format::Json => super::json_text(&out)?,
+        Format::Text => render(&out),
+    };
+    super::print(&text)?;
+    Ok(exit::SUCCESS)
+}
+
+fn render(o: &Inspection) -> String {
+    let i = &o.info;
+    let opt = |v: Option<u64>| v.map_or("?".to_owned(), |v| v.to_string());
+    let mut s = String::new();
+    let mut line = |k: &str, v: String| s.push_str(&format!("  {k:<17} {v}\n"));
+    line(
+        "file",
+        format!("{} ({})", i.file, units::bytes(i.file_size_bytes)),
+    );
+    if let Some(n) = &i.name {
+        line("name", n.clone());
+    }
+    line("architecture", i.architecture.clone());
+    line("parameters", format!("{:.1} M", i.parameters as f64 / 1e6));
+    line("quant", i.quant.clone());
+    for (t, b) in &i.tensor_types {
+        line(
+            &format!("  {t}"),
+            format!("{} tensors, {}", b.tensors, units::bytes(b.bytes)),
+        );
+    }
+    line("context length", opt(i.context_length));
+    line(
+        "shape",
+        format!(
+            "{} layers, embd {}, {} heads ({} kv, dim {}), ffn {}, vocab {}",
+            i.n_layers,
+            i.n_embd,
+            i.n_heads,
+            i.n_kv_heads,
+            i.head_dim,
+            opt(i.feed_forward_length),
+            opt(i.vocab_size)
+        ),
+    );
+    line(
+        "tokenizer",
+        i.tokenizer.clone().unwrap_or_else(|| "none".into()),
+    );
+    if let Some(h) = &o.sha256 {
+        line("sha256", h.clone());
+    }
+    let m = &o.memory;
+    line(
+        &format!("memory @ {}", m.context),
+        format!(
+            "{} = weights {} + KV cache {} + working {}",
+            units::bytes(m.total_bytes),
+            units::bytes(m.weights_bytes),
+            units::bytes(m.kv_cache_bytes),
+            units::bytes(m.working_bytes)
+        ),
+    );
+    s
+}

@@ -1,0 +1,319 @@
+//! Reading a GGUF file's header through candle: validation with errors that name the file and
+//! say what to do, metadata helpers, and the model facts odai needs (architecture, shape, sizes,
+//! the memory a run will take).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::GgmlDType;
+use candle_core::quantized::gguf_file::{Content, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// Architectures the engine runs, by `general.architecture`.
+pub const SUPPORTED_ARCHS: &[&str] = &["llama", "qwen2", "qwen3", "phi3", "gemma3"];
+
+/// Tensor types candle can load (ggml type ids per ggml.h).
+pub const SUPPORTED_TYPES: &str =
+    "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K";
+
+/// An opened, validated GGUF header.
+pub struct Gguf {
+    pub path: PathBuf,
+    pub file_size: u64,
+    pub content: Content,
+}
+
+fn model_error(path: &Path, problem: impl Into<String>) -> Error {
+    Error::Model {
+        file: path.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+impl Gguf {
+    /// Opens `path` and reads its header; checks that every tensor's data lies inside the file.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let meta = std::fs::metadata(path).map_err(|e| {
+            model_error(
+                path,
+                match e.kind() {
+                    std::io::ErrorKind::NotFound => "no such file".to_owned(),
+                    _ => format!("cannot read it: {e}"),
+                },
+            )
+        })?;
+        if meta.is_dir() {
+            return Err(model_error(
+                path,
+                "is a directory, not a GGUF file (pass the .gguf file inside it)",
+            ));
+        }
+        let file =
+            File::open(path).map_err(|e| model_error(path, format!("cannot open it: {e}")))?;
+        let mut reader = BufReader::new(file);
+        let content = Content::read(&mut reader).map_err(|e| {
+            let msg = candle_message(&e);
+            if msg.contains("unknown dtype") {
+                model_error(
+                    path,
+                    format!("uses a tensor type this engine cannot load ({msg}); supported: {SUPPORTED_TYPES}"),
+                )
+            } else if msg.contains("magic") {
+                model_error(path, format!("is not a GGUF file ({msg}); odai reads GGUF v1-v3 models"))
+            } else {
+                model_error(
+                    path,
+                    format!("is not a readable GGUF file ({msg}); it may be truncated or corrupt — fetch it again"),
+                )
+            }
+        })?;
+        let file_size = meta.len();
+        for (name, info) in &content.tensor_infos {
+            let bytes = tensor_bytes(info.ggml_dtype, info.shape.elem_count());
+            let end = content.tensor_data_offset + info.offset + bytes;
+            if end > file_size {
+                return Err(model_error(
+                    path,
+                    format!(
+                        "is truncated: tensor {name} ends at byte {end} but the file has {file_size} bytes — fetch it again"
+                    ),
+                ));
+            }
+        }
+        Ok(Gguf {
+            path: path.to_owned(),
+            file_size,
+            content,
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.content.metadata.get(key)
+    }
+
+    pub fn string(&self, key: &str) -> Option<&str> {
+        self.get(key)
+            .and_then(|v| v.to_string().ok())
+            .map(String::as_str)
+    }
+
+    pub fn uint(&self, key: &str) -> Option<u64> {
+        match self.get(key)? {
+            Value::U8(v) => Some(*v as u64),
+            Value::U16(v) => Some(*v as u64),
+            Value::U32(v) => Some(*v as u64),
+            Value::U64(v) => Some(*v),
+            Value::I8(v) => u64::try_from(*v).ok(),
+            Value::I16(v) => u64::try_from(*v).ok(),
+            Value::I32(v) => u64::try_from(*v).ok(),
+            Value::I64(v) => u64::try_from(*v).ok(),
+            _ => None,
+        }
+    }
+
+    /// `general.architecture`, checked against what the engine runs.
+    pub fn architecture(&self) -> Result<String, Error> {
+        let arch = self.string("general.architecture").ok_or_else(|| {
+            model_error(
+                &self.path,
+                "has no general.architecture: not a model GGUF odai can run",
+            )
+        })?;
+        if !SUPPORTED_ARCHS.contains(&arch) {
+            return Err(model_error(
+                &self.path,
+                format!(
+                    "architecture {arch:?} is not supported (supported: {})",
+                    SUPPORTED_ARCHS.join(", ")
+                ),
+            ));
+        }
+        Ok(arch.to_owned())
+    }
+
+    /// `<arch>.<key>` as an integer.
+    pub fn arch_uint(&self, arch: &str, key: &str) -> Option<u64> {
+        self.uint(&format!("{arch}.{key}"))
+    }
+
+    /// Vocabulary size: the token list's length, else `<arch>.vocab_size`, else the embedding rows.
+    pub fn vocab_size(&self, arch: &str) -> Option<u64> {
+        if let Some(Value::Array(tokens)) = self.get("tokenizer.ggml.tokens") {
+            return Some(tokens.len() as u64);
+        }
+        self.arch_uint(arch, "vocab_size").or_else(|| {
+            self.content
+                .tensor_infos
+                .get("token_embd.weight")
+                .map(|t| t.shape.dims()[0] as u64)
+        })
+    }
+}
+
+/// candle's error text without the backtrace candle appends when RUST_BACKTRACE is set.
+pub fn candle_message(e: &candle_core::Error) -> String {
+    e.to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// Bytes a tensor of `elems` elements of `dtype` occupies.
+pub fn tensor_bytes(dtype: GgmlDType, elems: usize) -> u64 {
+    (elems / dtype.block_size() * dtype.type_size()) as u64
+}
+
+/// ggml's name for a tensor type (`Q4_K`, not candle's `Q4K`).
+pub fn type_name(dtype: GgmlDType) -> &'static str {
+    match dtype {
+        GgmlDType::F32 => "F32",
+        GgmlDType::F16 => "F16",
+        GgmlDType::BF16 => "BF16",
+        GgmlDType::Q4_0 => "Q4_0",
+        GgmlDType::Q4_1 => "Q4_1",
+        GgmlDType::Q5_0 => "Q5_0",
+        GgmlDType::Q5_1 => "Q5_1",
+        GgmlDType::Q8_0 => "Q8_0",
+        GgmlDType::Q8_1 => "Q8_1",
+        GgmlDType::Q2K => "Q2_K",
+        GgmlDType::Q3K => "Q3_K",
+        GgmlDType::Q4K => "Q4_K",
+        GgmlDType::Q5K => "Q5_K",
+        GgmlDType::Q6K => "Q6_K",
+        GgmlDType::Q8K => "Q8_K",
+    }
+}
+
+/// What `odai model inspect` reports, and what memory-fit checks and rooflines use.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ModelInfo {
+    pub file: String,
+    pub file_size_bytes: u64,
+    pub architecture: String,
+    pub name: Option<String>,
+    pub parameters: u64,
+    /// The type most weight bytes are stored in (the file's "quantization").
+    pub quant: String,
+    /// Bytes and tensor count per tensor type.
+    pub tensor_types: BTreeMap<String, TypeBytes>,
+    pub weight_bytes: u64,
+    pub context_length: Option<u64>,
+    pub n_layers: u64,
+    pub n_embd: u64,
+    pub n_heads: u64,
+    pub n_kv_heads: u64,
+    pub head_dim: u64,
+    pub feed_forward_length: Option<u64>,
+    pub vocab_size: Option<u64>,
+    pub bos_token_id: Option<u64>,
+    pub eos_token_id: Option<u64>,
+    pub tokenizer: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TypeBytes {
+    pub tensors: u64,
+    pub bytes: u64,
+}
+
+impl ModelInfo {
+    pub fn from_gguf(g: &Gguf) -> Result<Self, Error> {
+        let arch = g.architecture()?;
+        let need = |key: &str| {
+            g.arch_uint(&arch, key).ok_or_else(|| {
+                model_error(&g.path, format!("is missing {arch}.{key} in its metadata"))
+            })
+        };
+        let n_layers = need("block_count")?;
+        let n_embd = need("embedding_length")?;
+        let n_heads = need("attention.head_count")?;
+        let n_kv_heads = g
+            .arch_uint(&arch, "attention.head_count_kv")
+            .unwrap_or(n_heads);
+        let head_dim = g
+            .arch_uint(&arch, "attention.key_length")
+            .unwrap_or(n_embd / n_heads.max(1));
+        let mut tensor_types: BTreeMap<String, TypeBytes> = BTreeMap::new();
+        let mut parameters = 0u64;
+        let mut weight_bytes = 0u64;
+        for info in g.content.tensor_infos.values() {
+            let elems = info.shape.elem_count();
+            let bytes = tensor_bytes(info.ggml_dtype, elems);
+            parameters += elems as u64;
+            weight_bytes += bytes;
+            let e = tensor_types
+                .entry(type_name(info.ggml_dtype).to_owned())
+                .or_insert(TypeBytes {
+                    tensors: 0,
+                    bytes: 0,
+                });
+            e.tensors += 1;
+            e.bytes += bytes;
+        }
+        let quant = tensor_types
+            .iter()
+            .max_by_key(|(_, t)| t.bytes)
+            .map(|(k, _)| k.clone())
+            .unwrap_or_default();
+        Ok(ModelInfo {
+            file: g.path.display().to_string(),
+            file_size_bytes: g.file_size,
+            name: g.string("general.name").map(str::to_owned),
+            parameters,
+            quant,
+            tensor_types,
+            weight_bytes,
+            context_length: g.arch_uint(&arch, "context_length"),
+            n_layers,
+            n_embd,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            feed_forward_length: g.arch_uint(&arch, "feed_forward_length"),
+            vocab_size: g.vocab_size(&arch),
+            bos_token_id: g.uint("tokenizer.ggml.bos_token_id"),
+            eos_token_id: g.uint("tokenizer.ggml.eos_token_id"),
+            tokenizer: g.string("tokenizer.ggml.model").map(str::to_owned),
+            architecture: arch,
+        })
+    }
+
+    /// KV cache bytes at `context` tokens: K and V, per layer, per KV head, f32 as candle keeps it.
+    pub fn kv_cache_bytes(&self, context: u64) -> u64 {
+        2 * self.n_layers * context * self.n_kv_heads * self.head_dim * 4
+    }
+
+    /// Memory a run needs at `context` tokens with prompts of `batch` tokens.
+    pub fn memory_needs(&self, context: u64, batch: u64) -> MemoryNeeds {
+        let vocab = self.vocab_size.unwrap_or(0);
+        let ffn = self.feed_forward_length.unwrap_or(4 * self.n_embd);
+        // candle's quantized models dequantize the token embedding table to f32 at load.
+        let embedding_f32 = vocab * self.n_embd * 4;
+        // Live activations while a batch goes through one layer (f32): the residual stream and
+        // its norm, q/k/v, the FFN's gate/up/down, the attention scores, and the logits.
+        let working =
+            4 * (batch * (4 * self.n_embd + 3 * ffn) + self.n_heads * batch * context + vocab);
+        MemoryNeeds {
+            weights_bytes: self.weight_bytes + embedding_f32,
+            kv_cache_bytes: self.kv_cache_bytes(context),
+            working_bytes: working,
+            total_bytes: self.weight_bytes + embedding_f32 + self.kv_cache_bytes(context) + working,
+            context,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MemoryNeeds {
+    pub context: u64,
+    pub weights_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub working_bytes: u64,
+    pub total_bytes: u64,
+}

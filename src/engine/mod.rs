@@ -1,0 +1,123 @@
+//! The inference engine: loads a GGUF model by `general.architecture` into candle's quantized
+//! implementations, and runs forward passes on token ids. Everything above it (bench, generate)
+//! speaks token ids and logits only.
+
+pub mod gguf;
+pub mod synth;
+pub mod text;
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use candle_transformers::models::{
+    quantized_gemma3, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3,
+};
+
+use crate::error::Error;
+use gguf::{Gguf, ModelInfo};
+
+enum Arch {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+    Qwen3(quantized_qwen3::ModelWeights),
+    Phi3(quantized_phi3::ModelWeights),
+    Gemma3(quantized_gemma3::ModelWeights),
+}
+
+/// A loaded model, ready to run.
+pub struct Model {
+    arch: Arch,
+    pub info: ModelInfo,
+    device: Device,
+}
+
+/// The CPU SIMD path candle's kernels take on this machine (candle picks at run time).
+pub fn simd_path() -> &'static str {
+    if candle_core::utils::with_avx() {
+        "avx"
+    } else if candle_core::utils::with_neon() {
+        "neon"
+    } else if candle_core::utils::with_simd128() {
+        "simd128"
+    } else {
+        "scalar"
+    }
+}
+
+impl Model {
+    /// Loads `path` on the CPU. Errors name the file and what is wrong with it.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let g = Gguf::open(path)?;
+        let info = ModelInfo::from_gguf(&g)?;
+        let device = Device::Cpu;
+        let file = File::open(path).map_err(|e| Error::Model {
+            file: path.to_owned(),
+            problem: format!("cannot open it: {e}"),
+        })?;
+        let mut reader = BufReader::new(file);
+        let content = g.content;
+        let arch = match info.architecture.as_str() {
+            "llama" => quantized_llama::ModelWeights::from_gguf(content, &mut reader, &device)
+                .map(Arch::Llama),
+            "qwen2" => quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, &device)
+                .map(Arch::Qwen2),
+            "qwen3" => quantized_qwen3::ModelWeights::from_gguf(content, &mut reader, &device)
+                .map(Arch::Qwen3),
+            "phi3" => quantized_phi3::ModelWeights::from_gguf(false, content, &mut reader, &device)
+                .map(Arch::Phi3),
+            "gemma3" => quantized_gemma3::ModelWeights::from_gguf(content, &mut reader, &device)
+                .map(Arch::Gemma3),
+            other => unreachable!("architecture {other} passed the supported check"),
+        }
+        .map_err(|e| Error::Model {
+            file: path.to_owned(),
+            problem: format!(
+                "cannot be loaded as {}: {}",
+                info.architecture,
+                gguf::candle_message(&e)
+            ),
+        })?;
+        Ok(Model { arch, info, device })
+    }
+
+    /// Runs `tokens` at positions `pos..pos+len` and returns the logits of the last position.
+    pub fn forward(&mut self, tokens: &[u32], pos: usize) -> candle_core::Result<Vec<f32>> {
+        let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        let logits = match &mut self.arch {
+            Arch::Llama(m) => m.forward(&input, pos)?,
+            Arch::Qwen2(m) => m.forward(&input, pos)?,
+            Arch::Qwen3(m) => m.forward(&input, pos)?,
+            Arch::Phi3(m) => m.forward(&input, pos)?,
+            Arch::Gemma3(m) => m.forward(&input, pos)?,
+        };
+        logits
+            .squeeze(0)?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1()
+    }
+
+    /// Forgets the KV cache, so the next forward starts a new sequence at position 0.
+    pub fn reset(&mut self) {
+        match &mut self.arch {
+            Arch::Llama(m) => m.clear_kv_cache(),
+            Arch::Qwen2(m) => m.clear_kv_cache(),
+            Arch::Qwen3(m) => m.clear_kv_cache(),
+            // candle's phi3 and gemma3 keep their caches private, and reset them themselves when
+            // a forward starts at position 0.
+            Arch::Phi3(_) | Arch::Gemma3(_) => {}
+        }
+    }
+}
+
+/// Index of the largest logit (greedy sampling); ties go to the lowest index, as llama.cpp does.
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0usize;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
