@@ -56,6 +56,28 @@ pub enum ModelCommand {
         after_help = "Examples:\n  odai model inspect model.gguf\n  odai model inspect model.gguf --context 4096 --sha256 --format json"
     )]
     Inspect(InspectArgs),
+
+    /// Write a GGUF with random weights in the exact shape of a real model family
+    #[command(
+        after_help = "Presets: smollm2-135m, qwen2.5-0.5b, llama-3.2-1b, tinyllama-1.1b, llama-3.2-3b, \
+phi-3-mini, llama-3.1-8b.\nQuantizations: q4_0, q8_0, q4_k, f16.\n\nExamples:\n  odai model synth --preset llama-3.2-3b --quant q4_k -o llama3b-q4k.gguf\n  odai model inspect llama3b-q4k.gguf"
+    )]
+    Synth(SynthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Model family shape
+    #[arg(long)]
+    pub preset: String,
+
+    /// Tensor type of the weights
+    #[arg(long, default_value = "q4_0")]
+    pub quant: String,
+
+    /// Where to write the GGUF file
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -59,6 +59,9 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Model(cli::ModelCommand::Inspect(args)) => {
             cmd::model::inspect(&cmd::model::InspectConfig::new(args))
         }
+        Command::Model(cli::ModelCommand::Synth(args)) => {
+            cmd::model::synth(&cmd::model::SynthConfig::new(args)?)
+        }
     }
 }
 

@@ -8,8 +8,9 @@ use anyhow::Context;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::cli::{Format, InspectArgs};
+use crate::cli::{Format, InspectArgs, SynthArgs};
 use crate::engine::gguf::{Gguf, MemoryNeeds, ModelInfo};
+use crate::engine::synth::{self, Preset, Quant};
 use crate::exit;
 use crate::units;
 
@@ -140,4 +141,38 @@ fn render(o: &Inspection) -> String {
         ),
     );
     s
+}
+
+pub struct SynthConfig {
+    pub preset: &'static Preset,
+    pub quant: Quant,
+    pub output: PathBuf,
+}
+
+impl SynthConfig {
+    pub fn new(args: &SynthArgs) -> anyhow::Result<Self> {
+        let (preset, quant) =
+            synth::parse_spec(&format!("{}:{}", args.preset, args.quant), "--preset")?;
+        Ok(SynthConfig {
+            preset,
+            quant,
+            output: args.output.clone(),
+        })
+    }
+}
+
+pub fn synth(cfg: &SynthConfig) -> anyhow::Result<i32> {
+    let started = std::time::Instant::now();
+    synth::write(cfg.preset, cfg.quant, &cfg.output)?;
+    let size = std::fs::metadata(&cfg.output).map(|m| m.len()).unwrap_or(0);
+    super::print(&format!(
+        "wrote {} ({} {}, {:.0} M parameters, {}) in {:.1} s\n",
+        cfg.output.display(),
+        cfg.preset.name,
+        cfg.quant.name(),
+        synth::parameter_count(cfg.preset) as f64 / 1e6,
+        units::bytes(size),
+        started.elapsed().as_secs_f64()
+    ))?;
+    Ok(exit::SUCCESS)
 }

@@ -1,0 +1,115 @@
+//! Synthetic models: every quantization of a real family's shape loads and runs, and a file whose
+//! architecture odai does not run is refused by name.
+
+mod common;
+
+use std::fs;
+
+use common::odai;
+use serde_json::Value;
+
+fn synth(dir: &std::path::Path, preset: &str, quant: &str) -> std::path::PathBuf {
+    let out = dir.join(format!("{preset}-{quant}.gguf"));
+    odai()
+        .args(["model", "synth", "--preset", preset, "--quant", quant, "-o"])
+        .arg(&out)
+        .assert()
+        .success();
+    out
+}
+
+#[test]
+fn every_quant_of_smollm2_loads_and_generates() {
+    let dir = tempfile::tempdir().unwrap();
+    for (quant, ggml) in [
+        ("q4_0", "Q4_0"),
+        ("q8_0", "Q8_0"),
+        ("q4_k", "Q4_K"),
+        ("f16", "F16"),
+    ] {
+        let f = synth(dir.path(), "smollm2-135m", quant);
+        let out = odai()
+            .args(["model", "inspect", "--format", "json"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["architecture"], "llama");
+        assert_eq!(v["n_layers"], 30);
+        assert_eq!(v["vocab_size"], 49152);
+        // 576-wide rows are not whole 256-element super-blocks: K-quants fall back to Q8_0 there.
+        let expect = if quant == "q4_k" { "Q8_0" } else { ggml };
+        assert_eq!(v["quant"], expect, "{quant}");
+        let params = v["parameters"].as_u64().unwrap();
+        assert!((134_000_000..136_000_000).contains(&params), "{params}");
+
+        let out = odai()
+            .arg("generate")
+            .arg("--model")
+            .arg(&f)
+            .args(["--prompt-ids", "1,2,3", "-n", "3", "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{quant}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["generated_ids"].as_array().unwrap().len(), 3);
+    }
+}
+
+#[test]
+fn other_families_write_their_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    // The smallest of the non-llama shapes; the rest are the same code with bigger numbers.
+    let f = synth(dir.path(), "qwen2.5-0.5b", "q8_0");
+    let out = odai()
+        .arg("generate")
+        .arg("--model")
+        .arg(&f)
+        .args(["--prompt-ids", "1,2", "-n", "2", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn unsupported_architecture_is_named_with_the_supported_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = synth(dir.path(), "smollm2-135m", "q4_0");
+    let mut bytes = fs::read(&f).unwrap();
+    let key = b"general.architecture";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap();
+    let value = at + key.len() + 4 + 8; // value type u32, string length u64
+    assert_eq!(&bytes[value..value + 5], b"llama");
+    bytes[value..value + 5].copy_from_slice(b"mamba");
+    fs::write(&f, bytes).unwrap();
+    odai()
+        .args(["model", "inspect"])
+        .arg(&f)
+        .assert()
+        .code(3)
+        .stderr(format!(
+            "odai: error: {}: architecture \"mamba\" is not supported (supported: llama, qwen2, \
+             qwen3, phi3, gemma3)\n",
+            f.display()
+        ));
+}
+
+#[test]
+fn unknown_preset_is_a_usage_error_listing_presets() {
+    odai()
+        .args(["model", "synth", "--preset", "gpt-5", "-o", "x.gguf"])
+        .assert()
+        .code(2)
+        .stderr(
+            "odai: error: --preset: no preset \"gpt-5\" (presets: smollm2-135m, qwen2.5-0.5b, \
+             llama-3.2-1b, tinyllama-1.1b, llama-3.2-3b, phi-3-mini, llama-3.1-8b)\n",
+        );
+}
