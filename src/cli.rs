@@ -47,6 +47,85 @@ pub enum Command {
     /// Inspect GGUF models, or write synthetic ones in the shape of real families
     #[command(subcommand)]
     Model(ModelCommand),
+
+    /// Benchmark real local inference: load, TTFT, prefill and decode speed, token latency
+    /// percentiles, peak memory, and how close decode runs to the memory-bandwidth roofline
+    #[command(
+        after_help = "Each repetition runs in a fresh worker process (real thread counts, honest peak memory, \
+cold starts that are cold).\n\nExamples:\n  odai bench --synthetic llama-3.2-1b:q4_0\n  odai bench --model model.gguf --threads 2 -p 64 -n 64\n  odai bench --model model.gguf --cold --reps 10 --format json --out result.json"
+    )]
+    Bench(BenchArgs),
+
+    /// Runs one benchmark repetition for a coordinator (worker protocol on stdin/stdout)
+    #[command(hide = true)]
+    Worker,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// GGUF model file
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "synthetic",
+        required_unless_present = "synthetic"
+    )]
+    pub model: Option<PathBuf>,
+
+    /// Synthetic model PRESET[:QUANT] (e.g. llama-3.2-1b:q4_0), written once into the cache
+    #[arg(long, value_name = "PRESET[:QUANT]")]
+    pub synthetic: Option<String>,
+
+    /// CPU threads (default: every CPU the process may use)
+    #[arg(short, long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Option<u32>,
+
+    /// Prompt tokens (prefill)
+    #[arg(short = 'p', long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub prompt_tokens: u32,
+
+    /// Generated tokens (decode)
+    #[arg(short = 'n', long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub gen_tokens: u32,
+
+    /// Measured repetitions
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub reps: u32,
+
+    /// Repetitions run first and discarded
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u32,
+
+    /// Evict the model file from the page cache before each load (cold start)
+    #[arg(long)]
+    pub cold: bool,
+
+    /// Count decoded tokens slower than this as deadline misses
+    #[arg(long, value_name = "MS")]
+    pub token_deadline_ms: Option<f64>,
+
+    /// Run even when the model does not fit the device's memory headroom
+    #[arg(long)]
+    pub force: bool,
+
+    /// Seed of the random prompt token ids
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = BenchFormat::Text)]
+    pub format: BenchFormat,
+
+    /// Also write the result to FILE in --format (text goes to stdout)
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchFormat {
+    Text,
+    Json,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,6 +25,14 @@ pub enum Error {
     #[error("{}: {problem}", file.display())]
     Model { file: PathBuf, problem: String },
 
+    /// The model needs more memory than the device can give it.
+    #[error("{}: does not fit: needs {needs}, headroom {headroom} (use --force to run anyway)", file.display())]
+    DoesNotFit {
+        file: PathBuf,
+        needs: String,
+        headroom: String,
+    },
+
     /// A command-line value that parses but cannot be used (clap checks the syntax).
     #[error("{flag}: {problem}")]
     Invalid { flag: String, problem: String },

@@ -9,10 +9,14 @@ pub const USAGE: i32 = 2;
 /// An input named on the command line is missing or malformed: `--root`, a profile, a model file.
 pub const INPUT: i32 = 3;
 
+/// The model does not fit the device's memory headroom (odai refused to run it).
+pub const DOES_NOT_FIT: i32 = 4;
+
 /// The exit code for an error that reached `main`.
 pub fn code_for(err: &anyhow::Error) -> i32 {
     match err.downcast_ref::<crate::error::Error>() {
         Some(crate::error::Error::Invalid { .. }) => USAGE,
+        Some(crate::error::Error::DoesNotFit { .. }) => DOES_NOT_FIT,
         Some(_) => INPUT,
         None => FAILURE,
     }

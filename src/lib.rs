@@ -4,12 +4,15 @@
 //! worker runs the engine and samples telemetry → the matrix runner stores results → `report`
 //! scores them. This crate has the probe so far; every device read goes through [`SysRoot`].
 
+pub mod bench;
 pub mod cli;
 pub mod cmd;
 pub mod engine;
 pub mod error;
 pub mod exit;
 pub mod probe;
+pub mod protocol;
+pub mod rng;
 pub mod sysroot;
 pub mod units;
 
@@ -59,6 +62,8 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Model(cli::ModelCommand::Inspect(args)) => {
             cmd::model::inspect(&cmd::model::InspectConfig::new(args))
         }
+        Command::Bench(args) => cmd::bench::execute(&cmd::bench::Config::new(root, args)?),
+        Command::Worker => cmd::worker::execute(),
         Command::Model(cli::ModelCommand::Synth(args)) => {
             cmd::model::synth(&cmd::model::SynthConfig::new(args)?)
         }

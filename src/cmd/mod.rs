@@ -1,9 +1,11 @@
 //! One module per subcommand, each with a typed `Config` built from the command line and an
 //! `execute(&Config)`; shared output helpers live here.
 
+pub mod bench;
 pub mod generate;
 pub mod model;
 pub mod probe;
+pub mod worker;
 
 use std::io::{self, Write};
 

@@ -1,14 +1,12 @@
 //! `odai model inspect|synth`: what a GGUF file holds and needs, and synthetic models in the
 //! exact shape of real families.
 
-use std::io::Read;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::cli::{Format, InspectArgs, SynthArgs};
+use crate::engine::fingerprint;
 use crate::engine::gguf::{Gguf, MemoryNeeds, ModelInfo};
 use crate::engine::synth::{self, Preset, Quant};
 use crate::exit;
@@ -43,24 +41,6 @@ struct Inspection {
 /// Context odai sizes memory for when neither the user nor the model says.
 const DEFAULT_CONTEXT: u64 = 4096;
 
-/// sha256 of a file, streamed.
-pub fn sha256_file(path: &std::path::Path) -> anyhow::Result<String> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
 pub fn inspect(cfg: &InspectConfig) -> anyhow::Result<i32> {
     let g = Gguf::open(&cfg.file)?;
     let info = ModelInfo::from_gguf(&g)?;
@@ -70,7 +50,7 @@ pub fn inspect(cfg: &InspectConfig) -> anyhow::Result<i32> {
         .unwrap_or(DEFAULT_CONTEXT);
     let memory = info.memory_needs(context, 512.min(context));
     let sha256 = if cfg.sha256 {
-        Some(sha256_file(&cfg.file)?)
+        Some(fingerprint::sha256_file(&cfg.file)?)
     } else {
         None
     };

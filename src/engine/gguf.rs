@@ -203,6 +203,9 @@ pub struct ModelInfo {
     /// Bytes and tensor count per tensor type.
     pub tensor_types: BTreeMap<String, TypeBytes>,
     pub weight_bytes: u64,
+    /// Weight bytes one decoded token reads: every tensor but an untied token embedding (of
+    /// which a token reads one row).
+    pub decode_weight_bytes: u64,
     pub context_length: Option<u64>,
     pub n_layers: u64,
     pub n_embd: u64,
@@ -256,6 +259,14 @@ impl ModelInfo {
             e.tensors += 1;
             e.bytes += bytes;
         }
+        let untied_embedding = if g.content.tensor_infos.contains_key("output.weight") {
+            g.content
+                .tensor_infos
+                .get("token_embd.weight")
+                .map_or(0, |t| tensor_bytes(t.ggml_dtype, t.shape.elem_count()))
+        } else {
+            0
+        };
         let quant = tensor_types
             .iter()
             .max_by_key(|(_, t)| t.bytes)
@@ -269,6 +280,7 @@ impl ModelInfo {
             quant,
             tensor_types,
             weight_bytes,
+            decode_weight_bytes: weight_bytes - untied_embedding,
             context_length: g.arch_uint(&arch, "context_length"),
             n_layers,
             n_embd,

@@ -2,6 +2,7 @@
 //! implementations, and runs forward passes on token ids. Everything above it (bench, generate)
 //! speaks token ids and logits only.
 
+pub mod fingerprint;
 pub mod gguf;
 pub mod synth;
 pub mod text;

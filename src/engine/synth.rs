@@ -8,6 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+use crate::rng::Rng;
 
 /// The shape of a real model family (from each model's published config.json).
 #[derive(Clone, Copy, Debug)]
@@ -247,26 +248,6 @@ pub fn cached(preset: &Preset, quant: Quant) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014): fast, seedable, good enough for random weights.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
-
 enum Fill {
     /// Random weights with this standard deviation.
     Random(f32),
@@ -441,10 +422,11 @@ fn put_str(w: &mut impl Write, s: &str) -> std::io::Result<()> {
     w.write_all(s.as_bytes())
 }
 
-/// Writes the synthetic model to `path` (through a `.part` file renamed at the end, so an
-/// interrupted write never leaves a file that looks complete).
+/// Writes the synthetic model to `path` (through a `.part` file of this process renamed at the
+/// end, so an interrupted write never leaves a file that looks complete, and two processes
+/// filling the same cache entry at once each rename a whole file).
 pub fn write(p: &Preset, quant: Quant, path: &Path) -> Result<(), Error> {
-    let part = path.with_extension("gguf.part");
+    let part = path.with_extension(format!("gguf.{}.part", std::process::id()));
     let io_err = |e: std::io::Error| Error::Model {
         file: path.to_owned(),
         problem: format!("cannot write it: {e}"),
@@ -494,7 +476,7 @@ pub fn write(p: &Preset, quant: Quant, path: &Path) -> Result<(), Error> {
     let seed = p.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     });
-    let mut rng = Rng(seed ^ quant.ggml_type() as u64);
+    let mut rng = Rng::new(seed ^ quant.ggml_type() as u64);
     let mut buf = Vec::new();
     for t in &specs {
         fill_tensor(t, &mut rng, &mut buf);
@@ -570,7 +552,7 @@ fn fill_tensor(t: &TensorSpec, rng: &mut Rng, buf: &mut Vec<u8>) {
         Quant::F16 => {
             let a = sigma * 3f32.sqrt();
             for e in buf.chunks_exact_mut(2) {
-                let u = (rng.next() >> 40) as f32 / (1u64 << 24) as f32;
+                let u = (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
                 e.copy_from_slice(&f16((2.0 * u - 1.0) * a));
             }
         }

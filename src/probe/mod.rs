@@ -2,6 +2,7 @@
 //! memory, GPUs, NPUs, thermal, power — then the device class. Every reading goes through a
 //! [`SysRoot`], so a captured tree reports exactly as the device it came from.
 
+pub mod bandwidth;
 pub mod class;
 pub mod cpu;
 pub mod device;

@@ -1,0 +1,459 @@
+//! `odai bench`: one benchmark cell on this device — memory fit first, then warmup and measured
+//! repetitions in fresh worker processes, a summary with confidence intervals and warnings, the
+//! roofline, and the provenance of every number.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::bench::{self, stats};
+use crate::cli::{BenchArgs, BenchFormat};
+use crate::engine::gguf::{Gguf, MemoryNeeds, ModelInfo};
+use crate::engine::{fingerprint, simd_path, synth};
+use crate::error::Error;
+use crate::exit;
+use crate::probe::{self, bandwidth, class::Classes, gpu::Enumerate};
+use crate::protocol::{CellSpec, PROTOCOL_VERSION, RepResult};
+use crate::sysroot::{Reading, SysRoot};
+use crate::units;
+
+pub enum Source {
+    File(PathBuf),
+    Synthetic(&'static synth::Preset, synth::Quant),
+}
+
+pub struct Config {
+    pub root: SysRoot,
+    pub source: Source,
+    pub threads: Option<u32>,
+    pub prompt_tokens: u32,
+    pub gen_tokens: u32,
+    pub reps: u32,
+    pub warmup: u32,
+    pub cold: bool,
+    pub token_deadline_ms: Option<f64>,
+    pub force: bool,
+    pub seed: u64,
+    pub format: BenchFormat,
+    pub out: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn new(root: SysRoot, a: &BenchArgs) -> anyhow::Result<Self> {
+        let source = match (&a.model, &a.synthetic) {
+            (Some(m), None) => Source::File(m.clone()),
+            (None, Some(s)) => {
+                let (p, q) = synth::parse_spec(s, "--synthetic")?;
+                Source::Synthetic(p, q)
+            }
+            _ => unreachable!("clap requires exactly one of --model and --synthetic"),
+        };
+        if let Some(d) = a.token_deadline_ms
+            && !(d.is_finite() && d > 0.0)
+        {
+            return Err(Error::Invalid {
+                flag: "--token-deadline-ms".into(),
+                problem: format!("{d} is not a positive number of milliseconds"),
+            }
+            .into());
+        }
+        Ok(Config {
+            root,
+            source,
+            threads: a.threads,
+            prompt_tokens: a.prompt_tokens,
+            gen_tokens: a.gen_tokens,
+            reps: a.reps,
+            warmup: a.warmup,
+            cold: a.cold,
+            token_deadline_ms: a.token_deadline_ms,
+            force: a.force,
+            seed: a.seed,
+            format: a.format,
+            out: a.out.clone(),
+        })
+    }
+}
+
+/// What produced the numbers.
+#[derive(Serialize)]
+struct Provenance {
+    odai_version: String,
+    protocol: u32,
+    model_file: String,
+    model_bytes: u64,
+    model_sha256: String,
+    synthetic: Option<String>,
+    architecture: String,
+    quant: String,
+    parameters: u64,
+    threads: u32,
+    prompt_tokens: u32,
+    gen_tokens: u32,
+    reps: u32,
+    warmup: u32,
+    cold: bool,
+    seed: u64,
+    token_deadline_ms: Option<f64>,
+    simd: String,
+    device: DeviceSummary,
+}
+
+#[derive(Serialize)]
+struct DeviceSummary {
+    hostname: Reading<String>,
+    cpu: Reading<String>,
+    logical_cores: Reading<u32>,
+    memory_total_bytes: Reading<u64>,
+    headroom_bytes: Reading<u64>,
+    class: Reading<String>,
+}
+
+#[derive(Serialize)]
+struct Roofline {
+    triad_gb_s: f64,
+    /// Bytes one decoded token reads: the weights it multiplies plus the KV cache at the run's
+    /// mean decode context.
+    bytes_per_token: u64,
+    roofline_tps: f64,
+    /// Mean decode tok/s as a share of the roofline.
+    roofline_pct: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    schema_version: u32,
+    provenance: Provenance,
+    memory_needs: MemoryNeeds,
+    roofline: Roofline,
+    summary: std::collections::BTreeMap<&'static str, stats::Summary>,
+    warnings: Vec<String>,
+    reps: Vec<RepResult>,
+}
+
+/// Metric name, whether higher is better, and how to read it from a repetition.
+type Metric = (&'static str, bool, fn(&RepResult) -> Option<f64>);
+
+const METRICS: &[Metric] = &[
+    ("load_ms", false, |r| Some(r.load_ms)),
+    ("first_ttft_ms", false, |r| Some(r.first_ttft_ms)),
+    ("ttft_ms", false, |r| Some(r.ttft_ms)),
+    ("prefill_tps", true, |r| Some(r.prefill_tps)),
+    ("decode_tps", true, |r| Some(r.decode_tps)),
+    ("token_ms_p50", false, |r| Some(r.token_ms_p50)),
+    ("token_ms_p90", false, |r| Some(r.token_ms_p90)),
+    ("token_ms_p99", false, |r| Some(r.token_ms_p99)),
+    ("deadline_miss_pct", false, |r| r.deadline_miss_pct),
+    ("peak_rss_bytes", false, |r| Some(r.peak_rss_bytes as f64)),
+];
+
+fn progress(msg: &str) {
+    if std::io::stderr().is_terminal() {
+        eprintln!("{msg}");
+    }
+}
+
+pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
+    let (path, synthetic) = match &cfg.source {
+        Source::File(p) => (p.clone(), None),
+        Source::Synthetic(p, q) => {
+            progress(&format!(
+                "odai: preparing synthetic {}:{} (cached after the first run)",
+                p.name,
+                q.name()
+            ));
+            (
+                synth::cached(p, *q)?,
+                Some(format!("{}:{}", p.name, q.name())),
+            )
+        }
+    };
+    let g = Gguf::open(&path)?;
+    let info = ModelInfo::from_gguf(&g)?;
+    drop(g);
+    let context = u64::from(cfg.prompt_tokens) + u64::from(cfg.gen_tokens);
+    if let Some(max) = info.context_length
+        && context > max
+    {
+        return Err(Error::Invalid {
+            flag: "-p/-n".into(),
+            problem: format!(
+                "{} prompt + {} generated tokens exceed the model's context length {max}",
+                cfg.prompt_tokens, cfg.gen_tokens
+            ),
+        }
+        .into());
+    }
+
+    let device = probe::run(
+        &cfg.root,
+        &probe::Options {
+            gpu: Enumerate::Skip,
+            classes: Classes::embedded(),
+        },
+    );
+    let needs = info.memory_needs(context, cfg.prompt_tokens.into());
+    if let Reading::Value(headroom) = device.memory.headroom_bytes
+        && needs.total_bytes > headroom
+        && !cfg.force
+    {
+        return Err(Error::DoesNotFit {
+            file: path,
+            needs: units::bytes(needs.total_bytes),
+            headroom: units::bytes(headroom),
+        }
+        .into());
+    }
+    let threads = cfg.threads.unwrap_or_else(|| {
+        let cores = device.cpu.logical_cores.value().copied().unwrap_or(1);
+        match device.cpu.quota_cores.value() {
+            Some(Some(q)) => (q.ceil() as u32).clamp(1, cores),
+            _ => cores,
+        }
+    });
+
+    let exe = std::env::current_exe().context("cannot find odai's own executable for workers")?;
+    let spec = CellSpec {
+        protocol: PROTOCOL_VERSION,
+        model: path.clone(),
+        prompt_tokens: cfg.prompt_tokens,
+        gen_tokens: cfg.gen_tokens,
+        seed: cfg.seed,
+        cold: cfg.cold,
+        token_deadline_ms: cfg.token_deadline_ms,
+    };
+    let total = cfg.warmup + cfg.reps;
+    let mut reps = Vec::with_capacity(cfg.reps as usize);
+    for i in 0..total {
+        let label = if i < cfg.warmup {
+            format!("warmup {}/{}", i + 1, cfg.warmup)
+        } else {
+            format!("rep {}/{}", i + 1 - cfg.warmup, cfg.reps)
+        };
+        progress(&format!("odai: {label}"));
+        let r = bench::run_rep(&exe, &spec, Some(threads))
+            .map_err(|e| anyhow::anyhow!("{}: {label} failed: {e}", path.display()))?;
+        if i >= cfg.warmup {
+            reps.push(r);
+        }
+    }
+
+    let mut summary = std::collections::BTreeMap::new();
+    let mut warnings = Vec::new();
+    for (name, higher, get) in METRICS {
+        let values: Vec<f64> = reps.iter().filter_map(get).collect();
+        if values.is_empty() {
+            continue;
+        }
+        warnings.extend(stats::warnings(name, &values, *higher));
+        summary.insert(*name, stats::summarize(&values));
+    }
+    if cfg.reps < 3 {
+        warnings.push(format!(
+            "only {} repetition(s): too few for a confidence interval to mean much (use --reps 5 or more)",
+            cfg.reps
+        ));
+    }
+    if let Some(s) = summary.get("decode_tps")
+        && s.cov_pct > 10.0
+    {
+        warnings.push(format!(
+            "decode_tps varies by {:.0} % between repetitions: the machine is noisy (other load, \
+             thermal throttling); compare with care",
+            s.cov_pct
+        ));
+    }
+
+    let bw = bandwidth::measure(&cfg.root, threads, 5);
+    let mean_ctx = u64::from(cfg.prompt_tokens) + u64::from(cfg.gen_tokens) / 2;
+    let bytes_per_token = info.decode_weight_bytes + info.kv_cache_bytes(mean_ctx);
+    let roofline_tps = bw.triad_gb_s * 1e9 / bytes_per_token as f64;
+    let decode_mean = summary.get("decode_tps").map_or(0.0, |s| s.mean);
+
+    let sha = fingerprint::sha256_cached(&path, &synth::cache_dir().join("sha256.tsv"))?;
+    let report = Report {
+        schema_version: 1,
+        provenance: Provenance {
+            odai_version: env!("CARGO_PKG_VERSION").into(),
+            protocol: PROTOCOL_VERSION,
+            model_file: path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            model_bytes: info.file_size_bytes,
+            model_sha256: sha,
+            synthetic,
+            architecture: info.architecture.clone(),
+            quant: info.quant.clone(),
+            parameters: info.parameters,
+            threads: reps.first().map_or(threads, |r| r.threads),
+            prompt_tokens: cfg.prompt_tokens,
+            gen_tokens: cfg.gen_tokens,
+            reps: cfg.reps,
+            warmup: cfg.warmup,
+            cold: cfg.cold,
+            seed: cfg.seed,
+            token_deadline_ms: cfg.token_deadline_ms,
+            simd: reps
+                .first()
+                .map_or_else(|| simd_path().to_owned(), |r| r.simd.clone()),
+            device: DeviceSummary {
+                hostname: device.device.hostname.clone(),
+                cpu: device.cpu.model_name.clone(),
+                logical_cores: device.cpu.logical_cores.clone(),
+                memory_total_bytes: device.memory.total_bytes.clone(),
+                headroom_bytes: device.memory.headroom_bytes.clone(),
+                class: device.class.clone().map(|c| c.id),
+            },
+        },
+        memory_needs: needs,
+        roofline: Roofline {
+            triad_gb_s: bw.triad_gb_s,
+            bytes_per_token,
+            roofline_tps,
+            roofline_pct: 100.0 * decode_mean / roofline_tps,
+        },
+        summary,
+        warnings,
+        reps,
+    };
+
+    let rendered = match cfg.format {
+        BenchFormat::Text => render_text(&report),
+        BenchFormat::Json => super::json_text(&report)?,
+        BenchFormat::Csv => render_csv(&report)?,
+    };
+    if let Some(out) = &cfg.out {
+        std::fs::write(out, &rendered)
+            .with_context(|| format!("cannot write the result to {}", out.display()))?;
+        super::print(&render_text(&report))?;
+    } else {
+        super::print(&rendered)?;
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn render_text(r: &Report) -> String {
+    let p = &r.provenance;
+    let mut s = format!(
+        "{} ({} {}, {:.1} M params, {}) on {} threads, p={} n={}, {} reps + {} warmup, {} load, simd {}\n\n",
+        p.model_file,
+        p.architecture,
+        p.quant,
+        p.parameters as f64 / 1e6,
+        units::bytes(p.model_bytes),
+        p.threads,
+        p.prompt_tokens,
+        p.gen_tokens,
+        p.reps,
+        p.warmup,
+        if p.cold { "cold" } else { "warm" },
+        p.simd,
+    );
+    s.push_str(&format!(
+        "  {:<18} {:>12} {:>12} {:>12} {:>12} {:>12} {:>7}\n",
+        "metric", "mean", "± ci95", "median", "min", "max", "cov %"
+    ));
+    for (name, sm) in METRICS
+        .iter()
+        .filter_map(|(n, _, _)| r.summary.get(n).map(|s| (n, s)))
+    {
+        let f = |v: f64| {
+            if *name == "peak_rss_bytes" {
+                units::bytes(v as u64)
+            } else {
+                format!("{v:.2}")
+            }
+        };
+        s.push_str(&format!(
+            "  {:<18} {:>12} {:>12} {:>12} {:>12} {:>12} {:>7.1}\n",
+            name,
+            f(sm.mean),
+            f(sm.ci95_high - sm.mean),
+            f(sm.median),
+            f(sm.min),
+            f(sm.max),
+            sm.cov_pct
+        ));
+    }
+    let rf = &r.roofline;
+    s.push_str(&format!(
+        "\n  roofline: {:.1} GB/s triad ÷ {} per token = {:.0} tok/s; decode runs at {:.0} % of it\n",
+        rf.triad_gb_s,
+        units::bytes(rf.bytes_per_token),
+        rf.roofline_tps,
+        rf.roofline_pct
+    ));
+    s.push_str(&format!(
+        "  memory: needs {} at {} tokens (weights {}, KV cache {}, working {})\n",
+        units::bytes(r.memory_needs.total_bytes),
+        r.memory_needs.context,
+        units::bytes(r.memory_needs.weights_bytes),
+        units::bytes(r.memory_needs.kv_cache_bytes),
+        units::bytes(r.memory_needs.working_bytes),
+    ));
+    for w in &r.warnings {
+        s.push_str(&format!("  warning: {w}\n"));
+    }
+    s
+}
+
+/// One row per repetition, provenance in every row, so a spreadsheet needs nothing else.
+fn render_csv(r: &Report) -> anyhow::Result<String> {
+    let p = &r.provenance;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "rep",
+        "model_file",
+        "model_sha256",
+        "architecture",
+        "quant",
+        "threads",
+        "prompt_tokens",
+        "gen_tokens",
+        "cold",
+        "simd",
+        "load_ms",
+        "first_ttft_ms",
+        "ttft_ms",
+        "prefill_tps",
+        "decode_tps",
+        "token_ms_p50",
+        "token_ms_p90",
+        "token_ms_p99",
+        "deadline_miss_pct",
+        "peak_rss_bytes",
+        "roofline_tps",
+        "odai_version",
+    ])?;
+    for (i, rep) in r.reps.iter().enumerate() {
+        w.write_record([
+            (i + 1).to_string(),
+            p.model_file.clone(),
+            p.model_sha256.clone(),
+            p.architecture.clone(),
+            p.quant.clone(),
+            rep.threads.to_string(),
+            p.prompt_tokens.to_string(),
+            p.gen_tokens.to_string(),
+            rep.cold.to_string(),
+            rep.simd.clone(),
+            format!("{:.3}", rep.load_ms),
+            format!("{:.3}", rep.first_ttft_ms),
+            format!("{:.3}", rep.ttft_ms),
+            format!("{:.3}", rep.prefill_tps),
+            format!("{:.3}", rep.decode_tps),
+            format!("{:.3}", rep.token_ms_p50),
+            format!("{:.3}", rep.token_ms_p90),
+            format!("{:.3}", rep.token_ms_p99),
+            rep.deadline_miss_pct
+                .map_or(String::new(), |v| format!("{v:.2}")),
+            rep.peak_rss_bytes.to_string(),
+            format!("{:.3}", r.roofline.roofline_tps),
+            p.odai_version.clone(),
+        ])?;
+    }
+    Ok(String::from_utf8(w.into_inner()?)?)
+}

@@ -1,0 +1,84 @@
+//! Memory bandwidth, the physical limit of decoding: the STREAM triad (McCalpin,
+//! www.cs.virginia.edu/stream: a[i] = b[i] + s·c[i], 24 bytes counted per element) on all
+//! threads, arrays at least 4× the last-level cache, best of several passes.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sysroot::{Reading, SysRoot};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Bandwidth {
+    pub triad_gb_s: f64,
+    pub array_bytes: u64,
+    pub llc_bytes: Reading<u64>,
+    pub threads: u32,
+    pub passes: u32,
+}
+
+/// Largest cache size under `/sys/devices/system/cpu/cpu0/cache` (sizes like `32768K`).
+fn llc_bytes(root: &SysRoot) -> Reading<u64> {
+    const DIR: &str = "/sys/devices/system/cpu/cpu0/cache";
+    let sizes: Vec<u64> = root
+        .list_prefixed(DIR, "index")
+        .iter()
+        .filter_map(|i| root.read_str(&format!("{DIR}/{i}/size")).into_value())
+        .filter_map(|s| {
+            let (num, mult) = match s.chars().last()? {
+                'K' => (&s[..s.len() - 1], 1u64 << 10),
+                'M' => (&s[..s.len() - 1], 1 << 20),
+                'G' => (&s[..s.len() - 1], 1 << 30),
+                _ => (s.as_str(), 1),
+            };
+            num.parse::<u64>().ok().map(|n| n * mult)
+        })
+        .collect();
+    match sizes.into_iter().max() {
+        Some(b) => Reading::Value(b),
+        None => Reading::unavailable(format!("missing: {DIR}/index*/size")),
+    }
+}
+
+/// Measures the triad on `threads` threads, best of `passes`.
+pub fn measure(root: &SysRoot, threads: u32, passes: u32) -> Bandwidth {
+    let llc = llc_bytes(root);
+    // 4× the LLC so the arrays stream from DRAM; at least 64 MiB when the LLC is unknown.
+    let array_bytes = llc.value().map_or(64 << 20, |&b| (4 * b).max(64 << 20));
+    let len = (array_bytes / 8) as usize;
+    let threads = threads.max(1) as usize;
+    let mut a = vec![0.0f64; len];
+    let b = vec![1.0f64; len];
+    let c = vec![2.0f64; len];
+    let chunk = len.div_ceil(threads);
+    let mut best = f64::INFINITY;
+    // One untimed pass first: page faults on `a` belong to allocation, not bandwidth.
+    for pass in 0..=passes {
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for ((a, b), c) in a
+                .chunks_mut(chunk)
+                .zip(b.chunks(chunk))
+                .zip(c.chunks(chunk))
+            {
+                s.spawn(move || {
+                    for i in 0..a.len() {
+                        a[i] = b[i] + 3.0 * c[i];
+                    }
+                });
+            }
+        });
+        let t = started.elapsed().as_secs_f64();
+        if pass > 0 {
+            best = best.min(t);
+        }
+    }
+    std::hint::black_box(&a);
+    Bandwidth {
+        triad_gb_s: 3.0 * array_bytes as f64 / best / 1e9,
+        array_bytes,
+        llc_bytes: llc,
+        threads: threads as u32,
+        passes,
+    }
+}

@@ -1,0 +1,109 @@
+//! The versioned worker protocol: the only thing that crosses a process boundary. A coordinator
+//! sends one [`CellSpec`] as a JSON line on the worker's stdin; the worker answers with
+//! [`Event`] JSON lines on stdout, ending with `result` or `error`. The same protocol will run
+//! over SSH and ADB: a coordinator refuses a worker that speaks another version.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Bump on any incompatible change to [`CellSpec`] or [`Event`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// One benchmark repetition to run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CellSpec {
+    pub protocol: u32,
+    pub model: PathBuf,
+    pub prompt_tokens: u32,
+    pub gen_tokens: u32,
+    /// Seed of the random prompt ids (llama-bench style: random ids below the vocabulary).
+    pub seed: u64,
+    /// Evict the model file from the page cache before loading.
+    pub cold: bool,
+    /// Tokens slower than this count as deadline misses.
+    pub token_deadline_ms: Option<f64>,
+}
+
+/// What a worker says, one JSON object per line, tagged by `event`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// First line: who is speaking.
+    Hello { protocol: u32, odai_version: String },
+    /// The measured repetition; the last line.
+    Result(RepResult),
+    /// The worker could not run the cell; the last line.
+    Error { message: String },
+}
+
+/// One repetition's measurements. Times in milliseconds, rates in tokens per second.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RepResult {
+    pub load_ms: f64,
+    /// True when the model file was evicted from the page cache before loading.
+    pub cold: bool,
+    /// The first prefill after load: includes candle's lazy one-time work on the weights.
+    pub first_ttft_ms: f64,
+    /// Prefill of the prompt + sampling the first token, steady state.
+    pub ttft_ms: f64,
+    pub prefill_tps: f64,
+    pub decode_tps: f64,
+    pub token_ms_p50: f64,
+    pub token_ms_p90: f64,
+    pub token_ms_p99: f64,
+    /// Share of decoded tokens slower than the deadline; null without a deadline.
+    pub deadline_miss_pct: Option<f64>,
+    pub peak_rss_bytes: u64,
+    /// Threads candle's kernels ran on.
+    pub threads: u32,
+    /// The SIMD path candle's kernels took (`avx`, `neon`, `scalar`…).
+    pub simd: String,
+    /// Every decoded token's latency, in order (for distributions and reports).
+    pub token_ms: Vec<f64>,
+}
+
+/// Checks a worker's hello: a different protocol is refused with what to do about it.
+pub fn check_hello(protocol: u32, odai_version: &str) -> Result<(), String> {
+    if protocol == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(format!(
+            "the worker speaks protocol {protocol} (odai {odai_version}) but this odai {} speaks \
+             protocol {PROTOCOL_VERSION}: run the same odai version on both sides (odai farm deploy)",
+            env!("CARGO_PKG_VERSION")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_worker_is_refused_with_what_to_do() {
+        assert!(check_hello(PROTOCOL_VERSION, "x").is_ok());
+        let e = check_hello(PROTOCOL_VERSION + 1, "9.9.9").unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "the worker speaks protocol {} (odai 9.9.9) but this odai {} speaks protocol {}: \
+                 run the same odai version on both sides (odai farm deploy)",
+                PROTOCOL_VERSION + 1,
+                env!("CARGO_PKG_VERSION"),
+                PROTOCOL_VERSION
+            )
+        );
+    }
+
+    #[test]
+    fn events_are_tagged_json_lines() {
+        let e = Event::Error {
+            message: "boom".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"error","message":"boom"}"#
+        );
+    }
+}

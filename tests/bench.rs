@@ -1,0 +1,235 @@
+//! `odai bench` end to end on a small synthetic model: the JSON contract, CSV rows, memory fit
+//! against the probe's headroom (through --root), and bad flags.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::odai;
+use serde_json::Value;
+
+/// A shared cache dir so the synthetic model is written once for all tests here.
+fn cache() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("odai-cache");
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn bench(args: &[&str]) -> std::process::Output {
+    odai()
+        .env("ODAI_CACHE_DIR", cache())
+        .args([
+            "bench",
+            "--synthetic",
+            "smollm2-135m:q8_0",
+            "-p",
+            "8",
+            "-n",
+            "4",
+            "--threads",
+            "1",
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn json_has_a_summary_per_metric_and_every_rep() {
+    let out = bench(&[
+        "--reps",
+        "2",
+        "--warmup",
+        "0",
+        "--token-deadline-ms",
+        "10000",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for metric in [
+        "load_ms",
+        "first_ttft_ms",
+        "ttft_ms",
+        "prefill_tps",
+        "decode_tps",
+        "token_ms_p50",
+        "token_ms_p90",
+        "token_ms_p99",
+        "deadline_miss_pct",
+        "peak_rss_bytes",
+    ] {
+        let s = &v["summary"][metric];
+        for k in [
+            "mean",
+            "median",
+            "stddev",
+            "min",
+            "max",
+            "cov_pct",
+            "ci95_low",
+            "ci95_high",
+        ] {
+            assert!(s[k].is_number(), "summary.{metric}.{k}");
+        }
+        assert!(s["min"].as_f64() <= s["max"].as_f64());
+    }
+    // A 10 s deadline is never missed.
+    assert_eq!(v["summary"]["deadline_miss_pct"]["max"], 0.0);
+    let reps = v["reps"].as_array().unwrap();
+    assert_eq!(reps.len(), 2);
+    assert_eq!(reps[0]["token_ms"].as_array().unwrap().len(), 4);
+    assert_eq!(reps[0]["threads"], 1);
+    assert!(reps[0]["peak_rss_bytes"].as_u64().unwrap() > 100 << 20);
+    let p = &v["provenance"];
+    assert_eq!(p["synthetic"], "smollm2-135m:q8_0");
+    assert_eq!(p["architecture"], "llama");
+    assert_eq!(p["quant"], "Q8_0");
+    assert_eq!(p["prompt_tokens"], 8);
+    assert_eq!(p["model_sha256"].as_str().unwrap().len(), 64);
+    assert!(p["device"]["logical_cores"].as_u64().unwrap() >= 1);
+    assert!(v["roofline"]["roofline_tps"].as_f64().unwrap() > 0.0);
+    assert!(v["roofline"]["triad_gb_s"].as_f64().unwrap() > 0.0);
+    // Two repetitions: the summary says not to trust it too far.
+    assert!(
+        v["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().starts_with("only 2 repetition(s)"))
+    );
+}
+
+#[test]
+fn csv_has_one_row_per_rep_and_out_writes_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("r.csv");
+    let out = bench(&["--reps", "2", "--warmup", "0", "--format", "csv", "--out"]);
+    assert!(
+        !out.status.success(),
+        "--out without a value is a usage error"
+    );
+    let out = odai()
+        .env("ODAI_CACHE_DIR", cache())
+        .args([
+            "bench",
+            "--synthetic",
+            "smollm2-135m:q8_0",
+            "-p",
+            "8",
+            "-n",
+            "4",
+            "--threads",
+            "1",
+        ])
+        .args(["--reps", "2", "--warmup", "0", "--format", "csv", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines[0].starts_with("rep,model_file,model_sha256,architecture,quant,threads,"));
+    assert!(lines[1].starts_with("1,smollm2-135m-q8_0-v1.gguf,"));
+    // The text summary still goes to the terminal.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("decode_tps"));
+}
+
+#[test]
+fn a_model_bigger_than_headroom_is_refused_before_loading() {
+    // A captured tree whose MemAvailable is 50 MiB: the probe's headroom decides.
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir_all(root.path().join("proc")).unwrap();
+    fs::write(
+        root.path().join("proc/meminfo"),
+        "MemTotal: 1000000 kB\nMemAvailable: 51200 kB\n",
+    )
+    .unwrap();
+    let out = odai()
+        .env("ODAI_CACHE_DIR", cache())
+        .args([
+            "bench",
+            "--synthetic",
+            "smollm2-135m:q8_0",
+            "-p",
+            "8",
+            "-n",
+            "4",
+            "--root",
+        ])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with("odai: error: ")
+            && err.contains("smollm2-135m-q8_0-v1.gguf: does not fit: needs "),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(", headroom 50.0 MiB (use --force to run anyway)\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn zero_prompt_tokens_and_zero_threads_are_usage_errors() {
+    for (flag, value) in [
+        ("-p", "0"),
+        ("--threads", "0"),
+        ("-n", "0"),
+        ("--reps", "0"),
+    ] {
+        let out = odai()
+            .args(["bench", "--synthetic", "smollm2-135m:q8_0", flag, value])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains("0 is not in 1.."), "{flag}: {err}");
+    }
+}
+
+#[test]
+fn context_overflow_and_bad_model_are_clear() {
+    let out = odai()
+        .env("ODAI_CACHE_DIR", cache())
+        .args([
+            "bench",
+            "--synthetic",
+            "smollm2-135m:q8_0",
+            "-p",
+            "9000",
+            "-n",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "odai: error: -p/-n: 9000 prompt + 4 generated tokens exceed the model's context length 8192\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    odai()
+        .args(["bench", "--model"])
+        .arg(dir.path())
+        .assert()
+        .code(3)
+        .stderr(format!(
+            "odai: error: {}: is a directory, not a GGUF file (pass the .gguf file inside it)\n",
+            dir.path().display()
+        ));
+}
