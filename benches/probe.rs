@@ -12,6 +12,7 @@ fn bench_probe(c: &mut Criterion) {
     let opts = probe::Options {
         gpu: Enumerate::Skip,
         classes: Classes::embedded(),
+        bandwidth: false,
     };
     let mut group = c.benchmark_group("probe_no_gpu");
     group.bench_function("live", |b| {

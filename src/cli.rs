@@ -219,6 +219,10 @@ pub struct ProbeArgs {
     #[arg(long)]
     pub no_gpu: bool,
 
+    /// Also measure memory bandwidth (STREAM triad on all threads; takes about a second)
+    #[arg(long)]
+    pub bandwidth: bool,
+
     /// Give up on GPU enumeration after this many seconds (a broken driver can hang)
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = positive_seconds)]
     pub gpu_timeout: std::time::Duration,

@@ -454,3 +454,16 @@ fn hung_gpu_driver_times_out_and_the_probe_still_exits() {
         "timed out after 1.0 s enumerating GPU adapters (a hung driver?)"
     );
 }
+
+#[test]
+fn bandwidth_is_measured_only_when_asked() {
+    let out = odai()
+        .args(["probe", "--format", "json", "--no-gpu", "--bandwidth"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["bandwidth"]["triad_gb_s"].as_f64().unwrap() > 0.0);
+    assert!(v["bandwidth"]["array_bytes"].as_u64().unwrap() >= 64 << 20);
+    let v = probe_json(&fixture("intel-laptop"));
+    assert_eq!(v["bandwidth_unavailable"], "not measured: pass --bandwidth");
+}

@@ -192,6 +192,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         &probe::Options {
             gpu: Enumerate::Skip,
             classes: Classes::embedded(),
+            bandwidth: false,
         },
     );
     let needs = info.memory_needs(context, cfg.prompt_tokens.into());

@@ -12,6 +12,7 @@ pub struct Config {
     pub format: Format,
     pub gpu: gpu::Enumerate,
     pub classes: Option<PathBuf>,
+    pub bandwidth: bool,
 }
 
 impl Config {
@@ -25,6 +26,7 @@ impl Config {
                 gpu::Enumerate::WithTimeout(args.gpu_timeout)
             },
             classes: args.classes.clone(),
+            bandwidth: args.bandwidth,
         }
     }
 }
@@ -36,6 +38,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         &probe::Options {
             gpu: cfg.gpu,
             classes,
+            bandwidth: cfg.bandwidth,
         },
     );
     let text = match cfg.format {

@@ -36,11 +36,14 @@ pub struct Probe {
     pub thermal: thermal::Thermal,
     pub power: power::Power,
     pub class: Reading<class::Class>,
+    /// STREAM triad bandwidth; measured only with `--bandwidth`, on the live device.
+    pub bandwidth: Reading<bandwidth::Bandwidth>,
 }
 
 pub struct Options {
     pub gpu: gpu::Enumerate,
     pub classes: class::Classes,
+    pub bandwidth: bool,
 }
 
 pub fn run(root: &SysRoot, opts: &Options) -> Probe {
@@ -62,6 +65,14 @@ pub fn run(root: &SysRoot, opts: &Options) -> Probe {
         board: device.board.value().cloned(),
     };
     let class = opts.classes.classify(&facts);
+    let bandwidth = if !opts.bandwidth {
+        Reading::unavailable("not measured: pass --bandwidth")
+    } else if !root.is_live() {
+        Reading::unavailable("not measured: --root points at a captured device tree")
+    } else {
+        let threads = cpu.logical_cores.value().copied().unwrap_or(1);
+        Reading::Value(bandwidth::measure(root, threads, 5))
+    };
     Probe {
         schema_version: SCHEMA_VERSION,
         odai_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -75,5 +86,6 @@ pub fn run(root: &SysRoot, opts: &Options) -> Probe {
         thermal,
         power,
         class,
+        bandwidth,
     }
 }

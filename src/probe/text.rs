@@ -178,6 +178,14 @@ pub fn render(p: &Probe) -> String {
         }
     });
     o.reading("swap", &m.swap_total_bytes, b);
+    o.reading("bandwidth", &p.bandwidth, |b| {
+        format!(
+            "{:.1} GB/s STREAM triad ({} threads, {} arrays)",
+            b.triad_gb_s,
+            b.threads,
+            units::bytes(b.array_bytes)
+        )
+    });
     o.reading("pressure", &m.psi_some_avg10, |v| {
         let avg60 = m
             .psi_some_avg60
