@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# odai vs llama.cpp on the same GGUF, same threads, same prompt and generation lengths, measured
+# interleaved in one run (so machine noise hits both), ROUNDS rounds, medians.
+#
+#   scripts/bench-vs-llamacpp.sh [MODEL.gguf] [THREADS] [P] [N] [ROUNDS]
+#
+# Builds a scratch venv with llama-cpp-python 0.3.36 under target/llamacpp-venv (pip compiles
+# llama.cpp: several minutes the first time). Default model: the SmolLM2 test model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=${1:-$(scripts/fetch-test-model.sh)}
+threads=${2:-2}; p=${3:-64}; n=${4:-64}; rounds=${5:-3}
+venv=target/llamacpp-venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q llama-cpp-python==0.3.36
+fi
+cargo build --release --quiet
+odai=target/release/odai
+results=$(mktemp)
+for r in $(seq "$rounds"); do
+  "$odai" bench --model "$model" --threads "$threads" -p "$p" -n "$n" --reps 1 --warmup 1 --format json \
+    | python3 -c 'import json,sys; d=json.load(sys.stdin); s=d["summary"]; print(json.dumps({"engine":"odai","load_ms":s["load_ms"]["mean"],"prefill_tps":s["prefill_tps"]["mean"],"decode_tps":s["decode_tps"]["mean"]}))' >>"$results"
+  "$venv/bin/python" scripts/llamacpp_bench.py "$model" --threads "$threads" -p "$p" -n "$n" \
+    | python3 -c 'import json,sys; d=json.load(sys.stdin); d["engine"]="llama.cpp"; print(json.dumps(d))' >>"$results"
+done
+python3 - "$results" "$model" "$threads" "$p" "$n" "$rounds" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+med = lambda e, k: statistics.median(r[k] for r in rows if r["engine"] == e)
+print(f"{sys.argv[2]}: {sys.argv[3]} threads, p={sys.argv[4]} n={sys.argv[5]}, median of {sys.argv[6]} interleaved rounds")
+print(f"{'metric':<14}{'odai':>12}{'llama.cpp':>12}{'odai/llama.cpp':>16}")
+for k in ["load_ms", "prefill_tps", "decode_tps"]:
+    o, l = med("odai", k), med("llama.cpp", k)
+    print(f"{k:<14}{o:>12.1f}{l:>12.1f}{o / l:>16.2f}")
+PY
+rm -f "$results"

@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Measures llama.cpp (through llama-cpp-python) the way `odai bench` measures odai: load time,
+prefill of P random token ids (BOS first) and decode of N tokens one at a time, greedy.
+Prints one JSON object. Used by scripts/bench-vs-llamacpp.sh; not part of the test suite."""
+import argparse, json, random, time
+
+from llama_cpp import Llama
+
+ap = argparse.ArgumentParser()
+ap.add_argument("model")
+ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("-p", type=int, default=64)
+ap.add_argument("-n", type=int, default=64)
+ap.add_argument("--seed", type=int, default=42)
+a = ap.parse_args()
+
+t = time.perf_counter()
+llm = Llama(model_path=a.model, n_ctx=a.p + a.n + 8, n_threads=a.threads,
+            n_threads_batch=a.threads, n_batch=max(a.p, 8), verbose=False, logits_all=False)
+load_ms = (time.perf_counter() - t) * 1e3
+vocab = llm.n_vocab()
+rng = random.Random(a.seed)
+prompt = [llm.token_bos()] + [rng.randrange(vocab) for _ in range(a.p - 1)]
+
+def run():
+    llm.reset()
+    t = time.perf_counter()
+    llm.eval(prompt)
+    prefill_s = time.perf_counter() - t
+    tok = int(llm.scores[llm.n_tokens - 1].argmax())
+    t = time.perf_counter()
+    for _ in range(a.n):
+        llm.eval([tok])
+        tok = int(llm.scores[llm.n_tokens - 1].argmax())
+    return prefill_s, time.perf_counter() - t
+
+run()  # warm-up, as odai's first prefill
+prefill_s, decode_s = run()
+print(json.dumps({"load_ms": load_ms, "prefill_tps": a.p / prefill_s, "decode_tps": a.n / decode_s}))
