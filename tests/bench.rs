@@ -233,3 +233,39 @@ fn context_overflow_and_bad_model_are_clear() {
             dir.path().display()
         ));
 }
+
+#[test]
+fn worker_greets_then_refuses_a_spec_of_another_protocol() {
+    let spec = r#"{"protocol":99,"model":"m.gguf","prompt_tokens":1,"gen_tokens":1,"seed":1,"cold":false,"token_deadline_ms":null}"#;
+    let out = odai()
+        .arg("worker")
+        .write_stdin(format!("{spec}\n"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["event"], "hello");
+    assert_eq!(lines[0]["protocol"], 1);
+    assert_eq!(lines[1]["event"], "error");
+    assert_eq!(
+        lines[1]["message"],
+        "the coordinator speaks protocol 99 but this worker speaks 1: run the same odai version on both sides"
+    );
+    let out = odai()
+        .arg("worker")
+        .write_stdin("garbage\n")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .contains("unreadable cell spec"),
+        "{text}"
+    );
+}
