@@ -570,32 +570,16 @@ mod tests {
 
     #[test]
     fn preset_parameter_counts_match_the_families() {
-        let m = |n: &str| parameter_count(preset(n).unwrap()) as f64 / 1e6;
-        assert!(
-            (134.0..136.0).contains(&m("smollm2-135m")),
-            "{}",
-            m("smollm2-135m")
-        );
-        assert!(
-            (1230.0..1240.0).contains(&m("llama-3.2-1b")),
-            "{}",
-            m("llama-3.2-1b")
-        );
-        assert!(
-            (1095.0..1105.0).contains(&m("tinyllama-1.1b")),
-            "{}",
-            m("tinyllama-1.1b")
-        );
-        assert!(
-            (3750.0..3830.0).contains(&m("phi-3-mini")),
-            "{}",
-            m("phi-3-mini")
-        );
-        assert!(
-            (8000.0..8050.0).contains(&m("llama-3.1-8b")),
-            "{}",
-            m("llama-3.1-8b")
-        );
+        for (name, lo, hi) in [
+            ("smollm2-135m", 134.0, 136.0),
+            ("llama-3.2-1b", 1230.0, 1240.0),
+            ("tinyllama-1.1b", 1095.0, 1105.0),
+            ("phi-3-mini", 3750.0, 3830.0),
+            ("llama-3.1-8b", 8000.0, 8050.0),
+        ] {
+            let m = parameter_count(preset(name).unwrap()) as f64 / 1e6;
+            assert!((lo..hi).contains(&m), "{name}: {m} M");
+        }
     }
 
     #[test]
