@@ -44,6 +44,7 @@ fn json_has_a_summary_per_metric_and_every_rep() {
         "0",
         "--token-deadline-ms",
         "10000",
+        "--cold",
         "--format",
         "json",
     ]);
@@ -86,6 +87,8 @@ fn json_has_a_summary_per_metric_and_every_rep() {
     assert_eq!(reps.len(), 2);
     assert_eq!(reps[0]["token_ms"].as_array().unwrap().len(), 4);
     assert_eq!(reps[0]["threads"], 1);
+    assert_eq!(reps[0]["cold"], true);
+    assert_eq!(v["provenance"]["cold"], true);
     assert!(reps[0]["peak_rss_bytes"].as_u64().unwrap() > 100 << 20);
     let p = &v["provenance"];
     assert_eq!(p["synthetic"], "smollm2-135m:q8_0");
