@@ -110,6 +110,31 @@ fn unknown_preset_is_a_usage_error_listing_presets() {
         .code(2)
         .stderr(
             "odai: error: --preset: no preset \"gpt-5\" (presets: smollm2-135m, qwen2.5-0.5b, \
-             llama-3.2-1b, tinyllama-1.1b, llama-3.2-3b, phi-3-mini, llama-3.1-8b)\n",
+             llama-3.2-1b, tinyllama-1.1b, llama-3.2-3b, phi-3-mini, gemma-3-1b, llama-3.1-8b)\n",
         );
+}
+
+#[test]
+fn unsupported_tensor_type_lists_the_supported_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = synth(dir.path(), "smollm2-135m", "q4_0");
+    let mut bytes = fs::read(&f).unwrap();
+    // Tensor info: name, n_dims u32, dims u64 × n, ggml type u32. Make token_embd an IQ2_XXS (16).
+    let name = b"token_embd.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap();
+    let ty = at + name.len() + 4 + 2 * 8;
+    assert_eq!(u32::from_le_bytes(bytes[ty..ty + 4].try_into().unwrap()), 2);
+    bytes[ty..ty + 4].copy_from_slice(&16u32.to_le_bytes());
+    fs::write(&f, bytes).unwrap();
+    odai()
+        .args(["model", "inspect"])
+        .arg(&f)
+        .assert()
+        .code(3)
+        .stderr(format!(
+            "odai: error: {}: uses a tensor type this engine cannot load (unknown dtype for tensor \
+             16); supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, \
+             Q5_K, Q6_K, Q8_K\n",
+            f.display()
+        ));
 }

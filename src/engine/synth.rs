@@ -19,6 +19,8 @@ pub struct Preset {
     pub n_embd: u64,
     pub n_head: u64,
     pub n_kv_head: u64,
+    /// Per-head dimension (n_embd / n_head in most families; Gemma 3 sets its own).
+    pub head_dim: u64,
     pub ffn: u64,
     pub vocab: u64,
     pub context: u64,
@@ -37,6 +39,7 @@ pub const PRESETS: &[Preset] = &[
         n_embd: 576,
         n_head: 9,
         n_kv_head: 3,
+        head_dim: 64,
         ffn: 1536,
         vocab: 49152,
         context: 8192,
@@ -52,6 +55,7 @@ pub const PRESETS: &[Preset] = &[
         n_embd: 896,
         n_head: 14,
         n_kv_head: 2,
+        head_dim: 64,
         ffn: 4864,
         vocab: 151_936,
         context: 32_768,
@@ -67,6 +71,7 @@ pub const PRESETS: &[Preset] = &[
         n_embd: 2048,
         n_head: 32,
         n_kv_head: 8,
+        head_dim: 64,
         ffn: 8192,
         vocab: 128_256,
         context: 131_072,
@@ -82,6 +87,7 @@ pub const PRESETS: &[Preset] = &[
         n_embd: 2048,
         n_head: 32,
         n_kv_head: 4,
+        head_dim: 64,
         ffn: 5632,
         vocab: 32_000,
         context: 2048,
@@ -97,6 +103,7 @@ pub const PRESETS: &[Preset] = &[
         n_embd: 3072,
         n_head: 24,
         n_kv_head: 8,
+        head_dim: 128,
         ffn: 8192,
         vocab: 128_256,
         context: 131_072,
@@ -112,6 +119,7 @@ pub const PRESETS: &[Preset] = &[
         n_embd: 3072,
         n_head: 32,
         n_kv_head: 32,
+        head_dim: 96,
         ffn: 8192,
         vocab: 32_064,
         context: 4096,
@@ -121,12 +129,29 @@ pub const PRESETS: &[Preset] = &[
         bos: Some(1),
     },
     Preset {
+        name: "gemma-3-1b",
+        arch: "gemma3",
+        n_layer: 26,
+        n_embd: 1152,
+        n_head: 4,
+        n_kv_head: 1,
+        head_dim: 256,
+        ffn: 6912,
+        vocab: 262_144,
+        context: 32_768,
+        rope_theta: 1_000_000.0,
+        rms_eps: 1e-6,
+        tied: true,
+        bos: Some(2),
+    },
+    Preset {
         name: "llama-3.1-8b",
         arch: "llama",
         n_layer: 32,
         n_embd: 4096,
         n_head: 32,
         n_kv_head: 8,
+        head_dim: 128,
         ffn: 14_336,
         vocab: 128_256,
         context: 131_072,
@@ -285,7 +310,8 @@ impl TensorSpec {
 
 /// The tensors of `p`, named as llama.cpp's converters name them.
 fn tensors(p: &Preset, quant: Quant) -> Vec<TensorSpec> {
-    let head_dim = p.n_embd / p.n_head;
+    let head_dim = p.head_dim;
+    let q_dim = p.n_head * head_dim;
     let kv_dim = p.n_kv_head * head_dim;
     // K-quants need rows that are whole 256-element super-blocks; llama.cpp falls back to
     // another type for the rest, and so does odai (Q8_0).
@@ -319,19 +345,15 @@ fn tensors(p: &Preset, quant: Quant) -> Vec<TensorSpec> {
         let b = |s: &str| format!("blk.{l}.{s}");
         out.push(norm(b("attn_norm.weight"), p.n_embd));
         if p.arch == "phi3" {
-            out.push(weight(
-                b("attn_qkv.weight"),
-                p.n_embd,
-                p.n_embd + 2 * kv_dim,
-            ));
+            out.push(weight(b("attn_qkv.weight"), p.n_embd, q_dim + 2 * kv_dim));
         } else {
-            out.push(weight(b("attn_q.weight"), p.n_embd, p.n_embd));
+            out.push(weight(b("attn_q.weight"), p.n_embd, q_dim));
             out.push(weight(b("attn_k.weight"), p.n_embd, kv_dim));
             out.push(weight(b("attn_v.weight"), p.n_embd, kv_dim));
         }
         if p.arch == "qwen2" {
             for (t, n) in [
-                ("attn_q.bias", p.n_embd),
+                ("attn_q.bias", q_dim),
                 ("attn_k.bias", kv_dim),
                 ("attn_v.bias", kv_dim),
             ] {
@@ -343,11 +365,15 @@ fn tensors(p: &Preset, quant: Quant) -> Vec<TensorSpec> {
                 });
             }
         }
-        if p.arch == "qwen3" {
+        if p.arch == "qwen3" || p.arch == "gemma3" {
             out.push(norm(b("attn_q_norm.weight"), head_dim));
             out.push(norm(b("attn_k_norm.weight"), head_dim));
         }
-        out.push(weight(b("attn_output.weight"), p.n_embd, p.n_embd));
+        out.push(weight(b("attn_output.weight"), q_dim, p.n_embd));
+        if p.arch == "gemma3" {
+            out.push(norm(b("post_attention_norm.weight"), p.n_embd));
+            out.push(norm(b("post_ffw_norm.weight"), p.n_embd));
+        }
         out.push(norm(b("ffn_norm.weight"), p.n_embd));
         if p.arch == "phi3" {
             // Gate and up projections fused, as phi3 GGUFs store them.
@@ -374,7 +400,7 @@ enum Meta {
 
 fn metadata(p: &Preset, quant: Quant) -> Vec<(String, Meta)> {
     let a = p.arch;
-    let head_dim = p.n_embd / p.n_head;
+    let head_dim = p.head_dim;
     let mut m = vec![
         ("general.architecture".to_owned(), Meta::Str(a.into())),
         (
@@ -399,6 +425,10 @@ fn metadata(p: &Preset, quant: Quant) -> Vec<(String, Meta)> {
             Meta::U32(head_dim as u32),
         ),
         (
+            format!("{a}.attention.value_length"),
+            Meta::U32(head_dim as u32),
+        ),
+        (
             format!("{a}.attention.layer_norm_rms_epsilon"),
             Meta::F32(p.rms_eps),
         ),
@@ -409,6 +439,11 @@ fn metadata(p: &Preset, quant: Quant) -> Vec<(String, Meta)> {
         ),
         (format!("{a}.vocab_size"), Meta::U32(p.vocab as u32)),
     ];
+    if a == "gemma3" {
+        // Gemma 3 alternates local (sliding-window) and global attention layers.
+        m.push((format!("{a}.attention.sliding_window"), Meta::U32(512)));
+        m.push((format!("{a}.rope.local_freq_base"), Meta::F32(10_000.0)));
+    }
     if let Some(bos) = p.bos {
         m.push(("tokenizer.ggml.bos_token_id".into(), Meta::U32(bos)));
     }
@@ -576,6 +611,7 @@ mod tests {
             ("tinyllama-1.1b", 1095.0, 1105.0),
             ("phi-3-mini", 3750.0, 3830.0),
             ("llama-3.1-8b", 8000.0, 8050.0),
+            ("gemma-3-1b", 995.0, 1005.0),
         ] {
             let m = parameter_count(preset(name).unwrap()) as f64 / 1e6;
             assert!((lo..hi).contains(&m), "{name}: {m} M");
