@@ -275,7 +275,7 @@ fn quota_cores(root: &SysRoot) -> Reading<Option<f64>> {
     Reading::Value(tightest.map(|q| (q * 100.0).round() / 100.0))
 }
 
-fn policies(root: &SysRoot) -> Reading<Vec<FreqPolicy>> {
+pub fn policies(root: &SysRoot) -> Reading<Vec<FreqPolicy>> {
     const DIR: &str = "/sys/devices/system/cpu/cpufreq";
     if !root.is_dir(DIR) {
         return Reading::unavailable(format!(

@@ -151,7 +151,7 @@ fn read_meminfo(root: &SysRoot) -> Reading<BTreeMap<String, u64>> {
 }
 
 /// `some avg10=0.00 avg60=0.00 avg300=0.00 total=0` lines, keyed by (line, field).
-fn read_psi(root: &SysRoot) -> Reading<BTreeMap<(&'static str, &'static str), f64>> {
+pub fn read_psi(root: &SysRoot) -> Reading<BTreeMap<(&'static str, &'static str), f64>> {
     root.read_raw("/proc/pressure/memory").map(|text| {
         let mut out = BTreeMap::new();
         for line in text.lines() {

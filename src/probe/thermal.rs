@@ -101,10 +101,11 @@ fn millidegrees(root: &SysRoot, path: &str) -> Reading<f64> {
     })
 }
 
-pub fn probe(root: &SysRoot, cpu: &Cpu) -> Thermal {
-    const TZ: &str = "/sys/class/thermal";
-    let zones: Vec<Zone> = root
-        .list_prefixed(TZ, "thermal_zone")
+const TZ: &str = "/sys/class/thermal";
+
+/// Thermal zones with their temperatures and trip points.
+pub fn zones(root: &SysRoot) -> Vec<Zone> {
+    root.list_prefixed(TZ, "thermal_zone")
         .into_iter()
         .map(|z| {
             let d = format!("{TZ}/{z}");
@@ -126,10 +127,12 @@ pub fn probe(root: &SysRoot, cpu: &Cpu) -> Thermal {
                 name: z,
             }
         })
-        .collect();
+        .collect()
+}
 
-    let cooling_devices: Vec<CoolingDevice> = root
-        .list_prefixed(TZ, "cooling_device")
+/// Cooling devices with their current and maximum states.
+pub fn cooling_devices(root: &SysRoot) -> Vec<CoolingDevice> {
+    root.list_prefixed(TZ, "cooling_device")
         .into_iter()
         .map(|c| {
             let d = format!("{TZ}/{c}");
@@ -140,8 +143,12 @@ pub fn probe(root: &SysRoot, cpu: &Cpu) -> Thermal {
                 name: c,
             }
         })
-        .collect();
+        .collect()
+}
 
+pub fn probe(root: &SysRoot, cpu: &Cpu) -> Thermal {
+    let zones = zones(root);
+    let cooling_devices = cooling_devices(root);
     let max_temp_c = if zones.is_empty() {
         Reading::unavailable(format!("missing: {TZ}/thermal_zone*"))
     } else {
@@ -175,7 +182,7 @@ pub fn probe(root: &SysRoot, cpu: &Cpu) -> Thermal {
     }
 }
 
-fn throttle_counters(root: &SysRoot) -> Reading<Option<ThrottleCounters>> {
+pub fn throttle_counters(root: &SysRoot) -> Reading<Option<ThrottleCounters>> {
     let mut found = false;
     let mut core = 0u64;
     let mut package = 0u64;
