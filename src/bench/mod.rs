@@ -2,6 +2,7 @@
 //! summarized and checked. The coordinator side of the worker protocol lives here.
 
 pub mod stats;
+pub mod telemetry;
 pub mod worker;
 
 use std::io::{BufRead, BufReader, Read, Write};

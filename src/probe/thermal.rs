@@ -248,7 +248,7 @@ fn rpi_throttled(root: &SysRoot) -> Reading<Option<RpiThrottled>> {
 
 /// Cooling devices whose activity means the CPU or an accelerator is being slowed down (fans
 /// cool without slowing anything, so they are not throttling).
-fn slows_compute(kind: &str) -> bool {
+pub fn slows_compute(kind: &str) -> bool {
     let k = kind.to_ascii_lowercase();
     [
         "processor",
