@@ -88,13 +88,30 @@ pub struct BenchArgs {
     #[arg(short = 'n', long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
     pub gen_tokens: u32,
 
-    /// Measured repetitions
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    pub reps: u32,
+    /// Measured repetitions [default: 5; 1 with --sustained]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub reps: Option<u32>,
 
-    /// Repetitions run first and discarded
-    #[arg(long, default_value_t = 1)]
-    pub warmup: u32,
+    /// Repetitions run first and discarded [default: 1; 0 with --sustained]
+    #[arg(long)]
+    pub warmup: Option<u32>,
+
+    /// Decode continuously for this long (e.g. 15m), judged per window: stability, checkpoints,
+    /// throttling, temperature, energy
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub sustained: Option<std::time::Duration>,
+
+    /// Window of a sustained run's time series
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    pub window: std::time::Duration,
+
+    /// Points of a sustained run to compare with its first minute
+    #[arg(long, value_name = "LIST", default_value = "5m,10m,15m", value_delimiter = ',', value_parser = duration)]
+    pub checkpoints: Vec<std::time::Duration>,
+
+    /// Telemetry sampling interval, or "off"
+    #[arg(long, value_name = "DURATION|off", default_value = "1s", value_parser = interval)]
+    pub sample_interval: SampleInterval,
 
     /// Evict the model file from the page cache before each load (cold start)
     #[arg(long)]
@@ -254,4 +271,61 @@ fn positive_seconds(s: &str) -> Result<std::time::Duration, String> {
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("{s:?} must be a positive number of seconds"))
+}
+
+/// A duration such as `15m`, `10s`, `500ms`, `1.5h`, or plain seconds.
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (examples: 90s, 15m, 500ms, 1h)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    std::time::Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} must be a positive duration"))
+}
+
+/// A sampling interval; `None` when sampling is off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampleInterval(pub Option<std::time::Duration>);
+
+fn interval(s: &str) -> Result<SampleInterval, String> {
+    if s.eq_ignore_ascii_case("off") {
+        Ok(SampleInterval(None))
+    } else {
+        duration(s).map(|d| SampleInterval(Some(d)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(duration("15m").unwrap().as_secs(), 900);
+        assert_eq!(duration("500ms").unwrap().as_millis(), 500);
+        assert_eq!(duration("1.5h").unwrap().as_secs(), 5400);
+        assert_eq!(duration("90").unwrap().as_secs(), 90);
+        assert!(duration("0s").is_err());
+        assert!(duration("5 parsecs").unwrap_err().contains("unknown unit"));
+        assert_eq!(interval("off").unwrap(), SampleInterval(None));
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -23,6 +23,22 @@ pub struct CellSpec {
     pub cold: bool,
     /// Tokens slower than this count as deadline misses.
     pub token_deadline_ms: Option<f64>,
+    /// The device tree telemetry reads (`--root`); `None` is the live device.
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    /// Telemetry sampling interval; `None` turns the sampler off.
+    #[serde(default)]
+    pub sample_interval_s: Option<f64>,
+    /// Decode continuously for a duration instead of `gen_tokens` once.
+    #[serde(default)]
+    pub sustained: Option<SustainedSpec>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SustainedSpec {
+    pub duration_s: f64,
+    pub window_s: f64,
+    pub checkpoints_s: Vec<f64>,
 }
 
 /// What a worker says, one JSON object per line, tagged by `event`.
@@ -32,7 +48,7 @@ pub enum Event {
     /// First line: who is speaking.
     Hello { protocol: u32, odai_version: String },
     /// The measured repetition; the last line.
-    Result(RepResult),
+    Result(Box<RepResult>),
     /// The worker could not run the cell; the last line.
     Error { message: String },
 }
@@ -61,6 +77,15 @@ pub struct RepResult {
     pub simd: String,
     /// Every decoded token's latency, in order (for distributions and reports).
     pub token_ms: Vec<f64>,
+    /// Energy over the decode phase, when the sampler ran.
+    #[serde(default)]
+    pub energy: Option<crate::bench::telemetry::Energy>,
+    /// Energy per decoded token.
+    #[serde(default)]
+    pub energy_j_per_token: Option<crate::sysroot::Reading<f64>>,
+    /// The sustained run's windows and verdicts, with `--sustained`.
+    #[serde(default)]
+    pub sustained: Option<crate::bench::sustained::Sustained>,
 }
 
 /// Checks a worker's hello: a different protocol is refused with what to do about it.

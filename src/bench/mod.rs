@@ -2,6 +2,7 @@
 //! summarized and checked. The coordinator side of the worker protocol lives here.
 
 pub mod stats;
+pub mod sustained;
 pub mod telemetry;
 pub mod worker;
 
@@ -49,7 +50,7 @@ pub fn run_rep(exe: &Path, spec: &CellSpec, threads: Option<u32>) -> Result<RepR
                 }
                 greeted = true;
             }
-            Ok(Event::Result(r)) if greeted => outcome = Some(Ok(r)),
+            Ok(Event::Result(r)) if greeted => outcome = Some(Ok(*r)),
             Ok(Event::Error { message }) => outcome = Some(Err(message)),
             _ => {
                 let _ = child.kill();

@@ -4,12 +4,15 @@
 //! cold start is cold.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::bench::stats;
+use crate::bench::sustained;
+use crate::bench::telemetry::{Sampler, Telemetry};
 use crate::engine::{self, Model};
 use crate::protocol::{CellSpec, RepResult};
 use crate::rng::Rng;
+use crate::sysroot::{Reading, SysRoot};
 
 /// Asks the kernel to drop the file's pages from the page cache (posix_fadvise(2)
 /// POSIX_FADV_DONTNEED), so the next load reads from storage. Advisory: pages that are in use
@@ -96,17 +99,66 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
     let mut next = engine::argmax(&logits);
     let ttft_ms = ms(t);
 
+    let root = match &spec.root {
+        Some(dir) => SysRoot::at(dir).map_err(|e| e.to_string())?,
+        None => SysRoot::live(),
+    };
+    let t0 = Instant::now();
+    let sampler = match spec.sample_interval_s {
+        Some(s) if s > 0.0 => Some(Sampler::start(root, Duration::from_secs_f64(s), t0)),
+        _ => None,
+    };
+
     let mut token_ms = Vec::with_capacity(n);
-    let decode_started = Instant::now();
-    for i in 0..n {
+    let mut token_times_s = Vec::with_capacity(n);
+    let mut resets = 0u64;
+    let mut pos = p;
+    let context = p + n;
+    loop {
+        match &spec.sustained {
+            None if token_ms.len() >= n => break,
+            Some(sus) if t0.elapsed().as_secs_f64() >= sus.duration_s => break,
+            Some(_) if pos >= context => {
+                // The cell's context is full: start the request over, as an app would.
+                model.reset();
+                let logits = model.forward(&prompt, 0).map_err(|e| fail("prefill", e))?;
+                next = engine::argmax(&logits);
+                pos = p;
+                resets += 1;
+                continue;
+            }
+            _ => {}
+        }
         let t = Instant::now();
-        let logits = model
-            .forward(&[next], p + i)
-            .map_err(|e| fail("decode", e))?;
+        let logits = model.forward(&[next], pos).map_err(|e| fail("decode", e))?;
         next = engine::argmax(&logits);
         token_ms.push(ms(t));
+        token_times_s.push(t0.elapsed().as_secs_f64());
+        pos += 1;
     }
-    let decode_s = decode_started.elapsed().as_secs_f64();
+    let decode_s = t0.elapsed().as_secs_f64();
+    let decoded = token_ms.len();
+    let telemetry = sampler.map(Sampler::finish);
+    let energy = telemetry.as_ref().map(Telemetry::energy);
+    let energy_j_per_token = energy.as_ref().map(|e| {
+        e.energy_j.clone().and_then(|j| {
+            if decoded > 0 {
+                Reading::Value(j / decoded as f64)
+            } else {
+                Reading::unavailable("no token was decoded")
+            }
+        })
+    });
+    let sustained = spec.sustained.as_ref().map(|sus| {
+        sustained::analyze(
+            &token_times_s,
+            resets,
+            sus.duration_s,
+            sus.window_s,
+            &sus.checkpoints_s,
+            &telemetry.clone().unwrap_or_default(),
+        )
+    });
 
     Ok(RepResult {
         load_ms,
@@ -114,17 +166,25 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
         first_ttft_ms,
         ttft_ms,
         prefill_tps: p as f64 / (ttft_ms / 1e3),
-        decode_tps: n as f64 / decode_s,
+        decode_tps: decoded as f64 / decode_s,
         token_ms_p50: stats::percentile(&token_ms, 50.0),
         token_ms_p90: stats::percentile(&token_ms, 90.0),
         token_ms_p99: stats::percentile(&token_ms, 99.0),
-        deadline_miss_pct: spec
-            .token_deadline_ms
-            .map(|d| 100.0 * token_ms.iter().filter(|&&t| t > d).count() as f64 / n as f64),
+        deadline_miss_pct: spec.token_deadline_ms.map(|d| {
+            100.0 * token_ms.iter().filter(|&&t| t > d).count() as f64 / decoded.max(1) as f64
+        }),
         peak_rss_bytes: peak_rss_bytes(),
         threads: candle_core::utils::get_num_threads() as u32,
         simd: engine::simd_path().to_owned(),
-        token_ms,
+        token_ms: if spec.sustained.is_some() {
+            // Thousands of tokens: the windows carry the time series instead.
+            Vec::new()
+        } else {
+            token_ms
+        },
+        energy,
+        energy_j_per_token,
+        sustained,
     })
 }
 

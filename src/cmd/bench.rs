@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::bench::sustained::Sustained;
 use crate::bench::{self, stats};
 use crate::cli::{BenchArgs, BenchFormat};
 use crate::engine::gguf::{Gguf, MemoryNeeds, ModelInfo};
@@ -15,7 +16,7 @@ use crate::engine::{fingerprint, simd_path, synth};
 use crate::error::Error;
 use crate::exit;
 use crate::probe::{self, bandwidth, class::Classes, gpu::Enumerate};
-use crate::protocol::{CellSpec, PROTOCOL_VERSION, RepResult};
+use crate::protocol::{CellSpec, PROTOCOL_VERSION, RepResult, SustainedSpec};
 use crate::sysroot::{Reading, SysRoot};
 use crate::units;
 
@@ -38,6 +39,8 @@ pub struct Config {
     pub seed: u64,
     pub format: BenchFormat,
     pub out: Option<PathBuf>,
+    pub sustained: Option<SustainedSpec>,
+    pub sample_interval_s: Option<f64>,
 }
 
 impl Config {
@@ -59,14 +62,34 @@ impl Config {
             }
             .into());
         }
+        let sustained = a.sustained.map(|d| SustainedSpec {
+            duration_s: d.as_secs_f64(),
+            window_s: a.window.as_secs_f64(),
+            checkpoints_s: a.checkpoints.iter().map(|c| c.as_secs_f64()).collect(),
+        });
+        if let Some(s) = &sustained
+            && s.window_s > s.duration_s
+        {
+            return Err(Error::Invalid {
+                flag: "--window".into(),
+                problem: format!(
+                    "a {} s window does not fit a {} s sustained run",
+                    s.window_s, s.duration_s
+                ),
+            }
+            .into());
+        }
+        let long = sustained.is_some();
         Ok(Config {
             root,
             source,
             threads: a.threads,
             prompt_tokens: a.prompt_tokens,
             gen_tokens: a.gen_tokens,
-            reps: a.reps,
-            warmup: a.warmup,
+            reps: a.reps.unwrap_or(if long { 1 } else { 5 }),
+            warmup: a.warmup.unwrap_or(if long { 0 } else { 1 }),
+            sustained,
+            sample_interval_s: a.sample_interval.0.map(|d| d.as_secs_f64()),
             cold: a.cold,
             token_deadline_ms: a.token_deadline_ms,
             force: a.force,
@@ -130,6 +153,13 @@ struct Report {
     roofline: Roofline,
     summary: std::collections::BTreeMap<&'static str, stats::Summary>,
     warnings: Vec<String>,
+    /// Where energy came from (`rapl:package-0`, `battery`…), over the measured repetitions.
+    energy_source: Reading<String>,
+    mean_power_w: Reading<f64>,
+    energy_j_per_token: Reading<f64>,
+    battery_drain_pct_per_hour: Reading<f64>,
+    /// The first measured repetition's sustained run, with `--sustained`.
+    sustained: Option<Sustained>,
     reps: Vec<RepResult>,
 }
 
@@ -147,6 +177,16 @@ const METRICS: &[Metric] = &[
     ("token_ms_p99", false, |r| Some(r.token_ms_p99)),
     ("deadline_miss_pct", false, |r| r.deadline_miss_pct),
     ("peak_rss_bytes", false, |r| Some(r.peak_rss_bytes as f64)),
+    ("mean_power_w", false, |r| {
+        r.energy
+            .as_ref()
+            .and_then(|e| e.mean_power_w.value().copied())
+    }),
+    ("energy_j_per_token", false, |r| {
+        r.energy_j_per_token
+            .as_ref()
+            .and_then(|e| e.value().copied())
+    }),
 ];
 
 fn progress(msg: &str) {
@@ -224,6 +264,9 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         seed: cfg.seed,
         cold: cfg.cold,
         token_deadline_ms: cfg.token_deadline_ms,
+        root: (!cfg.root.is_live()).then(|| cfg.root.base().to_owned()),
+        sample_interval_s: cfg.sample_interval_s,
+        sustained: cfg.sustained.clone(),
     };
     let total = cfg.warmup + cfg.reps;
     let mut reps = Vec::with_capacity(cfg.reps as usize);
@@ -251,7 +294,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         warnings.extend(stats::warnings(name, &values, *higher));
         summary.insert(*name, stats::summarize(&values));
     }
-    if cfg.reps < 3 {
+    if cfg.reps < 3 && cfg.sustained.is_none() {
         warnings.push(format!(
             "only {} repetition(s): too few for a confidence interval to mean much (use --reps 5 or more)",
             cfg.reps
@@ -273,6 +316,8 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
     let roofline_tps = bw.triad_gb_s * 1e9 / bytes_per_token as f64;
     let decode_mean = summary.get("decode_tps").map_or(0.0, |s| s.mean);
 
+    let energy = energy_summary(&reps, &summary, cfg.sample_interval_s.is_some());
+    let sustained = reps.first().and_then(|r| r.sustained.clone());
     let sha = fingerprint::sha256_cached(&path, &synth::cache_dir().join("sha256.tsv"))?;
     let report = Report {
         schema_version: 1,
@@ -318,6 +363,11 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         },
         summary,
         warnings,
+        energy_source: energy.0,
+        mean_power_w: energy.1,
+        energy_j_per_token: energy.2,
+        battery_drain_pct_per_hour: energy.3,
+        sustained,
         reps,
     };
 
@@ -334,6 +384,44 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         super::print(&rendered)?;
     }
     Ok(exit::SUCCESS)
+}
+
+type EnergyFields = (Reading<String>, Reading<f64>, Reading<f64>, Reading<f64>);
+
+/// The report's energy fields: means over repetitions where measured, else the first
+/// repetition's reason.
+fn energy_summary(
+    reps: &[RepResult],
+    summary: &std::collections::BTreeMap<&'static str, stats::Summary>,
+    sampled: bool,
+) -> EnergyFields {
+    let Some(e) = reps.first().and_then(|r| r.energy.clone()) else {
+        let why = if sampled {
+            "no telemetry came back from the worker"
+        } else {
+            "not measured: the sampler is off (--sample-interval off)"
+        };
+        return (
+            Reading::unavailable(why),
+            Reading::unavailable(why),
+            Reading::unavailable(why),
+            Reading::unavailable(why),
+        );
+    };
+    let mean_or = |metric: &str, fallback: &Reading<f64>| match summary.get(metric) {
+        Some(s) => Reading::Value(s.mean),
+        None => fallback.clone(),
+    };
+    let per_token = reps
+        .first()
+        .and_then(|r| r.energy_j_per_token.clone())
+        .unwrap_or_else(|| Reading::unavailable("not measured"));
+    (
+        e.energy_source.clone(),
+        mean_or("mean_power_w", &e.mean_power_w),
+        mean_or("energy_j_per_token", &per_token),
+        e.battery_drain_pct_per_hour.clone(),
+    )
 }
 
 fn render_text(r: &Report) -> String {
@@ -395,16 +483,108 @@ fn render_text(r: &Report) -> String {
         units::bytes(r.memory_needs.kv_cache_bytes),
         units::bytes(r.memory_needs.working_bytes),
     ));
+    let show = |v: &Reading<f64>, unit: &str| match v {
+        Reading::Value(x) => format!("{x:.3} {unit}"),
+        Reading::Unavailable(why) => format!("unavailable: {why}"),
+    };
+    match &r.energy_source {
+        Reading::Value(src) => s.push_str(&format!(
+            "  energy ({src}): mean power {}, {} per token\n",
+            show(&r.mean_power_w, "W"),
+            show(&r.energy_j_per_token, "J"),
+        )),
+        Reading::Unavailable(why) => s.push_str(&format!("  energy: unavailable: {why}\n")),
+    }
+    s.push_str(&format!(
+        "  battery drain: {}\n",
+        show(&r.battery_drain_pct_per_hour, "%/h")
+    ));
+    if let Some(sus) = &r.sustained {
+        s.push_str(&render_sustained(sus));
+    }
     for w in &r.warnings {
         s.push_str(&format!("  warning: {w}\n"));
     }
     s
 }
 
-/// One row per repetition, provenance in every row, so a spreadsheet needs nothing else.
+fn render_sustained(sus: &Sustained) -> String {
+    let opt = |v: Option<f64>, unit: &str| v.map_or("-".to_owned(), |x| format!("{x:.1}{unit}"));
+    let mut s = format!(
+        "\n  sustained {:.0} s: {} tokens, {} context resets, {:.0} s windows\n",
+        sus.duration_s, sus.tokens, sus.resets, sus.window_s
+    );
+    s.push_str(&format!(
+        "  {:>8} {:>10} {:>10} {:>10}\n",
+        "t_s", "decode_tps", "max_temp", "cpu_mhz"
+    ));
+    for w in &sus.windows {
+        s.push_str(&format!(
+            "  {:>8.1} {:>10.2} {:>10} {:>10}\n",
+            w.t_s,
+            w.decode_tps,
+            opt(w.max_temp_c, " °C"),
+            opt(w.cpu_mhz, "")
+        ));
+    }
+    let reading = |r: &Reading<f64>, unit: &str| match r {
+        Reading::Value(v) => format!("{v:.2}{unit}"),
+        Reading::Unavailable(why) => format!("unavailable: {why}"),
+    };
+    s.push_str(&format!(
+        "  stability (slowest ÷ fastest window): {}\n",
+        reading(&sus.stability, "")
+    ));
+    for c in &sus.checkpoints {
+        s.push_str(&format!(
+            "  at {:.0} s: {:.2} tok/s = {:.0} % of the first minute, {}, {} MHz\n",
+            c.at_s,
+            c.decode_tps,
+            100.0 * c.relative_to_first_minute,
+            opt(c.max_temp_c, " °C"),
+            opt(c.cpu_mhz, "")
+        ));
+    }
+    s.push_str(&format!(
+        "  first throttle event: {}; temperature rise {}; CPU frequency drop {}\n",
+        match &sus.time_to_first_throttle_s {
+            Reading::Value(Some(t)) => format!("after {t:.1} s"),
+            Reading::Value(None) => "none".to_owned(),
+            Reading::Unavailable(why) => format!("unavailable: {why}"),
+        },
+        reading(&sus.temp_rise_c, " °C"),
+        reading(&sus.freq_drop_pct, " %"),
+    ));
+    s
+}
+
+/// One row per repetition, provenance in every row, so a spreadsheet needs nothing else; for a
+/// sustained run, one row per window (the time series, ready for plots).
 fn render_csv(r: &Report) -> anyhow::Result<String> {
     let p = &r.provenance;
     let mut w = csv::Writer::from_writer(Vec::new());
+    if let Some(sus) = &r.sustained {
+        w.write_record([
+            "t_s",
+            "decode_tps",
+            "max_temp_c",
+            "cpu_mhz",
+            "model_file",
+            "threads",
+        ])?;
+        let opt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:.3}"));
+        for win in &sus.windows {
+            w.write_record([
+                format!("{:.3}", win.t_s),
+                format!("{:.3}", win.decode_tps),
+                opt(win.max_temp_c),
+                opt(win.cpu_mhz),
+                p.model_file.clone(),
+                p.threads.to_string(),
+            ])?;
+        }
+        return Ok(String::from_utf8(w.into_inner()?)?);
+    }
     w.write_record([
         "rep",
         "model_file",

@@ -33,7 +33,7 @@ pub fn execute() -> anyhow::Result<i32> {
         Ok(spec) => worker::run(&spec),
     };
     match outcome {
-        Ok(r) => say(&Event::Result(r))?,
+        Ok(r) => say(&Event::Result(Box::new(r)))?,
         Err(message) => {
             say(&Event::Error { message })?;
             return Ok(exit::FAILURE);
