@@ -59,6 +59,15 @@ cold starts that are cold).\n\nExamples:\n  odai bench --synthetic llama-3.2-1b:
     /// Runs one benchmark repetition for a coordinator (worker protocol on stdin/stdout)
     #[command(hide = true)]
     Worker,
+
+    /// Background load for `odai bench --load` (busy threads, touched memory) until killed
+    #[command(hide = true)]
+    Contend {
+        #[arg(long, default_value_t = 0)]
+        cpu: u32,
+        #[arg(long, default_value_t = 0)]
+        mem: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +117,24 @@ pub struct BenchArgs {
     /// Points of a sustained run to compare with its first minute
     #[arg(long, value_name = "LIST", default_value = "5m,10m,15m", value_delimiter = ',', value_parser = duration)]
     pub checkpoints: Vec<std::time::Duration>,
+
+    /// Background contention during the run: none, cpu:N (busy threads), mem:SIZE (memory
+    /// touched and re-touched), or cpu:N,mem:SIZE
+    #[arg(long, value_name = "LOAD", default_value = "none")]
+    pub load: String,
+
+    /// Wait this long before each repetition (let the device cool down)
+    #[arg(long, value_name = "DURATION", value_parser = duration, conflicts_with = "cooldown_to")]
+    pub cooldown: Option<std::time::Duration>,
+
+    /// Before each repetition, wait until the hottest zone is within DELTA_C °C of its idle
+    /// temperature (at most 10 minutes)
+    #[arg(long, value_name = "DELTA_C")]
+    pub cooldown_to: Option<f64>,
+
+    /// Sample idle power for this long first, so the report can give the model's marginal power
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub idle_baseline: Option<std::time::Duration>,
 
     /// Telemetry sampling interval, or "off"
     #[arg(long, value_name = "DURATION|off", default_value = "1s", value_parser = interval)]

@@ -64,6 +64,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         }
         Command::Bench(args) => cmd::bench::execute(&cmd::bench::Config::new(root, args)?),
         Command::Worker => cmd::worker::execute(),
+        Command::Contend { cpu, mem } => bench::load::contend(*cpu, *mem),
         Command::Model(cli::ModelCommand::Synth(args)) => {
             cmd::model::synth(&cmd::model::SynthConfig::new(args)?)
         }

@@ -260,3 +260,58 @@ fn worker_greets_then_refuses_a_spec_of_another_protocol() {
         "{text}"
     );
 }
+
+/// `odai contend` processes still alive with this exact memory size.
+fn contenders(mem_bytes: &str) -> usize {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(" contend ") && c.contains(mem_bytes))
+        .count()
+}
+
+#[test]
+fn background_load_is_recorded_and_ends_with_the_run() {
+    let out = bench(&[
+        "--reps",
+        "1",
+        "--warmup",
+        "0",
+        "--load",
+        "cpu:1,mem:33554431",
+        "--cooldown",
+        "100ms",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["provenance"]["load"], "cpu:1,mem:32.0 MiB");
+    assert_eq!(v["provenance"]["cooldown"], "0.1 s");
+    assert_eq!(
+        contenders("33554431"),
+        0,
+        "the contention process outlived the run"
+    );
+    // On a device without energy meters, idle power says why it is missing.
+    let out = bench(&["--reps", "1", "--warmup", "0", "--format", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["idle_power_w_unavailable"],
+        "not measured: pass --idle-baseline DURATION"
+    );
+}
+
+#[test]
+fn bad_load_is_a_usage_error() {
+    odai()
+        .args(["bench", "--synthetic", "smollm2-135m:q8_0", "--load", "gpu:1"])
+        .assert()
+        .code(2)
+        .stderr("odai: error: --load: \"gpu:1\" is not a load (use none, cpu:N, mem:SIZE or cpu:N,mem:SIZE)\n");
+}

@@ -120,6 +120,7 @@ fn sampler_sees_a_device_heat_up_throttle_and_drain() {
                 "--format",
                 "json",
             ])
+            .args(["--idle-baseline", "500ms"])
             .arg("--root")
             .arg(root.path())
             .output()
@@ -151,6 +152,12 @@ fn sampler_sees_a_device_heat_up_throttle_and_drain() {
     let watts = v["mean_power_w"].as_f64().unwrap();
     assert!((7.0..13.0).contains(&watts), "mean power {watts} W");
     assert!(v["energy_j_per_token"].as_f64().unwrap() > 0.0);
+    // The simulated device draws 10 W idle too: the model's marginal power is about zero.
+    let idle = v["idle_power_w"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{}", v["idle_power_w_unavailable"]));
+    assert!((7.0..13.0).contains(&idle), "idle {idle} W");
+    assert!(v["marginal_power_w"].as_f64().unwrap().abs() < 3.0);
     // 10 W out of a 60 Wh battery: 16.7 %/h.
     let drain = v["battery_drain_pct_per_hour"].as_f64().unwrap();
     assert!((12.0..21.0).contains(&drain), "drain {drain} %/h");

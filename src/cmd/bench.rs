@@ -4,18 +4,21 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::bench::load::{Contention, Load};
 use crate::bench::sustained::Sustained;
+use crate::bench::telemetry::Sampler;
 use crate::bench::{self, stats};
 use crate::cli::{BenchArgs, BenchFormat};
 use crate::engine::gguf::{Gguf, MemoryNeeds, ModelInfo};
 use crate::engine::{fingerprint, simd_path, synth};
 use crate::error::Error;
 use crate::exit;
-use crate::probe::{self, bandwidth, class::Classes, gpu::Enumerate};
+use crate::probe::{self, bandwidth, class::Classes, gpu::Enumerate, thermal};
 use crate::protocol::{CellSpec, PROTOCOL_VERSION, RepResult, SustainedSpec};
 use crate::sysroot::{Reading, SysRoot};
 use crate::units;
@@ -41,7 +44,32 @@ pub struct Config {
     pub out: Option<PathBuf>,
     pub sustained: Option<SustainedSpec>,
     pub sample_interval_s: Option<f64>,
+    pub load: Load,
+    pub cooldown: Cooldown,
+    pub idle_baseline: Option<Duration>,
 }
+
+/// What to wait for before each repetition.
+#[derive(Clone, Copy, Debug)]
+pub enum Cooldown {
+    None,
+    For(Duration),
+    /// Until the hottest zone is within this many °C of its idle temperature.
+    ToWithin(f64),
+}
+
+impl Cooldown {
+    fn label(&self) -> String {
+        match self {
+            Cooldown::None => "none".into(),
+            Cooldown::For(d) => format!("{} s", d.as_secs_f64()),
+            Cooldown::ToWithin(c) => format!("to within {c} °C of idle"),
+        }
+    }
+}
+
+/// The longest `--cooldown-to` waits before going on with a warning.
+const COOLDOWN_LIMIT: Duration = Duration::from_secs(600);
 
 impl Config {
     pub fn new(root: SysRoot, a: &BenchArgs) -> anyhow::Result<Self> {
@@ -90,6 +118,20 @@ impl Config {
             warmup: a.warmup.unwrap_or(if long { 0 } else { 1 }),
             sustained,
             sample_interval_s: a.sample_interval.0.map(|d| d.as_secs_f64()),
+            load: Load::parse(&a.load)?,
+            cooldown: match (a.cooldown, a.cooldown_to) {
+                (Some(d), _) => Cooldown::For(d),
+                (None, Some(c)) if c.is_finite() && c >= 0.0 => Cooldown::ToWithin(c),
+                (None, Some(c)) => {
+                    return Err(Error::Invalid {
+                        flag: "--cooldown-to".into(),
+                        problem: format!("{c} is not a temperature difference in °C"),
+                    }
+                    .into());
+                }
+                (None, None) => Cooldown::None,
+            },
+            idle_baseline: a.idle_baseline,
             cold: a.cold,
             token_deadline_ms: a.token_deadline_ms,
             force: a.force,
@@ -121,6 +163,9 @@ struct Provenance {
     seed: u64,
     token_deadline_ms: Option<f64>,
     simd: String,
+    /// Background contention during the run (`--load`).
+    load: String,
+    cooldown: String,
     device: DeviceSummary,
 }
 
@@ -158,6 +203,10 @@ struct Report {
     mean_power_w: Reading<f64>,
     energy_j_per_token: Reading<f64>,
     battery_drain_pct_per_hour: Reading<f64>,
+    /// Power before the run, on the idle device (`--idle-baseline`).
+    idle_power_w: Reading<f64>,
+    /// mean_power_w − idle_power_w: what running the model costs.
+    marginal_power_w: Reading<f64>,
     /// The first measured repetition's sustained run, with `--sustained`.
     sustained: Option<Sustained>,
     reps: Vec<RepResult>,
@@ -268,9 +317,28 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         sample_interval_s: cfg.sample_interval_s,
         sustained: cfg.sustained.clone(),
     };
+    let sample_every = Duration::from_secs_f64(cfg.sample_interval_s.unwrap_or(1.0));
+    let idle = cfg.idle_baseline.map(|idle_sampling| {
+        progress(&format!(
+            "odai: sampling idle power for {:.0} s",
+            idle_sampling.as_secs_f64()
+        ));
+        let sampler = Sampler::start(cfg.root.clone(), sample_every, Instant::now());
+        std::thread::sleep(idle_sampling);
+        sampler.finish()
+    });
+    let idle_temp_c = thermal::zones(&cfg.root)
+        .iter()
+        .filter_map(|z| z.temp_c.value().copied())
+        .reduce(f64::max);
+    let mut warnings = Vec::new();
+    let _contention = Contention::start(&exe, cfg.load).map_err(|e| anyhow::anyhow!(e))?;
     let total = cfg.warmup + cfg.reps;
     let mut reps = Vec::with_capacity(cfg.reps as usize);
     for i in 0..total {
+        if let Some(w) = cool_down(cfg, idle_temp_c) {
+            warnings.push(w);
+        }
         let label = if i < cfg.warmup {
             format!("warmup {}/{}", i + 1, cfg.warmup)
         } else {
@@ -285,7 +353,6 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
     }
 
     let mut summary = std::collections::BTreeMap::new();
-    let mut warnings = Vec::new();
     for (name, higher, get) in METRICS {
         let values: Vec<f64> = reps.iter().filter_map(get).collect();
         if values.is_empty() {
@@ -317,6 +384,16 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
     let decode_mean = summary.get("decode_tps").map_or(0.0, |s| s.mean);
 
     let energy = energy_summary(&reps, &summary, cfg.sample_interval_s.is_some());
+    let idle_power_w = match &idle {
+        None => Reading::unavailable("not measured: pass --idle-baseline DURATION"),
+        Some(t) => t.energy().mean_power_w,
+    };
+    let marginal_power_w = match (&idle_power_w, &energy.1) {
+        (Reading::Value(i), Reading::Value(m)) => Reading::Value(m - i),
+        (Reading::Unavailable(r), _) | (_, Reading::Unavailable(r)) => {
+            Reading::Unavailable(r.clone())
+        }
+    };
     let sustained = reps.first().and_then(|r| r.sustained.clone());
     let sha = fingerprint::sha256_cached(&path, &synth::cache_dir().join("sha256.tsv"))?;
     let report = Report {
@@ -342,6 +419,8 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
             cold: cfg.cold,
             seed: cfg.seed,
             token_deadline_ms: cfg.token_deadline_ms,
+            load: cfg.load.label(),
+            cooldown: cfg.cooldown.label(),
             simd: reps
                 .first()
                 .map_or_else(|| simd_path().to_owned(), |r| r.simd.clone()),
@@ -367,6 +446,8 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         mean_power_w: energy.1,
         energy_j_per_token: energy.2,
         battery_drain_pct_per_hour: energy.3,
+        idle_power_w,
+        marginal_power_w,
         sustained,
         reps,
     };
@@ -384,6 +465,47 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         super::print(&rendered)?;
     }
     Ok(exit::SUCCESS)
+}
+
+/// Waits as `--cooldown` / `--cooldown-to` ask; a warning when the device did not cool enough.
+fn cool_down(cfg: &Config, idle_temp_c: Option<f64>) -> Option<String> {
+    match cfg.cooldown {
+        Cooldown::None => None,
+        Cooldown::For(cooldown) => {
+            progress(&format!(
+                "odai: cooling down for {:.0} s",
+                cooldown.as_secs_f64()
+            ));
+            std::thread::sleep(cooldown);
+            None
+        }
+        Cooldown::ToWithin(delta) => {
+            let Some(idle) = idle_temp_c else {
+                return Some(
+                    "--cooldown-to: no thermal zone is readable, so the run did not wait".into(),
+                );
+            };
+            let started = Instant::now();
+            loop {
+                let hottest = thermal::zones(&cfg.root)
+                    .iter()
+                    .filter_map(|z| z.temp_c.value().copied())
+                    .reduce(f64::max);
+                match hottest {
+                    Some(t) if t <= idle + delta => return None,
+                    _ if started.elapsed() >= COOLDOWN_LIMIT => {
+                        return Some(format!(
+                            "--cooldown-to: the device stayed above {:.1} °C for {} s; ran anyway",
+                            idle + delta,
+                            COOLDOWN_LIMIT.as_secs()
+                        ));
+                    }
+                    // Poll the zones once a second while the device cools down.
+                    _ => std::thread::sleep(Duration::from_secs(1)),
+                }
+            }
+        }
+    }
 }
 
 type EnergyFields = (Reading<String>, Reading<f64>, Reading<f64>, Reading<f64>);
@@ -427,7 +549,7 @@ fn energy_summary(
 fn render_text(r: &Report) -> String {
     let p = &r.provenance;
     let mut s = format!(
-        "{} ({} {}, {:.1} M params, {}) on {} threads, p={} n={}, {} reps + {} warmup, {} load, simd {}\n\n",
+        "{} ({} {}, {:.1} M params, {}) on {} threads, p={} n={}, {} reps + {} warmup, {} load, simd {}, background load {}\n\n",
         p.model_file,
         p.architecture,
         p.quant,
@@ -440,6 +562,7 @@ fn render_text(r: &Report) -> String {
         p.warmup,
         if p.cold { "cold" } else { "warm" },
         p.simd,
+        p.load,
     );
     s.push_str(&format!(
         "  {:<18} {:>12} {:>12} {:>12} {:>12} {:>12} {:>7}\n",
@@ -494,6 +617,12 @@ fn render_text(r: &Report) -> String {
             show(&r.energy_j_per_token, "J"),
         )),
         Reading::Unavailable(why) => s.push_str(&format!("  energy: unavailable: {why}\n")),
+    }
+    if let (Reading::Value(idle), Reading::Value(marginal)) = (&r.idle_power_w, &r.marginal_power_w)
+    {
+        s.push_str(&format!(
+            "  idle power {idle:.3} W, so the model costs {marginal:.3} W on top\n"
+        ));
     }
     s.push_str(&format!(
         "  battery drain: {}\n",
