@@ -91,6 +91,12 @@ impl Sampler {
     }
 }
 
+/// One sample of `root` outside a run (what the sampler thread does each interval): for
+/// measuring the sampler's own cost.
+pub fn sample_once(root: &SysRoot) -> Sample {
+    sample(root, &find_meters(root), 0.0)
+}
+
 fn find_meters(root: &SysRoot) -> Vec<Meter> {
     power::probe(root)
         .energy_meters
