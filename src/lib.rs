@@ -2,7 +2,9 @@
 //!
 //! The pipeline (see DESIGN.md): `probe` describes a device → a cell spec goes to a worker → the
 //! worker runs the engine and samples telemetry → the matrix runner stores results → `report`
-//! scores them. This crate has the probe so far; every device read goes through [`SysRoot`].
+//! scores them. Built so far: `probe` (every device read through [`SysRoot`]), the engine
+//! (`engine`: GGUF on candle, synthetic models), one benchmark cell with its worker protocol
+//! (`bench`, `protocol`) including sustained runs, telemetry and energy.
 
 pub mod bench;
 pub mod cli;

@@ -83,6 +83,9 @@ pub struct RepResult {
     /// Energy per decoded token.
     #[serde(default)]
     pub energy_j_per_token: Option<crate::sysroot::Reading<f64>>,
+    /// Every telemetry sample of the run (with the meters they read), when the sampler ran.
+    #[serde(default)]
+    pub telemetry: Option<crate::bench::telemetry::Telemetry>,
     /// The sustained run's windows and verdicts, with `--sustained`.
     #[serde(default)]
     pub sustained: Option<crate::bench::sustained::Sustained>,

@@ -32,8 +32,8 @@ pub struct Sustained {
     pub duration_s: f64,
     pub window_s: f64,
     pub tokens: u64,
-    /// Times the KV cache was reset (the run reached the cell's context, p + n) and the prompt
-    /// prefilled again: a sustained run repeats the cell's request back to back.
+    /// Times the KV cache was reset because the run reached the cell's context (p + n);
+    /// decoding went on from position 0, so every window is decode time.
     pub resets: u64,
     pub windows: Vec<Window>,
     /// Slowest window ÷ fastest window.
@@ -172,11 +172,15 @@ mod tests {
         Sample {
             t_s,
             max_temp_c: Some(temp),
+            zone_temps_c: Default::default(),
             cpu_mhz: Some(mhz),
+            policy_mhz: Default::default(),
             throttle_events: Some(events),
+            throttle_events_delta: None,
             cooling_active: Some(0),
             psi_some_avg10: None,
             rss_bytes: None,
+            battery_name: None,
             battery_status: None,
             battery_capacity_pct: None,
             battery_energy_wh: None,

@@ -3,6 +3,7 @@
 //! and every energy meter — through the same `SysRoot` as `odai probe` — and afterwards turns the
 //! samples into energy per token, mean power and battery drain.
 
+use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,14 +18,21 @@ use crate::sysroot::{Reading, SysRoot};
 pub struct Sample {
     pub t_s: f64,
     pub max_temp_c: Option<f64>,
+    /// Each readable thermal zone's temperature, by zone name.
+    pub zone_temps_c: BTreeMap<String, f64>,
     /// Mean current frequency over cpufreq policies.
     pub cpu_mhz: Option<f64>,
+    /// Each cpufreq policy's current frequency, by policy name.
+    pub policy_mhz: BTreeMap<String, f64>,
     /// Cumulative x86 throttle events (core + package) since boot.
     pub throttle_events: Option<u64>,
+    /// Throttle events since the previous sample.
+    pub throttle_events_delta: Option<u64>,
     /// Compute-slowing cooling devices (CPU/devfreq, not fans) at a state above 0.
     pub cooling_active: Option<u64>,
     pub psi_some_avg10: Option<f64>,
     pub rss_bytes: Option<u64>,
+    pub battery_name: Option<String>,
     pub battery_status: Option<String>,
     pub battery_capacity_pct: Option<f64>,
     pub battery_energy_wh: Option<f64>,
@@ -68,14 +76,16 @@ impl Sampler {
             let meters = find_meters(&root);
             let mut samples = Vec::new();
             loop {
-                samples.push(sample(&root, &meters, t0.elapsed().as_secs_f64()));
+                let next = sample(&root, &meters, t0.elapsed().as_secs_f64(), samples.last());
+                samples.push(next);
                 // Waiting on the channel is the sampling interval; a stop ends it at once.
                 match stopped.recv_timeout(interval) {
                     Err(mpsc::RecvTimeoutError::Timeout) => continue,
                     _ => break,
                 }
             }
-            samples.push(sample(&root, &meters, t0.elapsed().as_secs_f64()));
+            let last = sample(&root, &meters, t0.elapsed().as_secs_f64(), samples.last());
+            samples.push(last);
             Telemetry {
                 interval_s: interval.as_secs_f64(),
                 meters,
@@ -94,7 +104,7 @@ impl Sampler {
 /// One sample of `root` outside a run (what the sampler thread does each interval): for
 /// measuring the sampler's own cost.
 pub fn sample_once(root: &SysRoot) -> Sample {
-    sample(root, &find_meters(root), 0.0)
+    sample(root, &find_meters(root), 0.0, None)
 }
 
 fn find_meters(root: &SysRoot) -> Vec<Meter> {
@@ -122,23 +132,27 @@ fn find_meters(root: &SysRoot) -> Vec<Meter> {
         .collect()
 }
 
-fn sample(root: &SysRoot, meters: &[Meter], t_s: f64) -> Sample {
-    let zones = thermal::zones(root);
-    let max_temp_c = zones
-        .iter()
-        .filter_map(|z| z.temp_c.value().copied())
-        .reduce(f64::max);
-    let cpu_mhz = cpu::policies(root).into_value().and_then(|ps| {
-        let v: Vec<f64> = ps
-            .iter()
-            .filter_map(|p| p.cur_mhz.value().copied())
-            .collect();
-        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-    });
+fn sample(root: &SysRoot, meters: &[Meter], t_s: f64, previous: Option<&Sample>) -> Sample {
+    let zone_temps_c: BTreeMap<String, f64> = thermal::zones(root)
+        .into_iter()
+        .filter_map(|z| Some((z.name, z.temp_c.into_value()?)))
+        .collect();
+    let max_temp_c = zone_temps_c.values().copied().reduce(f64::max);
+    let policy_mhz: BTreeMap<String, f64> = cpu::policies(root)
+        .into_value()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| Some((p.name, p.cur_mhz.into_value()?)))
+        .collect();
+    let cpu_mhz = (!policy_mhz.is_empty())
+        .then(|| policy_mhz.values().sum::<f64>() / policy_mhz.len() as f64);
     let throttle_events = match thermal::throttle_counters(root) {
         Reading::Value(Some(c)) => Some(c.core_events + c.package_events),
         _ => None,
     };
+    let throttle_events_delta = throttle_events
+        .zip(previous.and_then(|p| p.throttle_events))
+        .map(|(now, before)| now.saturating_sub(before));
     let cooling = thermal::cooling_devices(root);
     let cooling_active = (!cooling.is_empty()).then(|| {
         cooling
@@ -167,11 +181,15 @@ fn sample(root: &SysRoot, meters: &[Meter], t_s: f64) -> Sample {
     Sample {
         t_s,
         max_temp_c,
+        zone_temps_c,
         cpu_mhz,
+        policy_mhz,
         throttle_events,
+        throttle_events_delta,
         cooling_active,
         psi_some_avg10,
         rss_bytes: own_rss_bytes(),
+        battery_name: battery.map(|b| b.name.clone()),
         battery_status: battery.and_then(|b| b.status.value().cloned()),
         battery_capacity_pct: battery.and_then(|b| b.capacity_pct.value().copied()),
         battery_energy_wh: battery.and_then(|b| b.energy_wh.value().copied()),
@@ -332,8 +350,12 @@ impl Telemetry {
             .filter(|s| s.battery_status.as_deref() == Some("Discharging"))
             .filter_map(|s| s.battery_power_w.map(|w| (s.t_s, w)))
             .collect();
+        let name = self.samples.iter().find_map(|s| s.battery_name.clone());
         match power_energy_j(&discharging) {
-            Some(j) => (Some("battery".into()), Some(j)),
+            Some(j) => (
+                Some(format!("battery:{}", name.unwrap_or_default())),
+                Some(j),
+            ),
             None => (None, None),
         }
     }

@@ -119,13 +119,12 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
             None if token_ms.len() >= n => break,
             Some(sus) if t0.elapsed().as_secs_f64() >= sus.duration_s => break,
             Some(_) if pos >= context => {
-                // The cell's context is full: start the request over, as an app would.
+                // The cell's context (p + n, what the memory-fit check approved) is full: drop
+                // the KV cache and keep decoding from position 0, so the run stays pure decoding
+                // and never stops or errors.
                 model.reset();
-                let logits = model.forward(&prompt, 0).map_err(|e| fail("prefill", e))?;
-                next = engine::argmax(&logits);
-                pos = p;
+                pos = 0;
                 resets += 1;
-                continue;
             }
             _ => {}
         }
@@ -156,7 +155,7 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
             sus.duration_s,
             sus.window_s,
             &sus.checkpoints_s,
-            &telemetry.clone().unwrap_or_default(),
+            telemetry.as_ref().unwrap_or(&Telemetry::default()),
         )
     });
 
@@ -184,6 +183,7 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
         },
         energy,
         energy_j_per_token,
+        telemetry,
         sustained,
     })
 }
