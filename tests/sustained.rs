@@ -28,7 +28,9 @@ fn put(root: &Path, path: &str, text: impl ToString) {
 }
 
 /// The device at `t` seconds: heating 5 °C/s, the CPU cooling device on for one second in two,
-/// the clock falling, a 10 W package (RAPL counter wrapping every 0.5 s) and a 10 W battery drain.
+/// the clock falling, a 10 W package (a 20 J RAPL counter, so it wraps every 2 s: at least once in
+/// any 3 s run, yet never twice between samples however loaded the machine) and a 10 W battery
+/// drain.
 fn device_at(root: &Path, t: f64) {
     put(
         root,
@@ -48,7 +50,7 @@ fn device_at(root: &Path, t: f64) {
     put(
         root,
         "sys/class/powercap/intel-rapl:0/energy_uj",
-        ((10e6 * t) as u64) % 5_000_000,
+        ((10e6 * t) as u64) % 20_000_000,
     );
     put(
         root,
@@ -74,7 +76,7 @@ fn device(root: &Path) {
     put(
         root,
         "sys/class/powercap/intel-rapl:0/max_energy_range_uj",
-        5_000_000,
+        20_000_000,
     );
     put(root, "sys/class/hwmon/hwmon0/name", "broken");
     put(root, "sys/class/hwmon/hwmon0/energy1_input", "x");
@@ -147,7 +149,7 @@ fn sampler_sees_a_device_heat_up_throttle_and_drain() {
     assert!(sus["time_to_first_throttle_s"].as_f64().is_some(), "{sus}");
     assert!(sus["stability"].as_f64().unwrap() > 0.0);
     assert_eq!(sus["checkpoints"].as_array().unwrap().len(), 2);
-    // 10 W through a RAPL counter that wraps every 0.5 s: wrap-around handled, not negative.
+    // 10 W through a RAPL counter that wraps during the run: wrap-around handled, not negative.
     assert_eq!(v["energy_source"], "rapl:package-0");
     let watts = v["mean_power_w"].as_f64().unwrap();
     assert!((7.0..13.0).contains(&watts), "mean power {watts} W");

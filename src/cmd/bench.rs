@@ -70,6 +70,8 @@ impl Cooldown {
 
 /// The longest `--cooldown-to` waits before going on with a warning.
 const COOLDOWN_LIMIT: Duration = Duration::from_secs(600);
+/// How often `--cooldown-to` reads the thermal zones while the device cools down.
+const COOLDOWN_POLL: Duration = Duration::from_secs(1);
 
 impl Config {
     pub fn new(root: SysRoot, a: &BenchArgs) -> anyhow::Result<Self> {
@@ -500,8 +502,7 @@ fn cool_down(cfg: &Config, idle_temp_c: Option<f64>) -> Option<String> {
                             COOLDOWN_LIMIT.as_secs()
                         ));
                     }
-                    // Poll the zones once a second while the device cools down.
-                    _ => std::thread::sleep(Duration::from_secs(1)),
+                    _ => std::thread::sleep(COOLDOWN_POLL),
                 }
             }
         }
