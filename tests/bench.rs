@@ -315,3 +315,33 @@ fn bad_load_is_a_usage_error() {
         .code(2)
         .stderr("odai: error: --load: \"gpu:1\" is not a load (use none, cpu:N, mem:SIZE or cpu:N,mem:SIZE)\n");
 }
+
+#[test]
+fn unknown_headroom_runs_with_a_warning_not_a_guess() {
+    let hostile = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostile");
+    let out = bench(&[
+        "--reps",
+        "1",
+        "--warmup",
+        "0",
+        "--format",
+        "json",
+        "--root",
+        hostile.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .starts_with("memory fit not checked: the device's headroom is unavailable (unparsable: /proc/meminfo")),
+        "{}",
+        v["warnings"]
+    );
+    assert_eq!(v["provenance"]["device"]["headroom_bytes"], Value::Null);
+}

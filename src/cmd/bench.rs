@@ -287,16 +287,20 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         },
     );
     let needs = info.memory_needs(context, cfg.prompt_tokens.into());
-    if let Reading::Value(headroom) = device.memory.headroom_bytes
-        && needs.total_bytes > headroom
-        && !cfg.force
-    {
-        return Err(Error::DoesNotFit {
-            file: path,
-            needs: units::bytes(needs.total_bytes),
-            headroom: units::bytes(headroom),
+    let mut warnings = Vec::new();
+    match &device.memory.headroom_bytes {
+        Reading::Value(headroom) if needs.total_bytes > *headroom && !cfg.force => {
+            return Err(Error::DoesNotFit {
+                file: path,
+                needs: units::bytes(needs.total_bytes),
+                headroom: units::bytes(*headroom),
+            }
+            .into());
         }
-        .into());
+        Reading::Value(_) => {}
+        Reading::Unavailable(why) => warnings.push(format!(
+            "memory fit not checked: the device's headroom is unavailable ({why})"
+        )),
     }
     let threads = cfg.threads.unwrap_or_else(|| {
         let cores = device.cpu.logical_cores.value().copied().unwrap_or(1);
@@ -333,7 +337,6 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         .iter()
         .filter_map(|z| z.temp_c.value().copied())
         .reduce(f64::max);
-    let mut warnings = Vec::new();
     let _contention = Contention::start(&exe, cfg.load).map_err(|e| anyhow::anyhow!(e))?;
     let total = cfg.warmup + cfg.reps;
     let mut reps = Vec::with_capacity(cfg.reps as usize);
