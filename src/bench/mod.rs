@@ -33,7 +33,15 @@ pub fn run_rep(exe: &Path, spec: &CellSpec, threads: Option<u32>) -> Result<RepR
         // A worker that died at once shows up below with its exit status.
         let _ = stdin.write_all(format!("{line}\n").as_bytes());
     }
-    let mut stderr = child.stderr.take();
+    // Drain stderr beside stdout: a worker that fills one pipe while odai waits on the other
+    // would otherwise block both.
+    let stderr = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = e.read_to_string(&mut text);
+            text
+        })
+    });
     let stdout = child.stdout.take().expect("piped stdout");
     let mut outcome: Option<Result<RepResult, String>> = None;
     let mut greeted = false;
@@ -70,10 +78,7 @@ pub fn run_rep(exe: &Path, spec: &CellSpec, threads: Option<u32>) -> Result<RepR
     if let Some(o) = outcome {
         return o;
     }
-    let mut err = String::new();
-    if let Some(s) = stderr.as_mut() {
-        let _ = s.read_to_string(&mut err);
-    }
+    let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
     let last = err
         .lines()
         .rev()
@@ -92,4 +97,83 @@ pub fn run_rep(exe: &Path, spec: &CellSpec, threads: Option<u32>) -> Result<RepR
             }
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn spec() -> CellSpec {
+        CellSpec {
+            protocol: protocol::PROTOCOL_VERSION,
+            model: "m.gguf".into(),
+            prompt_tokens: 1,
+            gen_tokens: 1,
+            seed: 1,
+            cold: false,
+            token_deadline_ms: None,
+            root: None,
+            sample_interval_s: None,
+            sustained: None,
+        }
+    }
+
+    /// A stand-in worker: a shell script that behaves as `body` says.
+    fn fake_worker(dir: &Path, body: &str) -> std::path::PathBuf {
+        let p = dir.join("worker.sh");
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    const HELLO: &str = r#"echo '{"event":"hello","protocol":1,"odai_version":"0.1.0"}'"#;
+
+    #[test]
+    fn a_worker_killed_by_sigkill_is_reported_as_likely_out_of_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = fake_worker(dir.path(), &format!("{HELLO}\nkill -9 $$"));
+        assert_eq!(
+            run_rep(&w, &spec(), None).unwrap_err(),
+            "the worker was killed by SIGKILL (likely out of memory)"
+        );
+    }
+
+    #[test]
+    fn a_worker_that_dies_says_its_exit_code_and_last_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = fake_worker(
+            dir.path(),
+            &format!("{HELLO}\necho 'first' >&2\necho 'boom' >&2\nexit 3"),
+        );
+        assert_eq!(
+            run_rep(&w, &spec(), None).unwrap_err(),
+            "the worker exited with 3 without a result: boom"
+        );
+    }
+
+    #[test]
+    fn a_worker_of_another_protocol_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = fake_worker(
+            dir.path(),
+            r#"echo '{"event":"hello","protocol":2,"odai_version":"9.0.0"}'; sleep 30"#,
+        );
+        let e = run_rep(&w, &spec(), None).unwrap_err();
+        assert!(
+            e.starts_with("the worker speaks protocol 2 (odai 9.0.0) but this odai"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn garbage_on_stdout_is_outside_the_protocol() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = fake_worker(dir.path(), "echo 'Segmentation fault'");
+        let e = run_rep(&w, &spec(), None).unwrap_err();
+        assert_eq!(
+            e,
+            "the worker said something outside protocol 1: \"Segmentation fault\""
+        );
+    }
 }
