@@ -56,6 +56,10 @@ cold starts that are cold).\n\nExamples:\n  odai bench --synthetic llama-3.2-1b:
     )]
     Bench(BenchArgs),
 
+    /// Benchmark matrices: what a plan means for this device before anything runs
+    #[command(subcommand)]
+    Matrix(MatrixCommand),
+
     /// Runs one benchmark repetition for a coordinator (worker protocol on stdin/stdout)
     #[command(hide = true)]
     Worker,
@@ -203,6 +207,27 @@ pub struct SynthArgs {
     pub output: PathBuf,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum MatrixCommand {
+    /// The cells a matrix runs on this device, what is skipped (does not fit, unreadable), and a
+    /// lower bound on the time it takes
+    #[command(
+        after_help = "Examples:\n  odai matrix plan matrices/quick.toml\n  odai matrix plan matrices/readiness.toml --format json"
+    )]
+    Plan(MatrixPlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MatrixPlanArgs {
+    /// Matrix file (TOML)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// GGUF model file
@@ -302,25 +327,7 @@ fn positive_seconds(s: &str) -> Result<std::time::Duration, String> {
 
 /// A duration such as `15m`, `10s`, `500ms`, `1.5h`, or plain seconds.
 fn duration(s: &str) -> Result<std::time::Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (examples: 90s, 15m, 500ms, 1h)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1e3,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-    };
-    std::time::Duration::try_from_secs_f64(secs)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("{s:?} must be a positive duration"))
+    crate::units::parse_duration(s)
 }
 
 /// A sampling interval; `None` when sampling is off.

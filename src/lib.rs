@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod engine;
 pub mod error;
 pub mod exit;
+pub mod matrix;
 pub mod probe;
 pub mod protocol;
 pub mod rng;
@@ -65,6 +66,9 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
             cmd::model::inspect(&cmd::model::InspectConfig::new(args))
         }
         Command::Bench(args) => cmd::bench::execute(&cmd::bench::Config::new(root, args)?),
+        Command::Matrix(cli::MatrixCommand::Plan(args)) => {
+            cmd::matrix::plan(&cmd::matrix::PlanConfig::new(root, args))
+        }
         Command::Worker => cmd::worker::execute(),
         Command::Contend { cpu, mem } => bench::load::contend(*cpu, *mem),
         Command::Model(cli::ModelCommand::Synth(args)) => {

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod generate;
+pub mod matrix;
 pub mod model;
 pub mod probe;
 pub mod worker;

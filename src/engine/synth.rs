@@ -594,6 +594,60 @@ fn fill_tensor(t: &TensorSpec, rng: &mut Rng, buf: &mut Vec<u8>) {
     }
 }
 
+/// What `odai model inspect` would say of the synthetic file, without writing it.
+pub fn model_info(p: &Preset, quant: Quant) -> crate::engine::gguf::ModelInfo {
+    use crate::engine::gguf::{ModelInfo, TypeBytes};
+    let specs = tensors(p, quant);
+    let mut tensor_types = std::collections::BTreeMap::new();
+    for t in &specs {
+        let name = match t.quant {
+            None => "F32",
+            Some(Quant::Q4_0) => "Q4_0",
+            Some(Quant::Q8_0) => "Q8_0",
+            Some(Quant::Q4K) => "Q4_K",
+            Some(Quant::F16) => "F16",
+        };
+        let e = tensor_types.entry(name.to_owned()).or_insert(TypeBytes {
+            tensors: 0,
+            bytes: 0,
+        });
+        e.tensors += 1;
+        e.bytes += t.bytes();
+    }
+    let weight_bytes: u64 = specs.iter().map(TensorSpec::bytes).sum();
+    let embedding = specs[0].bytes();
+    ModelInfo {
+        file: format!("synthetic:{}:{}", p.name, quant.name()),
+        file_size_bytes: weight_bytes,
+        architecture: p.arch.into(),
+        name: Some(format!("odai synthetic {} {}", p.name, quant.name())),
+        parameters: specs.iter().map(TensorSpec::elems).sum(),
+        quant: tensor_types
+            .iter()
+            .max_by_key(|(_, t)| t.bytes)
+            .map(|(k, _)| k.clone())
+            .unwrap_or_default(),
+        tensor_types,
+        weight_bytes,
+        decode_weight_bytes: if p.tied {
+            weight_bytes
+        } else {
+            weight_bytes - embedding
+        },
+        context_length: Some(p.context),
+        n_layers: p.n_layer,
+        n_embd: p.n_embd,
+        n_heads: p.n_head,
+        n_kv_heads: p.n_kv_head,
+        head_dim: p.head_dim,
+        feed_forward_length: Some(p.ffn),
+        vocab_size: Some(p.vocab),
+        bos_token_id: p.bos.map(u64::from),
+        eos_token_id: None,
+        tokenizer: None,
+    }
+}
+
 /// Parameters of a preset, counted from its tensors.
 pub fn parameter_count(p: &Preset) -> u64 {
     tensors(p, Quant::F16).iter().map(TensorSpec::elems).sum()

@@ -1,0 +1,129 @@
+//! What a matrix means for one device before anything runs: which cells run, which are skipped
+//! because the model does not fit the device's headroom (or cannot be read), and a lower bound on
+//! how long the run takes.
+
+use serde::Serialize;
+
+use super::spec::{Cell, Matrix, ModelRef};
+use crate::engine::gguf::{Gguf, ModelInfo};
+use crate::engine::synth;
+use crate::probe::Probe;
+use crate::sysroot::Reading;
+
+#[derive(Serialize)]
+pub struct PlannedCell {
+    #[serde(flatten)]
+    pub cell: Cell,
+    pub needs_bytes: Reading<u64>,
+    /// Why the cell will not run here; null when it will.
+    pub skip: Option<String>,
+    /// Lower bound on the cell's time: decode at the memory-bandwidth limit, plus any sustained
+    /// duration. Loading, prefill and warm-up come on top.
+    pub min_seconds: Reading<f64>,
+}
+
+#[derive(Serialize)]
+pub struct DevicePlan {
+    pub device: String,
+    pub class: Reading<String>,
+    pub headroom_bytes: Reading<u64>,
+    pub bandwidth_gb_s: Reading<f64>,
+    pub cells: Vec<PlannedCell>,
+    pub runs: usize,
+    pub skipped: usize,
+    /// Lower bound on the whole run on this device (the cells that run).
+    pub min_seconds: Reading<f64>,
+}
+
+fn model_info(m: &ModelRef) -> Result<ModelInfo, String> {
+    match m {
+        ModelRef::Synthetic { preset, quant } => {
+            let (p, q) = synth::parse_spec(&format!("{preset}:{quant}"), "models")
+                .map_err(|e| e.to_string())?;
+            Ok(synth::model_info(p, q))
+        }
+        ModelRef::File { path, .. } => Gguf::open(path)
+            .and_then(|g| ModelInfo::from_gguf(&g))
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// The plan of `matrix` on the device `probe` describes; `bandwidth_gb_s` from its STREAM triad.
+pub fn plan(matrix: &Matrix, probe: &Probe, bandwidth_gb_s: Reading<f64>) -> DevicePlan {
+    let headroom = probe.memory.headroom_bytes.clone();
+    let cells: Vec<PlannedCell> = matrix
+        .cells
+        .iter()
+        .map(|c| {
+            let info = model_info(&c.model);
+            let context = u64::from(c.prompt_tokens) + u64::from(c.gen_tokens);
+            let needs = match &info {
+                Ok(i) => {
+                    Reading::Value(i.memory_needs(context, c.prompt_tokens.into()).total_bytes)
+                }
+                Err(e) => Reading::unavailable(e.clone()),
+            };
+            let skip = match (&info, &needs, &headroom) {
+                (Err(e), _, _) => Some(e.clone()),
+                (Ok(i), _, _) if i.context_length.is_some_and(|max| context > max) => {
+                    Some(format!(
+                        "{context} tokens exceed the model's context length {}",
+                        i.context_length.unwrap_or(0)
+                    ))
+                }
+                (_, Reading::Value(n), Reading::Value(h)) if n > h => Some(format!(
+                    "does not fit: needs {}, headroom {}",
+                    crate::units::bytes(*n),
+                    crate::units::bytes(*h)
+                )),
+                _ => None,
+            };
+            let min_seconds = match (&info, &bandwidth_gb_s) {
+                (Ok(i), Reading::Value(bw)) if *bw > 0.0 => {
+                    let per_token = (i.decode_weight_bytes + i.kv_cache_bytes(context)) as f64;
+                    let decode = f64::from(c.gen_tokens) * per_token / (bw * 1e9);
+                    Reading::Value(
+                        f64::from(c.reps + c.warmup) * (decode + c.sustained_s.unwrap_or(0.0)),
+                    )
+                }
+                (Err(e), _) => Reading::unavailable(e.clone()),
+                (_, Reading::Unavailable(r)) => Reading::Unavailable(r.clone()),
+                _ => Reading::unavailable("no bandwidth measured"),
+            };
+            PlannedCell {
+                cell: c.clone(),
+                needs_bytes: needs,
+                skip,
+                min_seconds,
+            }
+        })
+        .collect();
+    let runs = cells.iter().filter(|c| c.skip.is_none()).count();
+    DevicePlan {
+        device: probe
+            .device
+            .hostname
+            .value()
+            .cloned()
+            .unwrap_or_else(|| "this device".into()),
+        class: probe.class.clone().map(|c| c.id),
+        headroom_bytes: headroom,
+        bandwidth_gb_s,
+        runs,
+        skipped: cells.len() - runs,
+        min_seconds: total_seconds(&cells),
+        cells,
+    }
+}
+
+/// The running cells' lower bounds added up; unknown if any is.
+fn total_seconds(cells: &[PlannedCell]) -> Reading<f64> {
+    let mut total = 0.0;
+    for c in cells.iter().filter(|c| c.skip.is_none()) {
+        match &c.min_seconds {
+            Reading::Value(s) => total += s,
+            Reading::Unavailable(r) => return Reading::Unavailable(r.clone()),
+        }
+    }
+    Reading::Value(total)
+}

@@ -1,0 +1,397 @@
+//! Matrix files (`matrices/*.toml`): the axes of a benchmark plan, `exclude` rules and device
+//! selectors, validated with file:line:column errors, and expanded into cells — the cartesian
+//! product minus exclusions, each with a stable id so a resumed run never repeats one.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::bench::load::Load;
+use crate::engine::synth;
+use crate::error::Error;
+use crate::units;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatrixFile {
+    matrix: Spanned<Axes>,
+    #[serde(default)]
+    exclude: Vec<Spanned<Exclude>>,
+    #[serde(default)]
+    devices: Option<Selectors>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Axes {
+    models: Spanned<Vec<Spanned<ModelEntry>>>,
+    threads: Spanned<Vec<u32>>,
+    prompt_tokens: Spanned<Vec<u32>>,
+    gen_tokens: Spanned<Vec<u32>>,
+    reps: Spanned<u32>,
+    #[serde(default)]
+    warmup: Option<u32>,
+    #[serde(default)]
+    cold: Option<Vec<bool>>,
+    #[serde(default)]
+    sustained: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    load: Option<Spanned<Vec<String>>>,
+}
+
+/// A model reference: a GGUF path or `synthetic:PRESET:QUANT`, optionally pinned by sha256.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ModelEntry {
+    Plain(String),
+    Pinned { model: String, sha256: String },
+}
+
+/// A cell matching every key given here is left out.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Exclude {
+    model: Option<String>,
+    threads: Option<u32>,
+    prompt_tokens: Option<u32>,
+    gen_tokens: Option<u32>,
+    cold: Option<bool>,
+    sustained: Option<String>,
+    load: Option<String>,
+}
+
+/// Which devices of a farm run the matrix: by class id or tag (any match); all when empty.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Selectors {
+    #[serde(default)]
+    pub classes: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum ModelRef {
+    File {
+        path: PathBuf,
+        sha256: Option<String>,
+    },
+    Synthetic {
+        preset: String,
+        quant: String,
+    },
+}
+
+impl ModelRef {
+    /// As written in matrix files and results: a path, or `synthetic:PRESET:QUANT`.
+    pub fn label(&self) -> String {
+        match self {
+            ModelRef::File { path, .. } => path.display().to_string(),
+            ModelRef::Synthetic { preset, quant } => format!("synthetic:{preset}:{quant}"),
+        }
+    }
+}
+
+/// One benchmark cell: what `odai bench` would run once on one device.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Cell {
+    /// Stable across runs of the same matrix: what `--resume` matches on.
+    pub id: String,
+    pub model: ModelRef,
+    pub threads: u32,
+    pub prompt_tokens: u32,
+    pub gen_tokens: u32,
+    pub cold: bool,
+    pub sustained_s: Option<f64>,
+    pub load: String,
+    pub reps: u32,
+    pub warmup: u32,
+}
+
+/// A validated matrix.
+#[derive(Clone, Debug)]
+pub struct Matrix {
+    pub file: PathBuf,
+    pub cells: Vec<Cell>,
+    pub devices: Selectors,
+}
+
+fn at(file: &Path, text: &str, offset: usize, message: String) -> Error {
+    Error::config_at(file, text, offset, message)
+}
+
+impl Matrix {
+    pub fn load(path: &Path) -> Result<Matrix, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::ConfigFile {
+            file: path.to_owned(),
+            problem: format!("cannot read the matrix: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, file: &Path) -> Result<Matrix, Error> {
+        let raw: MatrixFile = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            at(file, text, offset, e.message().trim().to_owned())
+        })?;
+        let err = |offset: usize, m: String| at(file, text, offset, m);
+        let axes = raw.matrix.get_ref();
+
+        let mut models = Vec::new();
+        for entry in axes.models.get_ref() {
+            let off = entry.span().start;
+            let (reference, sha256) = match entry.get_ref() {
+                ModelEntry::Plain(m) => (m.as_str(), None),
+                ModelEntry::Pinned { model, sha256 } => (model.as_str(), Some(sha256.clone())),
+            };
+            if let Some(h) = &sha256
+                && !(h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                return Err(err(off, format!("sha256 {h:?} is not 64 hex digits")));
+            }
+            models.push(parse_model(reference, sha256).map_err(|m| err(off, m))?);
+        }
+        let non_empty = |name: &str, span: std::ops::Range<usize>, len: usize| {
+            if len == 0 {
+                Err(err(
+                    span.start,
+                    format!("{name} is empty: give at least one value"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        non_empty("models", axes.models.span(), models.len())?;
+        for (name, v) in [
+            ("threads", &axes.threads),
+            ("prompt_tokens", &axes.prompt_tokens),
+            ("gen_tokens", &axes.gen_tokens),
+        ] {
+            non_empty(name, v.span(), v.get_ref().len())?;
+            if v.get_ref().contains(&0) {
+                return Err(err(v.span().start, format!("{name} must be 1 or more")));
+            }
+        }
+        if *axes.reps.get_ref() == 0 {
+            return Err(err(axes.reps.span().start, "reps must be 1 or more".into()));
+        }
+        let sustained: Vec<Option<f64>> = match &axes.sustained {
+            None => vec![None],
+            Some(list) => {
+                non_empty("sustained", list.span(), list.get_ref().len())?;
+                list.get_ref()
+                    .iter()
+                    .map(|d| {
+                        units::parse_duration(d)
+                            .map(|d| Some(d.as_secs_f64()))
+                            .map_err(|m| err(list.span().start, format!("sustained: {m}")))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+        };
+        let loads: Vec<String> = match &axes.load {
+            None => vec!["none".into()],
+            Some(list) => {
+                non_empty("load", list.span(), list.get_ref().len())?;
+                list.get_ref()
+                    .iter()
+                    .map(|l| {
+                        Load::parse(l)
+                            .map(|l| l.label())
+                            .map_err(|e| err(list.span().start, e.to_string()))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+        };
+        let colds = axes.cold.clone().unwrap_or_else(|| vec![false]);
+        if colds.is_empty() {
+            return Err(err(
+                raw.matrix.span().start,
+                "cold is empty: give [false], [true] or both".into(),
+            ));
+        }
+
+        let mut cells = Vec::new();
+        for model in &models {
+            for &threads in axes.threads.get_ref() {
+                for &p in axes.prompt_tokens.get_ref() {
+                    for &n in axes.gen_tokens.get_ref() {
+                        for &cold in &colds {
+                            for &sus in &sustained {
+                                for load in &loads {
+                                    let cell = Cell {
+                                        id: String::new(),
+                                        model: model.clone(),
+                                        threads,
+                                        prompt_tokens: p,
+                                        gen_tokens: n,
+                                        cold,
+                                        sustained_s: sus,
+                                        load: load.clone(),
+                                        reps: *axes.reps.get_ref(),
+                                        warmup: axes.warmup.unwrap_or(if sus.is_some() {
+                                            0
+                                        } else {
+                                            1
+                                        }),
+                                    };
+                                    cells.push(cell);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for ex in &raw.exclude {
+            let e = ex.get_ref();
+            if let Some(s) = &e.sustained {
+                units::parse_duration(s)
+                    .map_err(|m| err(ex.span().start, format!("exclude: {m}")))?;
+            }
+        }
+        cells.retain(|c| !raw.exclude.iter().any(|e| excluded(c, e.get_ref())));
+        for c in &mut cells {
+            c.id = cell_id(c);
+        }
+        Ok(Matrix {
+            file: file.to_owned(),
+            cells,
+            devices: raw.devices.unwrap_or_default(),
+        })
+    }
+}
+
+fn parse_model(reference: &str, sha256: Option<String>) -> Result<ModelRef, String> {
+    match reference.strip_prefix("synthetic:") {
+        Some(spec) => {
+            let (p, q) = synth::parse_spec(spec, "models").map_err(|e| e.to_string())?;
+            if sha256.is_some() {
+                return Err("a synthetic model cannot be pinned by sha256".into());
+            }
+            Ok(ModelRef::Synthetic {
+                preset: p.name.into(),
+                quant: q.name().into(),
+            })
+        }
+        None if reference.trim().is_empty() => Err("a model reference is empty".into()),
+        None => Ok(ModelRef::File {
+            path: PathBuf::from(reference),
+            sha256,
+        }),
+    }
+}
+
+fn excluded(c: &Cell, e: &Exclude) -> bool {
+    let model = e
+        .model
+        .as_ref()
+        .is_none_or(|m| parse_model(m, None).is_ok_and(|r| r.label() == c.model.label()));
+    let sus = e.sustained.as_ref().is_none_or(|s| {
+        units::parse_duration(s).is_ok_and(|d| c.sustained_s == Some(d.as_secs_f64()))
+    });
+    let load = e
+        .load
+        .as_ref()
+        .is_none_or(|l| Load::parse(l).is_ok_and(|l| l.label() == c.load));
+    model
+        && sus
+        && load
+        && e.threads.is_none_or(|t| t == c.threads)
+        && e.prompt_tokens.is_none_or(|p| p == c.prompt_tokens)
+        && e.gen_tokens.is_none_or(|n| n == c.gen_tokens)
+        && e.cold.is_none_or(|x| x == c.cold)
+}
+
+/// A short stable id: FNV-1a over the cell's parameters (not its position in the file), so
+/// reordering a matrix keeps the ids of its cells.
+fn cell_id(c: &Cell) -> String {
+    let key = format!(
+        "{}|t{}|p{}|n{}|cold{}|sus{:?}|load{}|reps{}|warm{}",
+        c.model.label(),
+        c.threads,
+        c.prompt_tokens,
+        c.gen_tokens,
+        c.cold,
+        c.sustained_s,
+        c.load,
+        c.reps,
+        c.warmup
+    );
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALLEST: &str = r#"[matrix]
+models = ["synthetic:smollm2-135m:q8_0"]
+threads = [1, 2]
+prompt_tokens = [16]
+gen_tokens = [8]
+reps = 1
+"#;
+
+    fn parse(text: &str) -> Result<Matrix, String> {
+        Matrix::parse(text, Path::new("m.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_smallest_matrix_is_accepted_as_written() {
+        let m = parse(SMALLEST).unwrap();
+        assert_eq!(m.cells.len(), 2);
+        assert_eq!(m.cells[0].threads, 1);
+        assert_eq!(m.cells[1].threads, 2);
+        assert_eq!(m.cells[0].model.label(), "synthetic:smollm2-135m:q8_0");
+        assert_eq!((m.cells[0].warmup, m.cells[0].load.as_str()), (1, "none"));
+        assert_ne!(m.cells[0].id, m.cells[1].id);
+        // Ids depend on what a cell is, not where it sits.
+        let swapped = parse(&SMALLEST.replace("[1, 2]", "[2, 1]")).unwrap();
+        assert_eq!(swapped.cells[0].id, m.cells[1].id);
+    }
+
+    #[test]
+    fn product_minus_exclusions() {
+        let text = format!(
+            "{SMALLEST}cold = [false, true]\nload = [\"none\", \"cpu:1\"]\n\n[[exclude]]\nthreads = 2\ncold = true\n"
+        );
+        let m = parse(&text).unwrap();
+        // 2 threads x 2 cold x 2 loads = 8, minus threads=2 & cold (2 cells).
+        assert_eq!(m.cells.len(), 6);
+        assert!(!m.cells.iter().any(|c| c.threads == 2 && c.cold));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_file_line_and_column() {
+        let e = parse(&SMALLEST.replace("reps = 1", "reps = 1\nrepz = 2")).unwrap_err();
+        assert!(e.starts_with("m.toml:7:1: unknown field `repz`"), "{e}");
+        let e = parse(&SMALLEST.replace("threads = [1, 2]", "threads = [1, -2]")).unwrap_err();
+        assert!(e.starts_with("m.toml:3:"), "{e}");
+        let e = parse(&SMALLEST.replace("smollm2-135m:q8_0", "gpt-5:q8_0")).unwrap_err();
+        assert!(
+            e.starts_with("m.toml:2:11: models: no preset \"gpt-5\""),
+            "{e}"
+        );
+        let e = parse(&SMALLEST.replace("[16]", "[0]")).unwrap_err();
+        assert_eq!(e, "m.toml:4:17: prompt_tokens must be 1 or more");
+        let e = parse(&format!("{SMALLEST}sustained = [\"5 parsecs\"]\n")).unwrap_err();
+        assert!(e.contains("sustained: \"5 parsecs\": unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn pinned_models_need_a_real_sha256() {
+        let text = SMALLEST.replace(
+            "[\"synthetic:smollm2-135m:q8_0\"]",
+            "[{ model = \"m.gguf\", sha256 = \"abc\" }]",
+        );
+        assert_eq!(
+            parse(&text).unwrap_err(),
+            "m.toml:2:11: sha256 \"abc\" is not 64 hex digits"
+        );
+    }
+}
