@@ -65,7 +65,11 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Model(cli::ModelCommand::Inspect(args)) => {
             cmd::model::inspect(&cmd::model::InspectConfig::new(args))
         }
-        Command::Bench(args) => cmd::bench::execute(&cmd::bench::Config::new(root, args)?),
+        Command::Bench(args) => cmd::bench::execute(
+            &bench::cell::Config::new(root, args)?,
+            args.format,
+            args.out.as_deref(),
+        ),
         Command::Matrix(cli::MatrixCommand::Plan(args)) => {
             cmd::matrix::plan(&cmd::matrix::PlanConfig::new(root, args))
         }

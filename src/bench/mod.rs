@@ -1,6 +1,7 @@
 //! One benchmark cell: repetitions run in fresh worker processes, their measurements collected,
 //! summarized and checked. The coordinator side of the worker protocol lives here.
 
+pub mod cell;
 pub mod load;
 pub mod stats;
 pub mod sustained;

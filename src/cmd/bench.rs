@@ -1,77 +1,18 @@
-//! `odai bench`: one benchmark cell on this device — memory fit first, then warmup and measured
-//! repetitions in fresh worker processes, a summary with confidence intervals and warnings, the
-//! roofline, and the provenance of every number.
-
-use std::io::IsTerminal;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+//! `odai bench`: builds a cell's typed config from the command line, runs it
+//! (`bench::cell::run`), and renders the report as text, JSON or CSV.
 
 use anyhow::Context;
-use serde::Serialize;
 
-use crate::bench::load::{Contention, Load};
+use crate::bench::cell::{Config, Cooldown, METRICS, Report, Source};
+use crate::bench::load::Load;
 use crate::bench::sustained::Sustained;
-use crate::bench::telemetry::Sampler;
-use crate::bench::{self, stats};
 use crate::cli::{BenchArgs, BenchFormat};
-use crate::engine::gguf::{Gguf, MemoryNeeds, ModelInfo};
-use crate::engine::{fingerprint, simd_path, synth};
+use crate::engine::synth;
 use crate::error::Error;
 use crate::exit;
-use crate::probe::{self, bandwidth, class::Classes, gpu::Enumerate, thermal};
-use crate::protocol::{CellSpec, PROTOCOL_VERSION, RepResult, SustainedSpec};
+use crate::protocol::SustainedSpec;
 use crate::sysroot::{Reading, SysRoot};
 use crate::units;
-
-pub enum Source {
-    File(PathBuf),
-    Synthetic(&'static synth::Preset, synth::Quant),
-}
-
-pub struct Config {
-    pub root: SysRoot,
-    pub source: Source,
-    pub threads: Option<u32>,
-    pub prompt_tokens: u32,
-    pub gen_tokens: u32,
-    pub reps: u32,
-    pub warmup: u32,
-    pub cold: bool,
-    pub token_deadline_ms: Option<f64>,
-    pub force: bool,
-    pub seed: u64,
-    pub format: BenchFormat,
-    pub out: Option<PathBuf>,
-    pub sustained: Option<SustainedSpec>,
-    pub sample_interval_s: Option<f64>,
-    pub load: Load,
-    pub cooldown: Cooldown,
-    pub idle_baseline: Option<Duration>,
-}
-
-/// What to wait for before each repetition.
-#[derive(Clone, Copy, Debug)]
-pub enum Cooldown {
-    None,
-    For(Duration),
-    /// Until the hottest zone is within this many °C of its idle temperature.
-    ToWithin(f64),
-}
-
-impl Cooldown {
-    fn label(&self) -> String {
-        match self {
-            Cooldown::None => "none".into(),
-            Cooldown::For(d) => format!("{} s", d.as_secs_f64()),
-            Cooldown::ToWithin(c) => format!("to within {c} °C of idle"),
-        }
-    }
-}
-
-/// The longest `--cooldown-to` waits before going on with a warning.
-const COOLDOWN_LIMIT: Duration = Duration::from_secs(600);
-/// How often `--cooldown-to` reads the thermal zones while the device cools down.
-const COOLDOWN_POLL: Duration = Duration::from_secs(1);
 
 impl Config {
     pub fn new(root: SysRoot, a: &BenchArgs) -> anyhow::Result<Self> {
@@ -138,331 +79,22 @@ impl Config {
             token_deadline_ms: a.token_deadline_ms,
             force: a.force,
             seed: a.seed,
-            format: a.format,
-            out: a.out.clone(),
         })
     }
 }
 
-/// What produced the numbers.
-#[derive(Serialize)]
-struct Provenance {
-    odai_version: String,
-    protocol: u32,
-    model_file: String,
-    model_bytes: u64,
-    model_sha256: String,
-    synthetic: Option<String>,
-    architecture: String,
-    quant: String,
-    parameters: u64,
-    threads: u32,
-    prompt_tokens: u32,
-    gen_tokens: u32,
-    reps: u32,
-    warmup: u32,
-    cold: bool,
-    seed: u64,
-    token_deadline_ms: Option<f64>,
-    simd: String,
-    /// Background contention during the run (`--load`).
-    load: String,
-    cooldown: String,
-    device: DeviceSummary,
-}
-
-#[derive(Serialize)]
-struct DeviceSummary {
-    hostname: Reading<String>,
-    cpu: Reading<String>,
-    logical_cores: Reading<u32>,
-    memory_total_bytes: Reading<u64>,
-    headroom_bytes: Reading<u64>,
-    class: Reading<String>,
-}
-
-#[derive(Serialize)]
-struct Roofline {
-    triad_gb_s: f64,
-    /// Bytes one decoded token reads: the weights it multiplies plus the KV cache at the run's
-    /// mean decode context.
-    bytes_per_token: u64,
-    roofline_tps: f64,
-    /// Mean decode tok/s as a share of the roofline.
-    roofline_pct: f64,
-}
-
-#[derive(Serialize)]
-struct Report {
-    schema_version: u32,
-    provenance: Provenance,
-    memory_needs: MemoryNeeds,
-    roofline: Roofline,
-    summary: std::collections::BTreeMap<&'static str, stats::Summary>,
-    warnings: Vec<String>,
-    /// Where energy came from (`rapl:package-0`, `battery`…), over the measured repetitions.
-    energy_source: Reading<String>,
-    mean_power_w: Reading<f64>,
-    energy_j_per_token: Reading<f64>,
-    battery_drain_pct_per_hour: Reading<f64>,
-    /// Power before the run, on the idle device (`--idle-baseline`).
-    idle_power_w: Reading<f64>,
-    /// mean_power_w − idle_power_w: what running the model costs.
-    marginal_power_w: Reading<f64>,
-    /// The first measured repetition's sustained run, with `--sustained`.
-    sustained: Option<Sustained>,
-    reps: Vec<RepResult>,
-}
-
-/// Metric name, whether higher is better, and how to read it from a repetition.
-type Metric = (&'static str, bool, fn(&RepResult) -> Option<f64>);
-
-const METRICS: &[Metric] = &[
-    ("load_ms", false, |r| Some(r.load_ms)),
-    ("first_ttft_ms", false, |r| Some(r.first_ttft_ms)),
-    ("ttft_ms", false, |r| Some(r.ttft_ms)),
-    ("prefill_tps", true, |r| Some(r.prefill_tps)),
-    ("decode_tps", true, |r| Some(r.decode_tps)),
-    ("token_ms_p50", false, |r| Some(r.token_ms_p50)),
-    ("token_ms_p90", false, |r| Some(r.token_ms_p90)),
-    ("token_ms_p99", false, |r| Some(r.token_ms_p99)),
-    ("deadline_miss_pct", false, |r| r.deadline_miss_pct),
-    ("peak_rss_bytes", false, |r| Some(r.peak_rss_bytes as f64)),
-    ("mean_power_w", false, |r| {
-        r.energy
-            .as_ref()
-            .and_then(|e| e.mean_power_w.value().copied())
-    }),
-    ("energy_j_per_token", false, |r| {
-        r.energy_j_per_token
-            .as_ref()
-            .and_then(|e| e.value().copied())
-    }),
-];
-
-fn progress(msg: &str) {
-    if std::io::stderr().is_terminal() {
-        eprintln!("{msg}");
-    }
-}
-
-pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
-    let (path, synthetic) = match &cfg.source {
-        Source::File(p) => (p.clone(), None),
-        Source::Synthetic(p, q) => {
-            progress(&format!(
-                "odai: preparing synthetic {}:{} (cached after the first run)",
-                p.name,
-                q.name()
-            ));
-            (
-                synth::cached(p, *q)?,
-                Some(format!("{}:{}", p.name, q.name())),
-            )
-        }
-    };
-    let g = Gguf::open(&path)?;
-    let info = ModelInfo::from_gguf(&g)?;
-    drop(g);
-    let context = u64::from(cfg.prompt_tokens) + u64::from(cfg.gen_tokens);
-    if let Some(max) = info.context_length
-        && context > max
-    {
-        return Err(Error::Invalid {
-            flag: "-p/-n".into(),
-            problem: format!(
-                "{} prompt + {} generated tokens exceed the model's context length {max}",
-                cfg.prompt_tokens, cfg.gen_tokens
-            ),
-        }
-        .into());
-    }
-
-    let device = probe::run(
-        &cfg.root,
-        &probe::Options {
-            gpu: Enumerate::Skip,
-            classes: Classes::embedded(),
-            bandwidth: false,
-        },
-    );
-    let needs = info.memory_needs(context, cfg.prompt_tokens.into());
-    let mut warnings = Vec::new();
-    match &device.memory.headroom_bytes {
-        Reading::Value(headroom) if needs.total_bytes > *headroom && !cfg.force => {
-            return Err(Error::DoesNotFit {
-                file: path,
-                needs: units::bytes(needs.total_bytes),
-                headroom: units::bytes(*headroom),
-            }
-            .into());
-        }
-        Reading::Value(_) => {}
-        Reading::Unavailable(why) => warnings.push(format!(
-            "memory fit not checked: the device's headroom is unavailable ({why})"
-        )),
-    }
-    let threads = cfg.threads.unwrap_or_else(|| {
-        let cores = device.cpu.logical_cores.value().copied().unwrap_or(1);
-        match device.cpu.quota_cores.value() {
-            Some(Some(q)) => (q.ceil() as u32).clamp(1, cores),
-            _ => cores,
-        }
-    });
-
-    let exe = std::env::current_exe().context("cannot find odai's own executable for workers")?;
-    let spec = CellSpec {
-        protocol: PROTOCOL_VERSION,
-        model: path.clone(),
-        prompt_tokens: cfg.prompt_tokens,
-        gen_tokens: cfg.gen_tokens,
-        seed: cfg.seed,
-        cold: cfg.cold,
-        token_deadline_ms: cfg.token_deadline_ms,
-        root: (!cfg.root.is_live()).then(|| cfg.root.base().to_owned()),
-        sample_interval_s: cfg.sample_interval_s,
-        sustained: cfg.sustained.clone(),
-    };
-    let sample_every = Duration::from_secs_f64(cfg.sample_interval_s.unwrap_or(1.0));
-    let idle = cfg.idle_baseline.map(|idle_sampling| {
-        progress(&format!(
-            "odai: sampling idle power for {:.0} s",
-            idle_sampling.as_secs_f64()
-        ));
-        let sampler = Sampler::start(cfg.root.clone(), sample_every, Instant::now());
-        std::thread::sleep(idle_sampling);
-        sampler.finish()
-    });
-    let idle_temp_c = thermal::zones(&cfg.root)
-        .iter()
-        .filter_map(|z| z.temp_c.value().copied())
-        .reduce(f64::max);
-    let _contention = Contention::start(&exe, cfg.load).map_err(|e| anyhow::anyhow!(e))?;
-    let total = cfg.warmup + cfg.reps;
-    let mut reps = Vec::with_capacity(cfg.reps as usize);
-    for i in 0..total {
-        if let Some(w) = cool_down(cfg, idle_temp_c) {
-            warnings.push(w);
-        }
-        let label = if i < cfg.warmup {
-            format!("warmup {}/{}", i + 1, cfg.warmup)
-        } else {
-            format!("rep {}/{}", i + 1 - cfg.warmup, cfg.reps)
-        };
-        progress(&format!("odai: {label}"));
-        let r = bench::run_rep(&exe, &spec, Some(threads))
-            .map_err(|e| anyhow::anyhow!("{}: {label} failed: {e}", path.display()))?;
-        if i >= cfg.warmup {
-            reps.push(r);
-        }
-    }
-
-    let mut summary = std::collections::BTreeMap::new();
-    for (name, higher, get) in METRICS {
-        let values: Vec<f64> = reps.iter().filter_map(get).collect();
-        if values.is_empty() {
-            continue;
-        }
-        warnings.extend(stats::warnings(name, &values, *higher));
-        summary.insert(*name, stats::summarize(&values));
-    }
-    if cfg.reps < 3 && cfg.sustained.is_none() {
-        warnings.push(format!(
-            "only {} repetition(s): too few for a confidence interval to mean much (use --reps 5 or more)",
-            cfg.reps
-        ));
-    }
-    if let Some(s) = summary.get("decode_tps")
-        && s.cov_pct > 10.0
-    {
-        warnings.push(format!(
-            "decode_tps varies by {:.0} % between repetitions: the machine is noisy (other load, \
-             thermal throttling); compare with care",
-            s.cov_pct
-        ));
-    }
-
-    let bw = bandwidth::measure(&cfg.root, threads, 5);
-    let mean_ctx = u64::from(cfg.prompt_tokens) + u64::from(cfg.gen_tokens) / 2;
-    let bytes_per_token = info.decode_weight_bytes + info.kv_cache_bytes(mean_ctx);
-    let roofline_tps = bw.triad_gb_s * 1e9 / bytes_per_token as f64;
-    let decode_mean = summary.get("decode_tps").map_or(0.0, |s| s.mean);
-
-    let energy = energy_summary(&reps, &summary, cfg.sample_interval_s.is_some());
-    let idle_power_w = match &idle {
-        None => Reading::unavailable("not measured: pass --idle-baseline DURATION"),
-        Some(t) => t.energy().mean_power_w,
-    };
-    let marginal_power_w = match (&idle_power_w, &energy.1) {
-        (Reading::Value(i), Reading::Value(m)) => Reading::Value(m - i),
-        (Reading::Unavailable(r), _) | (_, Reading::Unavailable(r)) => {
-            Reading::Unavailable(r.clone())
-        }
-    };
-    let sustained = reps.first().and_then(|r| r.sustained.clone());
-    let sha = fingerprint::sha256_cached(&path, &synth::cache_dir().join("sha256.tsv"))?;
-    let report = Report {
-        schema_version: 1,
-        provenance: Provenance {
-            odai_version: env!("CARGO_PKG_VERSION").into(),
-            protocol: PROTOCOL_VERSION,
-            model_file: path.file_name().map_or_else(
-                || path.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            ),
-            model_bytes: info.file_size_bytes,
-            model_sha256: sha,
-            synthetic,
-            architecture: info.architecture.clone(),
-            quant: info.quant.clone(),
-            parameters: info.parameters,
-            threads: reps.first().map_or(threads, |r| r.threads),
-            prompt_tokens: cfg.prompt_tokens,
-            gen_tokens: cfg.gen_tokens,
-            reps: cfg.reps,
-            warmup: cfg.warmup,
-            cold: cfg.cold,
-            seed: cfg.seed,
-            token_deadline_ms: cfg.token_deadline_ms,
-            load: cfg.load.label(),
-            cooldown: cfg.cooldown.label(),
-            simd: reps
-                .first()
-                .map_or_else(|| simd_path().to_owned(), |r| r.simd.clone()),
-            device: DeviceSummary {
-                hostname: device.device.hostname.clone(),
-                cpu: device.cpu.model_name.clone(),
-                logical_cores: device.cpu.logical_cores.clone(),
-                memory_total_bytes: device.memory.total_bytes.clone(),
-                headroom_bytes: device.memory.headroom_bytes.clone(),
-                class: device.class.clone().map(|c| c.id),
-            },
-        },
-        memory_needs: needs,
-        roofline: Roofline {
-            triad_gb_s: bw.triad_gb_s,
-            bytes_per_token,
-            roofline_tps,
-            roofline_pct: 100.0 * decode_mean / roofline_tps,
-        },
-        summary,
-        warnings,
-        energy_source: energy.0,
-        mean_power_w: energy.1,
-        energy_j_per_token: energy.2,
-        battery_drain_pct_per_hour: energy.3,
-        idle_power_w,
-        marginal_power_w,
-        sustained,
-        reps,
-    };
-
-    let rendered = match cfg.format {
+pub fn execute(
+    cfg: &Config,
+    format: BenchFormat,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<i32> {
+    let report = crate::bench::cell::run(cfg)?;
+    let rendered = match format {
         BenchFormat::Text => render_text(&report),
         BenchFormat::Json => super::json_text(&report)?,
         BenchFormat::Csv => render_csv(&report)?,
     };
-    if let Some(out) = &cfg.out {
+    if let Some(out) = out {
         std::fs::write(out, &rendered)
             .with_context(|| format!("cannot write the result to {}", out.display()))?;
         super::print(&render_text(&report))?;
@@ -470,84 +102,6 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         super::print(&rendered)?;
     }
     Ok(exit::SUCCESS)
-}
-
-/// Waits as `--cooldown` / `--cooldown-to` ask; a warning when the device did not cool enough.
-fn cool_down(cfg: &Config, idle_temp_c: Option<f64>) -> Option<String> {
-    match cfg.cooldown {
-        Cooldown::None => None,
-        Cooldown::For(cooldown) => {
-            progress(&format!(
-                "odai: cooling down for {:.0} s",
-                cooldown.as_secs_f64()
-            ));
-            std::thread::sleep(cooldown);
-            None
-        }
-        Cooldown::ToWithin(delta) => {
-            let Some(idle) = idle_temp_c else {
-                return Some(
-                    "--cooldown-to: no thermal zone is readable, so the run did not wait".into(),
-                );
-            };
-            let started = Instant::now();
-            loop {
-                let hottest = thermal::zones(&cfg.root)
-                    .iter()
-                    .filter_map(|z| z.temp_c.value().copied())
-                    .reduce(f64::max);
-                match hottest {
-                    Some(t) if t <= idle + delta => return None,
-                    _ if started.elapsed() >= COOLDOWN_LIMIT => {
-                        return Some(format!(
-                            "--cooldown-to: the device stayed above {:.1} °C for {} s; ran anyway",
-                            idle + delta,
-                            COOLDOWN_LIMIT.as_secs()
-                        ));
-                    }
-                    _ => std::thread::sleep(COOLDOWN_POLL),
-                }
-            }
-        }
-    }
-}
-
-type EnergyFields = (Reading<String>, Reading<f64>, Reading<f64>, Reading<f64>);
-
-/// The report's energy fields: means over repetitions where measured, else the first
-/// repetition's reason.
-fn energy_summary(
-    reps: &[RepResult],
-    summary: &std::collections::BTreeMap<&'static str, stats::Summary>,
-    sampled: bool,
-) -> EnergyFields {
-    let Some(e) = reps.first().and_then(|r| r.energy.clone()) else {
-        let why = if sampled {
-            "no telemetry came back from the worker"
-        } else {
-            "not measured: the sampler is off (--sample-interval off)"
-        };
-        return (
-            Reading::unavailable(why),
-            Reading::unavailable(why),
-            Reading::unavailable(why),
-            Reading::unavailable(why),
-        );
-    };
-    let mean_or = |metric: &str, fallback: &Reading<f64>| match summary.get(metric) {
-        Some(s) => Reading::Value(s.mean),
-        None => fallback.clone(),
-    };
-    let per_token = reps
-        .first()
-        .and_then(|r| r.energy_j_per_token.clone())
-        .unwrap_or_else(|| Reading::unavailable("not measured"));
-    (
-        e.energy_source.clone(),
-        mean_or("mean_power_w", &e.mean_power_w),
-        mean_or("energy_j_per_token", &per_token),
-        e.battery_drain_pct_per_hour.clone(),
-    )
 }
 
 fn render_text(r: &Report) -> String {
@@ -574,7 +128,7 @@ fn render_text(r: &Report) -> String {
     ));
     for (name, sm) in METRICS
         .iter()
-        .filter_map(|(n, _, _)| r.summary.get(n).map(|s| (n, s)))
+        .filter_map(|(n, _, _)| r.summary.get(*n).map(|s| (n, s)))
     {
         let f = |v: f64| {
             if *name == "peak_rss_bytes" {

@@ -1,0 +1,465 @@
+//! One benchmark cell on this device — memory fit first, then warm-up and measured repetitions in
+//! fresh worker processes, a summary with confidence intervals and warnings, the roofline, energy,
+//! and the provenance of every number. `odai bench` renders it; the matrix runner stores it.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::load::{Contention, Load};
+use super::stats;
+use super::sustained::Sustained;
+use super::telemetry::Sampler;
+use crate::engine::gguf::{Gguf, MemoryNeeds, ModelInfo};
+use crate::engine::{fingerprint, simd_path, synth};
+use crate::error::Error;
+use crate::probe::{self, bandwidth, class::Classes, gpu::Enumerate, thermal};
+use crate::protocol::{CellSpec, PROTOCOL_VERSION, RepResult, SustainedSpec};
+use crate::sysroot::{Reading, SysRoot};
+use crate::units;
+
+pub enum Source {
+    File(PathBuf),
+    Synthetic(&'static synth::Preset, synth::Quant),
+}
+
+pub struct Config {
+    pub root: SysRoot,
+    pub source: Source,
+    pub threads: Option<u32>,
+    pub prompt_tokens: u32,
+    pub gen_tokens: u32,
+    pub reps: u32,
+    pub warmup: u32,
+    pub cold: bool,
+    pub token_deadline_ms: Option<f64>,
+    pub force: bool,
+    pub seed: u64,
+    pub sustained: Option<SustainedSpec>,
+    pub sample_interval_s: Option<f64>,
+    pub load: Load,
+    pub cooldown: Cooldown,
+    pub idle_baseline: Option<Duration>,
+}
+
+/// What to wait for before each repetition.
+#[derive(Clone, Copy, Debug)]
+pub enum Cooldown {
+    None,
+    For(Duration),
+    /// Until the hottest zone is within this many °C of its idle temperature.
+    ToWithin(f64),
+}
+
+impl Cooldown {
+    fn label(&self) -> String {
+        match self {
+            Cooldown::None => "none".into(),
+            Cooldown::For(d) => format!("{} s", d.as_secs_f64()),
+            Cooldown::ToWithin(c) => format!("to within {c} °C of idle"),
+        }
+    }
+}
+
+/// The longest `--cooldown-to` waits before going on with a warning.
+const COOLDOWN_LIMIT: Duration = Duration::from_secs(600);
+/// How often `--cooldown-to` reads the thermal zones while the device cools down.
+const COOLDOWN_POLL: Duration = Duration::from_secs(1);
+
+/// What produced the numbers.
+#[derive(Serialize, Deserialize)]
+pub struct Provenance {
+    pub odai_version: String,
+    pub protocol: u32,
+    pub model_file: String,
+    pub model_bytes: u64,
+    pub model_sha256: String,
+    pub synthetic: Option<String>,
+    pub architecture: String,
+    pub quant: String,
+    pub parameters: u64,
+    pub threads: u32,
+    pub prompt_tokens: u32,
+    pub gen_tokens: u32,
+    pub reps: u32,
+    pub warmup: u32,
+    pub cold: bool,
+    pub seed: u64,
+    pub token_deadline_ms: Option<f64>,
+    pub simd: String,
+    /// Background contention during the run (`--load`).
+    pub load: String,
+    pub cooldown: String,
+    pub device: DeviceSummary,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct DeviceSummary {
+    pub hostname: Reading<String>,
+    pub cpu: Reading<String>,
+    pub logical_cores: Reading<u32>,
+    pub memory_total_bytes: Reading<u64>,
+    pub headroom_bytes: Reading<u64>,
+    pub class: Reading<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Roofline {
+    pub triad_gb_s: f64,
+    /// Bytes one decoded token reads: the weights it multiplies plus the KV cache at the run's
+    /// mean decode context.
+    pub bytes_per_token: u64,
+    pub roofline_tps: f64,
+    /// Mean decode tok/s as a share of the roofline.
+    pub roofline_pct: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub provenance: Provenance,
+    pub memory_needs: MemoryNeeds,
+    pub roofline: Roofline,
+    pub summary: std::collections::BTreeMap<String, stats::Summary>,
+    pub warnings: Vec<String>,
+    /// Where energy came from (`rapl:package-0`, `battery`…), over the measured repetitions.
+    pub energy_source: Reading<String>,
+    pub mean_power_w: Reading<f64>,
+    pub energy_j_per_token: Reading<f64>,
+    pub battery_drain_pct_per_hour: Reading<f64>,
+    /// Power before the run, on the idle device (`--idle-baseline`).
+    pub idle_power_w: Reading<f64>,
+    /// mean_power_w − idle_power_w: what running the model costs.
+    pub marginal_power_w: Reading<f64>,
+    /// The first measured repetition's sustained run, with `--sustained`.
+    pub sustained: Option<Sustained>,
+    pub reps: Vec<RepResult>,
+}
+
+/// Metric name, whether higher is better, and how to read it from a repetition.
+pub type Metric = (&'static str, bool, fn(&RepResult) -> Option<f64>);
+
+pub const METRICS: &[Metric] = &[
+    ("load_ms", false, |r| Some(r.load_ms)),
+    ("first_ttft_ms", false, |r| Some(r.first_ttft_ms)),
+    ("ttft_ms", false, |r| Some(r.ttft_ms)),
+    ("prefill_tps", true, |r| Some(r.prefill_tps)),
+    ("decode_tps", true, |r| Some(r.decode_tps)),
+    ("token_ms_p50", false, |r| Some(r.token_ms_p50)),
+    ("token_ms_p90", false, |r| Some(r.token_ms_p90)),
+    ("token_ms_p99", false, |r| Some(r.token_ms_p99)),
+    ("deadline_miss_pct", false, |r| r.deadline_miss_pct),
+    ("peak_rss_bytes", false, |r| Some(r.peak_rss_bytes as f64)),
+    ("mean_power_w", false, |r| {
+        r.energy
+            .as_ref()
+            .and_then(|e| e.mean_power_w.value().copied())
+    }),
+    ("energy_j_per_token", false, |r| {
+        r.energy_j_per_token
+            .as_ref()
+            .and_then(|e| e.value().copied())
+    }),
+];
+
+fn progress(msg: &str) {
+    if std::io::stderr().is_terminal() {
+        eprintln!("{msg}");
+    }
+}
+
+/// Runs one benchmark cell on this device: warm-up and measured repetitions in fresh workers.
+pub fn run(cfg: &Config) -> anyhow::Result<Report> {
+    let (path, synthetic) = match &cfg.source {
+        Source::File(p) => (p.clone(), None),
+        Source::Synthetic(p, q) => {
+            progress(&format!(
+                "odai: preparing synthetic {}:{} (cached after the first run)",
+                p.name,
+                q.name()
+            ));
+            (
+                synth::cached(p, *q)?,
+                Some(format!("{}:{}", p.name, q.name())),
+            )
+        }
+    };
+    let g = Gguf::open(&path)?;
+    let info = ModelInfo::from_gguf(&g)?;
+    drop(g);
+    let context = u64::from(cfg.prompt_tokens) + u64::from(cfg.gen_tokens);
+    if let Some(max) = info.context_length
+        && context > max
+    {
+        return Err(Error::Invalid {
+            flag: "-p/-n".into(),
+            problem: format!(
+                "{} prompt + {} generated tokens exceed the model's context length {max}",
+                cfg.prompt_tokens, cfg.gen_tokens
+            ),
+        }
+        .into());
+    }
+
+    let device = probe::run(
+        &cfg.root,
+        &probe::Options {
+            gpu: Enumerate::Skip,
+            classes: Classes::embedded(),
+            bandwidth: false,
+        },
+    );
+    let needs = info.memory_needs(context, cfg.prompt_tokens.into());
+    let mut warnings = Vec::new();
+    match &device.memory.headroom_bytes {
+        Reading::Value(headroom) if needs.total_bytes > *headroom && !cfg.force => {
+            return Err(Error::DoesNotFit {
+                file: path,
+                needs: units::bytes(needs.total_bytes),
+                headroom: units::bytes(*headroom),
+            }
+            .into());
+        }
+        Reading::Value(_) => {}
+        Reading::Unavailable(why) => warnings.push(format!(
+            "memory fit not checked: the device's headroom is unavailable ({why})"
+        )),
+    }
+    let threads = cfg.threads.unwrap_or_else(|| {
+        let cores = device.cpu.logical_cores.value().copied().unwrap_or(1);
+        match device.cpu.quota_cores.value() {
+            Some(Some(q)) => (q.ceil() as u32).clamp(1, cores),
+            _ => cores,
+        }
+    });
+
+    let exe = std::env::current_exe().context("cannot find odai's own executable for workers")?;
+    let spec = CellSpec {
+        protocol: PROTOCOL_VERSION,
+        model: path.clone(),
+        prompt_tokens: cfg.prompt_tokens,
+        gen_tokens: cfg.gen_tokens,
+        seed: cfg.seed,
+        cold: cfg.cold,
+        token_deadline_ms: cfg.token_deadline_ms,
+        root: (!cfg.root.is_live()).then(|| cfg.root.base().to_owned()),
+        sample_interval_s: cfg.sample_interval_s,
+        sustained: cfg.sustained.clone(),
+    };
+    let sample_every = Duration::from_secs_f64(cfg.sample_interval_s.unwrap_or(1.0));
+    let idle = cfg.idle_baseline.map(|idle_sampling| {
+        progress(&format!(
+            "odai: sampling idle power for {:.0} s",
+            idle_sampling.as_secs_f64()
+        ));
+        let sampler = Sampler::start(cfg.root.clone(), sample_every, Instant::now());
+        std::thread::sleep(idle_sampling);
+        sampler.finish()
+    });
+    let idle_temp_c = thermal::zones(&cfg.root)
+        .iter()
+        .filter_map(|z| z.temp_c.value().copied())
+        .reduce(f64::max);
+    let _contention = Contention::start(&exe, cfg.load).map_err(|e| anyhow::anyhow!(e))?;
+    let total = cfg.warmup + cfg.reps;
+    let mut reps = Vec::with_capacity(cfg.reps as usize);
+    for i in 0..total {
+        if let Some(w) = cool_down(cfg, idle_temp_c) {
+            warnings.push(w);
+        }
+        let label = if i < cfg.warmup {
+            format!("warmup {}/{}", i + 1, cfg.warmup)
+        } else {
+            format!("rep {}/{}", i + 1 - cfg.warmup, cfg.reps)
+        };
+        progress(&format!("odai: {label}"));
+        let r = super::run_rep(&exe, &spec, Some(threads))
+            .map_err(|e| anyhow::anyhow!("{}: {label} failed: {e}", path.display()))?;
+        if i >= cfg.warmup {
+            reps.push(r);
+        }
+    }
+
+    let mut summary = std::collections::BTreeMap::new();
+    for (name, higher, get) in METRICS {
+        let values: Vec<f64> = reps.iter().filter_map(get).collect();
+        if values.is_empty() {
+            continue;
+        }
+        warnings.extend(stats::warnings(name, &values, *higher));
+        summary.insert((*name).to_owned(), stats::summarize(&values));
+    }
+    if cfg.reps < 3 && cfg.sustained.is_none() {
+        warnings.push(format!(
+            "only {} repetition(s): too few for a confidence interval to mean much (use --reps 5 or more)",
+            cfg.reps
+        ));
+    }
+    if let Some(s) = summary.get("decode_tps")
+        && s.cov_pct > 10.0
+    {
+        warnings.push(format!(
+            "decode_tps varies by {:.0} % between repetitions: the machine is noisy (other load, \
+             thermal throttling); compare with care",
+            s.cov_pct
+        ));
+    }
+
+    let bw = bandwidth::measure(&cfg.root, threads, 5);
+    let mean_ctx = u64::from(cfg.prompt_tokens) + u64::from(cfg.gen_tokens) / 2;
+    let bytes_per_token = info.decode_weight_bytes + info.kv_cache_bytes(mean_ctx);
+    let roofline_tps = bw.triad_gb_s * 1e9 / bytes_per_token as f64;
+    let decode_mean = summary.get("decode_tps").map_or(0.0, |s| s.mean);
+
+    let energy = energy_summary(&reps, &summary, cfg.sample_interval_s.is_some());
+    let idle_power_w = match &idle {
+        None => Reading::unavailable("not measured: pass --idle-baseline DURATION"),
+        Some(t) => t.energy().mean_power_w,
+    };
+    let marginal_power_w = match (&idle_power_w, &energy.1) {
+        (Reading::Value(i), Reading::Value(m)) => Reading::Value(m - i),
+        (Reading::Unavailable(r), _) | (_, Reading::Unavailable(r)) => {
+            Reading::Unavailable(r.clone())
+        }
+    };
+    let sustained = reps.first().and_then(|r| r.sustained.clone());
+    let sha = fingerprint::sha256_cached(&path, &synth::cache_dir().join("sha256.tsv"))?;
+    let report = Report {
+        schema_version: 1,
+        provenance: Provenance {
+            odai_version: env!("CARGO_PKG_VERSION").into(),
+            protocol: PROTOCOL_VERSION,
+            model_file: path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            model_bytes: info.file_size_bytes,
+            model_sha256: sha,
+            synthetic,
+            architecture: info.architecture.clone(),
+            quant: info.quant.clone(),
+            parameters: info.parameters,
+            threads: reps.first().map_or(threads, |r| r.threads),
+            prompt_tokens: cfg.prompt_tokens,
+            gen_tokens: cfg.gen_tokens,
+            reps: cfg.reps,
+            warmup: cfg.warmup,
+            cold: cfg.cold,
+            seed: cfg.seed,
+            token_deadline_ms: cfg.token_deadline_ms,
+            load: cfg.load.label(),
+            cooldown: cfg.cooldown.label(),
+            simd: reps
+                .first()
+                .map_or_else(|| simd_path().to_owned(), |r| r.simd.clone()),
+            device: DeviceSummary {
+                hostname: device.device.hostname.clone(),
+                cpu: device.cpu.model_name.clone(),
+                logical_cores: device.cpu.logical_cores.clone(),
+                memory_total_bytes: device.memory.total_bytes.clone(),
+                headroom_bytes: device.memory.headroom_bytes.clone(),
+                class: device.class.clone().map(|c| c.id),
+            },
+        },
+        memory_needs: needs,
+        roofline: Roofline {
+            triad_gb_s: bw.triad_gb_s,
+            bytes_per_token,
+            roofline_tps,
+            roofline_pct: 100.0 * decode_mean / roofline_tps,
+        },
+        summary,
+        warnings,
+        energy_source: energy.0,
+        mean_power_w: energy.1,
+        energy_j_per_token: energy.2,
+        battery_drain_pct_per_hour: energy.3,
+        idle_power_w,
+        marginal_power_w,
+        sustained,
+        reps,
+    };
+
+    Ok(report)
+}
+
+/// Waits as `--cooldown` / `--cooldown-to` ask; a warning when the device did not cool enough.
+fn cool_down(cfg: &Config, idle_temp_c: Option<f64>) -> Option<String> {
+    match cfg.cooldown {
+        Cooldown::None => None,
+        Cooldown::For(cooldown) => {
+            progress(&format!(
+                "odai: cooling down for {:.0} s",
+                cooldown.as_secs_f64()
+            ));
+            std::thread::sleep(cooldown);
+            None
+        }
+        Cooldown::ToWithin(delta) => {
+            let Some(idle) = idle_temp_c else {
+                return Some(
+                    "--cooldown-to: no thermal zone is readable, so the run did not wait".into(),
+                );
+            };
+            let started = Instant::now();
+            loop {
+                let hottest = thermal::zones(&cfg.root)
+                    .iter()
+                    .filter_map(|z| z.temp_c.value().copied())
+                    .reduce(f64::max);
+                match hottest {
+                    Some(t) if t <= idle + delta => return None,
+                    _ if started.elapsed() >= COOLDOWN_LIMIT => {
+                        return Some(format!(
+                            "--cooldown-to: the device stayed above {:.1} °C for {} s; ran anyway",
+                            idle + delta,
+                            COOLDOWN_LIMIT.as_secs()
+                        ));
+                    }
+                    _ => std::thread::sleep(COOLDOWN_POLL),
+                }
+            }
+        }
+    }
+}
+
+type EnergyFields = (Reading<String>, Reading<f64>, Reading<f64>, Reading<f64>);
+
+/// The report's energy fields: means over repetitions where measured, else the first
+/// repetition's reason.
+fn energy_summary(
+    reps: &[RepResult],
+    summary: &std::collections::BTreeMap<String, stats::Summary>,
+    sampled: bool,
+) -> EnergyFields {
+    let Some(e) = reps.first().and_then(|r| r.energy.clone()) else {
+        let why = if sampled {
+            "no telemetry came back from the worker"
+        } else {
+            "not measured: the sampler is off (--sample-interval off)"
+        };
+        return (
+            Reading::unavailable(why),
+            Reading::unavailable(why),
+            Reading::unavailable(why),
+            Reading::unavailable(why),
+        );
+    };
+    let mean_or = |metric: &str, fallback: &Reading<f64>| match summary.get(metric) {
+        Some(s) => Reading::Value(s.mean),
+        None => fallback.clone(),
+    };
+    let per_token = reps
+        .first()
+        .and_then(|r| r.energy_j_per_token.clone())
+        .unwrap_or_else(|| Reading::unavailable("not measured"));
+    (
+        e.energy_source.clone(),
+        mean_or("mean_power_w", &e.mean_power_w),
+        mean_or("energy_j_per_token", &per_token),
+        e.battery_drain_pct_per_hour.clone(),
+    )
+}
