@@ -215,6 +215,29 @@ pub enum MatrixCommand {
         after_help = "Examples:\n  odai matrix plan matrices/quick.toml\n  odai matrix plan matrices/readiness.toml --format json"
     )]
     Plan(MatrixPlanArgs),
+
+    /// Run a matrix on this device, one cell at a time, each result on disk as it finishes
+    #[command(
+        after_help = "Results: DIR/results.jsonl (one record per finished cell, fsync'd), DIR/manifest.json, \
+DIR/probe-local.json.\nInterrupted? Run the same command with --resume: finished cells are not run again.\n\n\
+Examples:\n  odai matrix run matrices/quick.toml --out results/quick\n  odai matrix run matrices/quick.toml --out results/quick --resume"
+    )]
+    Run(MatrixRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MatrixRunArgs {
+    /// Matrix file (TOML)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Results directory [default: odai-results/<matrix file name>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Continue a run in --out: cells already recorded are not run again
+    #[arg(long)]
+    pub resume: bool,
 }
 
 #[derive(Debug, Args)]

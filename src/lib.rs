@@ -73,6 +73,9 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Matrix(cli::MatrixCommand::Plan(args)) => {
             cmd::matrix::plan(&cmd::matrix::PlanConfig::new(root, args))
         }
+        Command::Matrix(cli::MatrixCommand::Run(args)) => {
+            cmd::matrix::run(&cmd::matrix::RunConfig::new(root, args))
+        }
         Command::Worker => cmd::worker::execute(),
         Command::Contend { cpu, mem } => bench::load::contend(*cpu, *mem),
         Command::Model(cli::ModelCommand::Synth(args)) => {

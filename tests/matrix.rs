@@ -94,3 +94,154 @@ fn a_malformed_matrix_names_file_line_and_column() {
             m.display()
         ));
 }
+
+fn cache() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("odai-cache");
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn records(dir: &std::path::Path) -> Vec<Value> {
+    fs::read_to_string(dir.join("results.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+const TINY: &str = "[matrix]\nmodels = [\"synthetic:smollm2-135m:q8_0\", \"synthetic:llama-3.1-8b:q4_0\"]\n\
+                    threads = [1, 2]\nprompt_tokens = [8]\ngen_tokens = [4]\nreps = 1\nwarmup = 0\n";
+
+#[test]
+fn a_run_records_every_cell_and_resume_never_repeats_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.toml");
+    fs::write(&m, TINY).unwrap();
+    let out = dir.path().join("out");
+    let root = fixture("container-cgroup-v2");
+    let run = |resume: bool| {
+        let mut c = odai();
+        c.env("ODAI_CACHE_DIR", cache())
+            .args(["matrix", "run"])
+            .arg(&m)
+            .arg("--out")
+            .arg(&out)
+            .arg("--root")
+            .arg(&root);
+        if resume {
+            c.arg("--resume");
+        }
+        c.output().unwrap()
+    };
+    let first = run(false);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let recs = records(&out);
+    assert_eq!(recs.len(), 4);
+    let ok: Vec<&Value> = recs.iter().filter(|r| r["status"] == "ok").collect();
+    assert_eq!(ok.len(), 2);
+    assert!(
+        ok[0]["report"]["summary"]["decode_tps"]["mean"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    // The 8B shape does not fit the pod's 2.8 GiB: recorded as skipped, with the reason.
+    let skipped: Vec<&Value> = recs.iter().filter(|r| r["status"] == "skipped").collect();
+    assert_eq!(skipped.len(), 2);
+    assert_eq!(
+        skipped[0]["reason"],
+        "does not fit: needs 6.2 GiB, headroom 2.8 GiB"
+    );
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["matrix_sha256"].as_str().unwrap().len(), 64);
+    assert!(manifest["finished_unix_s"].is_number());
+    let probe: Value =
+        serde_json::from_slice(&fs::read(out.join("probe-local.json")).unwrap()).unwrap();
+    assert_eq!(probe["device"]["hostname"], "infer-7d9f8-abcde");
+
+    let again = run(false);
+    assert_eq!(again.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&again.stderr),
+        format!(
+            "odai: error: {}: already holds results: pass --resume to continue that run, or choose another --out\n",
+            out.display()
+        )
+    );
+    let resumed = run(true);
+    assert!(resumed.status.success());
+    assert!(
+        String::from_utf8_lossy(&resumed.stdout)
+            .contains("0 ok, 0 failed, 0 skipped, 4 already recorded")
+    );
+    assert_eq!(records(&out).len(), 4, "resume duplicated a record");
+}
+
+#[test]
+fn killing_the_coordinator_loses_nothing_and_resume_finishes_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.toml");
+    fs::write(
+        &m,
+        "[matrix]\nmodels = [\"synthetic:smollm2-135m:q8_0\"]\nthreads = [1, 2]\n\
+         prompt_tokens = [8, 16, 24]\ngen_tokens = [4]\nreps = 1\nwarmup = 0\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let bin = assert_cmd::cargo::cargo_bin("odai");
+    let mut child = std::process::Command::new(&bin)
+        .env("ODAI_CACHE_DIR", cache())
+        .args(["matrix", "run"])
+        .arg(&m)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as the first cell is on disk.
+    let started = std::time::Instant::now();
+    while records(&out).is_empty() && started.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = records(&out).len();
+    assert!(before >= 1);
+    // A crash can also tear the last line; resume must cope with that too.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(out.join("results.jsonl"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"{\"device\":\"local\",\"cell_id\":\"torn").unwrap();
+    drop(f);
+    let resumed = odai()
+        .env("ODAI_CACHE_DIR", cache())
+        .args(["matrix", "run"])
+        .arg(&m)
+        .arg("--out")
+        .arg(&out)
+        .arg("--resume")
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let recs = records(&out);
+    let mut ids: Vec<&str> = recs
+        .iter()
+        .map(|r| r["cell_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 6, "every cell exactly once");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "a cell was recorded twice");
+    assert!(recs.iter().all(|r| r["status"] == "ok"));
+}

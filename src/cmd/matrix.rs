@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{Format, MatrixPlanArgs};
+use crate::cli::{Format, MatrixPlanArgs, MatrixRunArgs};
 use crate::exit;
-use crate::matrix::{plan, spec::Matrix};
+use crate::matrix::{plan, runner, spec::Matrix};
 use crate::probe::{self, bandwidth, class::Classes, gpu::Enumerate};
 use crate::sysroot::{Reading, SysRoot};
 use crate::units;
@@ -100,4 +100,48 @@ fn render(m: &Matrix, p: &plan::DevicePlan) -> String {
         p.runs, p.skipped
     ));
     s
+}
+
+pub struct RunConfig {
+    pub root: SysRoot,
+    pub file: PathBuf,
+    pub out: PathBuf,
+    pub resume: bool,
+}
+
+impl RunConfig {
+    pub fn new(root: SysRoot, a: &MatrixRunArgs) -> Self {
+        let stem = a
+            .file
+            .file_stem()
+            .map_or_else(|| "matrix".into(), |s| s.to_string_lossy().into_owned());
+        RunConfig {
+            root,
+            file: a.file.clone(),
+            out: a
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("odai-results").join(stem)),
+            resume: a.resume,
+        }
+    }
+}
+
+pub fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
+    let matrix = Matrix::load(&cfg.file)?;
+    let s = runner::run_local(&matrix, &cfg.root, &cfg.out, cfg.resume)?;
+    super::print(&format!(
+        "{}: {} ok, {} failed, {} skipped, {} already recorded; results in {}\n",
+        cfg.file.display(),
+        s.ok,
+        s.failed,
+        s.skipped,
+        s.already,
+        cfg.out.join("results.jsonl").display()
+    ))?;
+    Ok(if s.failed > 0 {
+        exit::FAILURE
+    } else {
+        exit::SUCCESS
+    })
 }

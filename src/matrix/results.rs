@@ -1,0 +1,132 @@
+//! A matrix run's results directory: `results.jsonl` (one record per finished cell, flushed and
+//! fsync'd as it lands, so a crash on cell 37 leaves 36 on disk), `manifest.json` (what ran, by
+//! which odai, when) and each device's probe. Append-only: a report is a pure function of it.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::spec::Cell;
+use crate::bench::cell::Report;
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Failed,
+    Skipped,
+}
+
+/// One finished cell on one device.
+#[derive(Serialize, Deserialize)]
+pub struct Record {
+    pub device: String,
+    pub cell_id: String,
+    pub cell: Cell,
+    pub status: Status,
+    /// Why it failed or was skipped.
+    pub reason: Option<String>,
+    pub report: Option<Report>,
+    pub finished_unix_s: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Manifest {
+    pub odai_version: String,
+    pub matrix_file: String,
+    /// sha256 of the matrix file's text: `--resume` refuses a directory of another matrix.
+    pub matrix_sha256: String,
+    pub devices: Vec<String>,
+    pub started_unix_s: f64,
+    pub finished_unix_s: Option<f64>,
+}
+
+pub fn now_unix_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+pub struct Store {
+    pub dir: PathBuf,
+    results: File,
+}
+
+impl Store {
+    pub fn results_path(dir: &Path) -> PathBuf {
+        dir.join("results.jsonl")
+    }
+
+    /// Opens (creating) `dir/results.jsonl` for appending. A last line torn by a crash is
+    /// closed with a newline first, so the next record starts on a line of its own.
+    pub fn open(dir: &Path) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the results directory {}", dir.display()))?;
+        let path = Self::results_path(dir);
+        let mut results = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let len = results.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            results.seek(SeekFrom::Start(len - 1))?;
+            results.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                results.write_all(b"\n")?;
+            }
+        }
+        Ok(Store {
+            dir: dir.to_owned(),
+            results,
+        })
+    }
+
+    /// Every readable record; a torn or garbled line is left out, not fatal.
+    pub fn records(dir: &Path) -> Vec<Record> {
+        std::fs::read_to_string(Self::results_path(dir))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Cells already finished on `device` (ok or skipped): `--resume` does not run them again.
+    /// A failed cell is run again.
+    pub fn done(dir: &Path, device: &str) -> HashSet<String> {
+        Self::records(dir)
+            .into_iter()
+            .filter(|r| r.device == device && r.status != Status::Failed)
+            .map(|r| r.cell_id)
+            .collect()
+    }
+
+    /// Appends one record and makes it durable before returning.
+    pub fn append(&mut self, record: &Record) -> anyhow::Result<()> {
+        let mut line = serde_json::to_vec(record).context("cannot serialize a result")?;
+        line.push(b'\n');
+        let path = Self::results_path(&self.dir);
+        self.results
+            .write_all(&line)
+            .and_then(|()| self.results.sync_data())
+            .with_context(|| format!("cannot write a result to {} (disk full?)", path.display()))
+    }
+
+    /// Writes `name` in the directory atomically (temporary file, fsync, rename).
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let mut f =
+            File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("cannot write {} (disk full?)", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+    }
+}
