@@ -6,14 +6,10 @@ use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use odai::SysRoot;
-use odai::probe::{self, class::Classes, gpu::Enumerate};
+use odai::probe;
 
 fn bench_probe(c: &mut Criterion) {
-    let opts = probe::Options {
-        gpu: Enumerate::Skip,
-        classes: Classes::embedded(),
-        bandwidth: false,
-    };
+    let opts = probe::Options::quick();
     let mut group = c.benchmark_group("probe_no_gpu");
     group.bench_function("live", |b| {
         let root = SysRoot::live();

@@ -4,17 +4,10 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::odai;
+use common::{cache, odai};
 use serde_json::Value;
-
-/// A shared cache dir so the synthetic model is written once for all tests here.
-fn cache() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("odai-cache");
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn bench(args: &[&str]) -> std::process::Output {
     odai()

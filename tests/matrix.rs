@@ -5,7 +5,7 @@ mod common;
 
 use std::fs;
 
-use common::{fixture, odai};
+use common::{cache, fixture, odai};
 use serde_json::Value;
 
 fn plan(args: &[&str], root: Option<&std::path::Path>) -> (i32, Value, String) {
@@ -93,12 +93,6 @@ fn a_malformed_matrix_names_file_line_and_column() {
              `prompt_tokens`, `gen_tokens`, `reps`, `warmup`, `cold`, `sustained`, `load`\n",
             m.display()
         ));
-}
-
-fn cache() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("odai-cache");
-    fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn records(dir: &std::path::Path) -> Vec<Value> {

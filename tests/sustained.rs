@@ -5,18 +5,12 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use common::odai;
+use common::{cache, odai};
 use serde_json::Value;
-
-fn cache() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("odai-cache");
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Writes `text` at `root/path` atomically (rename), so a sample never reads half a file.
 fn put(root: &Path, path: &str, text: impl ToString) {

@@ -16,7 +16,7 @@ use super::telemetry::Sampler;
 use crate::engine::gguf::{Gguf, MemoryNeeds, ModelInfo};
 use crate::engine::{fingerprint, simd_path, synth};
 use crate::error::Error;
-use crate::probe::{self, bandwidth, class::Classes, gpu::Enumerate, thermal};
+use crate::probe::{self, bandwidth, thermal};
 use crate::protocol::{CellSpec, PROTOCOL_VERSION, RepResult, SustainedSpec};
 use crate::sysroot::{Reading, SysRoot};
 use crate::units;
@@ -204,14 +204,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
         .into());
     }
 
-    let device = probe::run(
-        &cfg.root,
-        &probe::Options {
-            gpu: Enumerate::Skip,
-            classes: Classes::embedded(),
-            bandwidth: false,
-        },
-    );
+    let device = probe::run(&cfg.root, &probe::Options::quick());
     let needs = info.memory_needs(context, cfg.prompt_tokens.into());
     let mut warnings = Vec::new();
     match &device.memory.headroom_bytes {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::cli::{Format, MatrixPlanArgs, MatrixRunArgs};
 use crate::exit;
 use crate::matrix::{plan, runner, spec::Matrix};
-use crate::probe::{self, bandwidth, class::Classes, gpu::Enumerate};
+use crate::probe::{self, bandwidth};
 use crate::sysroot::{Reading, SysRoot};
 use crate::units;
 
@@ -28,14 +28,7 @@ impl PlanConfig {
 
 pub fn plan(cfg: &PlanConfig) -> anyhow::Result<i32> {
     let matrix = Matrix::load(&cfg.file)?;
-    let device = probe::run(
-        &cfg.root,
-        &probe::Options {
-            gpu: Enumerate::Skip,
-            classes: Classes::embedded(),
-            bandwidth: false,
-        },
-    );
+    let device = probe::run(&cfg.root, &probe::Options::quick());
     let bw = if cfg.root.is_live() {
         let threads = device.cpu.logical_cores.value().copied().unwrap_or(1);
         Reading::Value(bandwidth::measure(&cfg.root, threads, 3).triad_gb_s)

@@ -14,7 +14,7 @@ use crate::bench::cell::{self, Cooldown, Source};
 use crate::bench::load::Load;
 use crate::engine::{fingerprint, synth};
 use crate::error::Error;
-use crate::probe::{self, class::Classes, gpu::Enumerate};
+use crate::probe;
 use crate::protocol::SustainedSpec;
 use crate::sysroot::{Reading, SysRoot};
 
@@ -133,14 +133,7 @@ pub fn run_local(
     let mut store = Store::open(out)?;
     store.write_file("manifest.json", &serde_json::to_vec_pretty(&manifest)?)?;
 
-    let device = probe::run(
-        root,
-        &probe::Options {
-            gpu: Enumerate::Skip,
-            classes: Classes::embedded(),
-            bandwidth: false,
-        },
-    );
+    let device = probe::run(root, &probe::Options::quick());
     store.write_file(
         &format!("probe-{LOCAL}.json"),
         crate::cmd::json_text(&device)?.as_bytes(),

@@ -46,6 +46,18 @@ pub struct Options {
     pub bandwidth: bool,
 }
 
+impl Options {
+    /// What benchmarks and plans need of a device: no GPU drivers loaded, built-in classes, no
+    /// bandwidth run — fast, and nothing that disturbs a measurement.
+    pub fn quick() -> Self {
+        Options {
+            gpu: gpu::Enumerate::Skip,
+            classes: class::Classes::embedded(),
+            bandwidth: false,
+        }
+    }
+}
+
 pub fn run(root: &SysRoot, opts: &Options) -> Probe {
     let device = device::probe(root);
     let cpu = cpu::probe(root);

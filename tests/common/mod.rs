@@ -88,3 +88,10 @@ pub fn reference() -> serde_json::Value {
     });
     serde_json::from_str(&text).unwrap()
 }
+
+/// One synthetic-model cache for every test binary, so each preset is written once per run.
+pub fn cache() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("odai-cache");
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
