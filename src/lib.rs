@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod engine;
 pub mod error;
 pub mod exit;
+pub mod farm;
 pub mod matrix;
 pub mod probe;
 pub mod protocol;
