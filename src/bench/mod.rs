@@ -15,6 +15,22 @@ use std::process::{Command, Stdio};
 
 use crate::protocol::{self, CellSpec, Event, RepResult};
 
+/// Spawns `cmd`, retrying a few times on ETXTBSY: an executable just written (a deployed odai)
+/// can be briefly "busy" while another thread's fork still holds the writer's descriptor.
+fn spawn_retrying(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut attempt = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 5 => {
+                attempt += 1;
+                let backoff = std::time::Duration::from_millis(20 * attempt);
+                std::thread::sleep(backoff);
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs one repetition in a fresh `odai worker` child of the binary at `exe`.
 pub fn run_rep(exe: &Path, spec: &CellSpec, threads: Option<u32>) -> Result<RepResult, String> {
     let mut cmd = Command::new(exe);
@@ -26,8 +42,7 @@ pub fn run_rep(exe: &Path, spec: &CellSpec, threads: Option<u32>) -> Result<RepR
         // candle sizes its thread pool from RAYON_NUM_THREADS, once per process.
         cmd.env("RAYON_NUM_THREADS", t.to_string());
     }
-    let mut child = cmd
-        .spawn()
+    let mut child = spawn_retrying(&mut cmd)
         .map_err(|e| format!("cannot start the worker {}: {e}", exe.display()))?;
     let line = serde_json::to_string(spec).map_err(|e| e.to_string())?;
     if let Some(mut stdin) = child.stdin.take() {
