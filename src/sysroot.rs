@@ -54,13 +54,6 @@ impl<T> Reading<T> {
         matches!(self, Reading::Value(_))
     }
 
-    pub fn as_ref(&self) -> Reading<&T> {
-        match self {
-            Reading::Value(v) => Reading::Value(v),
-            Reading::Unavailable(r) => Reading::Unavailable(r.clone()),
-        }
-    }
-
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Reading<U> {
         match self {
             Reading::Value(v) => Reading::Value(f(v)),

@@ -38,16 +38,22 @@ pub fn median(sorted: &[f64]) -> f64 {
     }
 }
 
-/// The `q`-th percentile (0..=100) by linear interpolation between closest ranks.
-pub fn percentile(values: &[f64], q: f64) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
+/// The `q`-th percentile (0..=100) of already sorted values, by linear interpolation between
+/// closest ranks.
+pub fn percentile_sorted(v: &[f64], q: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
     let rank = q / 100.0 * (v.len() - 1) as f64;
     let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
     v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
+}
+
+/// The `q`-th percentile (0..=100) of `values`, in any order.
+pub fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    percentile_sorted(&v, q)
 }
 
 pub fn summarize(values: &[f64]) -> Summary {

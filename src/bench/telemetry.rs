@@ -133,9 +133,9 @@ fn find_meters(root: &SysRoot) -> Vec<Meter> {
 }
 
 fn sample(root: &SysRoot, meters: &[Meter], t_s: f64, previous: Option<&Sample>) -> Sample {
-    let zone_temps_c: BTreeMap<String, f64> = thermal::zones(root)
+    let zone_temps_c: BTreeMap<String, f64> = thermal::temperatures(root)
         .into_iter()
-        .filter_map(|z| Some((z.name, z.temp_c.into_value()?)))
+        .filter_map(|(name, t)| Some((name, t.into_value()?)))
         .collect();
     let max_temp_c = zone_temps_c.values().copied().reduce(f64::max);
     let policy_mhz: BTreeMap<String, f64> = cpu::policies(root)

@@ -130,6 +130,18 @@ pub fn zones(root: &SysRoot) -> Vec<Zone> {
         .collect()
 }
 
+/// Each zone's temperature alone, without the static type and trip points: what the telemetry
+/// sampler reads every interval.
+pub fn temperatures(root: &SysRoot) -> Vec<(String, Reading<f64>)> {
+    root.list_prefixed(TZ, "thermal_zone")
+        .into_iter()
+        .map(|z| {
+            let t = millidegrees(root, &format!("{TZ}/{z}/temp"));
+            (z, t)
+        })
+        .collect()
+}
+
 /// Cooling devices with their current and maximum states.
 pub fn cooling_devices(root: &SysRoot) -> Vec<CoolingDevice> {
     root.list_prefixed(TZ, "cooling_device")
