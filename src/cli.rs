@@ -56,11 +56,25 @@ cold starts that are cold).\n\nExamples:\n  odai bench --synthetic llama-3.2-1b:
     )]
     Bench(BenchArgs),
 
-    /// Benchmark matrices: what a plan means for this device before anything runs
+    /// Benchmark matrices: plan them (cells per device, skips, time) and run them on this device
+    /// or a device farm, resumably
     #[command(subcommand)]
     Matrix(MatrixCommand),
 
-    /// Runs one benchmark repetition for a coordinator (worker protocol on stdin/stdout)
+    /// A device farm (farm.toml: local, SSH and ADB devices): check every device, deploy odai
+    #[command(subcommand)]
+    Farm(FarmCommand),
+
+    /// This device in one command: probe, the quick benchmark matrix sized to its headroom, and
+    /// the results (a scorecard follows once reports land)
+    #[command(
+        after_help = "Runs matrices/quick.toml (built in) on this device: synthetic models, nothing downloaded.\n\
+Cells whose model does not fit the memory headroom are skipped, not attempted.\n\n\
+Examples:\n  odai profile\n  odai profile --out results/my-laptop\n  odai profile --format json"
+    )]
+    Profile(ProfileArgs),
+
+    /// Serves one coordinator request (worker protocol on stdin/stdout)
     #[command(hide = true)]
     Worker,
 
@@ -216,11 +230,18 @@ pub enum MatrixCommand {
     )]
     Plan(MatrixPlanArgs),
 
-    /// Run a matrix on this device, one cell at a time, each result on disk as it finishes
+    /// Run a matrix on this device or a farm: devices in parallel, one cell at a time on each,
+    /// every result on disk as it finishes
     #[command(
         after_help = "Results: DIR/results.jsonl (one record per finished cell, fsync'd), DIR/manifest.json, \
-DIR/probe-local.json.\nInterrupted? Run the same command with --resume: finished cells are not run again.\n\n\
-Examples:\n  odai matrix run matrices/quick.toml --out results/quick\n  odai matrix run matrices/quick.toml --out results/quick --resume"
+DIR/probe-<device>.json; DIR/failures.jsonl keeps failed attempts that --resume retried.\n\
+A transport failure (SSH or ADB down) is retried with doubling backoff; then the device is marked \
+offline, its remaining cells failed, and the other devices carry on.\n\
+Ctrl-C stops cleanly (exit 130); run the same command with --resume to continue: recorded cells \
+are not run again, failed ones are.\n\n\
+Examples:\n  odai matrix run matrices/quick.toml --out results/quick\n  \
+odai matrix run matrices/readiness.toml --farm farm.toml --out results/r1\n  \
+odai matrix run matrices/readiness.toml --farm farm.toml --out results/r1 --resume"
     )]
     Run(MatrixRunArgs),
 }
@@ -231,13 +252,44 @@ pub struct MatrixRunArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 
+    /// Device farm inventory (farm.toml); without it the matrix runs on this device
+    #[arg(long, value_name = "FILE")]
+    pub farm: Option<PathBuf>,
+
     /// Results directory [default: odai-results/<matrix file name>]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
-    /// Continue a run in --out: cells already recorded are not run again
+    /// Continue a run in --out: recorded cells are not run again, failed ones are
     #[arg(long)]
     pub resume: bool,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// How cells run, shared by `matrix run` and `profile`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Stop a cell that runs longer and record it failed [default: 30m plus its sustained time]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub cell_timeout: Option<std::time::Duration>,
+
+    /// Retries when a device cannot be reached, before it is marked offline
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub retries: u32,
+
+    /// Wait before the first retry; doubles each time
+    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = duration)]
+    pub retry_backoff: std::time::Duration,
+
+    /// Telemetry sampling interval in each cell ("off" to disable)
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = interval)]
+    pub sample_interval: SampleInterval,
+
+    /// Output format of the summary (progress goes to stderr)
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -246,9 +298,73 @@ pub struct MatrixPlanArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 
+    /// Plan for each device of this farm (each is probed through its transport)
+    #[arg(long, value_name = "FILE")]
+    pub farm: Option<PathBuf>,
+
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FarmCommand {
+    /// Reach every device: transport, odai version and protocol, and a probe of each, as a table
+    #[command(
+        after_help = "Exit status 1 when any device is unreachable or runs an incompatible odai.\n\n\
+Examples:\n  odai farm check --farm farm.toml\n  odai farm check --farm farm.toml --format json"
+    )]
+    Check(FarmCheckArgs),
+
+    /// Copy the right odai binary to every SSH and ADB device (scp / adb push) and check it runs
+    #[command(
+        after_help = "Each device's architecture is read with `uname -m`; the binary for it is this odai when \
+it matches, else the one given with --binary TRIPLE=PATH.\nSSH devices get it at `odai` from \
+farm.toml (default ~/.local/bin/odai), ADB devices at /data/local/tmp/odai.\n\n\
+Examples:\n  odai farm deploy --farm farm.toml\n  \
+odai farm deploy --farm farm.toml --binary aarch64-unknown-linux-gnu=target/aarch64-unknown-linux-gnu/release/odai"
+    )]
+    Deploy(FarmDeployArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FarmCheckArgs {
+    /// Device farm inventory
+    #[arg(long, value_name = "FILE")]
+    pub farm: PathBuf,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct FarmDeployArgs {
+    /// Device farm inventory
+    #[arg(long, value_name = "FILE")]
+    pub farm: PathBuf,
+
+    /// An odai binary for a target triple (repeatable), e.g. aarch64-linux-android=odai-android
+    #[arg(long, value_name = "TRIPLE=PATH")]
+    pub binary: Vec<String>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// Results directory [default: odai-results/profile-<UTC time>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Matrix to run instead of the built-in quick one (matrices/quick.toml)
+    #[arg(long, value_name = "FILE")]
+    pub matrix: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,10 @@ pub const INPUT: i32 = 3;
 /// The model does not fit the device's memory headroom (odai refused to run it).
 pub const DOES_NOT_FIT: i32 = 4;
 
+/// Stopped by Ctrl-C or SIGTERM before the work was done (128 + SIGINT, the shell convention);
+/// what finished is on disk.
+pub const INTERRUPTED: i32 = 130;
+
 /// The exit code for an error that reached `main`.
 pub fn code_for(err: &anyhow::Error) -> i32 {
     match err.downcast_ref::<crate::error::Error>() {

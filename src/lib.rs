@@ -8,11 +8,13 @@
 
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod cmd;
 pub mod engine;
 pub mod error;
 pub mod exit;
 pub mod farm;
+pub mod interrupt;
 pub mod matrix;
 pub mod probe;
 pub mod protocol;
@@ -77,7 +79,14 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Matrix(cli::MatrixCommand::Run(args)) => {
             cmd::matrix::run(&cmd::matrix::RunConfig::new(root, args))
         }
-        Command::Worker => cmd::worker::execute(),
+        Command::Worker => cmd::worker::execute(&root),
+        Command::Farm(cli::FarmCommand::Check(args)) => {
+            cmd::farm::check(&cmd::farm::CheckConfig::new(root, args))
+        }
+        Command::Farm(cli::FarmCommand::Deploy(args)) => {
+            cmd::farm::deploy(&cmd::farm::DeployConfig::new(root, args)?)
+        }
+        Command::Profile(args) => cmd::profile::execute(&cmd::profile::Config::new(root, args)),
         Command::Contend { cpu, mem } => bench::load::contend(*cpu, *mem),
         Command::Model(cli::ModelCommand::Synth(args)) => {
             cmd::model::synth(&cmd::model::SynthConfig::new(args)?)

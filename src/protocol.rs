@@ -1,14 +1,15 @@
-//! The versioned worker protocol: the only thing that crosses a process boundary. A coordinator
-//! sends one [`CellSpec`] as a JSON line on the worker's stdin; the worker answers with
-//! [`Event`] JSON lines on stdout, ending with `result` or `error`. The same protocol will run
-//! over SSH and ADB: a coordinator refuses a worker that speaks another version.
+//! The versioned worker protocol: the only thing that crosses a process (or device) boundary. A
+//! coordinator sends one [`Request`] as a JSON line on `odai worker`'s stdin — one repetition, a
+//! whole matrix cell, or a probe — and the worker answers with [`Event`] JSON lines on stdout:
+//! `hello` first, then `progress` lines, ending with one answer or `error`. Local, SSH and ADB
+//! devices speak it alike; each side refuses a peer that speaks another version.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 /// Bump on any incompatible change to [`CellSpec`] or [`Event`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// One benchmark repetition to run.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -41,15 +42,54 @@ pub struct SustainedSpec {
     pub checkpoints_s: Vec<f64>,
 }
 
-/// What a worker says, one JSON object per line, tagged by `event`.
+/// What a coordinator asks of a worker, one JSON line tagged by `request`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// One repetition in this fresh process; answered by `result`.
+    Rep(CellSpec),
+    /// A whole matrix cell on the worker's device (memory fit, repetitions in fresh processes
+    /// there, summary); answered by `report`.
+    Cell(Box<CellRequest>),
+    /// The device's probe (quick: no GPU drivers, no bandwidth run); answered by `probe`.
+    Probe { protocol: u32 },
+}
+
+impl Request {
+    pub fn protocol(&self) -> u32 {
+        match self {
+            Request::Rep(s) => s.protocol,
+            Request::Cell(c) => c.protocol,
+            Request::Probe { protocol } => *protocol,
+        }
+    }
+}
+
+/// A matrix cell for a device: the device's own odai resolves the model (a synthetic preset is
+/// made there; a path is a path on that device) and reads its own tree (`ODAI_ROOT` there).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CellRequest {
+    pub protocol: u32,
+    pub cell: crate::matrix::spec::Cell,
+    /// Telemetry sampling interval; `None` turns the sampler off.
+    pub sample_interval_s: Option<f64>,
+}
+
+/// What a worker says, one JSON object per line, tagged by `event`.
+#[derive(Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// First line: who is speaking.
     Hello { protocol: u32, odai_version: String },
+    /// Where a long answer has got to (`rep 2/5`); any number, before the answer.
+    Progress { message: String },
     /// The measured repetition; the last line.
     Result(Box<RepResult>),
-    /// The worker could not run the cell; the last line.
+    /// The cell's report; the last line.
+    Report(Box<crate::bench::cell::Report>),
+    /// The device's probe; the last line.
+    Probe(Box<crate::probe::Probe>),
+    /// The worker could not do what was asked; the last line.
     Error { message: String },
 }
 

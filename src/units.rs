@@ -16,6 +16,24 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// A duration the way `parse_duration` reads it back: `500ms`, `90s`, `15m`, `1.5h`.
+pub fn duration(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    let trim = |v: f64, unit: &str| {
+        let t = format!("{v:.1}");
+        format!("{}{unit}", t.strip_suffix(".0").unwrap_or(&t))
+    };
+    if s < 1.0 {
+        format!("{}ms", d.as_millis())
+    } else if s < 120.0 {
+        trim(s, "s")
+    } else if s < 7200.0 {
+        trim(s / 60.0, "m")
+    } else {
+        trim(s / 3600.0, "h")
+    }
+}
+
 /// A duration such as `15m`, `10s`, `500ms`, `1.5h`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();
@@ -46,5 +64,21 @@ mod tests {
         assert_eq!(super::bytes(512), "512 B");
         assert_eq!(super::bytes(3 << 30), "3.0 GiB");
         assert_eq!(super::bytes(1536 << 20), "1.5 GiB");
+    }
+
+    #[test]
+    fn durations_print_the_way_they_are_typed() {
+        use std::time::Duration;
+        for (d, text) in [
+            (0.5, "500ms"),
+            (90.0, "90s"),
+            (1.5, "1.5s"),
+            (900.0, "15m"),
+            (9000.0, "2.5h"),
+        ] {
+            let d = Duration::from_secs_f64(d);
+            assert_eq!(super::duration(d), text);
+            assert_eq!(super::parse_duration(text).unwrap(), d);
+        }
     }
 }

@@ -220,7 +220,7 @@ fn context_overflow_and_bad_model_are_clear() {
 
 #[test]
 fn worker_greets_then_refuses_a_spec_of_another_protocol() {
-    let spec = r#"{"protocol":99,"model":"m.gguf","prompt_tokens":1,"gen_tokens":1,"seed":1,"cold":false,"token_deadline_ms":null}"#;
+    let spec = r#"{"request":"rep","protocol":99,"model":"m.gguf","prompt_tokens":1,"gen_tokens":1,"seed":1,"cold":false,"token_deadline_ms":null}"#;
     let out = odai()
         .arg("worker")
         .write_stdin(format!("{spec}\n"))
@@ -233,11 +233,11 @@ fn worker_greets_then_refuses_a_spec_of_another_protocol() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines[0]["event"], "hello");
-    assert_eq!(lines[0]["protocol"], 1);
+    assert_eq!(lines[0]["protocol"], 2);
     assert_eq!(lines[1]["event"], "error");
     assert_eq!(
         lines[1]["message"],
-        "the coordinator speaks protocol 99 but this worker speaks 1: run the same odai version on both sides"
+        "the coordinator speaks protocol 99 but this worker speaks 2: run the same odai version on both sides (odai farm deploy)"
     );
     let out = odai()
         .arg("worker")
@@ -246,10 +246,7 @@ fn worker_greets_then_refuses_a_spec_of_another_protocol() {
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.lines()
-            .nth(1)
-            .unwrap()
-            .contains("unreadable cell spec"),
+        text.lines().nth(1).unwrap().contains("unreadable request"),
         "{text}"
     );
 }

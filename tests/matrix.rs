@@ -15,7 +15,9 @@ fn plan(args: &[&str], root: Option<&std::path::Path>) -> (i32, Value, String) {
         cmd.arg("--root").arg(r);
     }
     let out = cmd.output().unwrap();
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    // Without --farm the plan covers this device alone: devices[0].
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let v = v["devices"][0].clone();
     (
         out.status.code().unwrap_or(-1),
         v,

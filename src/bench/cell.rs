@@ -165,8 +165,18 @@ pub const METRICS: &[Metric] = &[
     }),
 ];
 
+/// Where progress messages go instead of a terminal: a worker running a cell for a remote
+/// coordinator sends them as protocol `progress` events.
+static PROGRESS_SINK: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
+
+pub fn set_progress_sink(sink: fn(&str)) {
+    let _ = PROGRESS_SINK.set(sink);
+}
+
 fn progress(msg: &str) {
-    if std::io::stderr().is_terminal() {
+    if let Some(sink) = PROGRESS_SINK.get() {
+        sink(msg);
+    } else if std::io::stderr().is_terminal() {
         eprintln!("{msg}");
     }
 }

@@ -1,5 +1,5 @@
 //! One benchmark cell: repetitions run in fresh worker processes, their measurements collected,
-//! summarized and checked. The coordinator side of the worker protocol lives here.
+//! summarized and checked. Each repetition goes through the worker protocol (`crate::client`).
 
 pub mod cell;
 pub mod load;
@@ -8,111 +8,47 @@ pub mod sustained;
 pub mod telemetry;
 pub mod worker;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::protocol::{self, CellSpec, Event, RepResult};
-
-/// Spawns `cmd`, retrying a few times on ETXTBSY: an executable just written (a deployed odai)
-/// can be briefly "busy" while another thread's fork still holds the writer's descriptor.
-fn spawn_retrying(cmd: &mut Command) -> std::io::Result<std::process::Child> {
-    let mut attempt = 0;
-    loop {
-        match cmd.spawn() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 5 => {
-                attempt += 1;
-                let backoff = std::time::Duration::from_millis(20 * attempt);
-                std::thread::sleep(backoff);
-            }
-            other => return other,
-        }
-    }
-}
+use crate::client::{self, Failure};
+use crate::protocol::{self, CellSpec, Event, RepResult, Request};
 
 /// Runs one repetition in a fresh `odai worker` child of the binary at `exe`.
 pub fn run_rep(exe: &Path, spec: &CellSpec, threads: Option<u32>) -> Result<RepResult, String> {
     let mut cmd = Command::new(exe);
-    cmd.arg("worker")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.arg("worker");
     if let Some(t) = threads {
         // candle sizes its thread pool from RAYON_NUM_THREADS, once per process.
         cmd.env("RAYON_NUM_THREADS", t.to_string());
     }
-    let mut child = spawn_retrying(&mut cmd)
-        .map_err(|e| format!("cannot start the worker {}: {e}", exe.display()))?;
-    let line = serde_json::to_string(spec).map_err(|e| e.to_string())?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A worker that died at once shows up below with its exit status.
-        let _ = stdin.write_all(format!("{line}\n").as_bytes());
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            // The repetition dies with the thread that started it: a cell worker stopped by its
+            // coordinator leaves no benchmark running on the device.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
     }
-    // Drain stderr beside stdout: a worker that fills one pipe while odai waits on the other
-    // would otherwise block both.
-    let stderr = child.stderr.take().map(|mut e| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = e.read_to_string(&mut text);
-            text
-        })
-    });
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut outcome: Option<Result<RepResult, String>> = None;
-    let mut greeted = false;
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
-        match serde_json::from_str::<Event>(&line) {
-            Ok(Event::Hello {
-                protocol,
-                odai_version,
-            }) => {
-                if let Err(e) = protocol::check_hello(protocol, &odai_version) {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(e);
-                }
-                greeted = true;
-            }
-            Ok(Event::Result(r)) if greeted => outcome = Some(Ok(*r)),
-            Ok(Event::Error { message }) => outcome = Some(Err(message)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "the worker said something outside protocol {}: {}",
-                    protocol::PROTOCOL_VERSION,
-                    crate::sysroot::excerpt(&line)
-                ));
-            }
-        }
+    match client::call(
+        cmd,
+        &Request::Rep(spec.clone()),
+        &client::Options::default(),
+    ) {
+        Ok(Event::Result(r)) => Ok(*r),
+        Ok(_) => Err(format!(
+            "the worker answered a repetition with something else (protocol {})",
+            protocol::PROTOCOL_VERSION
+        )),
+        Err(Failure::Incompatible(m)) if m.starts_with("cannot start") => Err(format!(
+            "cannot start the worker {}: {}",
+            exe.display(),
+            m.rsplit(": ").next().unwrap_or(&m)
+        )),
+        Err(e) => Err(e.to_string()),
     }
-    let status = child
-        .wait()
-        .map_err(|e| format!("cannot wait for the worker: {e}"))?;
-    if let Some(o) = outcome {
-        return o;
-    }
-    let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
-    let last = err
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    Err(match status.signal() {
-        Some(libc::SIGKILL) => "the worker was killed by SIGKILL (likely out of memory)".to_owned(),
-        Some(sig) => format!("the worker died from signal {sig}"),
-        None => format!(
-            "the worker exited with {} without a result{}",
-            status.code().unwrap_or(-1),
-            if last.is_empty() {
-                String::new()
-            } else {
-                format!(": {last}")
-            }
-        ),
-    })
 }
 
 #[cfg(test)]
@@ -143,7 +79,7 @@ mod tests {
         p
     }
 
-    const HELLO: &str = r#"echo '{"event":"hello","protocol":1,"odai_version":"0.1.0"}'"#;
+    const HELLO: &str = r#"echo '{"event":"hello","protocol":2,"odai_version":"0.1.0"}'"#;
 
     #[test]
     fn a_worker_killed_by_sigkill_is_reported_as_likely_out_of_memory() {
@@ -151,7 +87,7 @@ mod tests {
         let w = fake_worker(dir.path(), &format!("{HELLO}\nkill -9 $$"));
         assert_eq!(
             run_rep(&w, &spec(), None).unwrap_err(),
-            "the worker was killed by SIGKILL (likely out of memory)"
+            "the worker was killed (likely out of memory)"
         );
     }
 
@@ -173,11 +109,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let w = fake_worker(
             dir.path(),
-            r#"echo '{"event":"hello","protocol":2,"odai_version":"9.0.0"}'; sleep 30"#,
+            r#"echo '{"event":"hello","protocol":3,"odai_version":"9.0.0"}'; sleep 30"#,
         );
         let e = run_rep(&w, &spec(), None).unwrap_err();
         assert!(
-            e.starts_with("the worker speaks protocol 2 (odai 9.0.0) but this odai"),
+            e.starts_with("the worker speaks protocol 3 (odai 9.0.0) but this odai"),
             "{e}"
         );
     }
@@ -189,7 +125,7 @@ mod tests {
         let e = run_rep(&w, &spec(), None).unwrap_err();
         assert_eq!(
             e,
-            "the worker said something outside protocol 1: \"Segmentation fault\""
+            "the worker said something outside protocol 2: \"Segmentation fault\""
         );
     }
 }

@@ -2,10 +2,12 @@
 //! `execute(&Config)`; shared output helpers live here.
 
 pub mod bench;
+pub mod farm;
 pub mod generate;
 pub mod matrix;
 pub mod model;
 pub mod probe;
+pub mod profile;
 pub mod worker;
 
 use std::io::{self, Write};

@@ -1,11 +1,15 @@
-//! `odai worker` (hidden): one benchmark repetition for a coordinator, speaking the versioned
-//! protocol — a `CellSpec` JSON line in, `Event` JSON lines out.
+//! `odai worker` (hidden): the device side of the versioned protocol — one [`Request`] JSON line
+//! in (a repetition, a matrix cell, a probe), [`Event`] JSON lines out. Local, SSH and ADB
+//! coordinators all start it the same way.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 
-use crate::bench::worker;
+use crate::bench::{cell, worker};
 use crate::exit;
-use crate::protocol::{self, CellSpec, Event};
+use crate::matrix::runner;
+use crate::probe;
+use crate::protocol::{self, Event, Request};
+use crate::sysroot::SysRoot;
 
 fn say(event: &Event) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -15,25 +19,62 @@ fn say(event: &Event) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn execute() -> anyhow::Result<i32> {
+fn say_progress(message: &str) {
+    let _ = say(&Event::Progress {
+        message: message.to_owned(),
+    });
+}
+
+/// A coordinator that goes away (killed, Ctrl-C, an SSH connection dropped) closes this
+/// worker's stdin: the worker then exits at once rather than run on unobserved. Its repetition
+/// children die with it (PR_SET_PDEATHSIG, set when they are spawned).
+fn exit_when_the_coordinator_goes() {
+    std::thread::spawn(|| {
+        let mut sink = [0u8; 256];
+        let mut stdin = std::io::stdin().lock();
+        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+        // SAFETY: _exit ends the process without running destructors or exit handlers, which
+        // may still be in use by the benchmark thread.
+        unsafe { libc::_exit(exit::INTERRUPTED) };
+    });
+}
+
+pub fn execute(root: &SysRoot) -> anyhow::Result<i32> {
     say(&Event::Hello {
         protocol: protocol::PROTOCOL_VERSION,
         odai_version: env!("CARGO_PKG_VERSION").to_owned(),
     })?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
-    let outcome = match serde_json::from_str::<CellSpec>(&line) {
-        Err(e) => Err(format!("unreadable cell spec: {e}")),
-        Ok(spec) if spec.protocol != protocol::PROTOCOL_VERSION => Err(format!(
-            "the coordinator speaks protocol {} but this worker speaks {}: run the same odai \
-             version on both sides",
-            spec.protocol,
+    // The version first, from any JSON object: a request of another version may have another
+    // shape, and deserves "another version", not "unreadable".
+    let version = serde_json::from_str::<serde_json::Value>(&line)
+        .ok()
+        .and_then(|v| v.get("protocol").and_then(serde_json::Value::as_u64));
+    let request = match version {
+        Some(v) if v != u64::from(protocol::PROTOCOL_VERSION) => Err(format!(
+            "the coordinator speaks protocol {v} but this worker speaks {}: run the same odai \
+             version on both sides (odai farm deploy)",
             protocol::PROTOCOL_VERSION
         )),
-        Ok(spec) => worker::run(&spec),
+        _ => serde_json::from_str::<Request>(&line).map_err(|e| format!("unreadable request: {e}")),
     };
-    match outcome {
-        Ok(r) => say(&Event::Result(Box::new(r)))?,
+    let answer = request.and_then(|r| match r {
+        Request::Rep(spec) => worker::run(&spec).map(|r| Event::Result(Box::new(r))),
+        Request::Cell(req) => {
+            exit_when_the_coordinator_goes();
+            cell::set_progress_sink(say_progress);
+            runner::bench_config(root, &req.cell, req.sample_interval_s)
+                .and_then(|c| cell::run(&c).map_err(|e| format!("{e:#}")))
+                .map(|r| Event::Report(Box::new(r)))
+        }
+        Request::Probe { .. } => Ok(Event::Probe(Box::new(probe::run(
+            root,
+            &probe::Options::quick(),
+        )))),
+    });
+    match answer {
+        Ok(event) => say(&event)?,
         Err(message) => {
             say(&Event::Error { message })?;
             return Ok(exit::FAILURE);

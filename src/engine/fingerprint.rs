@@ -7,6 +7,17 @@ use std::path::Path;
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
+fn hex(h: Sha256) -> String {
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// sha256 of bytes in memory, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(bytes);
+    hex(h)
+}
+
 /// sha256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
     let mut f =
@@ -22,7 +33,7 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(h))
 }
 
 /// sha256 of `path`, from `cache_file` when path, size and mtime match; computed and appended

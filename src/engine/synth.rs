@@ -160,6 +160,25 @@ pub const PRESETS: &[Preset] = &[
         tied: false,
         bos: Some(128_000),
     },
+    // Not a real family: a 2-layer llama of 0.1 M parameters that loads and runs in
+    // milliseconds. It measures odai's own harness (processes, protocol, transports), so farm
+    // dry runs and tests are fast; its figures say nothing about a model.
+    Preset {
+        name: "toy",
+        arch: "llama",
+        n_layer: 2,
+        n_embd: 64,
+        n_head: 4,
+        n_kv_head: 2,
+        head_dim: 16,
+        ffn: 128,
+        vocab: 512,
+        context: 2048,
+        rope_theta: 10_000.0,
+        rms_eps: 1e-5,
+        tied: true,
+        bos: Some(1),
+    },
 ];
 
 /// Tensor types synthetic models can be written in.

@@ -37,13 +37,33 @@ pub struct DeviceEntry {
     /// An OpenSSH config file, passed as `-F`.
     pub ssh_config: Option<PathBuf>,
     pub serial: Option<String>,
-    /// Path of odai on the device (default: `odai` on its PATH).
+    /// Path of odai on the device (default: this odai for local, `~/.local/bin/odai` over SSH,
+    /// `/data/local/tmp/odai` over ADB).
     pub odai: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
     /// Environment for the remote worker, e.g. `ODAI_ROOT`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+}
+
+impl DeviceEntry {
+    /// This machine, under `name`: what a matrix runs on without a farm.
+    pub fn local(name: &str) -> DeviceEntry {
+        DeviceEntry {
+            name: name.to_owned(),
+            transport: Transport::Local,
+            host: None,
+            port: None,
+            user: None,
+            identity_file: None,
+            ssh_config: None,
+            serial: None,
+            odai: None,
+            tags: Vec::new(),
+            env: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -109,6 +129,13 @@ impl Farm {
                 ("identity_file", d.identity_file.is_some()),
                 ("ssh_config", d.ssh_config.is_some()),
             ];
+            if let Some(h) = d
+                .host
+                .as_deref()
+                .filter(|h| h.is_empty() || h.starts_with('-'))
+            {
+                return Err(at(off, format!("{who}: host {h:?} is not a host name")));
+            }
             let problem = match d.transport {
                 Transport::Ssh => needs("host", d.host.is_some())
                     .or_else(|| forbids("serial", d.serial.is_some())),

@@ -40,9 +40,15 @@ pub struct Manifest {
     pub matrix_file: String,
     /// sha256 of the matrix file's text: `--resume` refuses a directory of another matrix.
     pub matrix_sha256: String,
+    /// The farm inventory the run used; null on this device alone.
+    #[serde(default)]
+    pub farm_file: Option<String>,
     pub devices: Vec<String>,
     pub started_unix_s: f64,
     pub finished_unix_s: Option<f64>,
+    /// Stopped by Ctrl-C: `--resume` continues it.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 pub fn now_unix_s() -> f64 {
@@ -107,6 +113,45 @@ impl Store {
             .collect()
     }
 
+    /// Before a resumed run retries failed cells: their records move to `failures.jsonl` (the
+    /// history of what went wrong) and `results.jsonl` is rewritten without them (and without a
+    /// line torn by a crash), so it never holds two records of one cell. Returns how many moved.
+    pub fn retire_failures(dir: &Path) -> anyhow::Result<usize> {
+        let path = Self::results_path(dir);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(0);
+        };
+        let (mut keep, mut failed) = (String::new(), String::new());
+        let mut dropped = 0;
+        for line in text.lines() {
+            match serde_json::from_str::<Record>(line) {
+                Ok(r) if r.status == Status::Failed => {
+                    failed.push_str(line);
+                    failed.push('\n');
+                }
+                Ok(_) => {
+                    keep.push_str(line);
+                    keep.push('\n');
+                }
+                Err(_) => dropped += 1,
+            }
+        }
+        if failed.is_empty() && dropped == 0 {
+            return Ok(0);
+        }
+        let history = dir.join("failures.jsonl");
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&history)
+            .with_context(|| format!("cannot open {}", history.display()))?;
+        f.write_all(failed.as_bytes())
+            .and_then(|()| f.sync_data())
+            .with_context(|| format!("cannot write {} (disk full?)", history.display()))?;
+        write_atomic(dir, "results.jsonl", keep.as_bytes())?;
+        Ok(failed.lines().count())
+    }
+
     /// Appends one record and makes it durable before returning.
     pub fn append(&mut self, record: &Record) -> anyhow::Result<()> {
         let mut line = serde_json::to_vec(record).context("cannot serialize a result")?;
@@ -120,13 +165,17 @@ impl Store {
 
     /// Writes `name` in the directory atomically (temporary file, fsync, rename).
     pub fn write_file(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let mut f =
-            File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(bytes)
-            .and_then(|()| f.sync_all())
-            .with_context(|| format!("cannot write {} (disk full?)", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+        write_atomic(&self.dir, name, bytes)
     }
+}
+
+/// Writes `dir/name` atomically (temporary file, fsync, rename).
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {} (disk full?)", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
 }

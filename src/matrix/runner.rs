@@ -1,42 +1,39 @@
-//! Runs a matrix's cells on this device, one at a time (benchmarks must not overlap on a
-//! device), recording each as it finishes; `--resume` skips what is already recorded.
+//! Runs a matrix on a set of devices: all devices at once, each device's cells one at a time
+//! (benchmarks must not overlap on a device), every finished cell appended to `results.jsonl`
+//! and fsync'd as it lands. A transport failure is retried with backoff, then the device is
+//! marked offline and the others carry on; Ctrl-C stops cleanly; `--resume` runs only what is
+//! not yet recorded.
 
-use std::io::IsTerminal;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
 
-use anyhow::Context;
-use sha2::{Digest, Sha256};
+use serde::Serialize;
 
 use super::plan;
+use super::progress::Progress;
 use super::results::{Manifest, Record, Status, Store, now_unix_s};
 use super::spec::{Cell, Matrix, ModelRef};
-use crate::bench::cell::{self, Cooldown, Source};
+use crate::bench::cell::{self, Cooldown, Report, Source};
 use crate::bench::load::Load;
+use crate::client::{self, Failure};
 use crate::engine::{fingerprint, synth};
 use crate::error::Error;
-use crate::probe;
-use crate::protocol::SustainedSpec;
+use crate::farm::Transport;
+use crate::probe::Probe;
+use crate::protocol::{self, CellRequest, Event, Request, SustainedSpec};
 use crate::sysroot::{Reading, SysRoot};
 
-/// The local device's name in results.
+/// The device's name when a matrix runs on this machine without a farm.
 pub const LOCAL: &str = "local";
 
-/// What a run did.
-pub struct Summary {
-    pub ok: usize,
-    pub failed: usize,
-    pub skipped: usize,
-    pub already: usize,
-}
-
-fn say(line: &str) {
-    // One line per cell: plain text, fine on a terminal and in a CI log alike.
-    if std::io::stderr().is_terminal() || std::env::var_os("ODAI_PROGRESS").is_some() {
-        eprintln!("{line}");
-    }
-}
-
-fn bench_config(root: &SysRoot, cell: &Cell) -> Result<cell::Config, String> {
+/// The cell on the device it runs on: what its worker gives `cell::run`.
+pub fn bench_config(
+    root: &SysRoot,
+    cell: &Cell,
+    sample_interval_s: Option<f64>,
+) -> Result<cell::Config, String> {
     let source = match &cell.model {
         ModelRef::Synthetic { preset, quant } => {
             let (p, q) = synth::parse_spec(&format!("{preset}:{quant}"), "models")
@@ -74,31 +71,333 @@ fn bench_config(root: &SysRoot, cell: &Cell) -> Result<cell::Config, String> {
             window_s: 10f64.min(d),
             checkpoints_s: vec![300.0, 600.0, 900.0],
         }),
-        sample_interval_s: Some(1.0),
+        sample_interval_s,
         load: Load::parse(&cell.load).map_err(|e| e.to_string())?,
         cooldown: Cooldown::None,
         idle_baseline: None,
     })
 }
 
-/// Runs `matrix` on this device into `out`.
-pub fn run_local(
-    matrix: &Matrix,
-    root: &SysRoot,
-    out: &Path,
-    resume: bool,
-) -> anyhow::Result<Summary> {
-    let text = std::fs::read(&matrix.file)
-        .with_context(|| format!("cannot read {}", matrix.file.display()))?;
-    let matrix_sha256: String = Sha256::digest(&text)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+/// How a run behaves.
+pub struct Options {
+    pub out: PathBuf,
+    pub resume: bool,
+    /// A cell running longer is stopped and recorded as failed; `None`: 30 minutes plus the
+    /// cell's sustained time.
+    pub cell_timeout: Option<Duration>,
+    /// Attempts after the first when the transport fails.
+    pub retries: u32,
+    /// The first wait before a retry; it doubles each time.
+    pub backoff: Duration,
+    pub sample_interval_s: Option<f64>,
+    /// Written to the manifest.
+    pub farm_file: Option<String>,
+}
+
+/// What a run did, per device and in all.
+#[derive(Default, Serialize)]
+pub struct DeviceSummary {
+    pub device: String,
+    pub ok: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub already: usize,
+    /// Why the device stopped taking cells; null when it finished.
+    pub offline: Option<String>,
+    /// The matrix's device selectors left it out.
+    pub not_selected: bool,
+}
+
+#[derive(Serialize)]
+pub struct Summary {
+    pub devices: Vec<DeviceSummary>,
+    pub interrupted: bool,
+}
+
+impl Summary {
+    pub fn total(&self, f: impl Fn(&DeviceSummary) -> usize) -> usize {
+        self.devices.iter().map(f).sum()
+    }
+}
+
+/// Probes are quick; a device that takes longer than this to answer one is not answering.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn cell_deadline(opts: &Options, cell: &Cell) -> Duration {
+    opts.cell_timeout.unwrap_or_else(|| {
+        let sustained = cell.sustained_s.unwrap_or(0.0) * f64::from(cell.reps + cell.warmup);
+        Duration::from_secs(1800) + Duration::from_secs_f64(sustained)
+    })
+}
+
+/// One request to a device, retried with doubling backoff while the transport fails.
+/// Returns the answer, or the failure and how many attempts were made.
+fn call_retrying(
+    t: &dyn Transport,
+    request: &Request,
+    deadline: Duration,
+    opts: &Options,
+    on_progress: &dyn Fn(&str),
+    on_retry: &dyn Fn(u32, &Failure, Duration),
+) -> Result<Event, (Failure, u32)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let transport_exit = |s: &std::process::ExitStatus| t.transport_failed(s);
+        let outcome = client::call(
+            t.odai(&["worker"]),
+            request,
+            &client::Options {
+                deadline: Some(deadline),
+                interruptible: true,
+                transport_exit: &transport_exit,
+                on_progress,
+            },
+        );
+        match outcome {
+            Err(f @ Failure::Transport(_)) if attempt <= opts.retries => {
+                let wait = opts.backoff * 2u32.saturating_pow(attempt - 1);
+                on_retry(attempt, &f, wait);
+                // Backoff, in short steps so Ctrl-C is not kept waiting.
+                let until = std::time::Instant::now() + wait;
+                while std::time::Instant::now() < until {
+                    if crate::interrupt::requested() {
+                        return Err((Failure::Interrupted, attempt));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            Ok(e) => return Ok(e),
+            Err(f) => return Err((f, attempt)),
+        }
+    }
+}
+
+/// The device's probe through its transport.
+pub fn probe_device(t: &dyn Transport, opts: &Options) -> Result<Probe, (Failure, u32)> {
+    let req = Request::Probe {
+        protocol: protocol::PROTOCOL_VERSION,
+    };
+    match call_retrying(t, &req, PROBE_TIMEOUT, opts, &|_| {}, &|_, _, _| {})? {
+        Event::Probe(p) => Ok(*p),
+        _ => Err((
+            Failure::Worker("the worker answered a probe with something else".into()),
+            1,
+        )),
+    }
+}
+
+struct Shared<'a> {
+    matrix: &'a Matrix,
+    opts: &'a Options,
+    store: Mutex<Store>,
+    done: HashMap<String, HashSet<String>>,
+    progress: Progress,
+}
+
+impl Shared<'_> {
+    fn record(
+        &self,
+        device: &str,
+        cell: &Cell,
+        status: Status,
+        reason: Option<String>,
+        report: Option<Report>,
+    ) -> anyhow::Result<()> {
+        let record = Record {
+            device: device.to_owned(),
+            cell_id: cell.id.clone(),
+            cell: cell.clone(),
+            status,
+            reason,
+            report,
+            finished_unix_s: now_unix_s(),
+        };
+        self.store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(&record)
+    }
+}
+
+fn label(cell: &Cell) -> String {
+    format!(
+        "{} {} threads={} p={} n={}",
+        cell.id,
+        cell.model.label(),
+        cell.threads,
+        cell.prompt_tokens,
+        cell.gen_tokens
+    )
+}
+
+fn offline_reason(f: &Failure, attempts: u32) -> String {
+    match f {
+        Failure::Incompatible(m) => format!("device offline: {m}"),
+        _ => format!(
+            "device offline after {attempts} attempt{}: {f}",
+            if attempts == 1 { "" } else { "s" }
+        ),
+    }
+}
+
+/// One device's share of the run, on its own thread.
+fn run_device(s: &Shared, t: &dyn Transport, tags: &[String]) -> anyhow::Result<DeviceSummary> {
+    let name = t.name();
+    let mut sum = DeviceSummary {
+        device: name.to_owned(),
+        ..Default::default()
+    };
+    let empty = HashSet::new();
+    let done = s.done.get(name).unwrap_or(&empty);
+    let total = s.matrix.cells.len();
+    let mut finished = 0;
+    let mut tick = |s: &Shared, line: String| {
+        finished += 1;
+        s.progress
+            .finished(name, &format!("[{name} {finished}/{total}] {line}"));
+    };
+    let probe = match probe_device(t, s.opts) {
+        Ok(p) => p,
+        Err((Failure::Interrupted, _)) => return Ok(sum),
+        Err((f, attempts)) => {
+            // Without a probe nothing can be planned: every cell not yet recorded fails.
+            let why = offline_reason(&f, attempts);
+            s.progress.note(name, &format!("{name}: {why}"));
+            for cell in s.matrix.cells.iter().filter(|c| !done.contains(&c.id)) {
+                s.record(name, cell, Status::Failed, Some(why.clone()), None)?;
+                sum.failed += 1;
+                tick(s, format!("{}: failed: {why}", label(cell)));
+            }
+            sum.already = s
+                .matrix
+                .cells
+                .iter()
+                .filter(|c| done.contains(&c.id))
+                .count();
+            s.progress.device_done(name, "offline");
+            sum.offline = Some(why);
+            return Ok(sum);
+        }
+    };
+    s.store
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .write_file(
+            &format!("probe-{name}.json"),
+            crate::cmd::json_text(&probe)?.as_bytes(),
+        )?;
+    let class = probe.class.value().map(|c| c.id.clone());
+    if !s.matrix.devices.select(tags, class.as_deref()) {
+        s.progress.note(
+            name,
+            &format!(
+                "{name}: not selected by the matrix's [devices] (class {}, tags [{}])",
+                class.as_deref().unwrap_or("unclassified"),
+                tags.join(", ")
+            ),
+        );
+        s.progress.device_done(name, "not selected");
+        sum.not_selected = true;
+        return Ok(sum);
+    }
+    let planned = plan::plan(s.matrix, &probe, Reading::unavailable("not needed to run"));
+    let mut offline: Option<String> = None;
+    for pc in &planned.cells {
+        let cell = &pc.cell;
+        if crate::interrupt::requested() {
+            break;
+        }
+        if done.contains(&cell.id) {
+            sum.already += 1;
+            tick(s, format!("{}: already recorded", label(cell)));
+            continue;
+        }
+        let (status, reason, report) = if let Some(why) = &offline {
+            (Status::Failed, Some(why.clone()), None)
+        } else if let Some(why) = &pc.skip {
+            (Status::Skipped, Some(why.clone()), None)
+        } else {
+            let what = label(cell);
+            s.progress.started(name, &what);
+            let req = Request::Cell(Box::new(CellRequest {
+                protocol: protocol::PROTOCOL_VERSION,
+                cell: cell.clone(),
+                sample_interval_s: s.opts.sample_interval_s,
+            }));
+            let said = |m: &str| s.progress.worker_says(name, &cell.id, m);
+            let retry = |n: u32, f: &Failure, wait: Duration| {
+                s.progress.note(
+                    name,
+                    &format!(
+                        "{name}: attempt {n} failed ({f}); retrying in {}",
+                        crate::units::duration(wait)
+                    ),
+                )
+            };
+            match call_retrying(t, &req, cell_deadline(s.opts, cell), s.opts, &said, &retry) {
+                Ok(Event::Report(r)) => (Status::Ok, None, Some(*r)),
+                Ok(_) => (
+                    Status::Failed,
+                    Some("the worker answered a cell with something else".into()),
+                    None,
+                ),
+                // Not finished, so not recorded: --resume runs it again.
+                Err((Failure::Interrupted, _)) => break,
+                Err((f @ (Failure::Transport(_) | Failure::Incompatible(_)), n)) => {
+                    let why = offline_reason(&f, n);
+                    s.progress.note(name, &format!("{name}: {why}"));
+                    offline = Some(why.clone());
+                    (Status::Failed, Some(why), None)
+                }
+                Err((f, _)) => (Status::Failed, Some(f.to_string()), None),
+            }
+        };
+        match status {
+            Status::Ok => sum.ok += 1,
+            Status::Failed => sum.failed += 1,
+            Status::Skipped => sum.skipped += 1,
+        }
+        let how = match (&status, &report, &reason) {
+            (Status::Ok, Some(r), _) => format!(
+                "ok, decode {:.1} tok/s",
+                r.summary.get("decode_tps").map_or(0.0, |s| s.mean)
+            ),
+            (Status::Skipped, _, Some(why)) => format!("skipped: {why}"),
+            (_, _, Some(why)) => format!("failed: {why}"),
+            _ => "failed".into(),
+        };
+        s.record(name, cell, status, reason, report)?;
+        tick(s, format!("{}: {how}", label(cell)));
+    }
+    s.progress.device_done(
+        name,
+        if offline.is_some() {
+            "offline"
+        } else if crate::interrupt::requested() {
+            "interrupted"
+        } else {
+            "done"
+        },
+    );
+    sum.offline = offline;
+    Ok(sum)
+}
+
+/// A device of the run: how to reach it and its farm tags.
+pub struct Device {
+    pub transport: Box<dyn Transport>,
+    pub tags: Vec<String>,
+}
+
+/// Runs `matrix` on `devices` into `opts.out`.
+pub fn run(matrix: &Matrix, devices: &[Device], opts: &Options) -> anyhow::Result<Summary> {
+    let out = &opts.out;
     let manifest_path = out.join("manifest.json");
     let has_results = Store::results_path(out)
         .metadata()
         .is_ok_and(|m| m.len() > 0);
-    if has_results && !resume {
+    if has_results && !opts.resume {
         return Err(Error::ConfigFile {
             file: out.to_owned(),
             problem:
@@ -107,18 +406,28 @@ pub fn run_local(
         }
         .into());
     }
+    let names: Vec<String> = devices
+        .iter()
+        .map(|d| d.transport.name().to_owned())
+        .collect();
     let mut manifest = Manifest {
         odai_version: env!("CARGO_PKG_VERSION").into(),
         matrix_file: matrix.file.display().to_string(),
-        matrix_sha256: matrix_sha256.clone(),
-        devices: vec![LOCAL.into()],
+        matrix_sha256: matrix.sha256.clone(),
+        farm_file: opts.farm_file.clone(),
+        devices: names.clone(),
         started_unix_s: now_unix_s(),
         finished_unix_s: None,
+        interrupted: false,
     };
-    if resume && let Ok(old) = std::fs::read(&manifest_path) {
-        let old: Manifest = serde_json::from_slice(&old)
-            .with_context(|| format!("{} is not an odai manifest", manifest_path.display()))?;
-        if old.matrix_sha256 != matrix_sha256 {
+    if opts.resume
+        && let Ok(old) = std::fs::read(&manifest_path)
+    {
+        let old: Manifest = serde_json::from_slice(&old).map_err(|e| Error::ConfigFile {
+            file: manifest_path.clone(),
+            problem: format!("is not an odai manifest ({e})"),
+        })?;
+        if old.matrix_sha256 != matrix.sha256 {
             return Err(Error::ConfigFile {
                 file: out.to_owned(),
                 problem: format!(
@@ -130,76 +439,68 @@ pub fn run_local(
         }
         manifest.started_unix_s = old.started_unix_s;
     }
-    let mut store = Store::open(out)?;
-    store.write_file("manifest.json", &serde_json::to_vec_pretty(&manifest)?)?;
-
-    let device = probe::run(root, &probe::Options::quick());
-    store.write_file(
-        &format!("probe-{LOCAL}.json"),
-        crate::cmd::json_text(&device)?.as_bytes(),
-    )?;
-    let planned = plan::plan(matrix, &device, Reading::unavailable("not needed to run"));
-    let done = Store::done(out, LOCAL);
-    let mut summary = Summary {
-        ok: 0,
-        failed: 0,
-        skipped: 0,
-        already: 0,
-    };
-    let total = planned.cells.len();
-    for (i, pc) in planned.cells.iter().enumerate() {
-        let cell = &pc.cell;
-        let tag = format!(
-            "[{}/{total}] {LOCAL} {} {} threads={} p={} n={}",
-            i + 1,
-            cell.id,
-            cell.model.label(),
-            cell.threads,
-            cell.prompt_tokens,
-            cell.gen_tokens
-        );
-        if done.contains(&cell.id) {
-            summary.already += 1;
-            say(&format!("{tag}: already recorded"));
-            continue;
-        }
-        let (status, reason, report) = match &pc.skip {
-            Some(why) => (Status::Skipped, Some(why.clone()), None),
-            None => match bench_config(root, cell)
-                .map_err(anyhow::Error::msg)
-                .and_then(|c| cell::run(&c))
-            {
-                Ok(r) => (Status::Ok, None, Some(r)),
-                Err(e) => (Status::Failed, Some(format!("{e:#}")), None),
-            },
-        };
-        match status {
-            Status::Ok => summary.ok += 1,
-            Status::Failed => summary.failed += 1,
-            Status::Skipped => summary.skipped += 1,
-        }
-        say(&format!(
-            "{tag}: {}",
-            match (&status, &report, &reason) {
-                (Status::Ok, Some(r), _) => format!(
-                    "ok, decode {:.1} tok/s",
-                    r.summary.get("decode_tps").map_or(0.0, |s| s.mean)
-                ),
-                (_, _, Some(why)) => format!("{}: {why}", format!("{status:?}").to_lowercase()),
-                _ => format!("{status:?}").to_lowercase(),
-            }
-        ));
-        store.append(&Record {
-            device: LOCAL.into(),
-            cell_id: cell.id.clone(),
-            cell: cell.clone(),
-            status,
-            reason,
-            report,
-            finished_unix_s: now_unix_s(),
-        })?;
+    if opts.resume {
+        std::fs::create_dir_all(out).ok();
+        Store::retire_failures(out)?;
     }
-    manifest.finished_unix_s = Some(now_unix_s());
+    let store = Store::open(out)?;
     store.write_file("manifest.json", &serde_json::to_vec_pretty(&manifest)?)?;
-    Ok(summary)
+    let mut done: HashMap<String, HashSet<String>> = HashMap::new();
+    for r in Store::records(out) {
+        if r.status != Status::Failed {
+            done.entry(r.device).or_default().insert(r.cell_id);
+        }
+    }
+    let sizes: Vec<(String, usize)> = names
+        .iter()
+        .map(|n| (n.clone(), matrix.cells.len()))
+        .collect();
+    let shared = Shared {
+        matrix,
+        opts,
+        store: Mutex::new(store),
+        done,
+        progress: Progress::new(&sizes),
+    };
+    crate::interrupt::install();
+    let results: Vec<anyhow::Result<DeviceSummary>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = devices
+            .iter()
+            .map(|d| {
+                let shared = &shared;
+                std::thread::Builder::new()
+                    .name(format!("device {}", d.transport.name()))
+                    // Small stacks: a farm of hundreds of devices is hundreds of threads.
+                    .stack_size(256 << 10)
+                    .spawn_scoped(scope, move || {
+                        run_device(shared, d.transport.as_ref(), &d.tags)
+                    })
+                    .expect("a device thread")
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a device thread panicked")))
+            })
+            .collect()
+    });
+    shared.progress.finish();
+    let mut summaries = Vec::new();
+    for r in results {
+        summaries.push(r?);
+    }
+    let interrupted = crate::interrupt::requested();
+    manifest.interrupted = interrupted;
+    manifest.finished_unix_s = (!interrupted).then(now_unix_s);
+    shared
+        .store
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .write_file("manifest.json", &serde_json::to_vec_pretty(&manifest)?)?;
+    Ok(Summary {
+        devices: summaries,
+        interrupted,
+    })
 }

@@ -115,6 +115,17 @@ pub struct Matrix {
     pub file: PathBuf,
     pub cells: Vec<Cell>,
     pub devices: Selectors,
+    /// sha256 of the matrix text: a results directory belongs to exactly one matrix.
+    pub sha256: String,
+}
+
+impl Selectors {
+    /// Whether a device with these tags, probed as `class`, runs the matrix.
+    pub fn select(&self, tags: &[String], class: Option<&str>) -> bool {
+        (self.classes.is_empty() && self.tags.is_empty())
+            || class.is_some_and(|c| self.classes.iter().any(|s| s == c))
+            || tags.iter().any(|t| self.tags.contains(t))
+    }
 }
 
 fn at(file: &Path, text: &str, offset: usize, message: String) -> Error {
@@ -259,6 +270,7 @@ impl Matrix {
             file: file.to_owned(),
             cells,
             devices: raw.devices.unwrap_or_default(),
+            sha256: crate::engine::fingerprint::sha256_hex(text.as_bytes()),
         })
     }
 }

@@ -1,0 +1,380 @@
+//! `odai farm check` and `odai farm deploy`: every device of a farm reached through its
+//! transport, in parallel — is it there, which odai does it run, what is it; and putting the
+//! right odai binary on it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde::Serialize;
+
+use super::matrix::devices;
+use crate::cli::{FarmCheckArgs, FarmDeployArgs, Format};
+use crate::error::Error;
+use crate::exit;
+use crate::farm::{Transport, quote::sh_quote};
+use crate::matrix::runner::{self, Device};
+use crate::sysroot::SysRoot;
+use crate::units;
+
+pub struct CheckConfig {
+    pub root: SysRoot,
+    pub farm: PathBuf,
+    pub format: Format,
+}
+
+impl CheckConfig {
+    pub fn new(root: SysRoot, a: &FarmCheckArgs) -> Self {
+        CheckConfig {
+            root,
+            farm: a.farm.clone(),
+            format: a.format,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CheckRow {
+    device: String,
+    transport: String,
+    /// `ok`, or what is wrong.
+    status: String,
+    odai_version: Option<String>,
+    class: Option<String>,
+    cpu: Option<String>,
+    logical_cores: Option<u32>,
+    memory_total_bytes: Option<u64>,
+    headroom_bytes: Option<u64>,
+}
+
+/// Runs `cmd` and returns its trimmed stdout, or the last line it wrote to stderr.
+fn output(mut cmd: Command) -> Result<String, String> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    Err(format!(
+        "{program} failed ({}): {}",
+        out.status,
+        last.trim()
+    ))
+}
+
+fn check_one(d: &Device, opts: &runner::Options) -> CheckRow {
+    let t = d.transport.as_ref();
+    let mut row = CheckRow {
+        device: t.name().to_owned(),
+        transport: t.target(),
+        status: "ok".into(),
+        odai_version: None,
+        class: None,
+        cpu: None,
+        logical_cores: None,
+        memory_total_bytes: None,
+        headroom_bytes: None,
+    };
+    row.odai_version = output(t.odai(&["--version"]))
+        .ok()
+        .map(|v| v.trim_start_matches("odai ").to_owned());
+    match runner::probe_device(t, opts) {
+        Err((f, _)) => row.status = f.to_string(),
+        Ok(p) => {
+            row.class = p.class.value().map(|c| c.id.clone());
+            row.cpu = p.cpu.model_name.value().cloned();
+            row.logical_cores = p.cpu.logical_cores.value().copied();
+            row.memory_total_bytes = p.memory.total_bytes.value().copied();
+            row.headroom_bytes = p.memory.headroom_bytes.value().copied();
+        }
+    }
+    row
+}
+
+fn parallel<T: Send>(devices: &[Device], f: impl Fn(&Device) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = devices.iter().map(|d| s.spawn(|| f(d))).collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("a device thread"))
+            .collect()
+    })
+}
+
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s: String = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}  "))
+            .collect();
+        s.truncate(s.trim_end().len());
+        s.push('\n');
+        s
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out.push_str(&line(r.clone()));
+    }
+    out
+}
+
+pub fn check(cfg: &CheckConfig) -> anyhow::Result<i32> {
+    let devices = devices(Some(&cfg.farm), &cfg.root)?;
+    let mut opts = super::matrix::probe_options();
+    opts.retries = 0;
+    let rows = parallel(&devices, |d| check_one(d, &opts));
+    let text = match cfg.format {
+        Format::Json => super::json_text(&rows)?,
+        Format::Text => {
+            let dash = || "-".to_owned();
+            table(
+                &[
+                    "DEVICE",
+                    "TRANSPORT",
+                    "ODAI",
+                    "CLASS",
+                    "CPU",
+                    "CORES",
+                    "MEMORY",
+                    "HEADROOM",
+                    "STATUS",
+                ],
+                &rows
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.device.clone(),
+                            r.transport.clone(),
+                            r.odai_version.clone().unwrap_or_else(dash),
+                            r.class.clone().unwrap_or_else(dash),
+                            r.cpu.clone().unwrap_or_else(dash),
+                            r.logical_cores.map_or_else(dash, |c| c.to_string()),
+                            r.memory_total_bytes.map_or_else(dash, units::bytes),
+                            r.headroom_bytes.map_or_else(dash, units::bytes),
+                            r.status.clone(),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    super::print(&text)?;
+    Ok(if rows.iter().all(|r| r.status == "ok") {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
+}
+
+pub struct DeployConfig {
+    pub root: SysRoot,
+    pub farm: PathBuf,
+    /// Binaries by target triple.
+    pub binaries: BTreeMap<String, PathBuf>,
+    pub format: Format,
+}
+
+/// The target triple this odai was built for, as rustc names it.
+pub fn host_triple() -> String {
+    let arch = std::env::consts::ARCH;
+    if cfg!(target_os = "android") {
+        format!("{arch}-linux-android")
+    } else if cfg!(target_env = "musl") {
+        format!("{arch}-unknown-linux-musl")
+    } else {
+        format!("{arch}-unknown-{}-gnu", std::env::consts::OS)
+    }
+}
+
+/// A device's triple from `uname -sm` (`Linux aarch64`): Android over ADB, GNU/Linux over SSH.
+pub fn device_triple(uname_sm: &str, android: bool) -> Result<String, String> {
+    let mut it = uname_sm.split_whitespace();
+    let (Some(os), Some(machine)) = (it.next(), it.next()) else {
+        return Err(format!(
+            "cannot read the architecture from `uname -sm`: {uname_sm:?}"
+        ));
+    };
+    if os != "Linux" {
+        return Err(format!(
+            "{os} devices are not supported (Linux and Android are)"
+        ));
+    }
+    let arch = match machine {
+        "arm64" | "aarch64" => "aarch64",
+        "armv7l" | "armv8l" => "armv7",
+        "i686" | "i386" => "i686",
+        m => m,
+    };
+    Ok(match (arch, android) {
+        ("armv7", true) => "armv7-linux-androideabi".into(),
+        ("armv7", false) => "armv7-unknown-linux-gnueabihf".into(),
+        (a, true) => format!("{a}-linux-android"),
+        (a, false) => format!("{a}-unknown-linux-gnu"),
+    })
+}
+
+impl DeployConfig {
+    pub fn new(root: SysRoot, a: &FarmDeployArgs) -> Result<Self, Error> {
+        let mut binaries = BTreeMap::new();
+        if let Ok(me) = std::env::current_exe() {
+            binaries.insert(host_triple(), me);
+        }
+        for b in &a.binary {
+            let Some((triple, path)) = b
+                .split_once('=')
+                .filter(|(t, p)| !t.is_empty() && !p.is_empty())
+            else {
+                return Err(Error::Invalid {
+                    flag: "--binary".into(),
+                    problem: format!(
+                        "{b:?} is not TRIPLE=PATH (e.g. aarch64-linux-android=odai-android)"
+                    ),
+                });
+            };
+            let path = PathBuf::from(path);
+            if !path.is_file() {
+                return Err(Error::ConfigFile {
+                    file: path,
+                    problem: format!("no such file (given with --binary for {triple})"),
+                });
+            }
+            binaries.insert(triple.to_owned(), path);
+        }
+        Ok(DeployConfig {
+            root,
+            farm: a.farm.clone(),
+            binaries,
+            format: a.format,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct DeployRow {
+    device: String,
+    transport: String,
+    triple: Option<String>,
+    path: String,
+    /// `deployed`, `local`, or what went wrong.
+    status: String,
+}
+
+fn deploy_one(t: &dyn Transport, cfg: &DeployConfig) -> DeployRow {
+    let mut row = DeployRow {
+        device: t.name().to_owned(),
+        transport: t.target(),
+        triple: None,
+        path: t.odai_path(),
+        status: "deployed".into(),
+    };
+    if t.is_local() {
+        row.triple = Some(host_triple());
+        row.status = "local: runs this odai, nothing to copy".into();
+        return row;
+    }
+    let result = (|| -> Result<(), String> {
+        let android = t.target().starts_with("adb ");
+        let triple = device_triple(&output(t.shell("uname -sm"))?, android)?;
+        row.triple = Some(triple.clone());
+        let binary = cfg.binaries.get(&triple).ok_or_else(|| {
+            format!("no odai binary for {triple}: build one and pass --binary {triple}=PATH")
+        })?;
+        let path = t.odai_path();
+        let tmp = format!("{path}.deploying");
+        if let Some((dir, _)) = path.rsplit_once('/').filter(|(d, _)| !d.is_empty()) {
+            output(t.shell(&format!("mkdir -p {}", sh_quote(dir))))?;
+        }
+        output(t.push(binary, &tmp))?;
+        // Replaced in one rename: a worker starting meanwhile runs the old or the new binary,
+        // never half of one.
+        output(t.shell(&format!(
+            "chmod 755 {tmp} && mv -f {tmp} {path}",
+            tmp = sh_quote(&tmp),
+            path = sh_quote(&path)
+        )))?;
+        let version = output(t.odai(&["--version"]))?;
+        let want = format!("odai {}", env!("CARGO_PKG_VERSION"));
+        if version != want {
+            return Err(format!("copied, but it says {version:?}, not {want:?}"));
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        row.status = e;
+    }
+    row
+}
+
+pub fn deploy(cfg: &DeployConfig) -> anyhow::Result<i32> {
+    let devices = devices(Some(&cfg.farm), &cfg.root)?;
+    let rows = parallel(&devices, |d| deploy_one(d.transport.as_ref(), cfg));
+    let text = match cfg.format {
+        Format::Json => super::json_text(&rows)?,
+        Format::Text => table(
+            &["DEVICE", "TRANSPORT", "TRIPLE", "PATH", "STATUS"],
+            &rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.device.clone(),
+                        r.transport.clone(),
+                        r.triple.clone().unwrap_or_else(|| "-".into()),
+                        r.path.clone(),
+                        r.status.clone(),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        ),
+    };
+    super::print(&text)?;
+    Ok(
+        if rows
+            .iter()
+            .all(|r| r.status == "deployed" || r.status.starts_with("local"))
+        {
+            exit::SUCCESS
+        } else {
+            exit::FAILURE
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triples_come_from_uname() {
+        assert_eq!(
+            device_triple("Linux aarch64", true).unwrap(),
+            "aarch64-linux-android"
+        );
+        assert_eq!(
+            device_triple("Linux x86_64", false).unwrap(),
+            "x86_64-unknown-linux-gnu"
+        );
+        assert_eq!(
+            device_triple("Linux armv7l", false).unwrap(),
+            "armv7-unknown-linux-gnueabihf"
+        );
+        assert_eq!(
+            device_triple("Darwin arm64", false).unwrap_err(),
+            "Darwin devices are not supported (Linux and Android are)"
+        );
+        assert!(host_triple().ends_with("-linux-gnu") || host_triple().contains("android"));
+    }
+}

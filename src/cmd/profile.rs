@@ -1,0 +1,148 @@
+//! `odai profile`: this device in one command — the probe, the built-in quick matrix
+//! (matrices/quick.toml, synthetic models, cells that do not fit the headroom skipped) run into a
+//! results directory, and a table of what it measured.
+
+use std::path::PathBuf;
+
+use crate::cli::{Format, ProfileArgs};
+use crate::matrix::results::{Status, Store};
+use crate::matrix::runner::{self, Options};
+use crate::matrix::spec::Matrix;
+use crate::probe;
+use crate::sysroot::SysRoot;
+use crate::units;
+
+/// The quick matrix, built in so `odai profile` needs no file beside the binary.
+pub const QUICK: &str = include_str!("../../matrices/quick.toml");
+
+pub struct Config {
+    pub root: SysRoot,
+    pub matrix: Option<PathBuf>,
+    pub opts: Options,
+    pub format: Format,
+}
+
+/// `2026-11-24T10:27:35Z` → `20261124T102735Z`: sortable, and safe in a directory name.
+fn utc_stamp(unix_s: u64) -> String {
+    // Days to civil date: Howard Hinnant, "chrono-Compatible Low-Level Date Algorithms",
+    // days_from_civil's inverse (civil_from_days).
+    let days = (unix_s / 86_400) as i64;
+    let secs = unix_s % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+impl Config {
+    pub fn new(root: SysRoot, a: &ProfileArgs) -> Self {
+        let out = a.out.clone().unwrap_or_else(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            PathBuf::from("odai-results").join(format!("profile-{}", utc_stamp(now)))
+        });
+        Config {
+            root,
+            matrix: a.matrix.clone(),
+            opts: super::matrix::run_options(&a.run, out, false, None),
+            format: a.run.format,
+        }
+    }
+}
+
+pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
+    let matrix = match &cfg.matrix {
+        Some(f) => Matrix::load(f)?,
+        None => Matrix::parse(
+            QUICK,
+            std::path::Path::new("matrices/quick.toml (built in)"),
+        )?,
+    };
+    let device = probe::run(&cfg.root, &probe::Options::quick());
+    if cfg.format == Format::Text {
+        super::print(&probe::text::render(&device))?;
+        super::print(&format!(
+            "\nRunning {} ({} cells) on this device; results in {}\n",
+            matrix.file.display(),
+            matrix.cells.len(),
+            cfg.opts.out.display()
+        ))?;
+    }
+    let devices = super::matrix::devices(None, &cfg.root)?;
+    let summary = runner::run(&matrix, &devices, &cfg.opts)?;
+    let records = Store::records(&cfg.opts.out);
+    if cfg.format == Format::Json {
+        super::print(&super::json_text(&serde_json::json!({
+            "results_dir": cfg.opts.out.display().to_string(),
+            "probe": device,
+            "cells": records,
+            "interrupted": summary.interrupted,
+            "devices": summary.devices,
+        }))?)?;
+        return Ok(super::matrix::exit_code(&summary));
+    }
+    let mut t = format!(
+        "\n{:<32} {:>3} {:>5} {:>4} {:>10} {:>12} {:>12} {:>10}  {}\n",
+        "model", "thr", "p", "n", "TTFT ms", "prefill t/s", "decode t/s", "peak RSS", "status"
+    );
+    for r in &records {
+        let get = |k: &str| {
+            r.report
+                .as_ref()
+                .and_then(|rep| rep.summary.get(k))
+                .map_or("-".to_owned(), |s| format!("{:.1}", s.mean))
+        };
+        let rss = r
+            .report
+            .as_ref()
+            .and_then(|rep| rep.summary.get("peak_rss_bytes"))
+            .map_or("-".to_owned(), |s| units::bytes(s.mean as u64));
+        let status = match (&r.status, &r.reason) {
+            (Status::Ok, _) => "ok".to_owned(),
+            (s, Some(why)) => format!("{}: {why}", format!("{s:?}").to_lowercase()),
+            (s, None) => format!("{s:?}").to_lowercase(),
+        };
+        t.push_str(&format!(
+            "{:<32} {:>3} {:>5} {:>4} {:>10} {:>12} {:>12} {:>10}  {status}\n",
+            r.cell.model.label(),
+            r.cell.threads,
+            r.cell.prompt_tokens,
+            r.cell.gen_tokens,
+            get("ttft_ms"),
+            get("prefill_tps"),
+            get("decode_tps"),
+            rss,
+        ));
+    }
+    super::print(&t)?;
+    super::matrix::report_summary(
+        &matrix.file.display().to_string(),
+        &summary,
+        &cfg.opts.out,
+        Format::Text,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_stamps_are_civil_dates() {
+        assert_eq!(super::utc_stamp(0), "19700101T000000Z");
+        // 2026-11-24T10:27:35Z
+        assert_eq!(super::utc_stamp(1_795_516_055), "20261124T102735Z");
+        // A leap day.
+        assert_eq!(super::utc_stamp(951_782_400), "20000229T000000Z");
+    }
+}

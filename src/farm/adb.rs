@@ -1,0 +1,63 @@
+//! The ADB transport: `adb -s SERIAL shell` runs the worker on an Android device (odai pushed to
+//! `/data/local/tmp`, the one place a shell user may execute from); `adb push` deploys it. adb
+//! joins its arguments into one line for the device's shell, so odai hands it one line quoted
+//! in full. `ODAI_ADB` names another adb binary.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::inventory::DeviceEntry;
+use super::{Transport, remote_line};
+
+pub const DEFAULT_ODAI: &str = "/data/local/tmp/odai";
+
+pub struct Adb {
+    entry: DeviceEntry,
+}
+
+impl Adb {
+    pub fn new(d: &DeviceEntry) -> Adb {
+        Adb { entry: d.clone() }
+    }
+
+    fn adb(&self) -> Command {
+        let program = std::env::var_os("ODAI_ADB").unwrap_or_else(|| "adb".into());
+        let mut c = Command::new(program);
+        c.arg("-s")
+            .arg(self.entry.serial.as_deref().unwrap_or_default());
+        c
+    }
+}
+
+impl Transport for Adb {
+    fn name(&self) -> &str {
+        &self.entry.name
+    }
+
+    fn target(&self) -> String {
+        format!("adb {}", self.entry.serial.as_deref().unwrap_or_default())
+    }
+
+    fn odai(&self, args: &[&str]) -> Command {
+        self.shell(&remote_line(&self.entry, &self.odai_path(), args))
+    }
+
+    fn shell(&self, line: &str) -> Command {
+        let mut c = self.adb();
+        c.arg("shell").arg(line);
+        c
+    }
+
+    fn push(&self, local: &Path, remote: &str) -> Command {
+        let mut c = self.adb();
+        c.arg("push").arg(local).arg(remote);
+        c
+    }
+
+    fn odai_path(&self) -> String {
+        self.entry
+            .odai
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ODAI.into())
+    }
+}

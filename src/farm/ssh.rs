@@ -1,0 +1,111 @@
+//! The SSH transport: the system OpenSSH client, non-interactive (`BatchMode=yes`: a missing key
+//! or an unknown host fails at once instead of prompting) and checking host keys against the
+//! user's known_hosts (or the `ssh_config` given) — odai never turns host-key checking off.
+
+use std::path::Path;
+use std::process::{Command, ExitStatus};
+
+use super::inventory::DeviceEntry;
+use super::{Transport, remote_line};
+
+/// Where odai is installed when the farm names no path: relative to the login directory, which
+/// is where both ssh commands and scp start.
+pub const DEFAULT_ODAI: &str = ".local/bin/odai";
+
+pub struct Ssh {
+    entry: DeviceEntry,
+}
+
+impl Ssh {
+    pub fn new(d: &DeviceEntry) -> Ssh {
+        Ssh { entry: d.clone() }
+    }
+
+    /// Options shared by ssh and scp (scp takes the port as `-P`).
+    fn options(&self, c: &mut Command, port_flag: &str) {
+        let d = &self.entry;
+        if let Some(f) = &d.ssh_config {
+            c.arg("-F").arg(f);
+        }
+        c.args([
+            "-o",
+            "BatchMode=yes",
+            // A dead link is noticed in about 15 s, not at the TCP timeout.
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-o",
+            "ConnectTimeout=10",
+        ]);
+        if let Some(i) = &d.identity_file {
+            c.arg("-i").arg(i).args(["-o", "IdentitiesOnly=yes"]);
+        }
+        if let Some(p) = d.port {
+            c.arg(port_flag).arg(p.to_string());
+        }
+        if let Some(u) = &d.user {
+            c.arg("-o").arg(format!("User={u}"));
+        }
+    }
+
+    fn host(&self) -> &str {
+        self.entry.host.as_deref().unwrap_or_default()
+    }
+}
+
+impl Transport for Ssh {
+    fn name(&self) -> &str {
+        &self.entry.name
+    }
+
+    fn target(&self) -> String {
+        let d = &self.entry;
+        format!(
+            "ssh {}{}{}",
+            d.user.as_ref().map_or(String::new(), |u| format!("{u}@")),
+            self.host(),
+            d.port.map_or(String::new(), |p| format!(":{p}"))
+        )
+    }
+
+    fn odai(&self, args: &[&str]) -> Command {
+        self.shell(&remote_line(&self.entry, &self.odai_path(), args))
+    }
+
+    fn shell(&self, line: &str) -> Command {
+        let mut c = Command::new("ssh");
+        // -T: no terminal, so the worker's JSON lines pass through untouched.
+        c.arg("-T");
+        self.options(&mut c, "-p");
+        // `--` ends the options: a host can never be read as one.
+        c.arg("--").arg(self.host()).arg(line);
+        c
+    }
+
+    fn push(&self, local: &Path, remote: &str) -> Command {
+        let mut c = Command::new("scp");
+        // -q: no progress meter; -p: keep the mode (the executable bit).
+        c.args(["-q", "-p"]);
+        self.options(&mut c, "-P");
+        // scp's remote path goes through the remote shell too: quote it.
+        c.arg("--").arg(local).arg(format!(
+            "{}:{}",
+            self.host(),
+            super::quote::sh_quote(remote)
+        ));
+        c
+    }
+
+    fn odai_path(&self) -> String {
+        self.entry
+            .odai
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ODAI.into())
+    }
+
+    /// ssh exits 255 when it, not the remote command, failed (ssh(1), EXIT STATUS).
+    fn transport_failed(&self, status: &ExitStatus) -> bool {
+        status.code() == Some(255)
+    }
+}
