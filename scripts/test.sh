@@ -4,11 +4,12 @@
 # It installs what the tests need when it can (as root, with apt-get): Mesa's software GPU drivers,
 # so `odai probe` enumerates a real wgpu adapter on a machine without a GPU (llvmpipe through
 # GL/EGL, lavapipe through Vulkan), and util-linux's setpriv, so permission-denied reads are tested
-# for real even as root.
+# for real even as root; and OpenSSH, server and client, so farm tests run a real sshd on
+# 127.0.0.1 (with throw-away keys; the system's sshd service is not started or changed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri util-linux)
+packages=(mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -17,11 +18,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "test.sh: installing ${missing[*]}" >&2
     apt-get update -qq
+    # policy-rc.d 101: the package must not start the system's sshd service on install.
+    own_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+      own_policy=1
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ -n "$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
     missing=()
   else
     echo "test.sh: warning: not installed: ${missing[*]} (run as root to install them);" \
-      "the real GPU enumeration test will only check that enumeration answers" >&2
+      "the real GPU enumeration test will only check that enumeration answers," \
+      "and the farm tests fail without sshd" >&2
   fi
 fi
 if [ ${#missing[@]} -eq 0 ]; then

@@ -287,7 +287,13 @@ pub fn cached(preset: &Preset, quant: Quant) -> anyhow::Result<PathBuf> {
     if !path.is_file() {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create the cache directory {}", dir.display()))?;
-        write(preset, quant, &path)?;
+        // Written under a name of this process's own and renamed into place: workers of several
+        // simulated devices on one machine may make the same model at once, and none may load
+        // another's half-written file.
+        let tmp = dir.join(format!(".{}.{}.tmp", preset.name, std::process::id()));
+        write(preset, quant, &tmp)?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("cannot move {} into place", tmp.display()))?;
     }
     Ok(path)
 }

@@ -61,3 +61,49 @@ impl Transport for Adb {
             .unwrap_or_else(|| DEFAULT_ODAI.into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::farm::inventory::Farm;
+
+    #[test]
+    fn the_worker_runs_through_adb_shell_as_one_quoted_line() {
+        let farm = Farm::parse(
+            "[[device]]\nname = \"pixel\"\ntransport = \"adb\"\nserial = \"ABC123\"\n\
+             env = { ODAI_ROOT = \"/data/local/tmp/$(x)\" }\n",
+            Path::new("farm.toml"),
+        )
+        .unwrap();
+        let t = Adb::new(&farm.devices[0]);
+        let c = t.odai(&["worker"]);
+        let args: Vec<String> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "-s",
+                "ABC123",
+                "shell",
+                "exec env ODAI_ROOT='/data/local/tmp/$(x)' /data/local/tmp/odai worker"
+            ]
+        );
+        let push: Vec<String> = t
+            .push(Path::new("odai"), "/data/local/tmp/odai.deploying")
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            push,
+            [
+                "-s",
+                "ABC123",
+                "push",
+                "odai",
+                "/data/local/tmp/odai.deploying"
+            ]
+        );
+    }
+}

@@ -109,3 +109,67 @@ impl Transport for Ssh {
         status.code() == Some(255)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::farm::inventory::Farm;
+
+    fn argv(c: &Command) -> Vec<String> {
+        std::iter::once(c.get_program())
+            .chain(c.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_worker_runs_through_batch_mode_ssh_with_every_part_quoted() {
+        let farm = Farm::parse(
+            "[[device]]\nname = \"jetson\"\ntransport = \"ssh\"\nhost = \"10.0.0.5\"\nport = 2222\n\
+             user = \"lab\"\nidentity_file = \"/keys/lab\"\nssh_config = \"/etc/odai/ssh_config\"\n\
+             odai = \"/opt/odai dir/odai\"\nenv = { ODAI_ROOT = \"/srv/a b\" }\n",
+            Path::new("farm.toml"),
+        )
+        .unwrap();
+        let t = Ssh::new(&farm.devices[0]);
+        assert_eq!(
+            argv(&t.odai(&["worker"])),
+            [
+                "ssh",
+                "-T",
+                "-F",
+                "/etc/odai/ssh_config",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ServerAliveInterval=5",
+                "-o",
+                "ServerAliveCountMax=3",
+                "-o",
+                "ConnectTimeout=10",
+                "-i",
+                "/keys/lab",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-p",
+                "2222",
+                "-o",
+                "User=lab",
+                "--",
+                "10.0.0.5",
+                "exec env ODAI_ROOT='/srv/a b' '/opt/odai dir/odai' worker",
+            ]
+        );
+        let push = argv(&t.push(Path::new("target/odai"), ".local/bin/it's"));
+        assert_eq!(push[0], "scp");
+        assert!(push.contains(&"-P".to_owned()));
+        assert_eq!(push.last().unwrap(), r"10.0.0.5:'.local/bin/it'\''s'");
+        assert_eq!(t.target(), "ssh lab@10.0.0.5:2222");
+        // Never a host-key override.
+        assert!(
+            !argv(&t.odai(&["worker"]))
+                .iter()
+                .any(|a| a.contains("StrictHostKeyChecking"))
+        );
+    }
+}

@@ -1,0 +1,518 @@
+//! `odai matrix run --farm` and `odai farm` against real components: OpenSSH servers on
+//! 127.0.0.1 (each SSH device probes as a different fixture tree through `ODAI_ROOT`), the local
+//! device, faults (an sshd stopped mid-run, Ctrl-C), hostile names, and ADB through a stand-in.
+
+mod common;
+#[path = "common/sshd.rs"]
+mod sshd;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{cache, fixture, odai};
+use serde_json::Value;
+use sshd::{Sshd, toml_str};
+
+fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("odai")
+}
+
+fn records(dir: &Path) -> Vec<Value> {
+    fs::read_to_string(dir.join("results.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Two cells per device of the toy model: the harness, not a model, is under test.
+const TOY: &str = "[matrix]\nmodels = [\"synthetic:toy:q8_0\"]\nthreads = [1, 2]\n\
+                   prompt_tokens = [16]\ngen_tokens = [8]\nreps = 1\n";
+
+fn local_device(name: &str, env: &[(&str, &str)]) -> String {
+    let env: Vec<String> = env
+        .iter()
+        .map(|(k, v)| format!("{k} = {}", toml_str(v)))
+        .collect();
+    format!(
+        "[[device]]\nname = \"{name}\"\ntransport = \"local\"\ntags = [\"here\"]\nenv = {{ {} }}\n\n",
+        env.join(", ")
+    )
+}
+
+fn cache_env() -> String {
+    cache().display().to_string()
+}
+
+fn run_matrix(matrix: &Path, farm: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    odai()
+        .env("ODAI_CACHE_DIR", cache())
+        .timeout(Duration::from_secs(300))
+        .args(["matrix", "run"])
+        .arg(matrix)
+        .arg("--farm")
+        .arg(farm)
+        .arg("--out")
+        .arg(out)
+        .args(["--retries", "2", "--retry-backoff", "100ms"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_matrix_runs_on_two_ssh_devices_and_this_one() {
+    let (a, b) = (Sshd::start(), Sshd::start());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = cache_env();
+    let pi = fixture("raspberry-pi-5").display().to_string();
+    let phone = fixture("android-phone").display().to_string();
+    let farm = dir.path().join("farm.toml");
+    fs::write(
+        &farm,
+        a.device(
+            "pi",
+            &bin(),
+            &[("ODAI_ROOT", &pi), ("ODAI_CACHE_DIR", &cache)],
+        ) + &b.device(
+            "phone",
+            &bin(),
+            &[("ODAI_ROOT", &phone), ("ODAI_CACHE_DIR", &cache)],
+        ) + &local_device("here", &[]),
+    )
+    .unwrap();
+    let matrix = dir.path().join("toy.toml");
+    fs::write(&matrix, TOY).unwrap();
+
+    // farm check: every device reached, its odai version, and its class from its own tree.
+    let check = odai()
+        .args(["farm", "check", "--format", "json", "--farm"])
+        .arg(&farm)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    let rows: Value = serde_json::from_slice(&check.stdout).unwrap();
+    let classes: Vec<(&str, &str, &str)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["odai_version"], env!("CARGO_PKG_VERSION"));
+            (
+                r["device"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+                r["class"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(classes[0], ("pi", "ok", "single-board-computer"));
+    assert_eq!(classes[1], ("phone", "ok", "midrange-phone"));
+    assert_eq!(classes[2].1, "ok");
+    let text = odai()
+        .args(["farm", "check", "--farm"])
+        .arg(&farm)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.starts_with("DEVICE  TRANSPORT"),
+        "a table with a header: {text}"
+    );
+    assert!(text.contains(&format!("@127.0.0.1:{}", a.port)), "{text}");
+
+    // The plan covers each device, probed through its transport.
+    let plan = odai()
+        .args(["matrix", "plan", "--format", "json"])
+        .arg(&matrix)
+        .arg("--farm")
+        .arg(&farm)
+        .output()
+        .unwrap();
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let planned: Vec<&str> = plan["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device"].as_str().unwrap())
+        .collect();
+    assert_eq!(planned, ["pi", "phone", "here"]);
+
+    let out = dir.path().join("out");
+    let run = run_matrix(&matrix, &farm, &out, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let recs = records(&out);
+    assert_eq!(recs.len(), 6, "two cells on each of three devices");
+    for r in &recs {
+        assert_eq!(r["status"], "ok", "{r}");
+        let tps = r["report"]["summary"]["decode_tps"]["mean"]
+            .as_f64()
+            .unwrap();
+        assert!(tps > 0.0);
+        assert_eq!(r["report"]["provenance"]["synthetic"], "toy:q8_0");
+    }
+    for (device, host) in [("pi", "pi5"), ("phone", "localhost")] {
+        let mine: Vec<&Value> = recs.iter().filter(|r| r["device"] == device).collect();
+        assert_eq!(mine.len(), 2);
+        // The cell ran against the device's own tree: its provenance says so.
+        assert_eq!(
+            mine[0]["report"]["provenance"]["device"]["hostname"], host,
+            "{device}"
+        );
+        let probe: Value =
+            serde_json::from_slice(&fs::read(out.join(format!("probe-{device}.json"))).unwrap())
+                .unwrap();
+        assert_eq!(probe["device"]["hostname"], host);
+    }
+    assert!(out.join("probe-here.json").is_file());
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["devices"],
+        serde_json::json!(["pi", "phone", "here"])
+    );
+    assert_eq!(manifest["farm_file"], farm.display().to_string());
+    assert!(manifest["finished_unix_s"].is_number());
+    // Not a terminal: plain progress, one line per finished cell.
+    let progress = stderr(&run);
+    assert_eq!(
+        progress
+            .lines()
+            .filter(|l| l.contains(": ok, decode"))
+            .count(),
+        6,
+        "{progress}"
+    );
+    assert!(progress.contains("[pi 2/2] "), "{progress}");
+}
+
+#[test]
+fn an_sshd_stopped_mid_run_fails_that_device_and_resume_completes_it() {
+    let mut a = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = cache_env();
+    let pi = fixture("raspberry-pi-5").display().to_string();
+    let farm = dir.path().join("farm.toml");
+    fs::write(
+        &farm,
+        a.device(
+            "pi",
+            &bin(),
+            &[("ODAI_ROOT", &pi), ("ODAI_CACHE_DIR", &cache)],
+        ) + &local_device("here", &[]),
+    )
+    .unwrap();
+    // Each cell decodes for a second (a sustained run), so there is time to stop sshd between
+    // the first cell and the last.
+    let matrix = dir.path().join("m.toml");
+    fs::write(
+        &matrix,
+        "[matrix]\nmodels = [\"synthetic:toy:q8_0\"]\nthreads = [1, 2]\n\
+         prompt_tokens = [8, 16, 24]\ngen_tokens = [8]\nreps = 1\nwarmup = 0\nsustained = [\"1s\"]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let coordinator = Command::new(bin())
+        .env("ODAI_CACHE_DIR", cache)
+        .args(["matrix", "run"])
+        .arg(&matrix)
+        .arg("--farm")
+        .arg(&farm)
+        .arg("--out")
+        .arg(&out)
+        .args(["--retries", "2", "--retry-backoff", "100ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !records(&out).iter().any(|r| r["device"] == "pi") {
+        assert!(started.elapsed() < Duration::from_secs(120), "no pi cell");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.stop();
+    let run = coordinator.wait_with_output().unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let recs = records(&out);
+    let (pi, here): (Vec<&Value>, Vec<&Value>) = recs.iter().partition(|r| r["device"] == "pi");
+    assert_eq!(here.len(), 6);
+    assert!(
+        here.iter().all(|r| r["status"] == "ok"),
+        "the local device carries on"
+    );
+    assert_eq!(pi.len(), 6, "every pi cell recorded: ok, or failed");
+    let failed: Vec<&&Value> = pi.iter().filter(|r| r["status"] == "failed").collect();
+    assert!(!failed.is_empty());
+    let why = failed[0]["reason"].as_str().unwrap();
+    assert!(
+        why.starts_with(
+            "device offline after 3 attempts: ssh ended (exit 255) before odai answered"
+        ),
+        "{why}"
+    );
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(text.contains("device offline after 3 attempts"), "{text}");
+    let progress = stderr(&run);
+    assert!(
+        progress.contains("pi: attempt 1 failed") && progress.contains("retrying in 100ms"),
+        "{progress}"
+    );
+
+    // Back online: resume runs exactly the failed cells; no cell is recorded twice.
+    a.restart();
+    let resumed = run_matrix(&matrix, &farm, &out, &["--resume"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let recs = records(&out);
+    assert_eq!(recs.len(), 12);
+    assert!(recs.iter().all(|r| r["status"] == "ok"));
+    let mut keys: Vec<String> = recs
+        .iter()
+        .map(|r| format!("{}/{}", r["device"], r["cell_id"]))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 12, "a cell was recorded twice");
+    // What failed is kept, apart from the results.
+    let history = fs::read_to_string(out.join("failures.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), failed.len());
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_resume_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let farm = dir.path().join("farm.toml");
+    fs::write(&farm, local_device("one", &[]) + &local_device("two", &[])).unwrap();
+    let matrix = dir.path().join("m.toml");
+    fs::write(
+        &matrix,
+        "[matrix]\nmodels = [\"synthetic:toy:q8_0\"]\nthreads = [1]\n\
+         prompt_tokens = [8, 16, 24, 32]\ngen_tokens = [8]\nreps = 1\nwarmup = 0\nsustained = [\"1s\"]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let child = Command::new(bin())
+        .env("ODAI_CACHE_DIR", cache())
+        .args(["matrix", "run"])
+        .arg(&matrix)
+        .arg("--farm")
+        .arg(&farm)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while records(&out).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(120), "no cell");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let run = child.wait_with_output().unwrap();
+    assert_eq!(run.status.code(), Some(130), "{}", stderr(&run));
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        text.contains("interrupted: finished cells are in"),
+        "{text}"
+    );
+    let before = records(&out);
+    assert!(before.len() < 8, "stopped before the end");
+    assert!(
+        before.iter().all(|r| r["status"] == "ok"),
+        "an interrupted cell is not recorded as failed"
+    );
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["interrupted"], true);
+    // No worker left running after the coordinator stopped.
+    let resumed = run_matrix(&matrix, &farm, &out, &["--resume"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(records(&out).len(), 8);
+}
+
+#[test]
+fn hostile_names_reach_the_worker_intact_and_run_nothing() {
+    let a = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    // A file name cannot hold '/', so the commands touch a relative name: anything they ran
+    // would leave it in the remote login directory or in a working directory here.
+    let pwned = "odai-pwned-by-a-name";
+    let evil = format!("it's a \"model\" $(touch {pwned}) `touch {pwned}`; touch {pwned}");
+    // A model file and a device tree whose names would run commands if any shell read them.
+    let model_dir = dir.path().join(&evil);
+    fs::create_dir_all(&model_dir).unwrap();
+    let model = model_dir.join(format!("{evil}.gguf"));
+    let made = odai()
+        .args(["model", "synth", "--preset", "toy", "--quant", "q8_0", "-o"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let tree = dir.path().join(format!("tree {evil}"));
+    common::copy_tree(&fixture("jetson-orin"), &tree);
+    let farm = dir.path().join("farm.toml");
+    fs::write(
+        &farm,
+        a.device(
+            "orin",
+            &bin(),
+            &[
+                ("ODAI_ROOT", &tree.display().to_string()),
+                ("ODAI_CACHE_DIR", &cache_env()),
+            ],
+        ),
+    )
+    .unwrap();
+    let matrix = dir.path().join("m.toml");
+    fs::write(
+        &matrix,
+        format!(
+            "[matrix]\nmodels = [{}]\nthreads = [1]\nprompt_tokens = [8]\ngen_tokens = [4]\nreps = 1\n",
+            toml_str(&model.display().to_string())
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = run_matrix(&matrix, &farm, &out, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let recs = records(&out);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["status"], "ok", "{}", recs[0]);
+    // The path arrived byte for byte (the worker opened it), and so did the tree: the cell ran
+    // against the Orin's tree.
+    assert_eq!(
+        recs[0]["report"]["provenance"]["model_file"],
+        format!("{evil}.gguf")
+    );
+    assert_eq!(
+        recs[0]["report"]["provenance"]["device"]["hostname"],
+        "orin-nano"
+    );
+    let home = PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()));
+    for place in [home.as_path(), dir.path(), Path::new(".")] {
+        assert!(
+            !place.join(pwned).exists(),
+            "a hostile name ran a command in {}",
+            place.display()
+        );
+    }
+}
+
+/// There is no Android device here. This `adb` stands in for one: it accepts the commands odai
+/// gives adb (`-s SERIAL shell LINE`, `-s SERIAL push SRC DST`) and carries them out on this
+/// machine, so the ADB transport's command lines and the worker protocol over them are
+/// exercised end to end. It is not a phone, and says so on stderr when asked for anything else.
+const ADB_STAND_IN: &str = r#"#!/bin/sh
+[ "$1" = "-s" ] || { echo "adb stand-in: expected -s SERIAL, got $*" >&2; exit 1; }
+[ "$2" = "emulator-5554" ] || { echo "error: device '$2' not found" >&2; exit 1; }
+shift 2
+case "$1" in
+  shell) shift; [ $# -eq 1 ] || { echo "adb stand-in: odai must pass one shell line" >&2; exit 1; }
+         exec sh -c "$1" ;;
+  push)  cp -- "$2" "$3" ;;
+  *)     echo "adb stand-in: not a phone; cannot $1" >&2; exit 1 ;;
+esac
+"#;
+
+#[test]
+fn adb_devices_run_through_adb_shell_with_a_stand_in() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let adb = dir.path().join("adb");
+    fs::write(&adb, ADB_STAND_IN).unwrap();
+    fs::set_permissions(&adb, fs::Permissions::from_mode(0o755)).unwrap();
+    let remote = dir.path().join("data local tmp");
+    fs::create_dir_all(&remote).unwrap();
+    let odai_on_phone = remote.join("odai");
+    let phone = fixture("android-phone").display().to_string();
+    let farm = dir.path().join("farm.toml");
+    fs::write(
+        &farm,
+        format!(
+            "[[device]]\nname = \"pixel\"\ntransport = \"adb\"\nserial = \"emulator-5554\"\n\
+             odai = {}\nenv = {{ ODAI_ROOT = {}, ODAI_CACHE_DIR = {} }}\n\n\
+             [[device]]\nname = \"gone\"\ntransport = \"adb\"\nserial = \"R58N123\"\n",
+            toml_str(&odai_on_phone.display().to_string()),
+            toml_str(&phone),
+            toml_str(&cache_env()),
+        ),
+    )
+    .unwrap();
+    // Deploy: `uname -sm` says Linux x86_64, so the device wants x86_64-linux-android.
+    let deploy = odai()
+        .env("ODAI_ADB", &adb)
+        .args(["farm", "deploy", "--farm"])
+        .arg(&farm)
+        .output()
+        .unwrap();
+    assert_eq!(deploy.status.code(), Some(1));
+    let table = String::from_utf8_lossy(&deploy.stdout);
+    assert!(
+        table.contains("no odai binary for x86_64-linux-android: build one and pass --binary x86_64-linux-android=PATH"),
+        "{table}"
+    );
+    let deploy = odai()
+        .env("ODAI_ADB", &adb)
+        .args(["farm", "deploy", "--format", "json", "--farm"])
+        .arg(&farm)
+        .arg("--binary")
+        .arg(format!("x86_64-linux-android={}", bin().display()))
+        .output()
+        .unwrap();
+    let rows: Value = serde_json::from_slice(&deploy.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "deployed", "{rows}");
+    assert_eq!(rows[0]["triple"], "x86_64-linux-android");
+    assert!(odai_on_phone.is_file());
+    assert!(
+        rows[1]["status"]
+            .as_str()
+            .unwrap()
+            .ends_with("error: device 'R58N123' not found"),
+        "{rows}"
+    );
+
+    let matrix = dir.path().join("toy.toml");
+    fs::write(&matrix, TOY).unwrap();
+    let out = dir.path().join("out");
+    let run = odai()
+        .env("ODAI_ADB", &adb)
+        .env("ODAI_CACHE_DIR", cache())
+        .args(["matrix", "run"])
+        .arg(&matrix)
+        .arg("--farm")
+        .arg(&farm)
+        .arg("--out")
+        .arg(&out)
+        .args(["--retries", "1", "--retry-backoff", "50ms"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "the missing device fails its cells"
+    );
+    let recs = records(&out);
+    let pixel: Vec<&Value> = recs.iter().filter(|r| r["device"] == "pixel").collect();
+    assert_eq!(pixel.len(), 2);
+    assert!(pixel.iter().all(|r| r["status"] == "ok"), "{recs:?}");
+    assert_eq!(
+        pixel[0]["report"]["provenance"]["device"]["class"],
+        "midrange-phone"
+    );
+    let gone: Vec<&Value> = recs.iter().filter(|r| r["device"] == "gone").collect();
+    assert_eq!(gone.len(), 2);
+    assert_eq!(
+        gone[0]["reason"],
+        format!(
+            "device offline after 2 attempts: {} ended (exit 1) before odai answered: error: device 'R58N123' not found",
+            adb.display()
+        )
+    );
+}
