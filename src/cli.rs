@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 benchmarks real local inference, runs benchmark matrices across a device farm, and scores \
 on-device readiness.\n\nEvery reading is a value or \"unavailable: reason\" - never a made-up zero.",
     after_help = "Exit codes: 0 success, 1 failure, 2 usage error, 3 bad input (missing or malformed \
-file or directory), 4 model does not fit the device's memory headroom.\nColour follows --color, NO_COLOR and whether output is a terminal."
+file or directory), 4 model does not fit the device's memory headroom, 130 interrupted (finished results are on disk).\nColour follows --color, NO_COLOR and whether output is a terminal."
 )]
 pub struct Cli {
     /// Read /proc, /sys and /dev under DIR instead of the live device (a captured device tree)

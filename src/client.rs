@@ -77,6 +77,12 @@ fn spawn_retrying(cmd: &mut Command) -> std::io::Result<Child> {
     }
 }
 
+/// How often a wait looks at the deadline, Ctrl-C, or whether the worker has exited.
+const POLL: Duration = Duration::from_millis(100);
+
+/// How long a worker that has answered may take to exit before it is stopped.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
 fn stop(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
@@ -121,8 +127,6 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
     let started = Instant::now();
     let mut answer: Option<Result<Event, Failure>> = None;
     let mut greeted = false;
-    // How often the wait looks at the deadline and Ctrl-C.
-    const POLL: Duration = Duration::from_millis(100);
     loop {
         if opts.interruptible && crate::interrupt::requested() {
             stop(&mut child);
@@ -153,7 +157,10 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
             Ok(Event::Progress { message }) if greeted => (opts.on_progress)(&message),
             Ok(Event::Error { message }) if greeted => answer = Some(Err(Failure::Worker(message))),
             Ok(e @ (Event::Result(_) | Event::Report(_) | Event::Probe(_))) if greeted => {
-                answer = Some(Ok(e))
+                answer = Some(Ok(e));
+                // The answer is the last line: a worker that lingers after it is not waited
+                // on past a grace period.
+                break;
             }
             _ => {
                 stop(&mut child);
@@ -166,6 +173,14 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
         }
     }
     drop(stdin);
+    if let Some(Ok(a)) = answer {
+        let grace = Instant::now() + EXIT_GRACE;
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < grace {
+            std::thread::sleep(POLL);
+        }
+        stop(&mut child);
+        return Ok(a);
+    }
     let status = child
         .wait()
         .map_err(|e| Failure::Worker(format!("cannot wait for the worker: {e}")))?;

@@ -516,3 +516,105 @@ fn adb_devices_run_through_adb_shell_with_a_stand_in() {
         )
     );
 }
+
+/// A stand-in for odai on a device: probes are answered by the real odai; a cell request runs
+/// `cell` (shell) after the worker's hello.
+fn stand_in_odai(dir: &Path, cell: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("odai-stand-in");
+    fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\nread line\ncase \"$line\" in *'\"request\":\"probe\"'*)\n  \
+             printf '%s\\n' \"$line\" | {real} worker; exit ;;\nesac\n\
+             echo '{{\"event\":\"hello\",\"protocol\":2,\"odai_version\":\"0.1.0\"}}'\n{cell}\n",
+            real = bin().display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+fn stand_in_farm(dir: &Path, odai: &Path) -> PathBuf {
+    let farm = dir.join("farm.toml");
+    fs::write(
+        &farm,
+        format!(
+            "[[device]]\nname = \"box\"\ntransport = \"local\"\nodai = {}\n",
+            toml_str(&odai.display().to_string())
+        ),
+    )
+    .unwrap();
+    farm
+}
+
+#[test]
+fn a_worker_killed_by_sigkill_is_recorded_as_likely_out_of_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let farm = stand_in_farm(dir.path(), &stand_in_odai(dir.path(), "kill -9 $$"));
+    let matrix = dir.path().join("toy.toml");
+    fs::write(&matrix, TOY).unwrap();
+    let out = dir.path().join("out");
+    let run = run_matrix(&matrix, &farm, &out, &[]);
+    assert_eq!(run.status.code(), Some(1));
+    let recs = records(&out);
+    assert_eq!(recs.len(), 2);
+    for r in &recs {
+        assert_eq!(r["status"], "failed");
+        assert_eq!(r["reason"], "the worker was killed (likely out of memory)");
+    }
+}
+
+#[test]
+fn a_cell_past_its_timeout_is_stopped_and_recorded_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let farm = stand_in_farm(dir.path(), &stand_in_odai(dir.path(), "exec sleep 60"));
+    let matrix = dir.path().join("toy.toml");
+    fs::write(&matrix, TOY).unwrap();
+    let out = dir.path().join("out");
+    let started = Instant::now();
+    let run = run_matrix(&matrix, &farm, &out, &["--cell-timeout", "1s"]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the hung cell was not stopped"
+    );
+    let recs = records(&out);
+    assert_eq!(recs.len(), 2);
+    assert_eq!(
+        recs[0]["reason"],
+        "timed out after 1s (raise --cell-timeout for long cells)"
+    );
+}
+
+/// Found when a stand-in answered a probe and then slept: the coordinator waited for the
+/// worker's stdout to close. The answer is the last line; a lingering worker is stopped.
+#[test]
+fn a_worker_that_lingers_after_its_answer_is_not_waited_on() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let odai_path = dir.path().join("lingering-odai");
+    fs::write(
+        &odai_path,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in --version) exec {real} --version ;; esac\n\
+             {real} worker\nexec sleep 120\n",
+            real = bin().display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&odai_path, fs::Permissions::from_mode(0o755)).unwrap();
+    let farm = stand_in_farm(dir.path(), &odai_path);
+    let started = Instant::now();
+    let check = odai()
+        .args(["farm", "check", "--farm"])
+        .arg(&farm)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(
+        started.elapsed() < Duration::from_secs(100),
+        "the check waited for the lingering worker"
+    );
+}

@@ -70,7 +70,14 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
             std::path::Path::new("matrices/quick.toml (built in)"),
         )?,
     };
-    let device = probe::run(&cfg.root, &probe::Options::quick());
+    // The full probe, GPUs included, for the reader; each cell's worker probes quickly for itself.
+    let device = probe::run(
+        &cfg.root,
+        &probe::Options {
+            gpu: probe::gpu::Enumerate::WithTimeout(std::time::Duration::from_secs(10)),
+            ..probe::Options::quick()
+        },
+    );
     if cfg.format == Format::Text {
         super::print(&probe::text::render(&device))?;
         super::print(&format!(
@@ -137,6 +144,13 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_built_in_quick_matrix_is_valid() {
+        let m = crate::matrix::spec::Matrix::parse(super::QUICK, std::path::Path::new("quick"))
+            .unwrap();
+        assert_eq!(m.cells.len(), 3);
+    }
+
     #[test]
     fn utc_stamps_are_civil_dates() {
         assert_eq!(super::utc_stamp(0), "19700101T000000Z");
