@@ -38,10 +38,7 @@ fn profile_probes_runs_the_matrix_and_prints_what_it_measured() {
         String::from_utf8_lossy(&run.stderr)
     );
     let text = String::from_utf8(run.stdout).unwrap();
-    assert!(
-        text.starts_with("Device"),
-        "the probe comes first: {text}"
-    );
+    assert!(text.starts_with("Device"), "the probe comes first: {text}");
     assert!(text.contains("infer-7d9f8-abcde"));
     let table = text
         .lines()

@@ -311,7 +311,12 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
         ));
     }
 
-    let bw = bandwidth::measure(&cfg.root, threads, 5);
+    let bw = bandwidth::measure_cached(
+        &cfg.root,
+        threads,
+        5,
+        &synth::cache_dir().join("bandwidth.jsonl"),
+    );
     let mean_ctx = u64::from(cfg.prompt_tokens) + u64::from(cfg.gen_tokens) / 2;
     let bytes_per_token = info.decode_weight_bytes + info.kv_cache_bytes(mean_ctx);
     let roofline_tps = bw.triad_gb_s * 1e9 / bytes_per_token as f64;

@@ -325,7 +325,17 @@ fn run_device(s: &Shared, t: &dyn Transport, tags: &[String]) -> anyhow::Result<
                 cell: cell.clone(),
                 sample_interval_s: s.opts.sample_interval_s,
             }));
-            let said = |m: &str| s.progress.worker_says(name, &cell.id, m);
+            let short = format!(
+                "{} t={} p={} n={}",
+                cell.model.label(),
+                cell.threads,
+                cell.prompt_tokens,
+                cell.gen_tokens
+            );
+            let said = |m: &str| {
+                s.progress
+                    .worker_says(name, &short, m.trim_start_matches("odai: "))
+            };
             let retry = |n: u32, f: &Failure, wait: Duration| {
                 s.progress.note(
                     name,

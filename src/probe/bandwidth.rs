@@ -82,3 +82,93 @@ pub fn measure(root: &SysRoot, threads: u32, passes: u32) -> Bandwidth {
         passes,
     }
 }
+
+/// [`measure`], once per boot, device tree and thread count: later calls read the figure from
+/// `cache_file` (JSON lines). Bandwidth is a property of the machine, and every cell of a matrix
+/// needs it for its roofline; measuring it per cell would cost each cell a second and three
+/// arrays of 64 MiB or more. An exclusive lock beside the file makes workers that start at once
+/// wait for one measurement rather than run several that disturb each other. Without a boot id
+/// (a captured tree lacking one) nothing is cached.
+pub fn measure_cached(
+    root: &SysRoot,
+    threads: u32,
+    passes: u32,
+    cache_file: &std::path::Path,
+) -> Bandwidth {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let Some(boot) = root
+        .read_str("/proc/sys/kernel/random/boot_id")
+        .into_value()
+    else {
+        return measure(root, threads, passes);
+    };
+    let key = format!("{boot} {} {threads}", root.base().display());
+    #[derive(Serialize, Deserialize)]
+    struct Entry {
+        key: String,
+        bandwidth: Bandwidth,
+    }
+    let lock = cache_file
+        .parent()
+        .and_then(|d| std::fs::create_dir_all(d).ok())
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(cache_file.with_extension("lock"))
+                .ok()
+        });
+    // SAFETY: flock on a descriptor we own; released when `lock` is dropped (closed).
+    let locked = lock
+        .as_ref()
+        .is_some_and(|f| unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0);
+    if let Some(hit) = std::fs::read_to_string(cache_file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
+        .find(|e| e.key == key && e.bandwidth.passes >= passes)
+    {
+        return hit.bandwidth;
+    }
+    let bandwidth = measure(root, threads, passes);
+    if locked
+        && let Ok(line) = serde_json::to_string(&Entry {
+            key,
+            bandwidth: bandwidth.clone(),
+        })
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(cache_file)
+    {
+        // A cache that cannot be written only costs the next cell a measurement.
+        let _ = f.write_all(format!("{line}\n").as_bytes());
+    }
+    bandwidth
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn bandwidth_is_measured_once_per_boot_and_thread_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("proc/sys/kernel/random")).unwrap();
+        std::fs::write(tree.join("proc/sys/kernel/random/boot_id"), "b1\n").unwrap();
+        let root = SysRoot::at(&tree).unwrap();
+        let cache = dir.path().join("cache/bandwidth.jsonl");
+        let first = measure_cached(&root, 1, 1, &cache);
+        let again = measure_cached(&root, 1, 1, &cache);
+        assert_eq!(first, again, "read back, not measured again");
+        assert_eq!(std::fs::read_to_string(&cache).unwrap().lines().count(), 1);
+        // Another thread count is another measurement; another boot too.
+        measure_cached(&root, 2, 1, &cache);
+        std::fs::write(tree.join("proc/sys/kernel/random/boot_id"), "b2\n").unwrap();
+        measure_cached(&root, 1, 1, &cache);
+        assert_eq!(std::fs::read_to_string(&cache).unwrap().lines().count(), 3);
+    }
+}
