@@ -152,6 +152,12 @@ fn a_run_records_every_cell_and_resume_never_repeats_one() {
         skipped[0]["reason"],
         "does not fit: needs 6.2 GiB, headroom 2.8 GiB"
     );
+    // Records follow the JSON contract: unavailable readings as null + `<key>_unavailable`,
+    // never the internal marker (the fixture tree has no energy meter).
+    let text = fs::read_to_string(out.join("results.jsonl")).unwrap();
+    assert!(!text.contains("$unavailable"), "{text}");
+    assert!(ok[0]["report"]["energy_source"].is_null());
+    assert!(ok[0]["report"]["energy_source_unavailable"].is_string());
     let manifest: Value =
         serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["matrix_sha256"].as_str().unwrap().len(), 64);

@@ -99,7 +99,10 @@ impl Store {
         std::fs::read_to_string(Self::results_path(dir))
             .unwrap_or_default()
             .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter_map(|l| {
+                let v = serde_json::from_str(l).ok()?;
+                crate::sysroot::from_contract_json(v).ok()
+            })
             .collect()
     }
 
@@ -124,7 +127,8 @@ impl Store {
         let (mut keep, mut failed) = (String::new(), String::new());
         let mut dropped = 0;
         for line in text.lines() {
-            match serde_json::from_str::<Record>(line) {
+            match serde_json::from_str(line).and_then(crate::sysroot::from_contract_json::<Record>)
+            {
                 Ok(r) if r.status == Status::Failed => {
                     failed.push_str(line);
                     failed.push('\n');
@@ -154,7 +158,11 @@ impl Store {
 
     /// Appends one record and makes it durable before returning.
     pub fn append(&mut self, record: &Record) -> anyhow::Result<()> {
-        let mut line = serde_json::to_vec(record).context("cannot serialize a result")?;
+        // In the JSON contract (docs/results.md): unavailable readings are null plus a
+        // `<key>_unavailable` reason, as in every other odai document.
+        let mut line = crate::sysroot::to_contract_json(record)
+            .and_then(|v| serde_json::to_vec(&v))
+            .context("cannot serialize a result")?;
         line.push(b'\n');
         let path = Self::results_path(&self.dir);
         self.results
