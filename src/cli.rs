@@ -316,7 +316,7 @@ Examples:\n  odai farm check --farm farm.toml\n  odai farm check --farm farm.tom
     )]
     Check(FarmCheckArgs),
 
-    /// Copy the right odai binary to every SSH and ADB device (scp / adb push) and check it runs
+    /// Copy the right odai binary to every SSH and ADB device (over ssh, or adb push) and check it runs
     #[command(
         after_help = "Each device's architecture is read with `uname -m`; the binary for it is this odai when \
 it matches, else the one given with --binary TRIPLE=PATH.\nSSH devices get it at `odai` from \

@@ -187,6 +187,11 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
     if let Some(a) = answer {
         return a;
     }
+    // Ctrl-C on a terminal reaches the workers too (one process group): a worker that died of
+    // it did not fail, it was interrupted.
+    if opts.interruptible && crate::interrupt::requested() {
+        return Err(Failure::Interrupted);
+    }
     let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
     let last = err
         .lines()

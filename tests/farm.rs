@@ -296,7 +296,11 @@ fn ctrl_c_stops_cleanly_and_resume_finishes() {
     )
     .unwrap();
     let out = dir.path().join("out");
+    use std::os::unix::process::CommandExt;
     let child = Command::new(bin())
+        // Its own process group, like a shell job: Ctrl-C on a terminal signals the whole group,
+        // the workers included.
+        .process_group(0)
         .env("ODAI_CACHE_DIR", cache())
         .args(["matrix", "run"])
         .arg(&matrix)
@@ -313,8 +317,8 @@ fn ctrl_c_stops_cleanly_and_resume_finishes() {
         assert!(started.elapsed() < Duration::from_secs(120), "no cell");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // SAFETY: kill(2) on our own child's process group, as a terminal's Ctrl-C does.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
     let run = child.wait_with_output().unwrap();
     assert_eq!(run.status.code(), Some(130), "{}", stderr(&run));
     let text = String::from_utf8_lossy(&run.stdout);
@@ -616,5 +620,64 @@ fn a_worker_that_lingers_after_its_answer_is_not_waited_on() {
     assert!(
         started.elapsed() < Duration::from_secs(100),
         "the check waited for the lingering worker"
+    );
+}
+
+#[test]
+fn farm_deploy_copies_odai_over_scp_and_checks_it_runs() {
+    let a = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    // A directory that does not exist yet, with a space: deploy creates it.
+    let target = dir.path().join("opt odai/bin/odai");
+    let farm = dir.path().join("farm.toml");
+    fs::write(
+        &farm,
+        a.device("box", &target, &[]) + &local_device("here", &[]),
+    )
+    .unwrap();
+    let before = odai()
+        .args(["farm", "check", "--format", "json", "--farm"])
+        .arg(&farm)
+        .output()
+        .unwrap();
+    assert_eq!(before.status.code(), Some(1), "odai is not there yet");
+    let rows: Value = serde_json::from_slice(&before.stdout).unwrap();
+    assert!(
+        rows[0]["status"].as_str().unwrap().starts_with(
+            "odai could not be started there (exit 127; `odai farm deploy` installs it)"
+        ),
+        "{rows}"
+    );
+    let deploy = odai()
+        .args(["farm", "deploy", "--farm"])
+        .arg(&farm)
+        .output()
+        .unwrap();
+    assert!(
+        deploy.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&deploy.stdout),
+        stderr(&deploy)
+    );
+    let table = String::from_utf8(deploy.stdout).unwrap();
+    assert!(table.starts_with("DEVICE  TRANSPORT"), "{table}");
+    assert!(
+        table.contains("x86_64-unknown-linux-gnu") || table.contains("aarch64-unknown-linux-gnu")
+    );
+    assert!(table.contains("deployed"), "{table}");
+    assert!(
+        table.contains("local: runs this odai, nothing to copy"),
+        "{table}"
+    );
+    assert_eq!(fs::read(&target).unwrap(), fs::read(bin()).unwrap());
+    let after = odai()
+        .args(["farm", "check", "--farm"])
+        .arg(&farm)
+        .output()
+        .unwrap();
+    assert!(
+        after.status.success(),
+        "{}",
+        String::from_utf8_lossy(&after.stdout)
     );
 }

@@ -47,11 +47,17 @@ struct CheckRow {
     headroom_bytes: Option<u64>,
 }
 
-/// Runs `cmd` and returns its trimmed stdout, or the last line it wrote to stderr.
+/// Runs `cmd` (with nothing on stdin) and returns its trimmed stdout, or the last line it wrote
+/// to stderr.
 fn output(mut cmd: Command) -> Result<String, String> {
+    cmd.stdin(std::process::Stdio::null());
+    output_with_stdin(cmd)
+}
+
+/// [`output`] for a command whose stdin is already set (a push streaming a file).
+fn output_with_stdin(mut cmd: Command) -> Result<String, String> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let out = cmd
-        .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("cannot start {program}: {e}"))?;
     if out.status.success() {
@@ -298,7 +304,10 @@ fn deploy_one(t: &dyn Transport, cfg: &DeployConfig) -> DeployRow {
         if let Some((dir, _)) = path.rsplit_once('/').filter(|(d, _)| !d.is_empty()) {
             output(t.shell(&format!("mkdir -p {}", sh_quote(dir))))?;
         }
-        output(t.push(binary, &tmp))?;
+        let push = t
+            .push(binary, &tmp)
+            .map_err(|e| format!("cannot read {}: {e}", binary.display()))?;
+        output_with_stdin(push)?;
         // Replaced in one rename: a worker starting meanwhile runs the old or the new binary,
         // never half of one.
         output(t.shell(&format!(

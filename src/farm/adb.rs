@@ -48,10 +48,10 @@ impl Transport for Adb {
         c
     }
 
-    fn push(&self, local: &Path, remote: &str) -> Command {
+    fn push(&self, local: &Path, remote: &str) -> std::io::Result<Command> {
         let mut c = self.adb();
         c.arg("push").arg(local).arg(remote);
-        c
+        Ok(c)
     }
 
     fn odai_path(&self) -> String {
@@ -92,6 +92,7 @@ mod tests {
         );
         let push: Vec<String> = t
             .push(Path::new("odai"), "/data/local/tmp/odai.deploying")
+            .unwrap()
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();

@@ -55,10 +55,10 @@ impl Transport for Local {
         c
     }
 
-    fn push(&self, local: &Path, remote: &str) -> Command {
+    fn push(&self, local: &Path, remote: &str) -> std::io::Result<Command> {
         let mut c = Command::new("cp");
         c.arg("--").arg(local).arg(remote);
-        c
+        Ok(c)
     }
 
     fn odai_path(&self) -> String {

@@ -24,8 +24,8 @@ pub trait Transport: Send + Sync {
     fn odai(&self, args: &[&str]) -> Command;
     /// Runs a POSIX shell command line on the device (already quoted by the caller).
     fn shell(&self, line: &str) -> Command;
-    /// Copies a local file to `remote` on the device.
-    fn push(&self, local: &Path, remote: &str) -> Command;
+    /// Copies a local file to `remote` on the device (the command reads the file itself).
+    fn push(&self, local: &Path, remote: &str) -> std::io::Result<Command>;
     /// Where odai lives on the device.
     fn odai_path(&self) -> String;
     /// Whether an exit status of a command means the transport failed, not the program.

@@ -9,7 +9,7 @@ use super::inventory::DeviceEntry;
 use super::{Transport, remote_line};
 
 /// Where odai is installed when the farm names no path: relative to the login directory, which
-/// is where both ssh commands and scp start.
+/// is where ssh commands start.
 pub const DEFAULT_ODAI: &str = ".local/bin/odai";
 
 pub struct Ssh {
@@ -21,8 +21,7 @@ impl Ssh {
         Ssh { entry: d.clone() }
     }
 
-    /// Options shared by ssh and scp (scp takes the port as `-P`).
-    fn options(&self, c: &mut Command, port_flag: &str) {
+    fn options(&self, c: &mut Command) {
         let d = &self.entry;
         if let Some(f) = &d.ssh_config {
             c.arg("-F").arg(f);
@@ -42,7 +41,7 @@ impl Ssh {
             c.arg("-i").arg(i).args(["-o", "IdentitiesOnly=yes"]);
         }
         if let Some(p) = d.port {
-            c.arg(port_flag).arg(p.to_string());
+            c.arg("-p").arg(p.to_string());
         }
         if let Some(u) = &d.user {
             c.arg("-o").arg(format!("User={u}"));
@@ -77,24 +76,20 @@ impl Transport for Ssh {
         let mut c = Command::new("ssh");
         // -T: no terminal, so the worker's JSON lines pass through untouched.
         c.arg("-T");
-        self.options(&mut c, "-p");
+        self.options(&mut c);
         // `--` ends the options: a host can never be read as one.
         c.arg("--").arg(self.host()).arg(line);
         c
     }
 
-    fn push(&self, local: &Path, remote: &str) -> Command {
-        let mut c = Command::new("scp");
-        // -q: no progress meter; -p: keep the mode (the executable bit).
-        c.args(["-q", "-p"]);
-        self.options(&mut c, "-P");
-        // scp's remote path goes through the remote shell too: quote it.
-        c.arg("--").arg(local).arg(format!(
-            "{}:{}",
-            self.host(),
-            super::quote::sh_quote(remote)
-        ));
-        c
+    /// Streams the file through `cat` on the device rather than scp: OpenSSH 9's scp needs the
+    /// server's sftp subsystem, which small devices' sshd (dropbear, busybox images) often lack;
+    /// `cat` is everywhere.
+    fn push(&self, local: &Path, remote: &str) -> std::io::Result<Command> {
+        let file = std::fs::File::open(local)?;
+        let mut c = self.shell(&format!("cat > {}", super::quote::sh_quote(remote)));
+        c.stdin(file);
+        Ok(c)
     }
 
     fn odai_path(&self) -> String {
@@ -160,10 +155,12 @@ mod tests {
                 "exec env ODAI_ROOT='/srv/a b' '/opt/odai dir/odai' worker",
             ]
         );
-        let push = argv(&t.push(Path::new("target/odai"), ".local/bin/it's"));
-        assert_eq!(push[0], "scp");
-        assert!(push.contains(&"-P".to_owned()));
-        assert_eq!(push.last().unwrap(), r"10.0.0.5:'.local/bin/it'\''s'");
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("odai");
+        std::fs::write(&bin, "binary").unwrap();
+        let push = argv(&t.push(&bin, ".local/bin/it's").unwrap());
+        assert_eq!(push[0], "ssh");
+        assert_eq!(push.last().unwrap(), r"cat > '.local/bin/it'\''s'");
         assert_eq!(t.target(), "ssh lab@10.0.0.5:2222");
         // Never a host-key override.
         assert!(
