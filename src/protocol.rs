@@ -51,8 +51,13 @@ pub enum Request {
     /// A whole matrix cell on the worker's device (memory fit, repetitions in fresh processes
     /// there, summary); answered by `report`.
     Cell(Box<CellRequest>),
-    /// The device's probe (quick: no GPU drivers, no bandwidth run); answered by `probe`.
-    Probe { protocol: u32 },
+    /// The device's probe (quick: no GPU drivers); answered by `probe`. With `bandwidth`, the
+    /// STREAM triad too (cached per boot on the device), for a plan's time estimate.
+    Probe {
+        protocol: u32,
+        #[serde(default)]
+        bandwidth: bool,
+    },
 }
 
 impl Request {
@@ -60,7 +65,7 @@ impl Request {
         match self {
             Request::Rep(s) => s.protocol,
             Request::Cell(c) => c.protocol,
-            Request::Probe { protocol } => *protocol,
+            Request::Probe { protocol, .. } => *protocol,
         }
     }
 }

@@ -681,3 +681,40 @@ fn farm_deploy_copies_odai_over_scp_and_checks_it_runs() {
         String::from_utf8_lossy(&after.stdout)
     );
 }
+
+#[test]
+fn device_selectors_pick_devices_by_tag_or_probed_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let farm = dir.path().join("farm.toml");
+    fs::write(
+        &farm,
+        format!(
+            "[[device]]\nname = \"tagged\"\ntransport = \"local\"\ntags = [\"phone\"]\n\n\
+             [[device]]\nname = \"pi\"\ntransport = \"local\"\nenv = {{ ODAI_ROOT = {} }}\n\n\
+             [[device]]\nname = \"other\"\ntransport = \"local\"\n",
+            toml_str(&fixture("raspberry-pi-5").display().to_string())
+        ),
+    )
+    .unwrap();
+    let matrix = dir.path().join("m.toml");
+    fs::write(
+        &matrix,
+        format!("{TOY}\n[devices]\ntags = [\"phone\"]\nclasses = [\"single-board-computer\"]\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = run_matrix(&matrix, &farm, &out, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let recs = records(&out);
+    let mut devices: Vec<&str> = recs.iter().map(|r| r["device"].as_str().unwrap()).collect();
+    devices.sort();
+    devices.dedup();
+    assert_eq!(devices, ["pi", "tagged"]);
+    let text = String::from_utf8(run.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("other")
+                && l.ends_with("not selected by the matrix")),
+        "{text}"
+    );
+}

@@ -92,7 +92,7 @@ fn check_one(d: &Device, opts: &runner::Options) -> CheckRow {
     row.odai_version = output(t.odai(&["--version"]))
         .ok()
         .map(|v| v.trim_start_matches("odai ").to_owned());
-    match runner::probe_device(t, opts) {
+    match runner::probe_device(t, opts, false) {
         Err((f, _)) => row.status = f.to_string(),
         Ok(p) => {
             row.class = p.class.value().map(|c| c.id.clone());

@@ -70,7 +70,7 @@ pub fn plan(cfg: &PlanConfig) -> anyhow::Result<i32> {
             let probes: Vec<_> = std::thread::scope(|s| {
                 let hs: Vec<_> = devices
                     .iter()
-                    .map(|d| s.spawn(|| runner::probe_device(d.transport.as_ref(), &opts)))
+                    .map(|d| s.spawn(|| runner::probe_device(d.transport.as_ref(), &opts, true)))
                     .collect();
                 hs.into_iter()
                     .map(|h| h.join().expect("a probe thread"))
@@ -89,11 +89,8 @@ pub fn plan(cfg: &PlanConfig) -> anyhow::Result<i32> {
                             ));
                             continue;
                         }
-                        let mut dp = plan::plan(
-                            &matrix,
-                            &p,
-                            Reading::unavailable("not measured on farm devices"),
-                        );
+                        let bw = p.bandwidth.clone().map(|b| b.triad_gb_s);
+                        let mut dp = plan::plan(&matrix, &p, bw);
                         dp.device = name.to_owned();
                         plans.push(dp);
                     }

@@ -7,7 +7,7 @@ use std::io::{BufRead, Read, Write};
 use crate::bench::{cell, worker};
 use crate::exit;
 use crate::matrix::runner;
-use crate::probe;
+use crate::probe::{self, bandwidth};
 use crate::protocol::{self, Event, Request};
 use crate::sysroot::SysRoot;
 
@@ -68,10 +68,23 @@ pub fn execute(root: &SysRoot) -> anyhow::Result<i32> {
                 .and_then(|c| cell::run(&c).map_err(|e| format!("{e:#}")))
                 .map(|r| Event::Report(Box::new(r)))
         }
-        Request::Probe { .. } => Ok(Event::Probe(Box::new(probe::run(
-            root,
-            &probe::Options::quick(),
-        )))),
+        Request::Probe { bandwidth, .. } => {
+            let mut p = probe::run(root, &probe::Options::quick());
+            if bandwidth && !root.is_live() {
+                p.bandwidth = crate::sysroot::Reading::unavailable(
+                    "not measured: the device reads a captured tree (ODAI_ROOT)",
+                );
+            } else if bandwidth {
+                let threads = p.cpu.logical_cores.value().copied().unwrap_or(1);
+                p.bandwidth = crate::sysroot::Reading::Value(bandwidth::measure_cached(
+                    root,
+                    threads,
+                    3,
+                    &crate::engine::synth::cache_dir().join("bandwidth.jsonl"),
+                ));
+            }
+            Ok(Event::Probe(Box::new(p)))
+        }
     });
     match answer {
         Ok(event) => say(&event)?,

@@ -173,10 +173,15 @@ fn call_retrying(
     }
 }
 
-/// The device's probe through its transport.
-pub fn probe_device(t: &dyn Transport, opts: &Options) -> Result<Probe, (Failure, u32)> {
+/// The device's probe through its transport; with `bandwidth`, its STREAM triad too.
+pub fn probe_device(
+    t: &dyn Transport,
+    opts: &Options,
+    bandwidth: bool,
+) -> Result<Probe, (Failure, u32)> {
     let req = Request::Probe {
         protocol: protocol::PROTOCOL_VERSION,
+        bandwidth,
     };
     match call_retrying(t, &req, PROBE_TIMEOUT, opts, &|_| {}, &|_, _, _| {})? {
         Event::Probe(p) => Ok(*p),
@@ -257,7 +262,7 @@ fn run_device(s: &Shared, t: &dyn Transport, tags: &[String]) -> anyhow::Result<
         s.progress
             .finished(name, &format!("[{name} {finished}/{total}] {line}"));
     };
-    let probe = match probe_device(t, s.opts) {
+    let probe = match probe_device(t, s.opts, false) {
         Ok(p) => p,
         Err((Failure::Interrupted, _)) => return Ok(sum),
         Err((f, attempts)) => {
