@@ -5,11 +5,12 @@
 # so `odai probe` enumerates a real wgpu adapter on a machine without a GPU (llvmpipe through
 # GL/EGL, lavapipe through Vulkan), and util-linux's setpriv, so permission-denied reads are tested
 # for real even as root; and OpenSSH, server and client, so farm tests run a real sshd on
-# 127.0.0.1 (with throw-away keys; the system's sshd service is not started or changed).
+# 127.0.0.1 (with throw-away keys; the system's sshd service is not started or changed); and
+# Chromium, so the HTML report is rendered, checked and screenshotted in a real headless browser.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client)
+packages=(mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,7 +31,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   else
     echo "test.sh: warning: not installed: ${missing[*]} (run as root to install them);" \
       "the real GPU enumeration test will only check that enumeration answers," \
-      "and the farm tests fail without sshd" >&2
+      "and the farm and report tests fail without sshd and chromium" >&2
   fi
 fi
 if [ ${#missing[@]} -eq 0 ]; then

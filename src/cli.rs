@@ -66,13 +66,34 @@ cold starts that are cold).\n\nExamples:\n  odai bench --synthetic llama-3.2-1b:
     Farm(FarmCommand),
 
     /// This device in one command: probe, the quick benchmark matrix sized to its headroom, and
-    /// the results (a scorecard follows once reports land)
+    /// a readiness scorecard with the report files
     #[command(
         after_help = "Runs matrices/quick.toml (built in) on this device: synthetic models, nothing downloaded.\n\
-Cells whose model does not fit the memory headroom are skipped, not attempted.\n\n\
+Cells whose model does not fit the memory headroom are skipped, not attempted.\n\
+Ends with the scorecard for --workload and writes DIR/report/ (CSV, HTML, Markdown, JSON).\n\n\
 Examples:\n  odai profile\n  odai profile --out results/my-laptop\n  odai profile --format json"
     )]
     Profile(ProfileArgs),
+
+    /// Readiness from results: scorecards per device class and model with verdicts (on-device
+    /// first, hybrid, cloud-only), fleet coverage, CSV for reviews, an HTML report, Markdown
+    #[command(
+        after_help = "Writes DIR/measurements.csv, DIR/scorecard.csv (docs/measurements-csv.md, docs/scorecard-csv.md), \
+DIR/report.html (self-contained), DIR/report.md and DIR/report.json; prints the verdict matrix.\n\
+Built-in profiles: chat-assistant (default), typing-assistant, document-summarizer, voice-command, offline-translation.\n\n\
+Examples:\n  odai report results/r1\n  odai report results/r1 --profile typing-assistant --out review/\n  \
+odai report results/r1 --profile my-workload.toml --format csv,md\n  \
+odai report results/r1 --fail-on hybrid   # exit 1 unless every class is on-device first"
+    )]
+    Report(ReportArgs),
+
+    /// Compare two results (directories or measurements.csv): per cell and metric the change,
+    /// its significance (Welch's t-test on the repetitions) and regressions past a threshold
+    #[command(
+        after_help = "Exit status 1 when a significant regression exceeds the threshold.\n\n\
+Examples:\n  odai compare results/q4_0 results/q4_k\n  odai compare base/ new/ --threshold 10% --format json"
+    )]
+    Compare(CompareArgs),
 
     /// Serves one coordinator request (worker protocol on stdin/stdout)
     #[command(hide = true)]
@@ -353,6 +374,81 @@ pub struct FarmDeployArgs {
     pub format: Format,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Csv,
+    Md,
+    Html,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Exit 1 when any verdict is cloud-only
+    Fail,
+    /// Exit 1 when any verdict is hybrid or cloud-only
+    Hybrid,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A results directory (odai matrix run --out, odai profile --out)
+    #[arg(value_name = "RESULTS_DIR")]
+    pub results: PathBuf,
+
+    /// Workload profile: a built-in name or a TOML file
+    #[arg(long, default_value = "chat-assistant", value_name = "NAME|FILE")]
+    pub profile: String,
+
+    /// Device classes file with fleet shares (default: the built-in one)
+    #[arg(long, env = "ODAI_CLASSES", value_name = "FILE")]
+    pub classes: Option<PathBuf>,
+
+    /// Where to write the report files [default: RESULTS_DIR/report]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Which files to write (comma-separated)
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "csv,md,html,json"
+    )]
+    pub format: Vec<ReportFormat>,
+
+    /// Exit 1 when a verdict is at or below this level (gate a release in CI)
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub fail_on: Option<FailOn>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline: a results directory or its measurements.csv
+    #[arg(value_name = "BASE")]
+    pub base: PathBuf,
+
+    /// The candidate: a results directory or its measurements.csv
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+
+    /// A significant change worse than this is a regression
+    #[arg(long, default_value = "5%", value_name = "PERCENT", value_parser = percent)]
+    pub threshold: f64,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+fn percent(s: &str) -> Result<f64, String> {
+    let t = s.trim().trim_end_matches('%');
+    match t.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a percentage (examples: 5%, 2.5)")),
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ProfileArgs {
     /// Results directory [default: odai-results/profile-<UTC time>]
@@ -362,6 +458,14 @@ pub struct ProfileArgs {
     /// Matrix to run instead of the built-in quick one (matrices/quick.toml)
     #[arg(long, value_name = "FILE")]
     pub matrix: Option<PathBuf>,
+
+    /// Workload the scorecard judges against: a built-in name or a TOML file
+    #[arg(long, default_value = "chat-assistant", value_name = "NAME|FILE")]
+    pub workload: String,
+
+    /// Device classes file with fleet shares (default: the built-in one)
+    #[arg(long, env = "ODAI_CLASSES", value_name = "FILE")]
+    pub classes: Option<PathBuf>,
 
     #[command(flatten)]
     pub run: RunArgs,

@@ -18,6 +18,7 @@ pub mod interrupt;
 pub mod matrix;
 pub mod probe;
 pub mod protocol;
+pub mod report;
 pub mod rng;
 pub mod sysroot;
 pub mod units;
@@ -86,7 +87,9 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Farm(cli::FarmCommand::Deploy(args)) => {
             cmd::farm::deploy(&cmd::farm::DeployConfig::new(root, args)?)
         }
-        Command::Profile(args) => cmd::profile::execute(&cmd::profile::Config::new(root, args)),
+        Command::Report(args) => cmd::report::execute(&cmd::report::Config::new(args)?),
+        Command::Compare(args) => cmd::compare::execute(&cmd::compare::Config::new(args)),
+        Command::Profile(args) => cmd::profile::execute(&cmd::profile::Config::new(root, args)?),
         Command::Contend { cpu, mem } => bench::load::contend(*cpu, *mem),
         Command::Model(cli::ModelCommand::Synth(args)) => {
             cmd::model::synth(&cmd::model::SynthConfig::new(args)?)

@@ -51,7 +51,29 @@ fn profile_probes_runs_the_matrix_and_prints_what_it_measured() {
         "{}",
         table[2]
     );
-    assert!(table[3].contains("1 ok, 0 failed, 1 skipped"));
+    assert!(text.contains("1 ok, 0 failed, 1 skipped"), "{text}");
+    // It ends with the scorecard for this device and the report files.
+    assert!(
+        text.contains("Readiness for Chat assistant on this device (chat-assistant):"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(
+            |l| l.trim_start().starts_with("synthetic:llama-3.1-8b:q4_0")
+                && l.contains("cloud-only")
+        ),
+        "the shape that does not fit is cloud-only: {text}"
+    );
+    assert!(text.contains("fails memory fit on Desktop, server or VM"));
+    for f in [
+        "report.html",
+        "report.md",
+        "report.json",
+        "measurements.csv",
+        "scorecard.csv",
+    ] {
+        assert!(out.join("report").join(f).is_file(), "{f}");
+    }
     let records: Vec<Value> = fs::read_to_string(out.join("results.jsonl"))
         .unwrap()
         .lines()
@@ -75,6 +97,7 @@ fn profile_probes_runs_the_matrix_and_prints_what_it_measured() {
     assert_eq!(v["probe"]["device"]["hostname"], "infer-7d9f8-abcde");
     assert_eq!(v["cells"].as_array().unwrap().len(), 2);
     assert_eq!(v["devices"][0]["ok"], 1);
+    assert_eq!(v["scorecards"].as_array().unwrap().len(), 2);
 }
 
 #[test]

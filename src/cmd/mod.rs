@@ -2,12 +2,14 @@
 //! `execute(&Config)`; shared output helpers live here.
 
 pub mod bench;
+pub mod compare;
 pub mod farm;
 pub mod generate;
 pub mod matrix;
 pub mod model;
 pub mod probe;
 pub mod profile;
+pub mod report;
 pub mod worker;
 
 use std::io::{self, Write};

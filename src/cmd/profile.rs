@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{Format, ProfileArgs};
+use crate::cli::{Format, ProfileArgs, ReportFormat};
 use crate::matrix::results::{Status, Store};
 use crate::matrix::runner::{self, Options};
 use crate::matrix::spec::Matrix;
@@ -20,6 +20,7 @@ pub struct Config {
     pub matrix: Option<PathBuf>,
     pub opts: Options,
     pub format: Format,
+    pub report: super::report::Config,
 }
 
 /// `2026-11-24T10:27:35Z` → `20261124T102735Z`: sortable, and safe in a directory name.
@@ -46,19 +47,32 @@ fn utc_stamp(unix_s: u64) -> String {
 }
 
 impl Config {
-    pub fn new(root: SysRoot, a: &ProfileArgs) -> Self {
+    pub fn new(root: SysRoot, a: &ProfileArgs) -> anyhow::Result<Self> {
         let out = a.out.clone().unwrap_or_else(|| {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             PathBuf::from("odai-results").join(format!("profile-{}", utc_stamp(now)))
         });
-        Config {
+        Ok(Config {
             root,
             matrix: a.matrix.clone(),
+            report: super::report::Config {
+                results: out.clone(),
+                workload: crate::report::workload::Workload::resolve(&a.workload)?,
+                classes: crate::probe::class::load(a.classes.as_ref())?,
+                out: out.join("report"),
+                formats: vec![
+                    ReportFormat::Csv,
+                    ReportFormat::Md,
+                    ReportFormat::Html,
+                    ReportFormat::Json,
+                ],
+                fail_on: None,
+            },
             opts: super::matrix::run_options(&a.run, out, false, None),
             format: a.run.format,
-        }
+        })
     }
 }
 
@@ -90,6 +104,12 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
     let devices = super::matrix::devices(None, &cfg.root)?;
     let summary = runner::run(&matrix, &devices, &cfg.opts)?;
     let records = Store::records(&cfg.opts.out);
+    // The scorecard, once there is something to score (an interrupted run may have nothing).
+    let report = if records.is_empty() {
+        None
+    } else {
+        Some(super::report::write(&cfg.report)?)
+    };
     if cfg.format == Format::Json {
         super::print(&super::json_text(&serde_json::json!({
             "results_dir": cfg.opts.out.display().to_string(),
@@ -97,6 +117,8 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
             "cells": records,
             "interrupted": summary.interrupted,
             "devices": summary.devices,
+            "scorecards": report.as_ref().map(|(r, _)| &r.scoring.scorecards),
+            "report_files": report.as_ref().map(|(_, files)| files),
         }))?)?;
         return Ok(super::matrix::exit_code(&summary));
     }
@@ -132,6 +154,27 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
             get("decode_tps"),
             rss,
         ));
+    }
+    if let Some((r, files)) = &report {
+        t.push_str(&format!(
+            "\nReadiness for {} on this device ({}):\n",
+            r.scoring.workload.label, r.scoring.workload.id
+        ));
+        for s in &r.scoring.scorecards {
+            t.push_str(&format!(
+                "  {:<32} {:<16} {}\n",
+                s.model,
+                s.verdict.text(),
+                s.score_pct
+                    .map_or("not measured".into(), |p| format!("score {p:.0} %"))
+            ));
+            for why in &s.reasons {
+                t.push_str(&format!("      {why}\n"));
+            }
+        }
+        if let Some(html) = files.iter().find(|f| f.ends_with("report.html")) {
+            t.push_str(&format!("\nReport: {}\n", html.display()));
+        }
     }
     super::print(&t)?;
     super::matrix::report_summary(

@@ -194,6 +194,10 @@ impl Matrix {
                 list.get_ref()
                     .iter()
                     .map(|d| {
+                        // "none": the matrix's ordinary, not sustained, cells beside sustained ones.
+                        if d == "none" {
+                            return Ok(None);
+                        }
                         units::parse_duration(d)
                             .map(|d| Some(d.as_secs_f64()))
                             .map_err(|m| err(list.span().start, format!("sustained: {m}")))
@@ -301,7 +305,8 @@ fn excluded(c: &Cell, e: &Exclude) -> bool {
         .as_ref()
         .is_none_or(|m| parse_model(m, None).is_ok_and(|r| r.label() == c.model.label()));
     let sus = e.sustained.as_ref().is_none_or(|s| {
-        units::parse_duration(s).is_ok_and(|d| c.sustained_s == Some(d.as_secs_f64()))
+        (s == "none" && c.sustained_s.is_none())
+            || units::parse_duration(s).is_ok_and(|d| c.sustained_s == Some(d.as_secs_f64()))
     });
     let load = e
         .load
@@ -391,6 +396,12 @@ reps = 1
         );
         let e = parse(&SMALLEST.replace("[16]", "[0]")).unwrap_err();
         assert_eq!(e, "m.toml:4:17: prompt_tokens must be 1 or more");
+        let m = parse(&format!("{SMALLEST}sustained = [\"none\", \"10s\"]\n")).unwrap();
+        assert_eq!(
+            m.cells.iter().map(|c| c.sustained_s).collect::<Vec<_>>(),
+            [None, Some(10.0), None, Some(10.0)],
+            "\"none\" keeps the ordinary cells beside the sustained ones"
+        );
         let e = parse(&format!("{SMALLEST}sustained = [\"5 parsecs\"]\n")).unwrap_err();
         assert!(e.contains("sustained: \"5 parsecs\": unknown unit"), "{e}");
     }

@@ -41,6 +41,8 @@ pub struct ClassDef {
     pub npu: Option<bool>,
     pub battery: Option<bool>,
     pub board_contains: Option<Vec<String>>,
+    /// This class's share of the fleet a model ships to (0–1), for reports' fleet coverage.
+    pub fleet_share: Option<f64>,
 }
 
 impl ClassDef {
@@ -181,6 +183,14 @@ impl Classes {
                 {
                     return Err(at(off, format!("class {:?}: {name} must be above 0", c.id)));
                 }
+            }
+            if let Some(s) = c.fleet_share
+                && !(s.is_finite() && (0.0..=1.0).contains(&s))
+            {
+                return Err(at(
+                    off,
+                    format!("class {:?}: fleet_share {s} must be between 0 and 1", c.id),
+                ));
             }
             if let (Some(lo), Some(hi)) = (c.min_ram_gib, c.max_ram_gib)
                 && lo > hi

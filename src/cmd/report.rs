@@ -1,0 +1,111 @@
+//! `odai report`: a results directory and a workload profile in; scorecards, verdicts, fleet
+//! coverage and the report files out; an exit code a release gate can use (`--fail-on`).
+
+use std::path::PathBuf;
+
+use crate::cli::{FailOn, ReportArgs, ReportFormat};
+use crate::exit;
+use crate::matrix::results::write_atomic;
+use crate::probe::class::{self, Classes};
+use crate::report::scorecard::Verdict;
+use crate::report::workload::Workload;
+use crate::report::{self, Exporter, Report, measurements::ResultsSet};
+
+pub struct Config {
+    pub results: PathBuf,
+    pub workload: Workload,
+    pub classes: Classes,
+    pub out: PathBuf,
+    pub formats: Vec<ReportFormat>,
+    pub fail_on: Option<FailOn>,
+}
+
+impl Config {
+    pub fn new(a: &ReportArgs) -> anyhow::Result<Config> {
+        Ok(Config {
+            results: a.results.clone(),
+            workload: Workload::resolve(&a.profile)?,
+            classes: class::load(a.classes.as_ref())?,
+            out: a.out.clone().unwrap_or_else(|| a.results.join("report")),
+            formats: a.format.clone(),
+            fail_on: a.fail_on,
+        })
+    }
+}
+
+/// Builds the report and writes the files asked for into `out`; returns the report and the
+/// paths written.
+pub fn write(cfg: &Config) -> anyhow::Result<(Report, Vec<PathBuf>)> {
+    let set = ResultsSet::load(&cfg.results)?;
+    for w in &set.warnings {
+        anstream::eprintln!("odai: warning: {w}");
+    }
+    let r = Report::new(set, &cfg.workload, &cfg.classes);
+    std::fs::create_dir_all(&cfg.out).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create the report directory {}: {e}",
+            cfg.out.display()
+        )
+    })?;
+    let mut written = Vec::new();
+    for f in &cfg.formats {
+        let exporter: &dyn Exporter = match f {
+            ReportFormat::Csv => &report::csv::Csv,
+            ReportFormat::Md => &report::markdown::Markdown,
+            ReportFormat::Html => &report::html::Html,
+            ReportFormat::Json => &report::json::Json,
+        };
+        for (name, bytes) in exporter.files(&r)? {
+            write_atomic(&cfg.out, name, &bytes)?;
+            written.push(cfg.out.join(name));
+        }
+    }
+    Ok((r, written))
+}
+
+/// The gate: 1 when any verdict is at or below the level.
+pub fn gate(r: &Report, fail_on: Option<FailOn>) -> i32 {
+    let Some(level) = fail_on else {
+        return exit::SUCCESS;
+    };
+    let floor = match level {
+        FailOn::Fail => Verdict::CloudOnly,
+        FailOn::Hybrid => Verdict::Hybrid,
+    };
+    let low: Vec<String> = r
+        .scoring
+        .scorecards
+        .iter()
+        .filter(|s| s.verdict <= floor)
+        .map(|s| format!("{} on {}: {}", s.model, s.class_label, s.verdict.text()))
+        .collect();
+    if low.is_empty() {
+        exit::SUCCESS
+    } else {
+        anstream::eprintln!(
+            "odai: gate failed (--fail-on {}): {}",
+            match level {
+                FailOn::Fail => "fail",
+                FailOn::Hybrid => "hybrid",
+            },
+            low.join("; ")
+        );
+        exit::FAILURE
+    }
+}
+
+pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
+    let (r, written) = write(cfg)?;
+    let mut text = format!(
+        "{} ({}), results {}\n\n{}\n",
+        r.scoring.workload.label,
+        r.scoring.workload.id,
+        cfg.results.display(),
+        report::markdown::verdict_matrix(&r)
+    );
+    for p in &written {
+        text.push_str(&format!("wrote {}\n", p.display()));
+    }
+    super::print(&text)?;
+    Ok(gate(&r, cfg.fail_on))
+}

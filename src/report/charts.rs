@@ -1,0 +1,224 @@
+//! The HTML report's charts, drawn with plotters' SVG backend into strings that are inlined in
+//! the page: sustained decode speed and temperature over time, the per-token latency
+//! distribution, and bar charts by device class. Every series is named in a legend or an axis
+//! label, and bars carry their value as text, so nothing depends on colour alone.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+const W: u32 = 720;
+const H: u32 = 300;
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+fn finish(root: &Area) -> Result<(), String> {
+    root.present().map_err(|e| e.to_string())
+}
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Decode tok/s per window over time, with the hottest zone's temperature on a second axis
+/// when the device reported one.
+pub fn sustained(title: &str, points: &[(f64, f64, Option<f64>)]) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max);
+        let y_max = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.15;
+        let temps: Vec<(f64, f64)> = points
+            .iter()
+            .filter_map(|p| p.2.map(|t| (p.0, t)))
+            .collect();
+        let (t_lo, t_hi) = temps.iter().fold((f64::MAX, f64::MIN), |(lo, hi), (_, t)| {
+            (lo.min(*t), hi.max(*t))
+        });
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .right_y_label_area_size(if temps.is_empty() { 10 } else { 55 })
+            .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+            .map_err(err)?
+            .set_secondary_coord(0f64..x_max, (t_lo - 2.0).min(t_hi)..(t_hi + 2.0));
+        chart
+            .configure_mesh()
+            .x_desc("seconds of decoding")
+            .y_desc("decode tok/s")
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(points.iter().map(|p| (p.0, p.1)), &BLUE))
+            .map_err(err)?
+            .label("decode tok/s (left axis)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+        if !temps.is_empty() {
+            chart
+                .configure_secondary_axes()
+                .y_desc("max temperature °C")
+                .draw()
+                .map_err(err)?;
+            chart
+                .draw_secondary_series(LineSeries::new(
+                    temps,
+                    ShapeStyle::from(&RED).stroke_width(2),
+                ))
+                .map_err(err)?
+                .label("max temperature °C (right axis, thicker line)")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(err)?;
+        finish(&root)?;
+    }
+    Ok(svg)
+}
+
+/// A histogram of per-token latencies, 30 buckets from the fastest to the p99.9.
+pub fn latency_histogram(title: &str, token_ms: &[f64]) -> Result<String, String> {
+    let mut sorted = token_ms.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let lo = sorted.first().copied().unwrap_or(0.0);
+    let top = crate::bench::stats::percentile_sorted(&sorted, 99.9);
+    let hi = (lo + (top - lo) * 1.05).max(lo + 1e-3);
+    const BUCKETS: usize = 30;
+    let width = (hi - lo) / BUCKETS as f64;
+    let mut counts = [0u32; BUCKETS];
+    for &t in &sorted {
+        let i = (((t - lo) / width) as usize).min(BUCKETS - 1);
+        counts[i] += 1;
+    }
+    let y_max = f64::from(counts.iter().copied().max().unwrap_or(1)) * 1.15;
+    let p50 = crate::bench::stats::percentile_sorted(&sorted, 50.0);
+    let p99 = crate::bench::stats::percentile_sorted(&sorted, 99.0);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d(lo..hi, 0f64..y_max)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("ms per decoded token")
+            .y_desc("tokens")
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(counts.iter().enumerate().map(|(i, &n)| {
+                let x0 = lo + width * i as f64;
+                Rectangle::new(
+                    [(x0, 0.0), (x0 + width, f64::from(n))],
+                    BLUE.mix(0.6).filled(),
+                )
+            }))
+            .map_err(err)?;
+        for (q, v) in [("p50", p50), ("p99", p99)] {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(v, 0.0), (v, y_max * 0.95)],
+                    BLACK,
+                )))
+                .map_err(err)?;
+            // Near the right edge the label goes to the left of its line, inside the chart.
+            let x = if v > lo + 0.7 * (hi - lo) {
+                v - 0.22 * (hi - lo)
+            } else {
+                v
+            };
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("{q} {v:.1} ms"),
+                    (x, y_max * 0.97),
+                    ("sans-serif", 12),
+                )))
+                .map_err(err)?;
+        }
+        finish(&root)?;
+    }
+    Ok(svg)
+}
+
+/// Horizontal bars, one per labelled item, each with its value written beside it.
+pub fn bars(title: &str, unit: &str, items: &[(String, f64)]) -> Result<String, String> {
+    let n = items.len().max(1);
+    let x_max = items.iter().map(|i| i.1).fold(1e-9, f64::max) * 1.3;
+    let height = (60 + 28 * n as u32).max(140);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(290)
+            .build_cartesian_2d(0f64..x_max, (0..n).into_segmented())
+            .map_err(err)?;
+        let labels: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_desc(unit)
+            .y_labels(n)
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                    labels.get(*i).cloned().unwrap_or_default()
+                }
+                SegmentValue::Last => String::new(),
+            })
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(items.iter().enumerate().map(|(i, (_, v))| {
+                let mut bar = Rectangle::new(
+                    [
+                        (0.0, SegmentValue::Exact(i)),
+                        (*v, SegmentValue::Exact(i + 1)),
+                    ],
+                    BLUE.mix(0.6).filled(),
+                );
+                bar.set_margin(4, 4, 0, 0);
+                bar
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(items.iter().enumerate().map(|(i, (_, v))| {
+                Text::new(
+                    format!("{v:.1} {unit}"),
+                    (*v + x_max * 0.01, SegmentValue::CenterOf(i)),
+                    ("sans-serif", 12),
+                )
+            }))
+            .map_err(err)?;
+        finish(&root)?;
+    }
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_are_svg_with_their_words() {
+        let s = sustained("pi", &[(10.0, 20.0, Some(50.0)), (20.0, 18.0, Some(60.0))]).unwrap();
+        assert!(s.starts_with("<svg") && s.contains("decode tok/s") && s.contains("°C"));
+        let h = latency_histogram("lat", &[10.0, 11.0, 12.0, 30.0]).unwrap();
+        assert!(h.contains("<rect") && h.contains("p99"));
+        let b = bars("ttft", "ms", &[("phone smollm2".into(), 120.0)]).unwrap();
+        assert!(b.contains("phone smollm2") && b.contains("120.0 ms"));
+    }
+}

@@ -1,0 +1,118 @@
+//! The two CSV files of a readiness review (docs/measurements-csv.md, docs/scorecard-csv.md):
+//! `measurements.csv`, one row per device × cell with every metric, and `scorecard.csv`, one
+//! row per class × model × criterion. Column order is part of the schema (golden-file tested).
+
+use super::measurements::METRICS;
+use super::{Exporter, Report, num};
+
+pub struct Csv;
+
+/// measurements.csv columns before the metrics.
+pub const MEASUREMENT_KEYS: &[&str] = &[
+    "device",
+    "class",
+    "cell_id",
+    "model",
+    "quant",
+    "threads",
+    "prompt_tokens",
+    "gen_tokens",
+    "cold",
+    "sustained_s",
+    "load",
+    "reps",
+    "status",
+    "reason",
+];
+
+pub const SCORECARD_COLUMNS: &[&str] = &[
+    "workload",
+    "class",
+    "class_label",
+    "fleet_share",
+    "model",
+    "criterion",
+    "measured",
+    "unit",
+    "op",
+    "threshold",
+    "weight",
+    "result",
+    "reason",
+    "score_pct",
+    "verdict",
+];
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(String::new, num)
+}
+
+pub fn measurements(r: &Report) -> anyhow::Result<Vec<u8>> {
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    let header: Vec<&str> = MEASUREMENT_KEYS
+        .iter()
+        .chain(METRICS)
+        .chain(&["odai_version", "model_sha256"])
+        .copied()
+        .collect();
+    w.write_record(&header)?;
+    for row in &r.rows {
+        let mut rec = vec![
+            row.device.clone(),
+            row.class.clone().unwrap_or_default(),
+            row.cell_id.clone(),
+            row.model.clone(),
+            row.quant.clone().unwrap_or_default(),
+            row.threads.to_string(),
+            row.prompt_tokens.to_string(),
+            row.gen_tokens.to_string(),
+            row.cold.to_string(),
+            opt(row.sustained_s),
+            row.load.clone(),
+            row.reps.to_string(),
+            row.status.clone(),
+            row.reason.clone().unwrap_or_default(),
+        ];
+        rec.extend(row.values.iter().map(|v| opt(*v)));
+        rec.push(row.odai_version.clone().unwrap_or_default());
+        rec.push(row.model_sha256.clone().unwrap_or_default());
+        w.write_record(&rec)?;
+    }
+    Ok(w.into_inner()?)
+}
+
+pub fn scorecard(r: &Report) -> anyhow::Result<Vec<u8>> {
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    w.write_record(SCORECARD_COLUMNS)?;
+    for s in &r.scoring.scorecards {
+        for c in &s.criteria {
+            w.write_record([
+                r.scoring.workload.id.clone(),
+                s.class.clone(),
+                s.class_label.clone(),
+                opt(s.fleet_share),
+                s.model.clone(),
+                c.criterion.name().to_owned(),
+                opt(c.measured),
+                c.unit.to_owned(),
+                c.op.to_owned(),
+                num(c.threshold),
+                num(c.weight),
+                c.outcome.text().to_owned(),
+                c.reason.clone(),
+                opt(s.score_pct),
+                s.verdict.text().to_owned(),
+            ])?;
+        }
+    }
+    Ok(w.into_inner()?)
+}
+
+impl Exporter for Csv {
+    fn files(&self, r: &Report) -> anyhow::Result<Vec<(&'static str, Vec<u8>)>> {
+        Ok(vec![
+            ("measurements.csv", measurements(r)?),
+            ("scorecard.csv", scorecard(r)?),
+        ])
+    }
+}

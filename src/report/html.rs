@@ -1,0 +1,260 @@
+//! `report.html`: one self-contained page — styles inline, charts as inline SVG (plotters), no
+//! network, fonts or external scripts — with the verdict matrix, fleet coverage, charts by class
+//! and device, every scorecard, and the measurements. Verdicts and results are written in words
+//! (and marked with symbols), so the page reads the same without colour.
+
+use super::charts;
+use super::measurements::Row;
+use super::scorecard::{Outcome, Verdict};
+use super::{Exporter, Report, num};
+
+pub struct Html;
+
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const STYLE: &str = r#"
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1100px; color: #1a1a1a; padding: 0 1rem; }
+h1 { margin-bottom: 0.2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.9rem; }
+th, td { border: 1px solid #bbb; padding: 0.3rem 0.5rem; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; }
+.v-on { background: #d8f5d0; } .v-hybrid { background: #fff2c2; } .v-cloud { background: #ffd9d6; }
+.r-PASS { background: #e6f7e1; } .r-FAIL { background: #ffe3e0; font-weight: bold; } .r-NA { color: #555; }
+.meta { color: #444; } .chart { margin: 0.6rem 0; } .small { font-size: 0.8rem; color: #555; }
+ul.reasons { margin-top: 0.2rem; }
+"#;
+
+/// Filters the measurements table by a typed word; nothing else runs.
+const SCRIPT: &str = r#"
+document.getElementById('filter').addEventListener('input', function (e) {
+  var word = e.target.value.toLowerCase();
+  document.querySelectorAll('#measurements tbody tr').forEach(function (tr) {
+    tr.style.display = tr.textContent.toLowerCase().indexOf(word) >= 0 ? '' : 'none';
+  });
+});
+"#;
+
+fn verdict_cell(v: Verdict, score: Option<f64>) -> String {
+    let (class, mark) = match v {
+        Verdict::OnDeviceFirst => ("v-on", "✔"),
+        Verdict::Hybrid => ("v-hybrid", "◐"),
+        Verdict::CloudOnly => ("v-cloud", "✖"),
+    };
+    format!(
+        "<td class=\"{class}\">{mark} {}{}</td>",
+        v.text(),
+        score.map_or(String::new(), |p| format!(" ({p:.0} %)"))
+    )
+}
+
+fn chart(svg: Result<String, String>) -> String {
+    match svg {
+        Ok(s) => format!("<div class=\"chart\">{s}</div>\n"),
+        Err(e) => format!("<p class=\"small\">chart not drawn: {}</p>\n", esc(&e)),
+    }
+}
+
+fn label(r: &Row) -> String {
+    format!(
+        "{} · {} · {}",
+        r.class.as_deref().unwrap_or("unclassified"),
+        r.device,
+        r.model.trim_start_matches("synthetic:")
+    )
+}
+
+fn charts_section(r: &Report) -> String {
+    let mut out = String::from("<h2>Charts</h2>\n");
+    let w = &r.scoring.workload;
+    // The rows the scorecards read: per device and model, the warm cell nearest the workload.
+    let mut mains: Vec<&Row> = Vec::new();
+    for row in &r.rows {
+        if !row.is_ok() || row.sustained_s.is_some() || row.load != "none" || row.cold {
+            continue;
+        }
+        let d = |x: &Row| {
+            x.prompt_tokens.abs_diff(w.prompt_tokens) + x.gen_tokens.abs_diff(w.gen_tokens)
+        };
+        match mains
+            .iter_mut()
+            .find(|m| m.device == row.device && m.model == row.model)
+        {
+            Some(m) if d(row) < d(m) => *m = row,
+            Some(_) => {}
+            None => mains.push(row),
+        }
+    }
+    mains.sort_by_key(|m| (m.class.clone(), m.model.clone(), m.device.clone()));
+    let items = |metric: &str| -> Vec<(String, f64)> {
+        mains
+            .iter()
+            .filter_map(|m| m.get(metric).map(|v| (label(m), v)))
+            .collect()
+    };
+    out.push_str(&chart(charts::bars(
+        "Time to first token by device class (p95 over repetitions)",
+        "ms",
+        &items("ttft_ms_p95"),
+    )));
+    out.push_str(&chart(charts::bars(
+        "Decode speed by device class (mean over repetitions)",
+        "tok/s",
+        &items("decode_tps_mean"),
+    )));
+    for m in mains.iter().filter(|m| !m.token_ms.is_empty()).take(8) {
+        out.push_str(&chart(charts::latency_histogram(
+            &format!("Per-token latency: {}", label(m)),
+            &m.token_ms,
+        )));
+    }
+    for (rec, row) in r.set.records.iter().zip(&r.rows) {
+        let Some(s) = rec.report.as_ref().and_then(|x| x.sustained.as_ref()) else {
+            continue;
+        };
+        let points: Vec<(f64, f64, Option<f64>)> = s
+            .windows
+            .iter()
+            .map(|w| (w.t_s, w.decode_tps, w.max_temp_c))
+            .collect();
+        if points.len() >= 2 {
+            out.push_str(&chart(charts::sustained(
+                &format!(
+                    "Sustained decode and temperature: {} ({:.0} s)",
+                    label(row),
+                    s.duration_s
+                ),
+                &points,
+            )));
+        }
+    }
+    out
+}
+
+pub fn render(r: &Report) -> String {
+    let s = &r.scoring;
+    let w = &s.workload;
+    let mut out = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>odai readiness: {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        esc(&w.label)
+    );
+    out.push_str(&format!(
+        "<h1>Readiness: {}</h1>\n<p>{}</p>\n<p class=\"meta\">Results <code>{}</code>, {} cells; profile <code>{}</code>; odai {}.</p>\n",
+        esc(&w.label),
+        esc(&w.description),
+        esc(&r.set.dir.display().to_string()),
+        r.rows.len(),
+        esc(&w.source),
+        env!("CARGO_PKG_VERSION")
+    ));
+    // Verdict matrix.
+    let mut classes: Vec<(&str, &str)> = Vec::new();
+    for c in &s.scorecards {
+        if !classes.iter().any(|(id, _)| *id == c.class) {
+            classes.push((&c.class, &c.class_label));
+        }
+    }
+    out.push_str("<h2>Verdicts</h2>\n<table id=\"verdicts\">\n<thead><tr><th>model</th>");
+    for (_, l) in &classes {
+        out.push_str(&format!("<th>{}</th>", esc(l)));
+    }
+    out.push_str("<th>fleet on-device first</th><th>hybrid or better</th><th>fleet measured</th></tr></thead>\n<tbody>\n");
+    for cov in &s.coverage {
+        out.push_str(&format!("<tr><td>{}</td>", esc(&cov.model)));
+        for (id, _) in &classes {
+            match s
+                .scorecards
+                .iter()
+                .find(|c| c.class == *id && c.model == cov.model)
+            {
+                Some(c) => out.push_str(&verdict_cell(c.verdict, c.score_pct)),
+                None => out.push_str("<td>—</td>"),
+            }
+        }
+        out.push_str(&format!(
+            "<td>{:.0} %</td><td>{:.0} %</td><td>{:.0} %</td></tr>\n",
+            cov.on_device_share * 100.0,
+            cov.hybrid_or_better_share * 100.0,
+            cov.measured_share * 100.0
+        ));
+    }
+    out.push_str("</tbody></table>\n<p class=\"small\">✔ on-device first · ◐ hybrid · ✖ cloud-only; the score is the passed share of the measured criteria' weight.</p>\n");
+    if !r.set.warnings.is_empty() {
+        out.push_str("<h2>Left out</h2>\n<ul>\n");
+        for w in &r.set.warnings {
+            out.push_str(&format!("<li>{}</li>\n", esc(w)));
+        }
+        out.push_str("</ul>\n");
+    }
+    out.push_str(&charts_section(r));
+    out.push_str("<h2>Scorecards</h2>\n");
+    for c in &s.scorecards {
+        out.push_str(&format!(
+            "<h3>{} on {}: {}</h3>\n<p class=\"meta\">Devices: {}. Fleet share: {}.</p>\n",
+            esc(&c.model),
+            esc(&c.class_label),
+            c.verdict.text(),
+            esc(&c.devices.join(", ")),
+            c.fleet_share
+                .map_or("not set".into(), |f| format!("{:.0} %", f * 100.0))
+        ));
+        out.push_str("<table class=\"scorecard\"><thead><tr><th>criterion</th><th>measured</th><th>threshold</th><th>weight</th><th>result</th><th>note</th></tr></thead><tbody>\n");
+        for k in &c.criteria {
+            let (cls, mark) = match k.outcome {
+                Outcome::Pass => ("r-PASS", "✔ PASS"),
+                Outcome::Fail => ("r-FAIL", "✖ FAIL"),
+                Outcome::NotApplicable => ("r-NA", "– N/A"),
+            };
+            out.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{} {} {}</td><td>{}</td><td class=\"{cls}\">{mark}</td><td>{}</td></tr>\n",
+                k.criterion.name(),
+                k.measured.map_or("—".into(), |v| format!("{} {}", num(v), esc(k.unit))),
+                k.op,
+                num(k.threshold),
+                esc(k.unit),
+                num(k.weight),
+                esc(&k.reason)
+            ));
+        }
+        out.push_str("</tbody></table>\n<ul class=\"reasons\">\n");
+        for why in &c.reasons {
+            out.push_str(&format!("<li>{}</li>\n", esc(why)));
+        }
+        out.push_str("</ul>\n");
+    }
+    out.push_str("<h2>Measurements</h2>\n<p><label>Filter rows: <input id=\"filter\" type=\"search\" placeholder=\"device, model, status…\"></label></p>\n");
+    out.push_str("<table id=\"measurements\"><thead><tr><th>device</th><th>class</th><th>model</th><th>threads</th><th>p</th><th>n</th><th>status</th><th>TTFT p95 ms</th><th>decode tok/s</th><th>token p99 ms</th><th>peak RSS MiB</th><th>note</th></tr></thead><tbody>\n");
+    for row in &r.rows {
+        let v = |m: &str| row.get(m).map_or("—".into(), num);
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            esc(&row.device),
+            esc(row.class.as_deref().unwrap_or("—")),
+            esc(&row.model),
+            row.threads,
+            row.prompt_tokens,
+            row.gen_tokens,
+            esc(&row.status),
+            v("ttft_ms_p95"),
+            v("decode_tps_mean"),
+            v("token_ms_p99"),
+            v("peak_rss_mib"),
+            esc(row.reason.as_deref().unwrap_or(""))
+        ));
+    }
+    out.push_str("</tbody></table>\n");
+    out.push_str(&format!("<script>{SCRIPT}</script>\n</body>\n</html>\n"));
+    out
+}
+
+impl Exporter for Html {
+    fn files(&self, r: &Report) -> anyhow::Result<Vec<(&'static str, Vec<u8>)>> {
+        Ok(vec![("report.html", render(r).into_bytes())])
+    }
+}

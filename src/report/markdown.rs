@@ -1,0 +1,144 @@
+//! `report.md`: the readiness summary for a pull-request comment — the verdict matrix (classes ×
+//! models, in words), fleet coverage, then each scorecard's criteria and reasons.
+
+use super::scorecard::{Outcome, Scorecard};
+use super::{Exporter, Report, num};
+
+pub struct Markdown;
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.0} %", v * 100.0)
+}
+
+/// The verdict matrix and coverage, shared by the Markdown report and the terminal summary.
+pub fn verdict_matrix(r: &Report) -> String {
+    let s = &r.scoring;
+    let mut classes: Vec<(&str, &str)> = Vec::new();
+    for c in &s.scorecards {
+        if !classes.iter().any(|(id, _)| *id == c.class) {
+            classes.push((&c.class, &c.class_label));
+        }
+    }
+    let mut out = format!(
+        "| model | {} | fleet on-device first | hybrid or better | measured |\n|---|{}---|---|---|\n",
+        classes
+            .iter()
+            .map(|(_, l)| cell(l))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(classes.len())
+    );
+    for cov in &s.coverage {
+        let verdicts: Vec<String> = classes
+            .iter()
+            .map(|(id, _)| {
+                s.scorecards
+                    .iter()
+                    .find(|c| c.class == *id && c.model == cov.model)
+                    .map_or("—".into(), |c| {
+                        format!(
+                            "**{}**{}",
+                            c.verdict.text(),
+                            c.score_pct
+                                .map_or(String::new(), |p| format!(" ({p:.0} %)"))
+                        )
+                    })
+            })
+            .collect();
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            cell(&cov.model),
+            verdicts.join(" | "),
+            pct(cov.on_device_share),
+            pct(cov.hybrid_or_better_share),
+            pct(cov.measured_share)
+        ));
+    }
+    out
+}
+
+fn scorecard(s: &Scorecard) -> String {
+    let mut out = format!(
+        "### {} on {}: {}\n\n",
+        cell(&s.model),
+        cell(&s.class_label),
+        s.verdict.text()
+    );
+    out.push_str(&format!(
+        "Devices: {}. Score: {}. Fleet share: {}.\n\n",
+        s.devices.join(", "),
+        s.score_pct
+            .map_or("not measured".into(), |p| format!("{p:.0} %")),
+        s.fleet_share.map_or("not set".into(), pct)
+    ));
+    out.push_str("| criterion | measured | threshold | weight | result | note |\n|---|---|---|---|---|---|\n");
+    for c in &s.criteria {
+        out.push_str(&format!(
+            "| {} | {} | {} {} {} | {} | {} | {} |\n",
+            c.criterion.name(),
+            c.measured
+                .map_or("—".into(), |v| format!("{} {}", num(v), c.unit)),
+            c.op,
+            num(c.threshold),
+            c.unit,
+            num(c.weight),
+            match c.outcome {
+                Outcome::Pass => "PASS",
+                Outcome::Fail => "**FAIL**",
+                Outcome::NotApplicable => "N/A",
+            },
+            cell(&c.reason)
+        ));
+    }
+    out.push('\n');
+    for why in &s.reasons {
+        out.push_str(&format!("- {}\n", cell(why)));
+    }
+    out.push('\n');
+    out
+}
+
+pub fn render(r: &Report) -> String {
+    let w = &r.scoring.workload;
+    let mut out = format!(
+        "# odai readiness: {}\n\n{}\n\nResults: `{}` — {} devices, {} cells (odai {}). Profile: `{}`.\n\n",
+        cell(&w.label),
+        w.description,
+        r.set.dir.display(),
+        r.set.probes.len().max(
+            r.rows
+                .iter()
+                .map(|x| &x.device)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        ),
+        r.rows.len(),
+        env!("CARGO_PKG_VERSION"),
+        w.source
+    );
+    out.push_str("## Verdicts\n\n");
+    out.push_str(&verdict_matrix(r));
+    out.push('\n');
+    if !r.set.warnings.is_empty() {
+        out.push_str("## Left out\n\n");
+        for w in &r.set.warnings {
+            out.push_str(&format!("- {}\n", cell(w)));
+        }
+        out.push('\n');
+    }
+    out.push_str("## Scorecards\n\n");
+    for s in &r.scoring.scorecards {
+        out.push_str(&scorecard(s));
+    }
+    out
+}
+
+impl Exporter for Markdown {
+    fn files(&self, r: &Report) -> anyhow::Result<Vec<(&'static str, Vec<u8>)>> {
+        Ok(vec![("report.md", render(r).into_bytes())])
+    }
+}

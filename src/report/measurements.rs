@@ -1,0 +1,340 @@
+//! A results directory read back (records, manifest, each device's probe) and flattened into
+//! measurements: one row per device × cell with every metric in a fixed, documented column order
+//! (docs/measurements-csv.md). Reports and `compare` read nothing else.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::bench::stats;
+use crate::error::Error;
+use crate::matrix::results::{Manifest, Record, Status, Store};
+use crate::probe::Probe;
+use crate::sysroot::Reading;
+
+/// A results directory as `odai matrix run` left it.
+pub struct ResultsSet {
+    pub dir: PathBuf,
+    pub manifest: Option<Manifest>,
+    pub records: Vec<Record>,
+    pub probes: BTreeMap<String, Probe>,
+    /// What could not be read and was left out (a line torn by a crash, a missing probe).
+    pub warnings: Vec<String>,
+}
+
+impl ResultsSet {
+    pub fn load(dir: &Path) -> Result<ResultsSet, Error> {
+        let bad = |problem: String| Error::ConfigFile {
+            file: dir.to_owned(),
+            problem,
+        };
+        if !dir.is_dir() {
+            return Err(bad("no such results directory".into()));
+        }
+        let path = Store::results_path(dir);
+        let text = std::fs::read_to_string(&path).map_err(|_| {
+            bad(
+                "holds no results.jsonl: not an odai results directory (odai matrix run --out DIR \
+                 or odai profile --out DIR writes one)"
+                    .into(),
+            )
+        })?;
+        let mut warnings = Vec::new();
+        let mut records = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str(line).and_then(crate::sysroot::from_contract_json::<Record>)
+            {
+                Ok(r) => records.push(r),
+                Err(e) => warnings.push(format!(
+                    "{}:{}: unreadable record left out (torn by a crash?): {e}",
+                    path.display(),
+                    i + 1
+                )),
+            }
+        }
+        if records.is_empty() {
+            return Err(bad(format!(
+                "results.jsonl holds no readable results{}",
+                if warnings.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} unreadable lines)", warnings.len())
+                }
+            )));
+        }
+        let manifest = std::fs::read(dir.join("manifest.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let mut probes = BTreeMap::new();
+        let mut devices: Vec<&str> = records.iter().map(|r| r.device.as_str()).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        for d in devices {
+            let p = dir.join(format!("probe-{d}.json"));
+            match std::fs::read(&p)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .and_then(|v| crate::sysroot::from_contract_json::<Probe>(v).ok())
+            {
+                Some(probe) => {
+                    probes.insert(d.to_owned(), probe);
+                }
+                None => warnings.push(format!(
+                    "{}: missing or unreadable; device {d}'s class is taken from its results",
+                    p.display()
+                )),
+            }
+        }
+        Ok(ResultsSet {
+            dir: dir.to_owned(),
+            manifest,
+            records,
+            probes,
+            warnings,
+        })
+    }
+
+    /// The device's class id and label: from its probe, else from a report's provenance.
+    pub fn class_of(&self, device: &str) -> (Option<String>, Option<String>) {
+        if let Some(c) = self.probes.get(device).and_then(|p| p.class.value()) {
+            return (Some(c.id.clone()), Some(c.label.clone()));
+        }
+        let from_report = self
+            .records
+            .iter()
+            .filter(|r| r.device == device)
+            .find_map(|r| r.report.as_ref()?.provenance.device.class.value().cloned());
+        (from_report, None)
+    }
+}
+
+/// Columns of measurements.csv after the identifying ones, in order. Units are in the names.
+pub const METRICS: &[&str] = &[
+    "load_ms_mean",
+    "cold_start_ms",
+    "ttft_ms_mean",
+    "ttft_ms_p95",
+    "prefill_tps_mean",
+    "decode_tps_mean",
+    "decode_tps_p10",
+    "token_ms_p50",
+    "token_ms_p90",
+    "token_ms_p99",
+    "peak_rss_mib",
+    "headroom_mib",
+    "memory_headroom_frac",
+    "roofline_pct",
+    "mean_power_w",
+    "energy_j_per_token",
+    "battery_drain_pct_per_hour",
+    "sustained_decode_tps",
+    "sustained_stability",
+];
+
+/// One device × cell.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub device: String,
+    pub class: Option<String>,
+    pub cell_id: String,
+    pub model: String,
+    pub quant: Option<String>,
+    pub threads: u32,
+    pub prompt_tokens: u32,
+    pub gen_tokens: u32,
+    pub cold: bool,
+    pub sustained_s: Option<f64>,
+    pub load: String,
+    pub reps: u32,
+    pub status: String,
+    pub reason: Option<String>,
+    /// [`METRICS`], in order; None where not measured.
+    pub values: Vec<Option<f64>>,
+    /// Why a metric is missing, where a report said (no energy meter, on AC).
+    #[serde(skip)]
+    pub missing: BTreeMap<&'static str, String>,
+    /// Every decoded token's latency, pooled over the repetitions.
+    #[serde(skip)]
+    pub token_ms: Vec<f64>,
+    /// Per-repetition samples of the headline metrics, for significance tests.
+    #[serde(skip)]
+    pub samples: BTreeMap<&'static str, Vec<f64>>,
+    pub odai_version: Option<String>,
+    pub model_sha256: Option<String>,
+}
+
+impl Row {
+    pub fn get(&self, metric: &str) -> Option<f64> {
+        METRICS
+            .iter()
+            .position(|m| *m == metric)
+            .and_then(|i| self.values[i])
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.status == "ok"
+    }
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+fn reading(r: &Reading<f64>) -> Result<f64, String> {
+    match r {
+        Reading::Value(v) => Ok(*v),
+        Reading::Unavailable(why) => Err(why.clone()),
+    }
+}
+
+pub fn rows(set: &ResultsSet) -> Vec<Row> {
+    set.records
+        .iter()
+        .map(|r| row(r, set.class_of(&r.device).0))
+        .collect()
+}
+
+/// The metrics of one record.
+pub fn row(r: &Record, class: Option<String>) -> Row {
+    let c = &r.cell;
+    let mut values: BTreeMap<&'static str, f64> = BTreeMap::new();
+    let mut missing = BTreeMap::new();
+    let mut samples = BTreeMap::new();
+    let mut token_ms = Vec::new();
+    if let Some(rep) = &r.report {
+        let reps = &rep.reps;
+        let series = |f: fn(&crate::protocol::RepResult) -> f64| -> Vec<f64> {
+            reps.iter().map(f).collect()
+        };
+        let ttft = series(|x| x.ttft_ms);
+        let decode = series(|x| x.decode_tps);
+        let load = series(|x| x.load_ms);
+        let prefill = series(|x| x.prefill_tps);
+        let rss = series(|x| x.peak_rss_bytes as f64);
+        token_ms = reps
+            .iter()
+            .flat_map(|x| x.token_ms.iter().copied())
+            .collect();
+        let mut put = |k: &'static str, v: Option<f64>| {
+            if let Some(v) = v.filter(|v| v.is_finite()) {
+                values.insert(k, v);
+            }
+        };
+        put("load_ms_mean", mean(&load));
+        if c.cold {
+            let cold: Vec<f64> = reps.iter().map(|x| x.load_ms + x.first_ttft_ms).collect();
+            put("cold_start_ms", mean(&cold));
+        }
+        put("ttft_ms_mean", mean(&ttft));
+        put(
+            "ttft_ms_p95",
+            (!ttft.is_empty()).then(|| stats::percentile(&ttft, 95.0)),
+        );
+        put("prefill_tps_mean", mean(&prefill));
+        put("decode_tps_mean", mean(&decode));
+        put(
+            "decode_tps_p10",
+            (!decode.is_empty()).then(|| stats::percentile(&decode, 10.0)),
+        );
+        if !token_ms.is_empty() {
+            let mut sorted = token_ms.clone();
+            sorted.sort_by(f64::total_cmp);
+            put(
+                "token_ms_p50",
+                Some(stats::percentile_sorted(&sorted, 50.0)),
+            );
+            put(
+                "token_ms_p90",
+                Some(stats::percentile_sorted(&sorted, 90.0)),
+            );
+            put(
+                "token_ms_p99",
+                Some(stats::percentile_sorted(&sorted, 99.0)),
+            );
+        }
+        let peak = rss.iter().copied().reduce(f64::max);
+        put("peak_rss_mib", peak.map(|b| b / 1048576.0));
+        let headroom = rep
+            .provenance
+            .device
+            .headroom_bytes
+            .value()
+            .map(|&h| h as f64);
+        put("headroom_mib", headroom.map(|h| h / 1048576.0));
+        match (peak, headroom) {
+            (Some(p), Some(h)) if h > 0.0 => put("memory_headroom_frac", Some(p / h)),
+            _ => {
+                missing.insert(
+                    "memory_headroom_frac",
+                    "the device's headroom is unavailable".to_owned(),
+                );
+            }
+        }
+        put("roofline_pct", Some(rep.roofline.roofline_pct));
+        for (k, v) in [
+            ("mean_power_w", &rep.mean_power_w),
+            ("energy_j_per_token", &rep.energy_j_per_token),
+            (
+                "battery_drain_pct_per_hour",
+                &rep.battery_drain_pct_per_hour,
+            ),
+        ] {
+            match reading(v) {
+                Ok(x) => put(k, Some(x)),
+                Err(why) => {
+                    missing.insert(k, why);
+                }
+            }
+        }
+        if let Some(s) = &rep.sustained {
+            let w: Vec<f64> = s.windows.iter().map(|w| w.decode_tps).collect();
+            put("sustained_decode_tps", mean(&w));
+            match reading(&s.stability) {
+                Ok(x) => put("sustained_stability", Some(x)),
+                Err(why) => {
+                    missing.insert("sustained_stability", why);
+                }
+            }
+        }
+        samples.insert("ttft_ms", ttft);
+        samples.insert("decode_tps", decode);
+        samples.insert("prefill_tps", prefill);
+        samples.insert("load_ms", load);
+        samples.insert("peak_rss_mib", rss.iter().map(|b| b / 1048576.0).collect());
+        samples.insert(
+            "token_ms_p99",
+            reps.iter().map(|x| x.token_ms_p99).collect(),
+        );
+    }
+    Row {
+        device: r.device.clone(),
+        class,
+        cell_id: r.cell_id.clone(),
+        model: c.model.label(),
+        quant: r.report.as_ref().map(|x| x.provenance.quant.clone()),
+        threads: c.threads,
+        prompt_tokens: c.prompt_tokens,
+        gen_tokens: c.gen_tokens,
+        cold: c.cold,
+        sustained_s: c.sustained_s,
+        load: c.load.clone(),
+        reps: c.reps,
+        status: match r.status {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+        .into(),
+        reason: r.reason.clone(),
+        values: METRICS.iter().map(|m| values.get(m).copied()).collect(),
+        missing,
+        token_ms,
+        samples,
+        odai_version: r.report.as_ref().map(|x| x.provenance.odai_version.clone()),
+        model_sha256: r.report.as_ref().map(|x| x.provenance.model_sha256.clone()),
+    }
+}

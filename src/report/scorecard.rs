@@ -1,0 +1,491 @@
+//! Readiness scorecards: per device class × model, each criterion of a workload with its
+//! measured value (the worst device of the class), threshold and PASS / FAIL / N/A — never a
+//! silent pass — a weighted score, the stated factors, and a verdict (on-device first, hybrid,
+//! cloud-only) with the reasons that decided it. Fleet coverage adds up the classes' fleet
+//! shares where a model passes.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::measurements::{ResultsSet, Row};
+use super::workload::{Criterion, Factor, Stated, Workload};
+use crate::probe::class::Classes;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Outcome {
+    #[serde(rename = "PASS")]
+    Pass,
+    #[serde(rename = "FAIL")]
+    Fail,
+    #[serde(rename = "N/A")]
+    NotApplicable,
+}
+
+impl Outcome {
+    pub fn text(self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::Fail => "FAIL",
+            Outcome::NotApplicable => "N/A",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Verdict {
+    #[serde(rename = "cloud-only")]
+    CloudOnly,
+    #[serde(rename = "hybrid")]
+    Hybrid,
+    #[serde(rename = "on-device first")]
+    OnDeviceFirst,
+}
+
+impl Verdict {
+    pub fn text(self) -> &'static str {
+        match self {
+            Verdict::OnDeviceFirst => "on-device first",
+            Verdict::Hybrid => "hybrid",
+            Verdict::CloudOnly => "cloud-only",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CriterionResult {
+    pub criterion: Criterion,
+    pub measured: Option<f64>,
+    pub unit: &'static str,
+    /// `max` or `min`.
+    pub op: &'static str,
+    pub threshold: f64,
+    pub weight: f64,
+    pub outcome: Outcome,
+    /// Where the value came from (the worst device), or why there is none.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Scorecard {
+    pub class: String,
+    pub class_label: String,
+    pub fleet_share: Option<f64>,
+    pub model: String,
+    pub devices: Vec<String>,
+    pub criteria: Vec<CriterionResult>,
+    pub factors: Vec<Stated>,
+    /// Passed weight ÷ measured weight, in percent; null when nothing was measured.
+    pub score_pct: Option<f64>,
+    /// How much the stated factors lean on-device, in percent.
+    pub factor_lean_pct: f64,
+    pub verdict: Verdict,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Coverage {
+    pub model: String,
+    /// Fleet share of the classes where the verdict is on-device first.
+    pub on_device_share: f64,
+    /// … on-device first or hybrid.
+    pub hybrid_or_better_share: f64,
+    /// Fleet share of the classes with results at all.
+    pub measured_share: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Scoring {
+    pub workload: Workload,
+    pub scorecards: Vec<Scorecard>,
+    pub coverage: Vec<Coverage>,
+}
+
+fn fmt(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// The row that stands for a device running this model in this workload: a successful, warm,
+/// unloaded, not-sustained cell of the shape closest to the workload's; among equals the fastest
+/// decode (the thread count a deployment would pick).
+fn main_row<'a>(rows: &[&'a Row], w: &Workload) -> Option<&'a Row> {
+    let distance = |r: &Row| {
+        r.prompt_tokens.abs_diff(w.prompt_tokens) as f64
+            + f64::from(r.gen_tokens.abs_diff(w.gen_tokens)) / 4.0
+    };
+    rows.iter()
+        .filter(|r| r.is_ok() && r.sustained_s.is_none() && r.load == "none")
+        .min_by(|a, b| {
+            (a.cold, distance(a))
+                .partial_cmp(&(b.cold, distance(b)))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(
+                    b.get("decode_tps_mean")
+                        .unwrap_or(0.0)
+                        .total_cmp(&a.get("decode_tps_mean").unwrap_or(0.0)),
+                )
+        })
+        .copied()
+}
+
+/// One criterion's value on one device, or why there is none.
+fn value_on_device(c: Criterion, rows: &[&Row], w: &Workload) -> Result<f64, String> {
+    let main = main_row(rows, w);
+    let need_main = || {
+        main.ok_or_else(|| {
+            if rows.iter().any(|r| r.status == "skipped") && !rows.iter().any(|r| r.is_ok()) {
+                "not measured: the model does not fit".to_owned()
+            } else {
+                "not measured: no successful warm cell of this model".to_owned()
+            }
+        })
+    };
+    let metric = |r: &Row, m: &str| {
+        r.get(m).ok_or_else(|| {
+            r.missing
+                .get(m)
+                .map_or_else(|| format!("not measured: no {m}"), |why| why.clone())
+        })
+    };
+    match c {
+        Criterion::TtftMsP95 => metric(need_main()?, "ttft_ms_p95"),
+        Criterion::DecodeTpsP10 => metric(need_main()?, "decode_tps_p10"),
+        Criterion::TokenMsP99 => metric(need_main()?, "token_ms_p99"),
+        Criterion::DeadlineMissPct => {
+            let r = need_main()?;
+            let deadline = w.token_deadline_ms.unwrap_or(f64::INFINITY);
+            if r.token_ms.is_empty() {
+                return Err("not measured: no per-token latencies".into());
+            }
+            let late = r.token_ms.iter().filter(|&&t| t > deadline).count();
+            Ok(100.0 * late as f64 / r.token_ms.len() as f64)
+        }
+        Criterion::MemoryHeadroomFrac => {
+            let measured: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.is_ok())
+                .filter_map(|r| r.get("memory_headroom_frac"))
+                .collect();
+            if let Some(worst) = measured.into_iter().reduce(f64::max) {
+                return Ok(worst);
+            }
+            Err(rows
+                .iter()
+                .find_map(|r| r.missing.get("memory_headroom_frac").cloned())
+                .unwrap_or_else(|| "not measured: no successful cell".into()))
+        }
+        Criterion::ColdStartMs => rows
+            .iter()
+            .filter(|r| r.is_ok() && r.cold)
+            .filter_map(|r| r.get("cold_start_ms"))
+            .reduce(f64::max)
+            .ok_or_else(|| {
+                "not measured: no cold cell of this model (cold = [true] in the matrix)".into()
+            }),
+        Criterion::SustainedStability => {
+            let longest = rows
+                .iter()
+                .filter(|r| r.is_ok() && r.sustained_s.is_some())
+                .max_by(|a, b| {
+                    a.sustained_s
+                        .partial_cmp(&b.sustained_s)
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                });
+            match longest {
+                None => Err("not measured: no sustained cell of this model (sustained = [...] in the matrix)".into()),
+                Some(r) => metric(r, "sustained_stability"),
+            }
+        }
+        Criterion::BatteryDrainPctPerHour | Criterion::EnergyJPerToken => {
+            let m = c.name();
+            // A sustained run is the better witness of drain; else the main cell.
+            let sustained = rows
+                .iter()
+                .filter(|r| r.is_ok() && r.sustained_s.is_some())
+                .find_map(|r| r.get(m));
+            match (sustained, main) {
+                (Some(v), _) => Ok(v),
+                (None, Some(r)) => metric(r, m),
+                (None, None) => Err(need_main().err().unwrap_or_default()),
+            }
+        }
+    }
+}
+
+/// Whether every cell of the model on the device was skipped because it does not fit.
+fn does_not_fit(rows: &[&Row]) -> Option<String> {
+    (!rows.is_empty() && rows.iter().all(|r| r.status == "skipped"))
+        .then(|| {
+            rows.iter()
+                .find_map(|r| r.reason.clone().filter(|x| x.starts_with("does not fit")))
+        })
+        .flatten()
+}
+
+pub fn score(set: &ResultsSet, rows: &[Row], w: &Workload, classes: &Classes) -> Scoring {
+    // class -> model -> device -> rows
+    let mut by: BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<&Row>>>> = BTreeMap::new();
+    for r in rows {
+        let class = r.class.clone().unwrap_or_else(|| "unclassified".into());
+        by.entry(class)
+            .or_default()
+            .entry(r.model.clone())
+            .or_default()
+            .entry(r.device.clone())
+            .or_default()
+            .push(r);
+    }
+    let class_order = |id: &str| {
+        classes
+            .classes
+            .iter()
+            .position(|c| c.id == id)
+            .unwrap_or(usize::MAX)
+    };
+    let mut class_ids: Vec<&String> = by.keys().collect();
+    class_ids.sort_by_key(|id| (class_order(id), (*id).clone()));
+    let lean = {
+        let total: f64 = w.factors.iter().map(|f| f.weight).sum();
+        if total > 0.0 {
+            100.0 * w.factors.iter().map(|f| f.lean() * f.weight).sum::<f64>() / total
+        } else {
+            50.0
+        }
+    };
+    let mut scorecards = Vec::new();
+    for class in class_ids {
+        let def = classes.classes.iter().find(|c| &c.id == class);
+        let label = def.map_or_else(
+            || {
+                set.probes
+                    .values()
+                    .filter_map(|p| p.class.value())
+                    .find(|c| &c.id == class)
+                    .map_or_else(|| class.clone(), |c| c.label.clone())
+            },
+            |d| d.label.clone(),
+        );
+        for (model, devices) in &by[class] {
+            let mut criteria = Vec::new();
+            for t in &w.thresholds {
+                let mut worst: Option<(f64, &str)> = None;
+                let mut why_not = None;
+                let mut fit_fail = None;
+                for (device, rs) in devices {
+                    if t.criterion == Criterion::MemoryHeadroomFrac
+                        && let Some(why) = does_not_fit(rs)
+                    {
+                        fit_fail = Some(format!("{device}: {why}"));
+                        continue;
+                    }
+                    match value_on_device(t.criterion, rs, w) {
+                        Ok(v) => {
+                            let worse = worst.is_none_or(|(cur, _)| {
+                                if t.criterion.is_max() {
+                                    v > cur
+                                } else {
+                                    v < cur
+                                }
+                            });
+                            if worse {
+                                worst = Some((v, device));
+                            }
+                        }
+                        Err(e) => why_not = why_not.or(Some(format!("{device}: {e}"))),
+                    }
+                }
+                let (measured, outcome, reason) = match (fit_fail, worst) {
+                    (Some(why), _) => (None, Outcome::Fail, why),
+                    (None, Some((v, device))) => {
+                        let pass = if t.criterion.is_max() {
+                            v <= t.limit
+                        } else {
+                            v >= t.limit
+                        };
+                        (
+                            Some(v),
+                            if pass { Outcome::Pass } else { Outcome::Fail },
+                            if devices.len() > 1 {
+                                format!("worst of {} devices: {device}", devices.len())
+                            } else {
+                                format!("on {device}")
+                            },
+                        )
+                    }
+                    (None, None) => (
+                        None,
+                        Outcome::NotApplicable,
+                        why_not.unwrap_or_else(|| "not measured".into()),
+                    ),
+                };
+                criteria.push(CriterionResult {
+                    criterion: t.criterion,
+                    measured,
+                    unit: t.criterion.unit(),
+                    op: if t.criterion.is_max() { "max" } else { "min" },
+                    threshold: t.limit,
+                    weight: t.weight,
+                    outcome,
+                    reason,
+                });
+            }
+            let measured_w: f64 = criteria
+                .iter()
+                .filter(|c| c.outcome != Outcome::NotApplicable)
+                .map(|c| c.weight)
+                .sum();
+            let passed_w: f64 = criteria
+                .iter()
+                .filter(|c| c.outcome == Outcome::Pass)
+                .map(|c| c.weight)
+                .sum();
+            // `+ 0.0`: an empty float sum is -0.0, which would print as "-0 %".
+            // Not fitting on any device of the class decides, whether or not the profile
+            // weighs memory.
+            let fit_failure = devices
+                .iter()
+                .find_map(|(device, rs)| does_not_fit(rs).map(|why| format!("{device}: {why}")));
+            let score_pct = (measured_w > 0.0).then(|| 100.0 * passed_w / measured_w + 0.0);
+            let (verdict, reasons) = decide(
+                &criteria,
+                w,
+                &label,
+                score_pct,
+                lean,
+                fit_failure.as_deref(),
+            );
+            scorecards.push(Scorecard {
+                class: class.clone(),
+                class_label: label.clone(),
+                fleet_share: def.and_then(|d| d.fleet_share),
+                model: model.clone(),
+                devices: devices.keys().cloned().collect(),
+                criteria,
+                factors: w.factors.clone(),
+                score_pct,
+                factor_lean_pct: lean,
+                verdict,
+                reasons,
+            });
+        }
+    }
+    let mut models: Vec<&String> = scorecards.iter().map(|s| &s.model).collect();
+    models.sort();
+    models.dedup();
+    let coverage = models
+        .into_iter()
+        .map(|m| {
+            let share = |pred: &dyn Fn(&Scorecard) -> bool| {
+                scorecards
+                    .iter()
+                    .filter(|s| &s.model == m && pred(s))
+                    .filter_map(|s| s.fleet_share)
+                    .sum::<f64>()
+                    + 0.0
+            };
+            Coverage {
+                model: m.clone(),
+                on_device_share: share(&|s| s.verdict == Verdict::OnDeviceFirst),
+                hybrid_or_better_share: share(&|s| s.verdict >= Verdict::Hybrid),
+                measured_share: share(&|_| true),
+            }
+        })
+        .collect();
+    Scoring {
+        workload: w.clone(),
+        scorecards,
+        coverage,
+    }
+}
+
+/// The verdict and the reasons that decided it.
+fn decide(
+    criteria: &[CriterionResult],
+    w: &Workload,
+    class: &str,
+    score_pct: Option<f64>,
+    lean: f64,
+    fit_failure: Option<&str>,
+) -> (Verdict, Vec<String>) {
+    let mut reasons = Vec::new();
+    let not_measured: Vec<&str> = criteria
+        .iter()
+        .filter(|c| c.outcome == Outcome::NotApplicable)
+        .map(|c| c.criterion.name())
+        .collect();
+    let fails: Vec<&CriterionResult> = criteria
+        .iter()
+        .filter(|c| c.outcome == Outcome::Fail)
+        .collect();
+    for f in &fails {
+        if f.measured.is_none() && fit_failure.is_some() {
+            // Said once, first, as the memory fit.
+            continue;
+        }
+        reasons.push(match f.measured {
+            Some(v) => format!(
+                "fails {} on {class}: {} {u} {} {} {u}",
+                f.criterion.name(),
+                fmt(v),
+                if f.op == "max" { ">" } else { "<" },
+                fmt(f.threshold),
+                u = f.unit,
+            ),
+            None => format!("fails {} on {class}: {}", f.criterion.name(), f.reason),
+        });
+    }
+    let stated = |f: Factor| w.factors.iter().find(|s| s.factor == f);
+    for s in &w.factors {
+        if s.factor != Factor::QualityThresholdMet && s.level == Some(super::workload::Level::High)
+        {
+            reasons.push(format!("{} high", s.factor.words()));
+        }
+    }
+    if let Some(c) = criteria
+        .iter()
+        .find(|c| c.criterion == Criterion::SustainedStability && c.outcome == Outcome::Pass)
+    {
+        reasons.push(format!(
+            "stable under sustained load ({} slowest/fastest)",
+            fmt(c.measured.unwrap_or_default())
+        ));
+    }
+    if !not_measured.is_empty() {
+        reasons.push(format!("not measured: {}", not_measured.join(", ")));
+    }
+    let verdict = if let Some(why) = fit_failure {
+        reasons.insert(0, format!("fails memory fit on {class}: {why}"));
+        Verdict::CloudOnly
+    } else if stated(Factor::QualityThresholdMet).and_then(|s| s.met) == Some(false) {
+        reasons.insert(0, "quality threshold not met (stated)".into());
+        Verdict::CloudOnly
+    } else if score_pct.is_none() {
+        reasons.insert(0, format!("nothing measured on {class}"));
+        Verdict::CloudOnly
+    } else if fails.is_empty() {
+        let n = criteria.len() - not_measured.len();
+        reasons.insert(0, format!("passes all {n} measured criteria on {class}"));
+        Verdict::OnDeviceFirst
+    } else {
+        // Measurements weigh most; what the team states tips the balance.
+        let combined = 0.7 * score_pct.unwrap_or(0.0) + 0.3 * lean;
+        reasons.push(format!(
+            "score {:.0} % measured, {:.0} % stated lean: {:.0} % combined (hybrid from 60 %)",
+            score_pct.unwrap_or(0.0),
+            lean,
+            combined
+        ));
+        if combined >= 60.0 {
+            Verdict::Hybrid
+        } else {
+            Verdict::CloudOnly
+        }
+    };
+    (verdict, reasons)
+}

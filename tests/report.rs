@@ -1,0 +1,413 @@
+//! `odai report` and `odai compare` on a fixed results directory (three device classes, a model
+//! that does not fit one, cold and sustained cells): golden CSV and Markdown, the HTML report in
+//! a real headless Chromium, release gates, broken inputs, and significance in `compare`.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{copy_tree, odai};
+use serde_json::Value;
+
+fn results() -> PathBuf {
+    common::fixture("results/three-classes")
+}
+
+fn report(dir: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    odai()
+        .arg("report")
+        .arg(dir)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Path, file: &str) -> String {
+    fs::read_to_string(out.join(file)).unwrap()
+}
+
+#[test]
+fn golden_csv_and_markdown() {
+    let out = tempfile::tempdir().unwrap();
+    let run = report(&results(), out.path(), &[]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // The column order is the schema (docs/measurements-csv.md, docs/scorecard-csv.md).
+    let m = text(out.path(), "measurements.csv");
+    assert_eq!(
+        m.lines().next().unwrap(),
+        "device,class,cell_id,model,quant,threads,prompt_tokens,gen_tokens,cold,sustained_s,load,\
+         reps,status,reason,load_ms_mean,cold_start_ms,ttft_ms_mean,ttft_ms_p95,prefill_tps_mean,\
+         decode_tps_mean,decode_tps_p10,token_ms_p50,token_ms_p90,token_ms_p99,peak_rss_mib,\
+         headroom_mib,memory_headroom_frac,roofline_pct,mean_power_w,energy_j_per_token,\
+         battery_drain_pct_per_hour,sustained_decode_tps,sustained_stability,odai_version,model_sha256"
+    );
+    let s = text(out.path(), "scorecard.csv");
+    assert_eq!(
+        s.lines().next().unwrap(),
+        "workload,class,class_label,fleet_share,model,criterion,measured,unit,op,threshold,weight,\
+         result,reason,score_pct,verdict"
+    );
+    insta::assert_snapshot!("measurements_csv", m);
+    insta::assert_snapshot!("scorecard_csv", s);
+    let md = text(out.path(), "report.md").replace(&results().display().to_string(), "[results]");
+    insta::assert_snapshot!("report_md", md);
+    let stdout = String::from_utf8(run.stdout)
+        .unwrap()
+        .replace(&results().display().to_string(), "[results]")
+        .replace(&out.path().display().to_string(), "[out]");
+    insta::assert_snapshot!("report_stdout", stdout);
+    // JSON: everything, scorecards with their verdicts and reasons.
+    let j: Value = serde_json::from_str(&text(out.path(), "report.json")).unwrap();
+    assert_eq!(j["schema_version"], 1);
+    assert_eq!(j["workload"]["id"], "chat-assistant");
+    let cards = j["scorecards"].as_array().unwrap();
+    let phone_3b = cards
+        .iter()
+        .find(|c| c["class"] == "midrange-phone" && c["model"] == "synthetic:llama-3.2-3b:q4_0")
+        .unwrap();
+    assert_eq!(phone_3b["verdict"], "cloud-only");
+    assert_eq!(
+        phone_3b["reasons"][0],
+        "fails memory fit on Midrange phone: phone: does not fit: needs 3.2 GiB, headroom 3.0 GiB"
+    );
+}
+
+#[test]
+fn nothing_passes_silently() {
+    let out = tempfile::tempdir().unwrap();
+    assert!(
+        report(&results(), out.path(), &["--format", "csv"])
+            .status
+            .success()
+    );
+    let s = text(out.path(), "scorecard.csv");
+    let mut rd = csv::Reader::from_reader(s.as_bytes());
+    for row in rd.records() {
+        let row = row.unwrap();
+        let (measured, result, reason) = (&row[6], &row[11], &row[12]);
+        match result {
+            "PASS" | "FAIL" if measured.is_empty() => {
+                assert!(reason.contains("does not fit"), "{row:?}")
+            }
+            "PASS" | "FAIL" => {}
+            "N/A" => assert!(!reason.is_empty(), "an N/A says why: {row:?}"),
+            other => panic!("result {other:?}"),
+        }
+    }
+    // Only the files asked for.
+    assert!(!out.path().join("report.html").exists());
+}
+
+#[test]
+fn fail_on_gates_a_release() {
+    let out = tempfile::tempdir().unwrap();
+    let gate = report(
+        &results(),
+        out.path(),
+        &["--format", "json", "--fail-on", "hybrid"],
+    );
+    assert_eq!(gate.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&gate.stderr);
+    assert!(
+        err.starts_with("odai: gate failed (--fail-on hybrid): synthetic:llama-3.2-3b:q4_0 on Midrange phone: cloud-only"),
+        "{err}"
+    );
+    // A workload every measurement meets: on-device first everywhere the model fits.
+    let lenient = out.path().join("lenient.toml");
+    fs::write(
+        &lenient,
+        "schema_version = 1\nid = \"batch\"\nlabel = \"Overnight batch\"\nprompt_tokens = 32\n\
+         gen_tokens = 16\n\n[criteria]\nttft_ms_p95 = { max = 600000 }\ndecode_tps_p10 = { min = 0.1 }\n",
+    )
+    .unwrap();
+    let lenient_run = report(
+        &results(),
+        out.path(),
+        &[
+            "--format",
+            "json",
+            "--profile",
+            lenient.to_str().unwrap(),
+            "--fail-on",
+            "hybrid",
+        ],
+    );
+    // Everything passes but the model that does not fit the phone: no profile makes that
+    // on-device.
+    assert_eq!(lenient_run.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&lenient_run.stderr),
+        "odai: gate failed (--fail-on hybrid): synthetic:llama-3.2-3b:q4_0 on Midrange phone: cloud-only\n"
+    );
+    let j: Value = serde_json::from_str(&text(out.path(), "report.json")).unwrap();
+    let phone_3b = j["scorecards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["class"] == "midrange-phone" && c["model"] == "synthetic:llama-3.2-3b:q4_0")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        phone_3b["reasons"][0],
+        "fails memory fit on Midrange phone: phone: does not fit: needs 3.2 GiB, headroom 3.0 GiB"
+    );
+}
+
+#[test]
+fn broken_inputs_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    odai()
+        .arg("report")
+        .arg(&empty)
+        .assert()
+        .code(3)
+        .stderr(format!(
+            "odai: error: {}: holds no results.jsonl: not an odai results directory (odai matrix \
+             run --out DIR or odai profile --out DIR writes one)\n",
+            empty.display()
+        ));
+    // A torn last line is reported, and the rest still used.
+    let torn = dir.path().join("torn");
+    copy_tree(&results(), &torn);
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(torn.join("results.jsonl"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"{\"device\":\"phone\",\"cell_id\":\"tor").unwrap();
+    let out = dir.path().join("out");
+    let run = report(&torn, &out, &["--format", "csv"]);
+    assert!(run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "odai: warning: {}:13: unreadable record left out (torn by a crash?)",
+            torn.join("results.jsonl").display()
+        )),
+        "{err}"
+    );
+    assert_eq!(text(&out, "measurements.csv").lines().count(), 13);
+    // A profile with an unknown criterion names the file, line and column.
+    let profile = dir.path().join("bad.toml");
+    fs::write(
+        &profile,
+        "schema_version = 1\nid = \"x\"\nlabel = \"X\"\nprompt_tokens = 8\ngen_tokens = 8\n\n\
+         [criteria]\nvibes_per_second = { min = 3 }\n",
+    )
+    .unwrap();
+    let bad = odai()
+        .arg("report")
+        .arg(results())
+        .arg("--profile")
+        .arg(&profile)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "odai: error: {}:8:1: unknown criterion \"vibes_per_second\" (criteria: ttft_ms_p95,",
+            profile.display()
+        )),
+        "{err}"
+    );
+}
+
+/// Headless Chromium (Debian's `chromium`, installed by scripts/test.sh).
+fn chromium() -> &'static str {
+    for c in ["chromium", "chromium-browser", "google-chrome"] {
+        if Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return c;
+        }
+    }
+    panic!("no chromium on PATH: install Debian's chromium (scripts/test.sh does)");
+}
+
+/// Loads `page` headless; returns the DOM after scripts ran and what the browser logged.
+fn browse(page: &Path, extra: &[&str]) -> (String, String) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn console_lines(log: &str) -> Vec<&str> {
+    log.lines().filter(|l| l.contains("CONSOLE")).collect()
+}
+
+#[test]
+fn the_html_report_renders_in_a_real_browser_with_its_charts() {
+    let out = tempfile::tempdir().unwrap();
+    assert!(
+        report(&results(), out.path(), &["--format", "html"])
+            .status
+            .success()
+    );
+    let page = out.path().join("report.html");
+    let html = text(out.path(), "report.html");
+    // Self-contained: nothing fetched from anywhere.
+    for needle in ["src=\"http", "href=\"http", "@import", "url(http", "<link "] {
+        assert!(!html.contains(needle), "report.html references {needle}");
+    }
+    // The harness sees console errors: a page with a broken script is caught.
+    let broken = out.path().join("broken.html");
+    fs::write(
+        &broken,
+        "<html><body><script>notDefined();</script></body></html>",
+    )
+    .unwrap();
+    let (_, log) = browse(&broken, &["--dump-dom"]);
+    assert!(
+        console_lines(&log).iter().any(|l| l.contains("notDefined")),
+        "the console check is blind: {log}"
+    );
+
+    let (dom, log) = browse(&page, &["--dump-dom"]);
+    assert!(console_lines(&log).is_empty(), "console: {log}");
+    assert!(dom.contains("<table id=\"verdicts\">"), "{dom}");
+    let svgs = dom.matches("<svg").count();
+    // TTFT and decode by class, a latency histogram per device × model, sustained per device.
+    assert!(svgs >= 2 + 5 + 3, "{svgs} charts");
+    assert!(dom.contains("Sustained decode and temperature"));
+    assert!(dom.contains("✖ cloud-only") && dom.contains("◐ hybrid"));
+
+    // A screenshot, kept as a test artifact.
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("report.png");
+    let _ = fs::remove_file(&shot);
+    browse(
+        &page,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1200,3000",
+            "--hide-scrollbars",
+        ],
+    );
+    let png = fs::read(&shot).expect("a screenshot");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(png.len() > 20_000, "a blank page? {} bytes", png.len());
+}
+
+#[test]
+fn compare_flags_a_significant_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    // Same results: nothing significant, exit 0.
+    let same = odai()
+        .arg("compare")
+        .arg(results())
+        .arg(results())
+        .output()
+        .unwrap();
+    assert!(same.status.success());
+    assert!(String::from_utf8_lossy(&same.stdout).contains("0 significant regression(s)"));
+    // A baseline with six repetitions per cell (each recorded one three times: the fixture has
+    // two, too few for a t-test to find anything), and a "new" run decoding 30 % slower.
+    let rewrite = |to: &Path, factor: f64| {
+        copy_tree(&results(), to);
+        let text = fs::read_to_string(to.join("results.jsonl")).unwrap();
+        let mut lines = Vec::new();
+        for l in text.lines() {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            if let Some(reps) = v["report"]["reps"].as_array_mut() {
+                let mut more = Vec::new();
+                for r in reps.iter() {
+                    for _ in 0..3 {
+                        let mut r = r.clone();
+                        let d = r["decode_tps"].as_f64().unwrap();
+                        r["decode_tps"] = Value::from(d * factor);
+                        more.push(r);
+                    }
+                }
+                *reps = more;
+            }
+            lines.push(serde_json::to_string(&v).unwrap());
+        }
+        fs::write(to.join("results.jsonl"), lines.join("\n") + "\n").unwrap();
+    };
+    let (base, slower) = (dir.path().join("base"), dir.path().join("slower"));
+    rewrite(&base, 1.0);
+    rewrite(&slower, 0.7);
+    let cmp = odai()
+        .arg("compare")
+        .arg(&base)
+        .arg(&slower)
+        .args(["--threshold", "10%", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(cmp.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&cmp.stdout).unwrap();
+    let decode: Vec<&Value> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["metric"] == "decode_tps")
+        .collect();
+    assert!(!decode.is_empty());
+    for c in &decode {
+        assert!(
+            (c["change_pct"].as_f64().unwrap() + 30.0).abs() < 1e-6,
+            "{c}"
+        );
+        assert_eq!(c["worse"], true);
+        // A regression exactly where Welch's test finds the drop significant: the fixture's
+        // repetitions were measured on a busy machine, and some cells are too noisy for -30 %
+        // to stand out.
+        let p = c["p_value"].as_f64().unwrap();
+        assert_eq!(c["regression"], p < 0.05, "{c}");
+    }
+    let flagged = decode.iter().filter(|c| c["regression"] == true).count();
+    assert!(flagged >= 1, "no cell clear enough to flag");
+    assert_eq!(v["regressions"].as_u64().unwrap() as usize, flagged);
+    // Nothing else changed.
+    assert!(
+        v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["metric"] != "decode_tps")
+            .all(|c| c["change_pct"] == 0.0)
+    );
+
+    // From two measurements.csv files: changes, but no per-repetition samples to test.
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    assert!(report(&base, &a, &["--format", "csv"]).status.success());
+    assert!(report(&slower, &b, &["--format", "csv"]).status.success());
+    let csv = odai()
+        .arg("compare")
+        .arg(a.join("measurements.csv"))
+        .arg(b.join("measurements.csv"))
+        .output()
+        .unwrap();
+    assert!(csv.status.success(), "no significance, so no gate");
+    assert!(
+        String::from_utf8_lossy(&csv.stdout).contains("significance unknown (no per-rep samples)")
+    );
+}
