@@ -80,6 +80,9 @@ fn spawn_retrying(cmd: &mut Command) -> std::io::Result<Child> {
 /// How often a wait looks at the deadline, Ctrl-C, or whether the worker has exited.
 const POLL: Duration = Duration::from_millis(100);
 
+/// How long a run waits for its own Ctrl-C after a worker died of one.
+const SIGNAL_GRACE: Duration = Duration::from_secs(2);
+
 /// How long a worker that has answered may take to exit before it is stopped.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 
@@ -188,9 +191,28 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
         return a;
     }
     // Ctrl-C on a terminal reaches the workers too (one process group): a worker that died of
-    // it did not fail, it was interrupted.
-    if opts.interruptible && crate::interrupt::requested() {
-        return Err(Failure::Interrupted);
+    // it did not fail, it was interrupted. The worker may see the signal before this process
+    // does, so a worker ended by SIGINT or SIGTERM waits a moment for our own.
+    let stopped_by = match status.signal() {
+        Some(s @ (libc::SIGINT | libc::SIGTERM)) => Some(s),
+        _ => None,
+    };
+    if opts.interruptible {
+        let until = Instant::now()
+            + if stopped_by.is_some() {
+                SIGNAL_GRACE
+            } else {
+                Duration::ZERO
+            };
+        loop {
+            if crate::interrupt::requested() {
+                return Err(Failure::Interrupted);
+            }
+            if Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
     let last = err
@@ -225,6 +247,9 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
     Err(match status.signal() {
         Some(libc::SIGKILL) => {
             Failure::Worker("the worker was killed (likely out of memory)".into())
+        }
+        Some(sig) if stopped_by.is_some() => {
+            Failure::Worker(format!("the worker was stopped by signal {sig}"))
         }
         Some(sig) => Failure::Worker(format!("the worker died from signal {sig}")),
         None if (opts.transport_exit)(&status) => Failure::Transport(said(format!(

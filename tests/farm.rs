@@ -317,7 +317,9 @@ fn ctrl_c_stops_cleanly_and_resume_finishes() {
         assert!(started.elapsed() < Duration::from_secs(120), "no cell");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: kill(2) on our own child's process group, as a terminal's Ctrl-C does.
+    // SAFETY: kill(2) on our own child's process group, as a terminal's Ctrl-C does. (Found in
+    // CI: a worker that died of the group's SIGINT before the coordinator saw its own was
+    // recorded as a failed cell.)
     unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
     let run = child.wait_with_output().unwrap();
     assert_eq!(run.status.code(), Some(130), "{}", stderr(&run));
