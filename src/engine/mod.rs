@@ -4,6 +4,7 @@
 
 pub mod fingerprint;
 pub mod gguf;
+pub mod kernels;
 pub mod synth;
 pub mod text;
 
