@@ -99,7 +99,7 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = spawn_retrying(&mut cmd)
-        .map_err(|e| Failure::Incompatible(format!("cannot start {program}: {e}")))?;
+        .map_err(|e| Failure::Incompatible(format!("cannot start the worker {program}: {e}")))?;
     let line = serde_json::to_string(request).map_err(|e| Failure::Worker(e.to_string()))?;
     // Held open until the answer: a worker running a cell exits when its stdin closes.
     let mut stdin = child.stdin.take();

@@ -12,7 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
-use crate::client::{self, Failure};
+use crate::client;
 use crate::protocol::{self, CellSpec, Event, RepResult, Request};
 
 /// Runs one repetition in a fresh `odai worker` child of the binary at `exe`.
@@ -41,11 +41,6 @@ pub fn run_rep(exe: &Path, spec: &CellSpec, threads: Option<u32>) -> Result<RepR
         Ok(_) => Err(format!(
             "the worker answered a repetition with something else (protocol {})",
             protocol::PROTOCOL_VERSION
-        )),
-        Err(Failure::Incompatible(m)) if m.starts_with("cannot start") => Err(format!(
-            "cannot start the worker {}: {}",
-            exe.display(),
-            m.rsplit(": ").next().unwrap_or(&m)
         )),
         Err(e) => Err(e.to_string()),
     }

@@ -211,15 +211,6 @@ fn avx2() -> bool {
         && is_x86_feature_detected!("f16c")
 }
 
-/// Which dot-product path this CPU takes.
-pub fn simd_path() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        return "avx2";
-    }
-    "scalar"
-}
-
 /// y = W·x for a row-major matrix of `rows` rows of blocks, x already quantized; rows split
 /// across `threads` (decode is one matrix-vector product per weight: rows are the parallelism).
 pub fn matvec<B: WeightBlock>(w: &[B], rows: usize, x: &[B::Act], y: &mut [f32], threads: usize) {

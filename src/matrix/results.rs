@@ -2,7 +2,7 @@
 //! fsync'd as it lands, so a crash on cell 37 leaves 36 on disk), `manifest.json` (what ran, by
 //! which odai, when) and each device's probe. Append-only: a report is a pure function of it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -106,14 +106,16 @@ impl Store {
             .collect()
     }
 
-    /// Cells already finished on `device` (ok or skipped): `--resume` does not run them again.
+    /// Cells already finished (ok or skipped), by device: `--resume` does not run them again.
     /// A failed cell is run again.
-    pub fn done(dir: &Path, device: &str) -> HashSet<String> {
-        Self::records(dir)
-            .into_iter()
-            .filter(|r| r.device == device && r.status != Status::Failed)
-            .map(|r| r.cell_id)
-            .collect()
+    pub fn done(dir: &Path) -> HashMap<String, HashSet<String>> {
+        let mut done: HashMap<String, HashSet<String>> = HashMap::new();
+        for r in Self::records(dir) {
+            if r.status != Status::Failed {
+                done.entry(r.device).or_default().insert(r.cell_id);
+            }
+        }
+        done
     }
 
     /// Before a resumed run retries failed cells: their records move to `failures.jsonl` (the

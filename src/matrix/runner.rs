@@ -460,12 +460,7 @@ pub fn run(matrix: &Matrix, devices: &[Device], opts: &Options) -> anyhow::Resul
     }
     let store = Store::open(out)?;
     store.write_file("manifest.json", &serde_json::to_vec_pretty(&manifest)?)?;
-    let mut done: HashMap<String, HashSet<String>> = HashMap::new();
-    for r in Store::records(out) {
-        if r.status != Status::Failed {
-            done.entry(r.device).or_default().insert(r.cell_id);
-        }
-    }
+    let done = Store::done(out);
     let sizes: Vec<(String, usize)> = names
         .iter()
         .map(|n| (n.clone(), matrix.cells.len()))

@@ -130,11 +130,10 @@ fn inc_beta(a: f64, b: f64, x: f64) -> f64 {
     }
 }
 
+/// Mean and sample variance, from the summary `odai bench` already computes.
 fn mean_var(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
-    (m, var)
+    let s = crate::bench::stats::summarize(v);
+    (s.mean, s.stddev * s.stddev)
 }
 
 /// Welch's t-test (unequal variances): the two-sided p-value that the means differ; `None` with

@@ -71,24 +71,18 @@ fn label(r: &Row) -> String {
 fn charts_section(r: &Report) -> String {
     let mut out = String::from("<h2>Charts</h2>\n");
     let w = &r.scoring.workload;
-    // The rows the scorecards read: per device and model, the warm cell nearest the workload.
-    let mut mains: Vec<&Row> = Vec::new();
+    // The rows the scorecards read: per device and model, scorecard::main_row's choice.
+    let mut groups: std::collections::BTreeMap<(&str, &str), Vec<&Row>> = Default::default();
     for row in &r.rows {
-        if !row.is_ok() || row.sustained_s.is_some() || row.load != "none" || row.cold {
-            continue;
-        }
-        let d = |x: &Row| {
-            x.prompt_tokens.abs_diff(w.prompt_tokens) + x.gen_tokens.abs_diff(w.gen_tokens)
-        };
-        match mains
-            .iter_mut()
-            .find(|m| m.device == row.device && m.model == row.model)
-        {
-            Some(m) if d(row) < d(m) => *m = row,
-            Some(_) => {}
-            None => mains.push(row),
-        }
+        groups
+            .entry((row.device.as_str(), row.model.as_str()))
+            .or_default()
+            .push(row);
     }
+    let mut mains: Vec<&Row> = groups
+        .values()
+        .filter_map(|rows| super::scorecard::main_row(rows, w))
+        .collect();
     mains.sort_by_key(|m| (m.class.clone(), m.model.clone(), m.device.clone()));
     let items = |metric: &str| -> Vec<(String, f64)> {
         mains
@@ -154,12 +148,7 @@ pub fn render(r: &Report) -> String {
         env!("CARGO_PKG_VERSION")
     ));
     // Verdict matrix.
-    let mut classes: Vec<(&str, &str)> = Vec::new();
-    for c in &s.scorecards {
-        if !classes.iter().any(|(id, _)| *id == c.class) {
-            classes.push((&c.class, &c.class_label));
-        }
-    }
+    let classes = s.classes();
     out.push_str("<h2>Verdicts</h2>\n<table id=\"verdicts\">\n<thead><tr><th>model</th>");
     for (_, l) in &classes {
         out.push_str(&format!("<th>{}</th>", esc(l)));

@@ -17,12 +17,7 @@ fn pct(v: f64) -> String {
 /// The verdict matrix and coverage, shared by the Markdown report and the terminal summary.
 pub fn verdict_matrix(r: &Report) -> String {
     let s = &r.scoring;
-    let mut classes: Vec<(&str, &str)> = Vec::new();
-    for c in &s.scorecards {
-        if !classes.iter().any(|(id, _)| *id == c.class) {
-            classes.push((&c.class, &c.class_label));
-        }
-    }
+    let classes = s.classes();
     let mut out = format!(
         "| model | {} | fleet on-device first | hybrid or better | measured |\n|---|{}---|---|---|\n",
         classes
@@ -109,13 +104,11 @@ pub fn render(r: &Report) -> String {
         cell(&w.label),
         w.description,
         r.set.dir.display(),
-        r.set.probes.len().max(
-            r.rows
-                .iter()
-                .map(|x| &x.device)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len()
-        ),
+        r.rows
+            .iter()
+            .map(|x| &x.device)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
         r.rows.len(),
         env!("CARGO_PKG_VERSION"),
         w.source

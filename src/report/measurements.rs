@@ -181,7 +181,7 @@ impl Row {
 }
 
 fn mean(v: &[f64]) -> Option<f64> {
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    (!v.is_empty()).then(|| stats::summarize(v).mean)
 }
 
 fn reading(r: &Reading<f64>) -> Result<f64, String> {

@@ -101,6 +101,19 @@ pub struct Scoring {
     pub coverage: Vec<Coverage>,
 }
 
+impl Scoring {
+    /// The classes scored, in scorecard order: (id, label).
+    pub fn classes(&self) -> Vec<(&str, &str)> {
+        let mut classes: Vec<(&str, &str)> = Vec::new();
+        for c in &self.scorecards {
+            if !classes.iter().any(|(id, _)| *id == c.class) {
+                classes.push((&c.class, &c.class_label));
+            }
+        }
+        classes
+    }
+}
+
 fn fmt(v: f64) -> String {
     if v.abs() >= 100.0 {
         format!("{v:.0}")
@@ -114,7 +127,7 @@ fn fmt(v: f64) -> String {
 /// The row that stands for a device running this model in this workload: a successful, warm,
 /// unloaded, not-sustained cell of the shape closest to the workload's; among equals the fastest
 /// decode (the thread count a deployment would pick).
-fn main_row<'a>(rows: &[&'a Row], w: &Workload) -> Option<&'a Row> {
+pub fn main_row<'a>(rows: &[&'a Row], w: &Workload) -> Option<&'a Row> {
     let distance = |r: &Row| {
         r.prompt_tokens.abs_diff(w.prompt_tokens) as f64
             + f64::from(r.gen_tokens.abs_diff(w.gen_tokens)) / 4.0
