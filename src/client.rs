@@ -82,6 +82,8 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// How long a run waits for its own Ctrl-C after a worker died of one.
 const SIGNAL_GRACE: Duration = Duration::from_secs(2);
+/// How often that wait polls the flag.
+const SIGNAL_POLL: Duration = Duration::from_millis(10);
 
 /// How long a worker that has answered may take to exit before it is stopped.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
@@ -211,7 +213,7 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
             if Instant::now() >= until {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(SIGNAL_POLL);
         }
     }
     let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();

@@ -120,6 +120,9 @@ impl Summary {
     }
 }
 
+/// A retry's backoff waits in steps this long, looking at Ctrl-C between them.
+const BACKOFF_STEP: Duration = Duration::from_millis(50);
+
 /// Probes are quick; a device that takes longer than this to answer one is not answering.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -164,7 +167,7 @@ fn call_retrying(
                     if crate::interrupt::requested() {
                         return Err((Failure::Interrupted, attempt));
                     }
-                    std::thread::sleep(Duration::from_millis(50));
+                    std::thread::sleep(BACKOFF_STEP);
                 }
             }
             Ok(e) => return Ok(e),
