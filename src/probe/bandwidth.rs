@@ -153,6 +153,15 @@ pub fn measure_cached(
 mod cache_tests {
     use super::*;
 
+    /// Regression: CI measured 27.742708992617942 GB/s and read 27.742708992617946 back from the
+    /// cache — serde_json's default float parser is not exact; float_roundtrip is on.
+    #[test]
+    fn figures_read_back_from_json_are_the_figures_written() {
+        let v = 27.742_708_992_617_942_f64;
+        let back: f64 = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+        assert_eq!(back.to_bits(), v.to_bits());
+    }
+
     #[test]
     fn bandwidth_is_measured_once_per_boot_and_thread_count() {
         let dir = tempfile::tempdir().unwrap();
