@@ -104,7 +104,7 @@ pub struct RepResult {
     pub load_ms: f64,
     /// True when the model file was evicted from the page cache before loading.
     pub cold: bool,
-    /// The first prefill after load: includes candle's lazy one-time work on the weights.
+    /// The first prefill after load: includes any lazy one-time work on the weights.
     pub first_ttft_ms: f64,
     /// Prefill of the prompt + sampling the first token, steady state.
     pub ttft_ms: f64,
@@ -116,9 +116,10 @@ pub struct RepResult {
     /// Share of decoded tokens slower than the deadline; null without a deadline.
     pub deadline_miss_pct: Option<f64>,
     pub peak_rss_bytes: u64,
-    /// Threads candle's kernels ran on.
+    /// Threads the engine's kernels ran on.
     pub threads: u32,
-    /// The SIMD path candle's kernels took (`avx`, `neon`, `scalar`…).
+    /// The SIMD path the engine's kernels took: odai's own (`avx2`, `scalar`) or candle's
+    /// (`avx`, `neon`, `simd128`, `scalar`).
     pub simd: String,
     /// Every decoded token's latency, in order (for distributions and reports).
     pub token_ms: Vec<f64>,

@@ -177,7 +177,7 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
         }),
         peak_rss_bytes: peak_rss_bytes(),
         threads: candle_core::utils::get_num_threads() as u32,
-        simd: engine::simd_path().to_owned(),
+        simd: model.simd().to_owned(),
         token_ms: if spec.sustained.is_some() {
             // Thousands of tokens: the windows carry the time series instead.
             Vec::new()

@@ -1,10 +1,12 @@
-//! The inference engine: loads a GGUF model by `general.architecture` into candle's quantized
-//! implementations, and runs forward passes on token ids. Everything above it (bench, generate)
-//! speaks token ids and logits only.
+//! The inference engine: loads a GGUF model by `general.architecture` — llama models whose
+//! tensor types odai's kernels cover into odai's own forward pass (`llama`), everything else into
+//! candle's quantized implementations — and runs forward passes on token ids. Everything above
+//! it (bench, generate) speaks token ids and logits only.
 
 pub mod fingerprint;
 pub mod gguf;
 pub mod kernels;
+pub mod llama;
 pub mod synth;
 pub mod text;
 
@@ -21,6 +23,7 @@ use crate::error::Error;
 use gguf::{Gguf, ModelInfo};
 
 enum Arch {
+    Own(Box<llama::Llama>),
     Llama(quantized_llama::ModelWeights),
     Qwen2(quantized_qwen2::ModelWeights),
     Qwen3(quantized_qwen3::ModelWeights),
@@ -34,6 +37,10 @@ pub struct Model {
     pub info: ModelInfo,
     device: Device,
 }
+
+/// Environment variable that picks the engine: `candle` runs every model on candle's
+/// implementations (for comparison); unset or `odai`, odai's own path runs what it supports.
+pub const ENGINE_ENV: &str = "ODAI_ENGINE";
 
 /// The CPU SIMD path candle's kernels take on this machine (candle picks at run time).
 pub fn simd_path() -> &'static str {
@@ -54,6 +61,14 @@ impl Model {
         let g = Gguf::open(path)?;
         let info = ModelInfo::from_gguf(&g)?;
         let device = Device::Cpu;
+        let want_candle = std::env::var(ENGINE_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("candle"));
+        if !want_candle && let Ok(own) = llama::Llama::load(&g) {
+            return Ok(Model {
+                arch: Arch::Own(Box::new(own)),
+                info,
+                device,
+            });
+        }
         let file = File::open(path).map_err(|e| Error::Model {
             file: path.to_owned(),
             problem: format!("cannot open it: {e}"),
@@ -86,6 +101,9 @@ impl Model {
 
     /// Runs `tokens` at positions `pos..pos+len` and returns the logits of the last position.
     pub fn forward(&mut self, tokens: &[u32], pos: usize) -> candle_core::Result<Vec<f32>> {
+        if let Arch::Own(m) = &mut self.arch {
+            return m.forward(tokens, pos).map_err(candle_core::Error::Msg);
+        }
         let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
         let logits = match &mut self.arch {
             Arch::Llama(m) => m.forward(&input, pos)?,
@@ -93,11 +111,28 @@ impl Model {
             Arch::Qwen3(m) => m.forward(&input, pos)?,
             Arch::Phi3(m) => m.forward(&input, pos)?,
             Arch::Gemma3(m) => m.forward(&input, pos)?,
+            Arch::Own(_) => unreachable!("handled above"),
         };
         logits
             .squeeze(0)?
             .to_dtype(candle_core::DType::F32)?
             .to_vec1()
+    }
+
+    /// Which engine runs this model: `odai` (its own kernels) or `candle`.
+    pub fn engine(&self) -> &'static str {
+        match self.arch {
+            Arch::Own(_) => "odai",
+            _ => "candle",
+        }
+    }
+
+    /// The SIMD path this model's kernels take on this CPU.
+    pub fn simd(&self) -> &'static str {
+        match self.arch {
+            Arch::Own(_) => kernels::simd_path(),
+            _ => simd_path(),
+        }
     }
 
     /// Forgets the KV cache, so the next forward starts a new sequence at position 0.
@@ -106,6 +141,7 @@ impl Model {
             Arch::Llama(m) => m.clear_kv_cache(),
             Arch::Qwen2(m) => m.clear_kv_cache(),
             Arch::Qwen3(m) => m.clear_kv_cache(),
+            Arch::Own(m) => m.reset(),
             // candle's phi3 and gemma3 keep their caches private, and reset them themselves when
             // a forward starts at position 0.
             Arch::Phi3(_) | Arch::Gemma3(_) => {}

@@ -1,0 +1,735 @@
+//! Quantized dot-product and matrix kernels for odai's own CPU path (issue 7): weights in
+//! ggml's block formats, activations quantized once per matmul to 8-bit blocks, integer SIMD dot
+//! products (AVX2 on x86-64, chosen at run time; a scalar path everywhere else), and rows split
+//! across threads. Each SIMD kernel is tested against the scalar one; `benches/kernels.rs`
+//! measures them at decode (m = 1) and prefill shapes.
+//!
+//! Block layouts follow ggml (ggml-common.h). 32-weight blocks: Q4_0 holds element j in the low
+//! nibble of byte j and element j + 16 in its high nibble, value (q − 8)·d; Q4_1 the same nibbles
+//! with value q·d + m; Q5_0 adds a fifth bit per element from `qh` (bit j for element j), value
+//! (q − 16)·d; Q8_0 one signed byte per element, value q·d. 256-weight super-blocks (K-quants):
+//! Q4_K has eight 32-element sub-blocks with 6-bit scales and mins; Q6_K sixteen 16-element
+//! groups with 8-bit scales, 6-bit values offset by 32. Dequantization follows ggml's
+//! `dequantize_row_*` (ggml-quants.c).
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use half::f16;
+
+/// Elements per block of the 32-element formats.
+pub const QK: usize = 32;
+/// Elements per K-quant super-block.
+pub const QK_K: usize = 256;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C)]
+pub struct BlockQ4_0 {
+    pub d: u16,
+    pub qs: [u8; QK / 2],
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C)]
+pub struct BlockQ4_1 {
+    pub d: u16,
+    pub m: u16,
+    pub qs: [u8; QK / 2],
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C)]
+pub struct BlockQ5_0 {
+    pub d: u16,
+    pub qh: [u8; 4],
+    pub qs: [u8; QK / 2],
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C)]
+pub struct BlockQ8_0 {
+    pub d: u16,
+    pub qs: [i8; QK],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct BlockQ4K {
+    pub d: u16,
+    pub dmin: u16,
+    pub scales: [u8; 12],
+    pub qs: [u8; QK_K / 2],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct BlockQ6K {
+    pub ql: [u8; QK_K / 2],
+    pub qh: [u8; QK_K / 4],
+    pub scales: [i8; QK_K / 16],
+    pub d: u16,
+}
+
+/// Activations for Q4_0, Q5_0 and Q8_0 weights: 32 signed bytes and an f32 scale (ggml keeps
+/// f16 here; f32 spares a conversion per block in the inner loop).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C)]
+pub struct BlockQ8 {
+    pub d: f32,
+    pub qs: [i8; QK],
+}
+
+/// Activations for Q4_1 weights: Q8 plus `s` = d·Σq, which carries the weights' offset `m`
+/// through the dot product (ggml's block_q8_1, with f32 scales).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C)]
+pub struct BlockQ8_1 {
+    pub d: f32,
+    pub s: f32,
+    pub qs: [i8; QK],
+}
+
+/// Activations for K-quant weights (ggml's block_q8_K): 256 signed bytes, an f32 scale and the
+/// sums of each 16 bytes, which carry Q4_K's mins and Q6_K's offset of 32 through the product.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct BlockQ8K {
+    pub d: f32,
+    pub qs: [i8; QK_K],
+    pub bsums: [i16; QK_K / 16],
+}
+
+impl Default for BlockQ8K {
+    fn default() -> Self {
+        BlockQ8K {
+            d: 0.0,
+            qs: [0; QK_K],
+            bsums: [0; QK_K / 16],
+        }
+    }
+}
+
+fn h(bits: u16) -> f32 {
+    f16::from_bits(bits).to_f32()
+}
+
+/// Quantizes `x` to signed bytes in `qs`: d = max|x| / 127, round to nearest. Returns d.
+fn quantize_block(x: &[f32], qs: &mut [i8]) -> f32 {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+    for (q, v) in qs.iter_mut().zip(x) {
+        *q = (v * inv).round() as i8;
+    }
+    d
+}
+
+/// Activations to Q8 blocks (`x.len()` a multiple of 32), into `out` (reused: no allocation
+/// once it has grown).
+pub fn quantize_q8_into(x: &[f32], out: &mut Vec<BlockQ8>) {
+    out.clear();
+    out.extend(x.chunks_exact(QK).map(|c| {
+        let mut b = BlockQ8::default();
+        b.d = quantize_block(c, &mut b.qs);
+        b
+    }));
+}
+
+/// Activations to Q8 blocks.
+pub fn quantize_q8(x: &[f32]) -> Vec<BlockQ8> {
+    let mut v = Vec::new();
+    quantize_q8_into(x, &mut v);
+    v
+}
+
+/// Floats to Q8_0 weight blocks (`x.len()` a multiple of 32).
+pub fn quantize_q8_0(x: &[f32]) -> Vec<BlockQ8_0> {
+    x.chunks_exact(QK)
+        .map(|c| {
+            let mut qs = [0i8; QK];
+            let d = quantize_block(c, &mut qs);
+            BlockQ8_0 {
+                d: f16::from_f32(d).to_bits(),
+                qs,
+            }
+        })
+        .collect()
+}
+
+/// Activations to Q8_1 blocks (`x.len()` a multiple of 32).
+pub fn quantize_q8_1_into(x: &[f32], out: &mut Vec<BlockQ8_1>) {
+    out.clear();
+    out.extend(x.chunks_exact(QK).map(|c| {
+        let mut b = BlockQ8_1::default();
+        b.d = quantize_block(c, &mut b.qs);
+        let sum: i32 = b.qs.iter().map(|&q| i32::from(q)).sum();
+        b.s = b.d * sum as f32;
+        b
+    }));
+}
+
+/// Activations to Q8_1 blocks.
+pub fn quantize_q8_1(x: &[f32]) -> Vec<BlockQ8_1> {
+    let mut v = Vec::new();
+    quantize_q8_1_into(x, &mut v);
+    v
+}
+
+/// Activations to Q8_K super-blocks (`x.len()` a multiple of 256).
+pub fn quantize_q8k_into(x: &[f32], out: &mut Vec<BlockQ8K>) {
+    out.clear();
+    out.extend(x.chunks_exact(QK_K).map(|c| {
+        let mut b = BlockQ8K::default();
+        b.d = quantize_block(c, &mut b.qs);
+        for (s, g) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
+            *s = g.iter().map(|&q| i16::from(q)).sum();
+        }
+        b
+    }));
+}
+
+/// Q4_K's 6-bit scale and min of sub-block `j` (ggml's get_scale_min_k4).
+fn scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+/// A weight block type: how many elements it holds, the activation blocks its dot product
+/// takes, and its dequantization (embedding rows, tests).
+pub trait WeightBlock: Copy + Send + Sync + 'static {
+    /// Elements per block.
+    const ELEMS: usize;
+    type Act: Copy + Send + Sync + Default;
+    /// Activations in this weight type's partner format, into a reused buffer.
+    fn quantize_act_into(x: &[f32], out: &mut Vec<Self::Act>);
+    /// Activations in this weight type's partner format.
+    fn quantize_act(x: &[f32]) -> Vec<Self::Act> {
+        let mut v = Vec::new();
+        Self::quantize_act_into(x, &mut v);
+        v
+    }
+    /// Σ over the blocks, the portable path.
+    fn dot_scalar(w: &[Self], a: &[Self::Act]) -> f32;
+    /// Σ over the blocks, the fastest path this CPU has.
+    fn dot(w: &[Self], a: &[Self::Act]) -> f32;
+    /// The block's `ELEMS` floats, appended to `out`.
+    fn dequantize(&self, out: &mut Vec<f32>);
+}
+
+/// Σ x·y over equal-length signed byte slices.
+fn idot(x: impl IntoIterator<Item = i32>, y: &[i8]) -> i32 {
+    x.into_iter().zip(y).map(|(a, &b)| a * i32::from(b)).sum()
+}
+
+impl WeightBlock for BlockQ8_0 {
+    const ELEMS: usize = QK;
+    type Act = BlockQ8;
+    fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8>) {
+        quantize_q8_into(x, out)
+    }
+    fn dot_scalar(w: &[Self], a: &[BlockQ8]) -> f32 {
+        w.iter()
+            .zip(a)
+            .map(|(w, a)| h(w.d) * a.d * idot(w.qs.map(i32::from), &a.qs) as f32)
+            .sum()
+    }
+    fn dot(w: &[Self], a: &[BlockQ8]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: AVX2, FMA and F16C were detected at run time.
+            return unsafe { x86::dot_q8_0(w, a) };
+        }
+        Self::dot_scalar(w, a)
+    }
+    fn dequantize(&self, out: &mut Vec<f32>) {
+        let d = h(self.d);
+        out.extend(self.qs.iter().map(|&q| f32::from(q) * d));
+    }
+}
+
+impl BlockQ4_0 {
+    fn values(&self) -> [i32; QK] {
+        std::array::from_fn(|j| {
+            let b = self.qs[j % 16];
+            i32::from(if j < 16 { b & 0x0f } else { b >> 4 }) - 8
+        })
+    }
+}
+
+impl WeightBlock for BlockQ4_0 {
+    const ELEMS: usize = QK;
+    type Act = BlockQ8;
+    fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8>) {
+        quantize_q8_into(x, out)
+    }
+    fn dot_scalar(w: &[Self], a: &[BlockQ8]) -> f32 {
+        w.iter()
+            .zip(a)
+            .map(|(w, a)| h(w.d) * a.d * idot(w.values(), &a.qs) as f32)
+            .sum()
+    }
+    fn dot(w: &[Self], a: &[BlockQ8]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: AVX2, FMA and F16C were detected at run time.
+            return unsafe { x86::dot_q4_0(w, a) };
+        }
+        Self::dot_scalar(w, a)
+    }
+    fn dequantize(&self, out: &mut Vec<f32>) {
+        let d = h(self.d);
+        out.extend(self.values().map(|q| q as f32 * d));
+    }
+}
+
+impl BlockQ4_1 {
+    fn values(&self) -> [i32; QK] {
+        std::array::from_fn(|j| {
+            let b = self.qs[j % 16];
+            i32::from(if j < 16 { b & 0x0f } else { b >> 4 })
+        })
+    }
+}
+
+impl WeightBlock for BlockQ4_1 {
+    const ELEMS: usize = QK;
+    type Act = BlockQ8_1;
+    fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8_1>) {
+        quantize_q8_1_into(x, out)
+    }
+    fn dot_scalar(w: &[Self], a: &[BlockQ8_1]) -> f32 {
+        w.iter()
+            .zip(a)
+            .map(|(w, a)| h(w.d) * a.d * idot(w.values(), &a.qs) as f32 + h(w.m) * a.s)
+            .sum()
+    }
+    fn dot(w: &[Self], a: &[BlockQ8_1]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: AVX2, FMA and F16C were detected at run time.
+            return unsafe { x86::dot_q4_1(w, a) };
+        }
+        Self::dot_scalar(w, a)
+    }
+    fn dequantize(&self, out: &mut Vec<f32>) {
+        let (d, m) = (h(self.d), h(self.m));
+        out.extend(self.values().map(|q| q as f32 * d + m));
+    }
+}
+
+impl BlockQ5_0 {
+    fn values(&self) -> [i32; QK] {
+        let qh = u32::from_le_bytes(self.qh);
+        std::array::from_fn(|j| {
+            let b = self.qs[j % 16];
+            let lo = i32::from(if j < 16 { b & 0x0f } else { b >> 4 });
+            (lo | (((qh >> j) & 1) << 4) as i32) - 16
+        })
+    }
+}
+
+impl WeightBlock for BlockQ5_0 {
+    const ELEMS: usize = QK;
+    type Act = BlockQ8;
+    fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8>) {
+        quantize_q8_into(x, out)
+    }
+    fn dot_scalar(w: &[Self], a: &[BlockQ8]) -> f32 {
+        w.iter()
+            .zip(a)
+            .map(|(w, a)| h(w.d) * a.d * idot(w.values(), &a.qs) as f32)
+            .sum()
+    }
+    fn dot(w: &[Self], a: &[BlockQ8]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: AVX2, FMA and F16C were detected at run time.
+            return unsafe { x86::dot_q5_0(w, a) };
+        }
+        Self::dot_scalar(w, a)
+    }
+    fn dequantize(&self, out: &mut Vec<f32>) {
+        let d = h(self.d);
+        out.extend(self.values().map(|q| q as f32 * d));
+    }
+}
+
+impl BlockQ4K {
+    /// Element values 0..15 and, per 32-element sub-block, (scale, min).
+    fn parts(&self) -> ([i32; QK_K], [(i32, i32); 8]) {
+        let q = std::array::from_fn(|e| {
+            let (chunk, k) = (e / 64, e % 64);
+            let b = self.qs[chunk * 32 + k % 32];
+            i32::from(if k < 32 { b & 0x0f } else { b >> 4 })
+        });
+        let sm = std::array::from_fn(|j| {
+            let (s, m) = scale_min_k4(j, &self.scales);
+            (i32::from(s), i32::from(m))
+        });
+        (q, sm)
+    }
+}
+
+impl WeightBlock for BlockQ4K {
+    const ELEMS: usize = QK_K;
+    type Act = BlockQ8K;
+    fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8K>) {
+        quantize_q8k_into(x, out)
+    }
+    fn dot_scalar(w: &[Self], a: &[BlockQ8K]) -> f32 {
+        w.iter()
+            .zip(a)
+            .map(|(w, a)| {
+                let (q, sm) = w.parts();
+                let (mut sumi, mut mins) = (0i32, 0i32);
+                for (j, &(s, m)) in sm.iter().enumerate() {
+                    let r = j * 32..j * 32 + 32;
+                    sumi += s * idot(q[r.clone()].iter().copied(), &a.qs[r]);
+                    mins += m * (i32::from(a.bsums[2 * j]) + i32::from(a.bsums[2 * j + 1]));
+                }
+                a.d * (h(w.d) * sumi as f32 - h(w.dmin) * mins as f32)
+            })
+            .sum()
+    }
+    fn dot(w: &[Self], a: &[BlockQ8K]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: AVX2, FMA and F16C were detected at run time.
+            return unsafe { x86::dot_q4_k(w, a) };
+        }
+        Self::dot_scalar(w, a)
+    }
+    fn dequantize(&self, out: &mut Vec<f32>) {
+        let (q, sm) = self.parts();
+        let (d, dmin) = (h(self.d), h(self.dmin));
+        out.extend(q.iter().enumerate().map(|(e, &v)| {
+            let (s, m) = sm[e / 32];
+            d * s as f32 * v as f32 - dmin * m as f32
+        }));
+    }
+}
+
+impl BlockQ6K {
+    /// Element values −32..31 (ggml's dequantize_row_q6_K order).
+    fn values(&self) -> [i32; QK_K] {
+        std::array::from_fn(|e| {
+            let (half, k) = (e / 128, e % 128);
+            let (quarter, l) = (k / 32, k % 32);
+            let ql = self.ql[half * 64 + l + 32 * (quarter & 1)];
+            let lo = if quarter < 2 { ql & 0x0f } else { ql >> 4 };
+            let hi = (self.qh[half * 32 + l] >> (2 * quarter)) & 3;
+            i32::from(lo | (hi << 4)) - 32
+        })
+    }
+}
+
+impl WeightBlock for BlockQ6K {
+    const ELEMS: usize = QK_K;
+    type Act = BlockQ8K;
+    fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8K>) {
+        quantize_q8k_into(x, out)
+    }
+    fn dot_scalar(w: &[Self], a: &[BlockQ8K]) -> f32 {
+        w.iter()
+            .zip(a)
+            .map(|(w, a)| {
+                let q = w.values();
+                let sumi: i32 = (0..16)
+                    .map(|g| {
+                        let r = g * 16..g * 16 + 16;
+                        i32::from(w.scales[g]) * idot(q[r.clone()].iter().copied(), &a.qs[r])
+                    })
+                    .sum();
+                h(w.d) * a.d * sumi as f32
+            })
+            .sum()
+    }
+    fn dot(w: &[Self], a: &[BlockQ8K]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: AVX2, FMA and F16C were detected at run time.
+            return unsafe { x86::dot_q6_k(w, a) };
+        }
+        Self::dot_scalar(w, a)
+    }
+    fn dequantize(&self, out: &mut Vec<f32>) {
+        let d = h(self.d);
+        out.extend(
+            self.values()
+                .iter()
+                .enumerate()
+                .map(|(e, &v)| d * f32::from(self.scales[e / 16]) * v as f32),
+        );
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    // std caches the CPUID answer; this is a load and a test.
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+}
+
+/// The SIMD path the kernels take on this CPU.
+pub fn simd_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        return "avx2";
+    }
+    "scalar"
+}
+
+/// A pointer that may cross threads: each thread writes a disjoint set of elements.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: matmul hands each thread a disjoint range of rows; no element is written twice.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// A method, so closures capture the whole wrapper (Send) rather than its raw field.
+    fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
+/// Y = X·Wᵀ for `m` activation rows: `w` is `rows` rows of blocks, `x` holds the m rows already
+/// quantized (each `w.len() / rows` blocks), and `y[t·rows + r]` gets row r's product with
+/// activation row t. Weight rows are split across `threads`; each thread keeps one weight row hot
+/// while it meets every activation row (the prefill case), and m = 1 is decode's matvec.
+pub fn matmul<B: WeightBlock>(
+    w: &[B],
+    rows: usize,
+    x: &[B::Act],
+    m: usize,
+    y: &mut [f32],
+    threads: usize,
+) {
+    assert!(rows > 0 && m > 0);
+    let per_row = w.len() / rows;
+    assert_eq!(w.len(), rows * per_row, "weights are rows × blocks per row");
+    assert_eq!(x.len(), m * per_row, "activations are m × blocks per row");
+    assert_eq!(y.len(), m * rows);
+    let out = SharedOut(y.as_mut_ptr());
+    let span = |r0: usize, r1: usize| {
+        for r in r0..r1 {
+            let wr = &w[r * per_row..(r + 1) * per_row];
+            for t in 0..m {
+                let v = B::dot(wr, &x[t * per_row..(t + 1) * per_row]);
+                // SAFETY: r < rows and t < m, so the index is inside y; each r belongs to one
+                // span, so no two threads write the same element.
+                unsafe { *out.at(t * rows + r) = v };
+            }
+        }
+    };
+    let threads = threads.clamp(1, rows);
+    if threads == 1 {
+        span(0, rows);
+        return;
+    }
+    // rayon's pool is already running: no thread is started per call, which at decode sizes
+    // (tens of microseconds) would cost as much as the work.
+    let chunk = rows.div_ceil(threads);
+    rayon::scope(|s| {
+        for i in 1..threads {
+            let r0 = (i * chunk).min(rows);
+            let r1 = ((i + 1) * chunk).min(rows);
+            s.spawn(move |_| span(r0, r1));
+        }
+        span(0, chunk.min(rows));
+    });
+}
+
+/// y = W·x, the decode case of [`matmul`].
+pub fn matvec<B: WeightBlock>(w: &[B], rows: usize, x: &[B::Act], y: &mut [f32], threads: usize) {
+    matmul(w, rows, x, 1, y, threads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn floats(rng: &mut Rng, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| (rng.below(2001) as f32 - 1000.0) / 250.0)
+            .collect()
+    }
+
+    fn scale(rng: &mut Rng) -> u16 {
+        f16::from_f32(0.01 + rng.below(100) as f32 / 1000.0).to_bits()
+    }
+
+    fn bytes<const N: usize>(rng: &mut Rng) -> [u8; N] {
+        std::array::from_fn(|_| rng.below(256) as u8)
+    }
+
+    fn q4_0(rng: &mut Rng, n: usize) -> Vec<BlockQ4_0> {
+        (0..n)
+            .map(|_| BlockQ4_0 {
+                d: scale(rng),
+                qs: bytes(rng),
+            })
+            .collect()
+    }
+
+    fn q4_k(rng: &mut Rng, n: usize) -> Vec<BlockQ4K> {
+        (0..n)
+            .map(|_| BlockQ4K {
+                d: scale(rng),
+                dmin: scale(rng),
+                scales: bytes(rng),
+                qs: bytes(rng),
+            })
+            .collect()
+    }
+
+    fn q6_k(rng: &mut Rng, n: usize) -> Vec<BlockQ6K> {
+        (0..n)
+            .map(|_| BlockQ6K {
+                ql: bytes(rng),
+                qh: bytes(rng),
+                scales: bytes::<16>(rng).map(|b| b as i8),
+                d: scale(rng),
+            })
+            .collect()
+    }
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() <= 1e-3 * (1.0 + a.abs().max(b.abs()))
+    }
+
+    /// The SIMD dot equals the scalar one, and both equal the float dot of the dequantized
+    /// weights with the dequantized activations (so the scalar path is checked too).
+    fn check<B: WeightBlock + std::fmt::Debug>(
+        w: &[B],
+        x: &[f32],
+        deq_act: impl Fn(&B::Act) -> Vec<f32>,
+    ) {
+        let a = B::quantize_act(x);
+        let (fast, slow) = (B::dot(w, &a), B::dot_scalar(w, &a));
+        assert!(
+            close(fast, slow),
+            "{}: simd {fast} vs scalar {slow}",
+            std::any::type_name::<B>()
+        );
+        let mut wf = Vec::new();
+        for b in w {
+            b.dequantize(&mut wf);
+        }
+        let af: Vec<f32> = a.iter().flat_map(&deq_act).collect();
+        let exact: f32 = wf.iter().zip(&af).map(|(p, q)| p * q).sum();
+        let mag: f32 = wf.iter().zip(&af).map(|(p, q)| (p * q).abs()).sum();
+        assert!(
+            (slow - exact).abs() <= 1e-4 * (1.0 + mag),
+            "{}: scalar {slow} vs dequantized {exact}",
+            std::any::type_name::<B>()
+        );
+    }
+
+    fn q8(a: &BlockQ8) -> Vec<f32> {
+        a.qs.iter().map(|&q| f32::from(q) * a.d).collect()
+    }
+
+    #[test]
+    fn simd_dots_equal_the_scalar_and_dequantized_references() {
+        let mut rng = Rng::new(7);
+        for blocks in [1, 3, 18, 48] {
+            let x = floats(&mut rng, blocks * QK);
+            let w4 = q4_0(&mut rng, blocks);
+            check(&w4, &x, q8);
+            check(&quantize_q8_0(&floats(&mut rng, blocks * QK)), &x, q8);
+            let w41: Vec<BlockQ4_1> = w4
+                .iter()
+                .map(|b| BlockQ4_1 {
+                    d: b.d,
+                    m: f16::from_f32(-0.05).to_bits(),
+                    qs: b.qs,
+                })
+                .collect();
+            check(&w41, &x, |a: &BlockQ8_1| {
+                a.qs.iter().map(|&q| f32::from(q) * a.d).collect()
+            });
+            let w5: Vec<BlockQ5_0> = w4
+                .iter()
+                .map(|b| BlockQ5_0 {
+                    d: b.d,
+                    qh: bytes(&mut rng),
+                    qs: b.qs,
+                })
+                .collect();
+            check(&w5, &x, q8);
+        }
+        let q8k = |a: &BlockQ8K| a.qs.iter().map(|&q| f32::from(q) * a.d).collect::<Vec<_>>();
+        for supers in [1, 2, 6] {
+            let x = floats(&mut rng, supers * QK_K);
+            check(&q4_k(&mut rng, supers), &x, q8k);
+            check(&q6_k(&mut rng, supers), &x, q8k);
+        }
+    }
+
+    #[test]
+    fn q8k_block_sums_are_the_sums_of_their_bytes() {
+        let mut rng = Rng::new(5);
+        let a = &quantize_q8k_into_vec(&floats(&mut rng, QK_K))[0];
+        for g in 0..16 {
+            let s: i16 = a.qs[g * 16..g * 16 + 16]
+                .iter()
+                .map(|&q| i16::from(q))
+                .sum();
+            assert_eq!(a.bsums[g], s);
+        }
+    }
+
+    fn quantize_q8k_into_vec(x: &[f32]) -> Vec<BlockQ8K> {
+        let mut v = Vec::new();
+        quantize_q8k_into(x, &mut v);
+        v
+    }
+
+    /// The quantized dot product is the float dot product of the dequantized weights, up to the
+    /// activations' 8-bit rounding.
+    #[test]
+    fn quantized_dots_track_the_float_dot() {
+        let mut rng = Rng::new(11);
+        let blocks = 24;
+        let x = floats(&mut rng, blocks * QK);
+        let w = q4_0(&mut rng, blocks);
+        let mut deq = Vec::new();
+        for b in &w {
+            b.dequantize(&mut deq);
+        }
+        let exact: f32 = deq.iter().zip(&x).map(|(a, b)| a * b).sum();
+        let got = BlockQ4_0::dot(&w, &quantize_q8(&x));
+        let scale: f32 = deq.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
+        assert!((got - exact).abs() < 0.01 * scale, "{got} vs {exact}");
+    }
+
+    #[test]
+    fn matmul_splits_rows_across_threads_without_changing_them() {
+        let mut rng = Rng::new(3);
+        let (rows, blocks, m) = (37, 6, 5);
+        let w = q4_0(&mut rng, rows * blocks);
+        let x = quantize_q8(&floats(&mut rng, m * blocks * QK));
+        let mut one = vec![0f32; rows * m];
+        let mut three = vec![0f32; rows * m];
+        matmul(&w, rows, &x, m, &mut one, 1);
+        matmul(&w, rows, &x, m, &mut three, 3);
+        assert_eq!(one, three);
+        let t = 2;
+        assert_eq!(
+            one[t * rows + 5],
+            BlockQ4_0::dot(&w[5 * blocks..6 * blocks], &x[t * blocks..(t + 1) * blocks])
+        );
+        let mut y = vec![0f32; rows];
+        matvec(&w, rows, &x[..blocks], &mut y, 2);
+        assert_eq!(y, one[..rows]);
+    }
+}

@@ -1,0 +1,616 @@
+//! odai's own llama forward pass on its kernels (issue 7): weights mapped from the GGUF file
+//! (never copied), activations quantized once per matmul, a KV cache laid out per layer and KV
+//! head so attention reads contiguous rows, and no allocation in the decode loop once the
+//! scratch buffers have grown. Models it cannot run (other tensor types, mixture of experts,
+//! biases) go to candle's implementation instead; `ODAI_ENGINE=candle` forces that.
+//!
+//! The computation follows llama.cpp's llm_build_llama: RMSNorm (x / √(mean x² + ε) · w),
+//! grouped-query attention with "normal" RoPE (rotating adjacent pairs, ggml rope mode 0, the
+//! layout GGUF's converter permutes q/k weights into), optional per-frequency factors
+//! (`rope_freqs.weight`, Llama 3), and a SwiGLU feed-forward (silu(gate) · up → down).
+
+use std::fs::File;
+use std::path::Path;
+
+use candle_core::quantized::GgmlDType;
+
+use super::gguf::Gguf;
+use super::kernels::{
+    self, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8, BlockQ8_0, BlockQ8_1,
+    BlockQ8K, WeightBlock,
+};
+
+/// Why a model goes to candle rather than this engine (not an error: candle runs it).
+#[derive(Debug)]
+pub struct Unsupported(pub String);
+
+/// Positions the KV cache holds at first; it doubles as a sequence grows (amortised copying,
+/// and no gigabytes reserved for a 128k-context model that runs 200 tokens).
+const KV_START: usize = 256;
+
+/// The weight types this engine's kernels multiply.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q8_0,
+    Q4K,
+    Q6K,
+}
+
+impl Kind {
+    fn of(t: GgmlDType) -> Option<Kind> {
+        Some(match t {
+            GgmlDType::Q4_0 => Kind::Q4_0,
+            GgmlDType::Q4_1 => Kind::Q4_1,
+            GgmlDType::Q5_0 => Kind::Q5_0,
+            GgmlDType::Q8_0 => Kind::Q8_0,
+            GgmlDType::Q4K => Kind::Q4K,
+            GgmlDType::Q6K => Kind::Q6K,
+            _ => return None,
+        })
+    }
+
+    fn elems(self) -> usize {
+        match self {
+            Kind::Q4K | Kind::Q6K => kernels::QK_K,
+            _ => kernels::QK,
+        }
+    }
+}
+
+/// The file, mapped read-only. Pages are populated at load as llama.cpp does (MAP_POPULATE),
+/// so the first forward pass does not pay the page faults.
+struct Mapped {
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and lives as long as the model; sharing it is sharing
+// immutable bytes.
+unsafe impl Send for Mapped {}
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    fn open(path: &Path) -> std::io::Result<Mapped> {
+        use std::os::fd::AsRawFd;
+        let file = File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
+        #[cfg(target_os = "linux")]
+        let flags = libc::MAP_PRIVATE | libc::MAP_POPULATE;
+        #[cfg(not(target_os = "linux"))]
+        let flags = libc::MAP_PRIVATE;
+        // SAFETY: a fresh read-only private mapping of an open file; the fd may close after.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                flags,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapped {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what open mapped; nothing borrows it past the model's life.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+    }
+}
+
+/// A quantized matrix inside the mapping: `rows` rows of `cols` elements.
+struct QMat {
+    kind: Kind,
+    ptr: *const u8,
+    rows: usize,
+    cols: usize,
+}
+
+// SAFETY: points into the read-only mapping the model owns.
+unsafe impl Send for QMat {}
+unsafe impl Sync for QMat {}
+
+/// Activation buffers, one per partner format, reused across matmuls.
+#[derive(Default)]
+struct Acts {
+    q8: Vec<BlockQ8>,
+    q8_1: Vec<BlockQ8_1>,
+    q8k: Vec<BlockQ8K>,
+}
+
+fn run<B: WeightBlock>(
+    w: &[B],
+    rows: usize,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+    buf: &mut Vec<B::Act>,
+    threads: usize,
+) {
+    B::quantize_act_into(x, buf);
+    kernels::matmul(w, rows, buf, m, y, threads);
+}
+
+impl QMat {
+    fn blocks<B: WeightBlock>(&self) -> &[B] {
+        let n = self.rows * self.cols / B::ELEMS;
+        // SAFETY: load checked that the tensor lies inside the mapping, is aligned for the
+        // block type matching `kind`, and that rows × cols is a whole number of blocks.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<B>(), n) }
+    }
+
+    /// y (m × rows) = x (m × cols) · Wᵀ.
+    fn matmul(&self, x: &[f32], m: usize, y: &mut [f32], a: &mut Acts, threads: usize) {
+        let (r, y) = (self.rows, &mut y[..m * self.rows]);
+        let x = &x[..m * self.cols];
+        match self.kind {
+            Kind::Q4_0 => run(self.blocks::<BlockQ4_0>(), r, x, m, y, &mut a.q8, threads),
+            Kind::Q4_1 => run(self.blocks::<BlockQ4_1>(), r, x, m, y, &mut a.q8_1, threads),
+            Kind::Q5_0 => run(self.blocks::<BlockQ5_0>(), r, x, m, y, &mut a.q8, threads),
+            Kind::Q8_0 => run(self.blocks::<BlockQ8_0>(), r, x, m, y, &mut a.q8, threads),
+            Kind::Q4K => run(self.blocks::<BlockQ4K>(), r, x, m, y, &mut a.q8k, threads),
+            Kind::Q6K => run(self.blocks::<BlockQ6K>(), r, x, m, y, &mut a.q8k, threads),
+        }
+    }
+
+    /// Row `r` as floats, into `out` (cleared first).
+    fn row(&self, r: usize, out: &mut Vec<f32>) {
+        fn deq<B: WeightBlock>(m: &QMat, r: usize, out: &mut Vec<f32>) {
+            let per = m.cols / B::ELEMS;
+            for b in &m.blocks::<B>()[r * per..(r + 1) * per] {
+                b.dequantize(out);
+            }
+        }
+        out.clear();
+        match self.kind {
+            Kind::Q4_0 => deq::<BlockQ4_0>(self, r, out),
+            Kind::Q4_1 => deq::<BlockQ4_1>(self, r, out),
+            Kind::Q5_0 => deq::<BlockQ5_0>(self, r, out),
+            Kind::Q8_0 => deq::<BlockQ8_0>(self, r, out),
+            Kind::Q4K => deq::<BlockQ4K>(self, r, out),
+            Kind::Q6K => deq::<BlockQ6K>(self, r, out),
+        }
+    }
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: QMat,
+    wk: QMat,
+    wv: QMat,
+    wo: QMat,
+    ffn_norm: Vec<f32>,
+    gate: QMat,
+    up: QMat,
+    down: QMat,
+}
+
+/// Shape and constants from the GGUF metadata.
+#[derive(Clone, Copy, Debug)]
+struct Hparams {
+    n_layer: usize,
+    n_embd: usize,
+    n_head: usize,
+    n_kv_head: usize,
+    head_dim: usize,
+    ffn: usize,
+    vocab: usize,
+    ctx: usize,
+    eps: f32,
+}
+
+/// Per-pass buffers, grown to the longest batch seen and then reused.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    o: Vec<f32>,
+    g: Vec<f32>,
+    u: Vec<f32>,
+    scores: Vec<f32>,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    row: Vec<f32>,
+    acts: Acts,
+}
+
+/// A loaded llama model on odai's kernels.
+pub struct Llama {
+    hp: Hparams,
+    embd: QMat,
+    output: QMat,
+    output_norm: Vec<f32>,
+    layers: Vec<Layer>,
+    inv_freq: Vec<f32>,
+    /// K and V per layer and KV head: `kv_cap` positions of `head_dim` floats each.
+    k_cache: Vec<f32>,
+    v_cache: Vec<f32>,
+    kv_cap: usize,
+    s: Scratch,
+    // Last: the tensors above point into it.
+    _map: Mapped,
+}
+
+fn unsupported<T>(why: impl Into<String>) -> Result<T, Unsupported> {
+    Err(Unsupported(why.into()))
+}
+
+impl Llama {
+    /// Maps `g`'s file and checks every tensor; `Unsupported` says why candle must run it.
+    pub fn load(g: &Gguf) -> Result<Llama, Unsupported> {
+        if g.string("general.architecture") != Some("llama") {
+            return unsupported("not a llama model");
+        }
+        if g.arch_uint("llama", "expert_count").unwrap_or(0) > 0 {
+            return unsupported("mixture of experts");
+        }
+        let c = &g.content;
+        let n_layer = g.arch_uint("llama", "block_count").unwrap_or(0) as usize;
+        let n_embd = g.arch_uint("llama", "embedding_length").unwrap_or(0) as usize;
+        let n_head = g.arch_uint("llama", "attention.head_count").unwrap_or(0) as usize;
+        let n_kv_head = g
+            .arch_uint("llama", "attention.head_count_kv")
+            .unwrap_or(n_head as u64) as usize;
+        if n_layer == 0
+            || n_embd == 0
+            || n_head == 0
+            || n_kv_head == 0
+            || !n_head.is_multiple_of(n_kv_head)
+        {
+            return unsupported("incomplete or unusual llama hyperparameters");
+        }
+        let head_dim = g
+            .arch_uint("llama", "rope.dimension_count")
+            .unwrap_or((n_embd / n_head) as u64) as usize;
+        let float = |key: &str, default: f32| {
+            g.get(&format!("llama.{key}"))
+                .and_then(|v| v.to_f32().ok())
+                .unwrap_or(default)
+        };
+        let eps = float("attention.layer_norm_rms_epsilon", 1e-5);
+        let theta = float("rope.freq_base", 10_000.0);
+        let map = Mapped::open(&g.path).map_err(|e| Unsupported(format!("cannot map: {e}")))?;
+
+        let tensor = |name: &str| -> Result<(GgmlDType, Vec<usize>, *const u8), Unsupported> {
+            let Some(info) = c.tensor_infos.get(name) else {
+                return unsupported(format!("no tensor {name}"));
+            };
+            let start = c.tensor_data_offset as usize + info.offset as usize;
+            let bytes =
+                super::gguf::tensor_bytes(info.ggml_dtype, info.shape.elem_count()) as usize;
+            if start + bytes > map.len {
+                return unsupported(format!("{name} lies outside the file"));
+            }
+            // SAFETY: start + bytes ≤ len, checked above.
+            let ptr = unsafe { map.ptr.add(start) };
+            Ok((info.ggml_dtype, info.shape.dims().to_vec(), ptr))
+        };
+        let matrix = |name: &str, rows: usize, cols: usize| -> Result<QMat, Unsupported> {
+            let (t, dims, ptr) = tensor(name)?;
+            let Some(kind) = Kind::of(t) else {
+                return unsupported(format!("{name} is {t:?}"));
+            };
+            if dims != [rows, cols] || !cols.is_multiple_of(kind.elems()) {
+                return unsupported(format!(
+                    "{name} has shape {dims:?}, expected [{rows}, {cols}]"
+                ));
+            }
+            if !(ptr as usize).is_multiple_of(4) {
+                return unsupported(format!("{name} is not aligned"));
+            }
+            Ok(QMat {
+                kind,
+                ptr,
+                rows,
+                cols,
+            })
+        };
+        let vector = |name: &str, n: usize| -> Result<Vec<f32>, Unsupported> {
+            let (t, dims, ptr) = tensor(name)?;
+            if t != GgmlDType::F32 || dims != [n] {
+                return unsupported(format!("{name} is {t:?} {dims:?}, expected F32 [{n}]"));
+            }
+            // SAFETY: n f32 values inside the mapping (checked by `tensor`); read unaligned.
+            Ok((0..n)
+                .map(|i| unsafe { ptr.cast::<f32>().add(i).read_unaligned() })
+                .collect())
+        };
+
+        let q_dim = n_head * head_dim;
+        let kv_dim = n_kv_head * head_dim;
+        let embd_rows = c
+            .tensor_infos
+            .get("token_embd.weight")
+            .map_or(0, |t| t.shape.dims()[0]);
+        let vocab = embd_rows;
+        let embd = matrix("token_embd.weight", vocab, n_embd)?;
+        let output = if c.tensor_infos.contains_key("output.weight") {
+            matrix("output.weight", vocab, n_embd)?
+        } else {
+            matrix("token_embd.weight", vocab, n_embd)?
+        };
+        let ffn = c
+            .tensor_infos
+            .get("blk.0.ffn_up.weight")
+            .map_or(0, |t| t.shape.dims()[0]);
+        let mut layers = Vec::with_capacity(n_layer);
+        for i in 0..n_layer {
+            let p = |s: &str| format!("blk.{i}.{s}.weight");
+            for bias in ["attn_q", "attn_k", "attn_v", "attn_output"] {
+                if c.tensor_infos.contains_key(&format!("blk.{i}.{bias}.bias")) {
+                    return unsupported("attention biases");
+                }
+            }
+            layers.push(Layer {
+                attn_norm: vector(&p("attn_norm"), n_embd)?,
+                wq: matrix(&p("attn_q"), q_dim, n_embd)?,
+                wk: matrix(&p("attn_k"), kv_dim, n_embd)?,
+                wv: matrix(&p("attn_v"), kv_dim, n_embd)?,
+                wo: matrix(&p("attn_output"), n_embd, q_dim)?,
+                ffn_norm: vector(&p("ffn_norm"), n_embd)?,
+                gate: matrix(&p("ffn_gate"), ffn, n_embd)?,
+                up: matrix(&p("ffn_up"), ffn, n_embd)?,
+                down: matrix(&p("ffn_down"), n_embd, ffn)?,
+            });
+        }
+        let output_norm = vector("output_norm.weight", n_embd)?;
+        if !head_dim.is_multiple_of(2) {
+            return unsupported("odd head dimension");
+        }
+        let mut inv_freq: Vec<f32> = (0..head_dim / 2)
+            .map(|i| theta.powf(-2.0 * i as f32 / head_dim as f32))
+            .collect();
+        if c.tensor_infos.contains_key("rope_freqs.weight") {
+            let factors = vector("rope_freqs.weight", head_dim / 2)?;
+            for (f, k) in inv_freq.iter_mut().zip(factors) {
+                *f /= k;
+            }
+        }
+        let ctx = g.arch_uint("llama", "context_length").unwrap_or(4096) as usize;
+        Ok(Llama {
+            hp: Hparams {
+                n_layer,
+                n_embd,
+                n_head,
+                n_kv_head,
+                head_dim,
+                ffn,
+                vocab,
+                ctx,
+                eps,
+            },
+            embd,
+            output,
+            output_norm,
+            layers,
+            inv_freq,
+            k_cache: Vec::new(),
+            v_cache: Vec::new(),
+            kv_cap: 0,
+            s: Scratch::default(),
+            _map: map,
+        })
+    }
+
+    /// Forgets the sequence; the next forward starts at position 0.
+    pub fn reset(&mut self) {
+        // The cache keeps its size: positions are overwritten before they are read.
+    }
+
+    /// Makes room for `need` positions, keeping what the cache holds.
+    fn grow_kv(&mut self, need: usize) {
+        if need <= self.kv_cap {
+            return;
+        }
+        let hp = self.hp;
+        let cap = need
+            .max(self.kv_cap * 2)
+            .max(KV_START)
+            .min(hp.ctx.max(need));
+        let slabs = hp.n_layer * hp.n_kv_head;
+        let (old, new) = (self.kv_cap * hp.head_dim, cap * hp.head_dim);
+        for cache in [&mut self.k_cache, &mut self.v_cache] {
+            let mut grown = vec![0f32; slabs * new];
+            for s in 0..slabs {
+                grown[s * new..s * new + old].copy_from_slice(&cache[s * old..(s + 1) * old]);
+            }
+            *cache = grown;
+        }
+        self.kv_cap = cap;
+    }
+
+    /// Runs `tokens` at positions `pos..pos + len`; returns the last position's logits.
+    pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, String> {
+        let hp = self.hp;
+        let m = tokens.len();
+        if m == 0 {
+            return Err("no tokens to run".into());
+        }
+        if pos + m > hp.ctx {
+            return Err(format!(
+                "position {} is past the model's context length {}",
+                pos + m,
+                hp.ctx
+            ));
+        }
+        if let Some(t) = tokens.iter().find(|&&t| t as usize >= hp.vocab) {
+            return Err(format!(
+                "token id {t} is outside the vocabulary ({})",
+                hp.vocab
+            ));
+        }
+        self.grow_kv(pos + m);
+        let threads = rayon::current_num_threads();
+        let (d, hd) = (hp.n_embd, hp.head_dim);
+        let (q_dim, kv_dim) = (hp.n_head * hd, hp.n_kv_head * hd);
+        let s = &mut self.s;
+        for (buf, n) in [
+            (&mut s.x, m * d),
+            (&mut s.xn, m * d),
+            (&mut s.q, m * q_dim),
+            (&mut s.k, m * kv_dim),
+            (&mut s.v, m * kv_dim),
+            (&mut s.att, m * q_dim),
+            (&mut s.o, m * d),
+            (&mut s.g, m * hp.ffn),
+            (&mut s.u, m * hp.ffn),
+            (&mut s.cos, m * hd / 2),
+            (&mut s.sin, m * hd / 2),
+        ] {
+            buf.resize(n, 0.0);
+        }
+        s.scores.resize(pos + m, 0.0);
+
+        for (t, &tok) in tokens.iter().enumerate() {
+            self.embd.row(tok as usize, &mut s.row);
+            s.x[t * d..(t + 1) * d].copy_from_slice(&s.row);
+            for (i, &f) in self.inv_freq.iter().enumerate() {
+                let (sin, cos) = ((pos + t) as f32 * f).sin_cos();
+                s.cos[t * hd / 2 + i] = cos;
+                s.sin[t * hd / 2 + i] = sin;
+            }
+        }
+
+        let scale = 1.0 / (hd as f32).sqrt();
+        let cap = self.kv_cap;
+        for (li, l) in self.layers.iter().enumerate() {
+            rms_norm(&s.x, &l.attn_norm, hp.eps, &mut s.xn);
+            l.wq.matmul(&s.xn, m, &mut s.q, &mut s.acts, threads);
+            l.wk.matmul(&s.xn, m, &mut s.k, &mut s.acts, threads);
+            l.wv.matmul(&s.xn, m, &mut s.v, &mut s.acts, threads);
+            rope(&mut s.q, hd, &s.cos, &s.sin);
+            rope(&mut s.k, hd, &s.cos, &s.sin);
+            for t in 0..m {
+                for h in 0..hp.n_kv_head {
+                    let at = ((li * hp.n_kv_head + h) * cap + pos + t) * hd;
+                    let src = t * kv_dim + h * hd;
+                    self.k_cache[at..at + hd].copy_from_slice(&s.k[src..src + hd]);
+                    self.v_cache[at..at + hd].copy_from_slice(&s.v[src..src + hd]);
+                }
+            }
+            let group = hp.n_head / hp.n_kv_head;
+            for t in 0..m {
+                let len = pos + t + 1;
+                for h in 0..hp.n_head {
+                    let slab = (li * hp.n_kv_head + h / group) * cap * hd;
+                    let keys = &self.k_cache[slab..slab + len * hd];
+                    let vals = &self.v_cache[slab..slab + len * hd];
+                    let q = &s.q[t * q_dim + h * hd..][..hd];
+                    let sc = &mut s.scores[..len];
+                    for (j, k) in keys.chunks_exact(hd).enumerate() {
+                        sc[j] = dot(q, k) * scale;
+                    }
+                    softmax(sc);
+                    let out = &mut s.att[t * q_dim + h * hd..][..hd];
+                    out.fill(0.0);
+                    for (p, v) in sc.iter().zip(vals.chunks_exact(hd)) {
+                        axpy(*p, v, out);
+                    }
+                }
+            }
+            l.wo.matmul(&s.att, m, &mut s.o, &mut s.acts, threads);
+            for (x, o) in s.x.iter_mut().zip(&s.o) {
+                *x += o;
+            }
+            rms_norm(&s.x, &l.ffn_norm, hp.eps, &mut s.xn);
+            l.gate.matmul(&s.xn, m, &mut s.g, &mut s.acts, threads);
+            l.up.matmul(&s.xn, m, &mut s.u, &mut s.acts, threads);
+            for (g, u) in s.g.iter_mut().zip(&s.u) {
+                *g = *g / (1.0 + (-*g).exp()) * u;
+            }
+            l.down.matmul(&s.g, m, &mut s.o, &mut s.acts, threads);
+            for (x, o) in s.x.iter_mut().zip(&s.o) {
+                *x += o;
+            }
+        }
+        // Only the last position's logits are needed: the output matrix (the largest) runs once.
+        let last = &s.x[(m - 1) * d..m * d];
+        rms_norm(last, &self.output_norm, hp.eps, &mut s.xn[..d]);
+        let mut logits = vec![0f32; hp.vocab];
+        self.output
+            .matmul(&s.xn[..d], 1, &mut logits, &mut s.acts, threads);
+        Ok(logits)
+    }
+}
+
+/// RMSNorm of each row of `x` (rows of `w.len()`), into `out`.
+fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let n = w.len();
+    for (xr, or) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        let ms = dot(xr, xr) / n as f32;
+        let inv = 1.0 / (ms + eps).sqrt();
+        for ((o, &v), &g) in or.iter_mut().zip(xr).zip(w) {
+            *o = v * inv * g;
+        }
+    }
+}
+
+/// Rotates adjacent pairs of every head of every row by the row's angles (ggml rope mode 0).
+fn rope(x: &mut [f32], hd: usize, cos: &[f32], sin: &[f32]) {
+    let half = hd / 2;
+    let rows = cos.len() / half;
+    let per_row = x.len() / rows;
+    for (t, row) in x.chunks_exact_mut(per_row).enumerate() {
+        let (c, s) = (&cos[t * half..][..half], &sin[t * half..][..half]);
+        for head in row.chunks_exact_mut(hd) {
+            for (i, pair) in head.chunks_exact_mut(2).enumerate() {
+                let (a, b) = (pair[0], pair[1]);
+                pair[0] = a * c[i] - b * s[i];
+                pair[1] = a * s[i] + b * c[i];
+            }
+        }
+    }
+}
+
+/// Σ a·b with eight partial sums, so the compiler can keep it in vector registers.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// y += a·x.
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
