@@ -1,14 +1,22 @@
-//! Quantized matrix-vector kernels (src/engine/kernels.rs) at SmolLM2-135M's shapes: decode
-//! (m = 1, one matvec per weight) and prefill (m = 64 rows of activations against the same
-//! weights), per block type, on 1 and 2 threads. Speed targets live here, not in tests.
+//! Quantized matrix kernels (src/engine/kernels) at SmolLM2-135M's ffn_up shape: decode (m = 1,
+//! one matrix-vector product per weight) and prefill (m = 64 activation rows against the same
+//! weights), per block type, on a team of 1 and 2 threads; candle's quantized matmul on the same
+//! shape for the baseline. Speed targets live here, not in tests.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use half::f16;
-use odai::engine::kernels::{self, BlockQ4_0, BlockQ4_1, BlockQ8_0, QK, WeightBlock};
+use odai::engine::kernels::{
+    self, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8_0, QK, QK_K, WeightBlock,
+};
+use odai::engine::team::Team;
 
-/// ffn_up of SmolLM2-135M: 1536 rows of 576.
+/// ffn_down's row length would do as well; ffn_up of SmolLM2-135M: 1536 rows of 576. K-quants
+/// need rows of whole 256-element super-blocks: they use 1536 rows of 1536 (a 1B model's shape
+/// class).
 const ROWS: usize = 1536;
 const COLS: usize = 576;
+const COLS_K: usize = 1536;
+const PREFILL: usize = 64;
 
 fn activations(n: usize, seed: u32) -> Vec<f32> {
     (0..n)
@@ -16,44 +24,40 @@ fn activations(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-fn q4_0() -> Vec<BlockQ4_0> {
-    (0..ROWS * COLS / QK)
-        .map(|i| BlockQ4_0 {
-            d: f16::from_f32(0.02).to_bits(),
-            qs: std::array::from_fn(|j| (i * 31 + j * 7) as u8),
-        })
-        .collect()
+fn byte(i: usize, j: usize) -> u8 {
+    (i * 31 + j * 7) as u8
 }
 
-fn bench_type<B: WeightBlock>(c: &mut Criterion, name: &str, w: &[B]) {
-    let mut g = c.benchmark_group(format!("matvec_{name}"));
-    g.throughput(Throughput::Bytes(std::mem::size_of_val(w) as u64));
-    let x = activations(COLS, 1);
-    let xq = B::quantize_act(&x);
-    let mut y = vec![0f32; ROWS];
+fn bench_type<B: WeightBlock>(c: &mut Criterion, name: &str, w: &[B], cols: usize) {
+    let mut g = c.benchmark_group(format!("matmul_{name}"));
+    let mut y = vec![0f32; ROWS * PREFILL];
+    let x1 = B::quantize_act(&activations(cols, 1));
+    let xm = B::quantize_act(&activations(cols * PREFILL, 2));
     for threads in [1, 2] {
-        g.bench_with_input(BenchmarkId::new("decode_m1", threads), &threads, |b, &t| {
-            b.iter(|| kernels::matvec(w, ROWS, &xq, &mut y, t))
+        let team = Team::new(threads);
+        g.throughput(Throughput::Bytes(std::mem::size_of_val(w) as u64));
+        g.bench_with_input(BenchmarkId::new("decode_m1", threads), &threads, |b, _| {
+            b.iter(|| kernels::matvec(w, ROWS, &x1, &mut y[..ROWS], &team))
         });
+        g.throughput(Throughput::Elements(PREFILL as u64));
+        g.bench_with_input(
+            BenchmarkId::new("prefill_m64", threads),
+            &threads,
+            |b, _| b.iter(|| kernels::matmul(w, ROWS, &xm, PREFILL, &mut y, &team)),
+        );
     }
-    // Prefill: 64 activation rows, each quantized once and multiplied by the whole matrix.
-    let xs: Vec<Vec<B::Act>> = (0..64)
-        .map(|r| B::quantize_act(&activations(COLS, r)))
-        .collect();
-    g.throughput(Throughput::Bytes(64 * std::mem::size_of_val(w) as u64));
-    g.bench_function("prefill_m64_2_threads", |b| {
-        b.iter(|| {
-            for xq in &xs {
-                kernels::matvec(w, ROWS, xq, &mut y, 2);
-            }
-        })
-    });
     g.finish();
 }
 
 fn kernels(c: &mut Criterion) {
-    let w4 = q4_0();
-    bench_type(c, "q4_0", &w4);
+    let blocks = ROWS * COLS / QK;
+    let w4: Vec<BlockQ4_0> = (0..blocks)
+        .map(|i| BlockQ4_0 {
+            d: f16::from_f32(0.02).to_bits(),
+            qs: std::array::from_fn(|j| byte(i, j)),
+        })
+        .collect();
+    bench_type(c, "q4_0", &w4, COLS);
     let w41: Vec<BlockQ4_1> = w4
         .iter()
         .map(|b| BlockQ4_1 {
@@ -62,11 +66,40 @@ fn kernels(c: &mut Criterion) {
             qs: b.qs,
         })
         .collect();
-    bench_type(c, "q4_1", &w41);
+    bench_type(c, "q4_1", &w41, COLS);
+    let w5: Vec<BlockQ5_0> = w4
+        .iter()
+        .enumerate()
+        .map(|(i, b)| BlockQ5_0 {
+            d: b.d,
+            qh: std::array::from_fn(|j| byte(i, j + 3)),
+            qs: b.qs,
+        })
+        .collect();
+    bench_type(c, "q5_0", &w5, COLS);
     let w8: Vec<BlockQ8_0> = kernels::quantize_q8_0(&activations(ROWS * COLS, 9));
-    bench_type(c, "q8_0", &w8);
-    // The same shape through candle's quantized matmul (what odai's engine runs today), for
-    // the baseline: weights quantized by candle from the same floats' distribution.
+    bench_type(c, "q8_0", &w8, COLS);
+    let supers = ROWS * COLS_K / QK_K;
+    let wk4: Vec<BlockQ4K> = (0..supers)
+        .map(|i| BlockQ4K {
+            d: f16::from_f32(0.002).to_bits(),
+            dmin: f16::from_f32(0.001).to_bits(),
+            scales: std::array::from_fn(|j| byte(i, j)),
+            qs: std::array::from_fn(|j| byte(i, j + 1)),
+        })
+        .collect();
+    bench_type(c, "q4_k", &wk4, COLS_K);
+    let wk6: Vec<BlockQ6K> = (0..supers)
+        .map(|i| BlockQ6K {
+            ql: std::array::from_fn(|j| byte(i, j)),
+            qh: std::array::from_fn(|j| byte(i, j + 5)),
+            scales: std::array::from_fn(|j| byte(i, j) as i8 / 4),
+            d: f16::from_f32(0.002).to_bits(),
+        })
+        .collect();
+    bench_type(c, "q6_k", &wk6, COLS_K);
+    // The same shape through candle's quantized matmul (the engine for what odai's own path
+    // does not run), for the baseline: weights quantized by candle from similar floats.
     {
         use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
         use candle_core::{Device, Module, Tensor};
@@ -84,9 +117,10 @@ fn kernels(c: &mut Criterion) {
         }
         g.finish();
     }
-    c.bench_function("quantize_q8_576", |b| {
+    c.bench_function("quantize_q8_1_576", |b| {
         let x = activations(COLS, 3);
-        b.iter(|| kernels::quantize_q8_0(&x))
+        let mut out = Vec::new();
+        b.iter(|| kernels::quantize_q8_1_into(&x, &mut out))
     });
 }
 

@@ -17,8 +17,9 @@ use candle_core::quantized::GgmlDType;
 use super::gguf::Gguf;
 use super::kernels::{
     self, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8, BlockQ8_0, BlockQ8_1,
-    BlockQ8K, WeightBlock,
+    BlockQ8K, Disjoint, WeightBlock, matmul_share as share,
 };
+use super::team::{self, Team};
 
 /// Why a model goes to candle rather than this engine (not an error: candle runs it).
 #[derive(Debug)]
@@ -121,7 +122,8 @@ struct QMat {
 unsafe impl Send for QMat {}
 unsafe impl Sync for QMat {}
 
-/// Activation buffers, one per partner format, reused across matmuls.
+/// Activation buffers, one per partner format, reused across matmuls: `prepare` quantizes an
+/// input once for every format the matrices about to read it need.
 #[derive(Default)]
 struct Acts {
     q8: Vec<BlockQ8>,
@@ -129,17 +131,26 @@ struct Acts {
     q8k: Vec<BlockQ8K>,
 }
 
-fn run<B: WeightBlock>(
-    w: &[B],
-    rows: usize,
-    x: &[f32],
-    m: usize,
-    y: &mut [f32],
-    buf: &mut Vec<B::Act>,
-    threads: usize,
-) {
-    B::quantize_act_into(x, buf);
-    kernels::matmul(w, rows, buf, m, y, threads);
+impl Acts {
+    fn prepare(&mut self, x: &[f32], mats: &[&QMat]) {
+        let (mut q8, mut q8_1, mut q8k) = (false, false, false);
+        for w in mats {
+            match w.kind {
+                Kind::Q8_0 => q8 = true,
+                Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 => q8_1 = true,
+                Kind::Q4K | Kind::Q6K => q8k = true,
+            }
+        }
+        if q8 {
+            kernels::quantize_q8_into(x, &mut self.q8);
+        }
+        if q8_1 {
+            kernels::quantize_q8_1_into(x, &mut self.q8_1);
+        }
+        if q8k {
+            kernels::quantize_q8k_into(x, &mut self.q8k);
+        }
+    }
 }
 
 impl QMat {
@@ -150,17 +161,35 @@ impl QMat {
         unsafe { std::slice::from_raw_parts(self.ptr.cast::<B>(), n) }
     }
 
-    /// y (m × rows) = x (m × cols) · Wᵀ.
-    fn matmul(&self, x: &[f32], m: usize, y: &mut [f32], a: &mut Acts, threads: usize) {
-        let (r, y) = (self.rows, &mut y[..m * self.rows]);
-        let x = &x[..m * self.cols];
-        match self.kind {
-            Kind::Q4_0 => run(self.blocks::<BlockQ4_0>(), r, x, m, y, &mut a.q8, threads),
-            Kind::Q4_1 => run(self.blocks::<BlockQ4_1>(), r, x, m, y, &mut a.q8_1, threads),
-            Kind::Q5_0 => run(self.blocks::<BlockQ5_0>(), r, x, m, y, &mut a.q8, threads),
-            Kind::Q8_0 => run(self.blocks::<BlockQ8_0>(), r, x, m, y, &mut a.q8, threads),
-            Kind::Q4K => run(self.blocks::<BlockQ4K>(), r, x, m, y, &mut a.q8k, threads),
-            Kind::Q6K => run(self.blocks::<BlockQ6K>(), r, x, m, y, &mut a.q8k, threads),
+    /// Member `id` of `size`'s share of y (m × rows) = x · Wᵀ, x prepared in `a`.
+    ///
+    /// # Safety
+    /// As [`kernels::matmul_share`]: one round, distinct ids, `y` not otherwise in use.
+    unsafe fn share(&self, a: &Acts, m: usize, y: &Disjoint, id: usize, size: usize) {
+        let r = self.rows;
+        let per = m * self.cols;
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match self.kind {
+                Kind::Q4_0 => {
+                    share::<BlockQ4_0>(self.blocks(), r, &a.q8_1[..per / 32], m, y, id, size)
+                }
+                Kind::Q4_1 => {
+                    share::<BlockQ4_1>(self.blocks(), r, &a.q8_1[..per / 32], m, y, id, size)
+                }
+                Kind::Q5_0 => {
+                    share::<BlockQ5_0>(self.blocks(), r, &a.q8_1[..per / 32], m, y, id, size)
+                }
+                Kind::Q8_0 => {
+                    share::<BlockQ8_0>(self.blocks(), r, &a.q8[..per / 32], m, y, id, size)
+                }
+                Kind::Q4K => {
+                    share::<BlockQ4K>(self.blocks(), r, &a.q8k[..per / 256], m, y, id, size)
+                }
+                Kind::Q6K => {
+                    share::<BlockQ6K>(self.blocks(), r, &a.q8k[..per / 256], m, y, id, size)
+                }
+            }
         }
     }
 
@@ -242,6 +271,7 @@ pub struct Llama {
     v_cache: Vec<f32>,
     kv_cap: usize,
     s: Scratch,
+    team: Team,
     // Last: the tensors above point into it.
     _map: Mapped,
 }
@@ -403,6 +433,9 @@ impl Llama {
             v_cache: Vec::new(),
             kv_cap: 0,
             s: Scratch::default(),
+            // candle and the bench size the process's parallelism through rayon's pool
+            // (RAYON_NUM_THREADS); the team takes the same count.
+            team: Team::new(rayon::current_num_threads()),
             _map: map,
         })
     }
@@ -455,9 +488,10 @@ impl Llama {
             ));
         }
         self.grow_kv(pos + m);
-        let threads = rayon::current_num_threads();
         let (d, hd) = (hp.n_embd, hp.head_dim);
         let (q_dim, kv_dim) = (hp.n_head * hd, hp.n_kv_head * hd);
+        let team = &self.team;
+        let size = team.size();
         let s = &mut self.s;
         for (buf, n) in [
             (&mut s.x, m * d),
@@ -471,10 +505,10 @@ impl Llama {
             (&mut s.u, m * hp.ffn),
             (&mut s.cos, m * hd / 2),
             (&mut s.sin, m * hd / 2),
+            (&mut s.scores, size * (pos + m)),
         ] {
             buf.resize(n, 0.0);
         }
-        s.scores.resize(pos + m, 0.0);
 
         for (t, &tok) in tokens.iter().enumerate() {
             self.embd.row(tok as usize, &mut s.row);
@@ -488,11 +522,24 @@ impl Llama {
 
         let scale = 1.0 / (hd as f32).sqrt();
         let cap = self.kv_cap;
+        let group = hp.n_head / hp.n_kv_head;
         for (li, l) in self.layers.iter().enumerate() {
             rms_norm(&s.x, &l.attn_norm, hp.eps, &mut s.xn);
-            l.wq.matmul(&s.xn, m, &mut s.q, &mut s.acts, threads);
-            l.wk.matmul(&s.xn, m, &mut s.k, &mut s.acts, threads);
-            l.wv.matmul(&s.xn, m, &mut s.v, &mut s.acts, threads);
+            s.acts.prepare(&s.xn[..m * d], &[&l.wq, &l.wk, &l.wv]);
+            {
+                let (q, k, v) = (
+                    Disjoint::new(&mut s.q),
+                    Disjoint::new(&mut s.k),
+                    Disjoint::new(&mut s.v),
+                );
+                let acts = &s.acts;
+                // SAFETY: one round, each member its own id, for each output.
+                team.run(&|id| unsafe {
+                    l.wq.share(acts, m, &q, id, size);
+                    l.wk.share(acts, m, &k, id, size);
+                    l.wv.share(acts, m, &v, id, size);
+                });
+            }
             rope(&mut s.q, hd, &s.cos, &s.sin);
             rope(&mut s.k, hd, &s.cos, &s.sin);
             for t in 0..m {
@@ -503,37 +550,68 @@ impl Llama {
                     self.v_cache[at..at + hd].copy_from_slice(&s.v[src..src + hd]);
                 }
             }
-            let group = hp.n_head / hp.n_kv_head;
-            for t in 0..m {
-                let len = pos + t + 1;
-                for h in 0..hp.n_head {
-                    let slab = (li * hp.n_kv_head + h / group) * cap * hd;
-                    let keys = &self.k_cache[slab..slab + len * hd];
-                    let vals = &self.v_cache[slab..slab + len * hd];
-                    let q = &s.q[t * q_dim + h * hd..][..hd];
-                    let sc = &mut s.scores[..len];
-                    for (j, k) in keys.chunks_exact(hd).enumerate() {
-                        sc[j] = dot(q, k) * scale;
+            {
+                let att = Disjoint::new(&mut s.att);
+                let scores = Disjoint::new(&mut s.scores);
+                let (kc, vc, q) = (&self.k_cache, &self.v_cache, &s.q);
+                let span = pos + m;
+                team.run(&|id| {
+                    // SAFETY: each member has its own stretch of the scores buffer.
+                    let sc_all = unsafe { scores.range(id * span..(id + 1) * span) };
+                    // (token, head) pairs, dealt out in contiguous runs.
+                    for th in team::share(m * hp.n_head, id, size, 1) {
+                        let (t, h) = (th / hp.n_head, th % hp.n_head);
+                        let len = pos + t + 1;
+                        let slab = (li * hp.n_kv_head + h / group) * cap * hd;
+                        let keys = &kc[slab..slab + len * hd];
+                        let vals = &vc[slab..slab + len * hd];
+                        let qh = &q[t * q_dim + h * hd..][..hd];
+                        let sc = &mut sc_all[..len];
+                        for (j, k) in keys.chunks_exact(hd).enumerate() {
+                            sc[j] = dot(qh, k) * scale;
+                        }
+                        softmax(sc);
+                        // SAFETY: (t, h) belongs to this member alone.
+                        let out =
+                            unsafe { att.range(t * q_dim + h * hd..t * q_dim + (h + 1) * hd) };
+                        out.fill(0.0);
+                        for (p, v) in sc.iter().zip(vals.chunks_exact(hd)) {
+                            axpy(*p, v, out);
+                        }
                     }
-                    softmax(sc);
-                    let out = &mut s.att[t * q_dim + h * hd..][..hd];
-                    out.fill(0.0);
-                    for (p, v) in sc.iter().zip(vals.chunks_exact(hd)) {
-                        axpy(*p, v, out);
-                    }
-                }
+                });
             }
-            l.wo.matmul(&s.att, m, &mut s.o, &mut s.acts, threads);
+            s.acts.prepare(&s.att[..m * q_dim], &[&l.wo]);
+            {
+                let o = Disjoint::new(&mut s.o);
+                let acts = &s.acts;
+                // SAFETY: one round, distinct ids.
+                team.run(&|id| unsafe { l.wo.share(acts, m, &o, id, size) });
+            }
             for (x, o) in s.x.iter_mut().zip(&s.o) {
                 *x += o;
             }
             rms_norm(&s.x, &l.ffn_norm, hp.eps, &mut s.xn);
-            l.gate.matmul(&s.xn, m, &mut s.g, &mut s.acts, threads);
-            l.up.matmul(&s.xn, m, &mut s.u, &mut s.acts, threads);
+            s.acts.prepare(&s.xn[..m * d], &[&l.gate, &l.up]);
+            {
+                let (g, u) = (Disjoint::new(&mut s.g), Disjoint::new(&mut s.u));
+                let acts = &s.acts;
+                // SAFETY: one round, distinct ids, for each output.
+                team.run(&|id| unsafe {
+                    l.gate.share(acts, m, &g, id, size);
+                    l.up.share(acts, m, &u, id, size);
+                });
+            }
             for (g, u) in s.g.iter_mut().zip(&s.u) {
                 *g = *g / (1.0 + (-*g).exp()) * u;
             }
-            l.down.matmul(&s.g, m, &mut s.o, &mut s.acts, threads);
+            s.acts.prepare(&s.g[..m * hp.ffn], &[&l.down]);
+            {
+                let o = Disjoint::new(&mut s.o);
+                let acts = &s.acts;
+                // SAFETY: one round, distinct ids.
+                team.run(&|id| unsafe { l.down.share(acts, m, &o, id, size) });
+            }
             for (x, o) in s.x.iter_mut().zip(&s.o) {
                 *x += o;
             }
@@ -541,9 +619,14 @@ impl Llama {
         // Only the last position's logits are needed: the output matrix (the largest) runs once.
         let last = &s.x[(m - 1) * d..m * d];
         rms_norm(last, &self.output_norm, hp.eps, &mut s.xn[..d]);
+        s.acts.prepare(&s.xn[..d], &[&self.output]);
         let mut logits = vec![0f32; hp.vocab];
-        self.output
-            .matmul(&s.xn[..d], 1, &mut logits, &mut s.acts, threads);
+        {
+            let y = Disjoint::new(&mut logits);
+            let (acts, out) = (&s.acts, &self.output);
+            // SAFETY: one round, distinct ids.
+            team.run(&|id| unsafe { out.share(acts, 1, &y, id, size) });
+        }
         Ok(logits)
     }
 }

@@ -8,6 +8,7 @@ pub mod gguf;
 pub mod kernels;
 pub mod llama;
 pub mod synth;
+pub mod team;
 pub mod text;
 
 use std::fs::File;

@@ -200,6 +200,23 @@ fn scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
     }
 }
 
+/// `dot_n` for a block type: the SIMD kernel where the CPU has one, else the scalar path.
+macro_rules! simd_dots {
+    () => {
+        fn dot_tile<const R: usize, const C: usize>(
+            w: [&[Self]; R],
+            a: [&[Self::Act]; C],
+        ) -> [[f32; C]; R] {
+            #[cfg(target_arch = "x86_64")]
+            if avx2() {
+                // SAFETY: AVX2, FMA and F16C were detected at run time.
+                return unsafe { x86::dot_tile(w, a) };
+            }
+            std::array::from_fn(|r| std::array::from_fn(|c| Self::dot_scalar(w[r], a[c])))
+        }
+    };
+}
+
 /// A weight block type: how many elements it holds, the activation blocks its dot product
 /// takes, and its dequantization (embedding rows, tests).
 pub trait WeightBlock: Copy + Send + Sync + 'static {
@@ -216,8 +233,16 @@ pub trait WeightBlock: Copy + Send + Sync + 'static {
     }
     /// Σ over the blocks, the portable path.
     fn dot_scalar(w: &[Self], a: &[Self::Act]) -> f32;
-    /// Σ over the blocks, the fastest path this CPU has.
-    fn dot(w: &[Self], a: &[Self::Act]) -> f32;
+    /// Σ over the blocks for every pair of R weight rows and C activation rows, the fastest
+    /// path this CPU has (see x86.rs).
+    fn dot_tile<const R: usize, const C: usize>(
+        w: [&[Self]; R],
+        a: [&[Self::Act]; C],
+    ) -> [[f32; C]; R];
+    /// Σ over the blocks of one row.
+    fn dot(w: &[Self], a: &[Self::Act]) -> f32 {
+        Self::dot_tile([w], [a])[0][0]
+    }
     /// The block's `ELEMS` floats, appended to `out`.
     fn dequantize(&self, out: &mut Vec<f32>);
 }
@@ -239,14 +264,7 @@ impl WeightBlock for BlockQ8_0 {
             .map(|(w, a)| h(w.d) * a.d * idot(w.qs.map(i32::from), &a.qs) as f32)
             .sum()
     }
-    fn dot(w: &[Self], a: &[BlockQ8]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: AVX2, FMA and F16C were detected at run time.
-            return unsafe { x86::dot_q8_0(w, a) };
-        }
-        Self::dot_scalar(w, a)
-    }
+    simd_dots!();
     fn dequantize(&self, out: &mut Vec<f32>) {
         let d = h(self.d);
         out.extend(self.qs.iter().map(|&q| f32::from(q) * d));
@@ -264,24 +282,17 @@ impl BlockQ4_0 {
 
 impl WeightBlock for BlockQ4_0 {
     const ELEMS: usize = QK;
-    type Act = BlockQ8;
-    fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8>) {
-        quantize_q8_into(x, out)
+    type Act = BlockQ8_1;
+    fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8_1>) {
+        quantize_q8_1_into(x, out)
     }
-    fn dot_scalar(w: &[Self], a: &[BlockQ8]) -> f32 {
+    fn dot_scalar(w: &[Self], a: &[BlockQ8_1]) -> f32 {
         w.iter()
             .zip(a)
             .map(|(w, a)| h(w.d) * a.d * idot(w.values(), &a.qs) as f32)
             .sum()
     }
-    fn dot(w: &[Self], a: &[BlockQ8]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: AVX2, FMA and F16C were detected at run time.
-            return unsafe { x86::dot_q4_0(w, a) };
-        }
-        Self::dot_scalar(w, a)
-    }
+    simd_dots!();
     fn dequantize(&self, out: &mut Vec<f32>) {
         let d = h(self.d);
         out.extend(self.values().map(|q| q as f32 * d));
@@ -309,14 +320,7 @@ impl WeightBlock for BlockQ4_1 {
             .map(|(w, a)| h(w.d) * a.d * idot(w.values(), &a.qs) as f32 + h(w.m) * a.s)
             .sum()
     }
-    fn dot(w: &[Self], a: &[BlockQ8_1]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: AVX2, FMA and F16C were detected at run time.
-            return unsafe { x86::dot_q4_1(w, a) };
-        }
-        Self::dot_scalar(w, a)
-    }
+    simd_dots!();
     fn dequantize(&self, out: &mut Vec<f32>) {
         let (d, m) = (h(self.d), h(self.m));
         out.extend(self.values().map(|q| q as f32 * d + m));
@@ -336,24 +340,17 @@ impl BlockQ5_0 {
 
 impl WeightBlock for BlockQ5_0 {
     const ELEMS: usize = QK;
-    type Act = BlockQ8;
-    fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8>) {
-        quantize_q8_into(x, out)
+    type Act = BlockQ8_1;
+    fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8_1>) {
+        quantize_q8_1_into(x, out)
     }
-    fn dot_scalar(w: &[Self], a: &[BlockQ8]) -> f32 {
+    fn dot_scalar(w: &[Self], a: &[BlockQ8_1]) -> f32 {
         w.iter()
             .zip(a)
             .map(|(w, a)| h(w.d) * a.d * idot(w.values(), &a.qs) as f32)
             .sum()
     }
-    fn dot(w: &[Self], a: &[BlockQ8]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: AVX2, FMA and F16C were detected at run time.
-            return unsafe { x86::dot_q5_0(w, a) };
-        }
-        Self::dot_scalar(w, a)
-    }
+    simd_dots!();
     fn dequantize(&self, out: &mut Vec<f32>) {
         let d = h(self.d);
         out.extend(self.values().map(|q| q as f32 * d));
@@ -397,14 +394,7 @@ impl WeightBlock for BlockQ4K {
             })
             .sum()
     }
-    fn dot(w: &[Self], a: &[BlockQ8K]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: AVX2, FMA and F16C were detected at run time.
-            return unsafe { x86::dot_q4_k(w, a) };
-        }
-        Self::dot_scalar(w, a)
-    }
+    simd_dots!();
     fn dequantize(&self, out: &mut Vec<f32>) {
         let (q, sm) = self.parts();
         let (d, dmin) = (h(self.d), h(self.dmin));
@@ -450,14 +440,7 @@ impl WeightBlock for BlockQ6K {
             })
             .sum()
     }
-    fn dot(w: &[Self], a: &[BlockQ8K]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: AVX2, FMA and F16C were detected at run time.
-            return unsafe { x86::dot_q6_k(w, a) };
-        }
-        Self::dot_scalar(w, a)
-    }
+    simd_dots!();
     fn dequantize(&self, out: &mut Vec<f32>) {
         let d = h(self.d);
         out.extend(
@@ -480,81 +463,163 @@ fn avx2() -> bool {
 /// The SIMD path the kernels take on this CPU.
 pub fn simd_path() -> &'static str {
     #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        return "avx2";
+    {
+        if avx2() {
+            return "avx2";
+        }
     }
     "scalar"
 }
 
-/// A pointer that may cross threads: each thread writes a disjoint set of elements.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: matmul hands each thread a disjoint range of rows; no element is written twice.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
+/// An output buffer that a team's members write in disjoint ranges (rows of a matmul, heads
+/// of attention) without each holding a `&mut` to the whole.
+pub struct Disjoint<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _buf: std::marker::PhantomData<&'a mut [f32]>,
+}
 
-impl SharedOut {
-    /// A method, so closures capture the whole wrapper (Send) rather than its raw field.
-    fn at(self, i: usize) -> *mut f32 {
-        self.0.wrapping_add(i)
+// SAFETY: a Disjoint only hands out ranges through `range`, whose contract is that no two
+// threads hold overlapping ranges at once.
+unsafe impl Send for Disjoint<'_> {}
+unsafe impl Sync for Disjoint<'_> {}
+
+impl<'a> Disjoint<'a> {
+    pub fn new(buf: &'a mut [f32]) -> Disjoint<'a> {
+        Disjoint {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+            _buf: std::marker::PhantomData,
+        }
+    }
+
+    /// The elements `r` of the buffer.
+    ///
+    /// # Safety
+    /// No other live slice from this buffer may overlap `r` (each team member takes its own
+    /// share).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn range(&self, r: std::ops::Range<usize>) -> &mut [f32] {
+        assert!(
+            r.start <= r.end && r.end <= self.len,
+            "range outside the buffer"
+        );
+        // SAFETY: inside the buffer (checked); exclusive by the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r.start), r.end - r.start) }
     }
 }
 
-/// Y = X·Wᵀ for `m` activation rows: `w` is `rows` rows of blocks, `x` holds the m rows already
-/// quantized (each `w.len() / rows` blocks), and `y[t·rows + r]` gets row r's product with
-/// activation row t. Weight rows are split across `threads`; each thread keeps one weight row hot
-/// while it meets every activation row (the prefill case), and m = 1 is decode's matvec.
+/// Output rows per unit of work: 16 f32 = one 64-byte cache line, so members never write the
+/// same line.
+const ROW_ALIGN: usize = 16;
+
+/// Member `id` of `size`'s share of Y = X·Wᵀ for `m` activation rows: `w` is `rows` rows of
+/// blocks, `x` the m rows already quantized (each `w.len() / rows` blocks), and `y[t·rows + r]`
+/// gets row r's product with activation row t. Each member keeps one weight row hot while it
+/// meets every activation row (the prefill case); m = 1 is decode's matvec.
+///
+/// # Safety
+/// Every member of one round passes the same `size` and a different `id`, and nothing else
+/// touches `y` meanwhile (the shares are then disjoint).
+pub unsafe fn matmul_share<B: WeightBlock>(
+    w: &[B],
+    rows: usize,
+    x: &[B::Act],
+    m: usize,
+    y: &Disjoint,
+    id: usize,
+    size: usize,
+) {
+    let per_row = w.len() / rows;
+    assert_eq!(w.len(), rows * per_row, "weights are rows × blocks per row");
+    assert_eq!(x.len(), m * per_row, "activations are m × blocks per row");
+    let mine = super::team::share(rows, id, size, ROW_ALIGN);
+    if mine.is_empty() {
+        return;
+    }
+    let row = |r: usize| &w[r * per_row..(r + 1) * per_row];
+    let act = |t: usize| &x[t * per_row..(t + 1) * per_row];
+    // SAFETY (every `y.range` below): this member's rows of one output row; shares are
+    // disjoint by the contract.
+    if m == 1 {
+        // Decode: a row at a time, one sequential stream (measured twice as fast as four
+        // interleaved rows: the hardware prefetcher follows it).
+        let out = unsafe { y.range(mine.clone()) };
+        for (o, r) in out.iter_mut().zip(mine) {
+            *o = B::dot(row(r), act(0));
+        }
+        return;
+    }
+    // Prefill: tiles of 4 weight rows × 2 activation rows; the 4 rows stay in L1 while all m
+    // activation rows pass.
+    let mut r = mine.start;
+    while r < mine.end {
+        if mine.end - r < 4 {
+            for t in 0..m {
+                let out = unsafe { y.range(t * rows + r..t * rows + mine.end) };
+                for (k, o) in out.iter_mut().enumerate() {
+                    *o = B::dot(row(r + k), act(t));
+                }
+            }
+            break;
+        }
+        let w4 = [row(r), row(r + 1), row(r + 2), row(r + 3)];
+        let mut t = 0;
+        while t < m {
+            if m - t >= 2 {
+                let v = B::dot_tile(w4, [act(t), act(t + 1)]);
+                for (c, tc) in [t, t + 1].into_iter().enumerate() {
+                    let out = unsafe { y.range(tc * rows + r..tc * rows + r + 4) };
+                    for (o, vk) in out.iter_mut().zip(&v) {
+                        *o = vk[c];
+                    }
+                }
+                t += 2;
+            } else {
+                let v = B::dot_tile(w4, [act(t)]);
+                let out = unsafe { y.range(t * rows + r..t * rows + r + 4) };
+                for (k, o) in out.iter_mut().enumerate() {
+                    *o = v[k][0];
+                }
+                t += 1;
+            }
+        }
+        r += 4;
+    }
+}
+
+/// Y = X·Wᵀ on a whole team (see [`matmul_share`]).
 pub fn matmul<B: WeightBlock>(
     w: &[B],
     rows: usize,
     x: &[B::Act],
     m: usize,
     y: &mut [f32],
-    threads: usize,
+    team: &super::team::Team,
 ) {
     assert!(rows > 0 && m > 0);
-    let per_row = w.len() / rows;
-    assert_eq!(w.len(), rows * per_row, "weights are rows × blocks per row");
-    assert_eq!(x.len(), m * per_row, "activations are m × blocks per row");
     assert_eq!(y.len(), m * rows);
-    let out = SharedOut(y.as_mut_ptr());
-    let span = |r0: usize, r1: usize| {
-        for r in r0..r1 {
-            let wr = &w[r * per_row..(r + 1) * per_row];
-            for t in 0..m {
-                let v = B::dot(wr, &x[t * per_row..(t + 1) * per_row]);
-                // SAFETY: r < rows and t < m, so the index is inside y; each r belongs to one
-                // span, so no two threads write the same element.
-                unsafe { *out.at(t * rows + r) = v };
-            }
-        }
-    };
-    let threads = threads.clamp(1, rows);
-    if threads == 1 {
-        span(0, rows);
-        return;
-    }
-    // rayon's pool is already running: no thread is started per call, which at decode sizes
-    // (tens of microseconds) would cost as much as the work.
-    let chunk = rows.div_ceil(threads);
-    rayon::scope(|s| {
-        for i in 1..threads {
-            let r0 = (i * chunk).min(rows);
-            let r1 = ((i + 1) * chunk).min(rows);
-            s.spawn(move |_| span(r0, r1));
-        }
-        span(0, chunk.min(rows));
-    });
+    let y = Disjoint::new(y);
+    let size = team.size();
+    // SAFETY: one round, each member its own id.
+    team.run(&|id| unsafe { matmul_share(w, rows, x, m, &y, id, size) });
 }
 
 /// y = W·x, the decode case of [`matmul`].
-pub fn matvec<B: WeightBlock>(w: &[B], rows: usize, x: &[B::Act], y: &mut [f32], threads: usize) {
-    matmul(w, rows, x, 1, y, threads)
+pub fn matvec<B: WeightBlock>(
+    w: &[B],
+    rows: usize,
+    x: &[B::Act],
+    y: &mut [f32],
+    team: &super::team::Team,
+) {
+    matmul(w, rows, x, 1, y, team)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::team::Team;
     use crate::rng::Rng;
 
     fn floats(rng: &mut Rng, n: usize) -> Vec<f32> {
@@ -644,7 +709,9 @@ mod tests {
         for blocks in [1, 3, 18, 48] {
             let x = floats(&mut rng, blocks * QK);
             let w4 = q4_0(&mut rng, blocks);
-            check(&w4, &x, q8);
+            check(&w4, &x, |a: &BlockQ8_1| {
+                a.qs.iter().map(|&q| f32::from(q) * a.d).collect()
+            });
             check(&quantize_q8_0(&floats(&mut rng, blocks * QK)), &x, q8);
             let w41: Vec<BlockQ4_1> = w4
                 .iter()
@@ -665,7 +732,9 @@ mod tests {
                     qs: b.qs,
                 })
                 .collect();
-            check(&w5, &x, q8);
+            check(&w5, &x, |a: &BlockQ8_1| {
+                a.qs.iter().map(|&q| f32::from(q) * a.d).collect()
+            });
         }
         let q8k = |a: &BlockQ8K| a.qs.iter().map(|&q| f32::from(q) * a.d).collect::<Vec<_>>();
         for supers in [1, 2, 6] {
@@ -707,7 +776,7 @@ mod tests {
             b.dequantize(&mut deq);
         }
         let exact: f32 = deq.iter().zip(&x).map(|(a, b)| a * b).sum();
-        let got = BlockQ4_0::dot(&w, &quantize_q8(&x));
+        let got = BlockQ4_0::dot(&w, &quantize_q8_1(&x));
         let scale: f32 = deq.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
         assert!((got - exact).abs() < 0.01 * scale, "{got} vs {exact}");
     }
@@ -715,13 +784,13 @@ mod tests {
     #[test]
     fn matmul_splits_rows_across_threads_without_changing_them() {
         let mut rng = Rng::new(3);
-        let (rows, blocks, m) = (37, 6, 5);
+        let (rows, blocks, m) = (70, 6, 5);
         let w = q4_0(&mut rng, rows * blocks);
-        let x = quantize_q8(&floats(&mut rng, m * blocks * QK));
+        let x = quantize_q8_1(&floats(&mut rng, m * blocks * QK));
         let mut one = vec![0f32; rows * m];
         let mut three = vec![0f32; rows * m];
-        matmul(&w, rows, &x, m, &mut one, 1);
-        matmul(&w, rows, &x, m, &mut three, 3);
+        matmul(&w, rows, &x, m, &mut one, &Team::new(1));
+        matmul(&w, rows, &x, m, &mut three, &Team::new(3));
         assert_eq!(one, three);
         let t = 2;
         assert_eq!(
@@ -729,7 +798,7 @@ mod tests {
             BlockQ4_0::dot(&w[5 * blocks..6 * blocks], &x[t * blocks..(t + 1) * blocks])
         );
         let mut y = vec![0f32; rows];
-        matvec(&w, rows, &x[..blocks], &mut y, 2);
+        matvec(&w, rows, &x[..blocks], &mut y, &Team::new(2));
         assert_eq!(y, one[..rows]);
     }
 }
