@@ -57,11 +57,12 @@ pub fn simd_path() -> &'static str {
 }
 
 impl Model {
-    /// Loads `path` on the CPU, on odai's own engine where it runs the model (unless
-    /// `ODAI_ENGINE=candle`). Errors name the file and what is wrong with it.
+    /// Loads `path` on the CPU, on odai's own engine where it runs the model and has SIMD
+    /// kernels for this CPU (its scalar path is slower than candle's NEON on Arm), unless
+    /// `ODAI_ENGINE=candle`. Errors name the file and what is wrong with it.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let want_candle = std::env::var(ENGINE_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("candle"));
-        Self::load_on(path, !want_candle)
+        Self::load_on(path, !want_candle && kernels::simd_path() != "scalar")
     }
 
     /// Loads `path`, trying odai's own engine first when `own` is true.
