@@ -421,6 +421,22 @@ enum Meta {
     U32(u32),
     F32(f32),
     Str(String),
+    /// A token list of this many entries (see `token_text`).
+    Tokens(u64),
+}
+
+/// Token `i` of a synthetic vocabulary: SentencePiece's specials, the 256 byte tokens, then
+/// unique placeholders. llama.cpp refuses a GGUF without a vocabulary (`tokenizer.ggml.model`
+/// and a token list as long as the embedding), so synthetic models carry this one: the same
+/// file then runs on odai and on llama.cpp (scripts/bench-vs-llamacpp.sh).
+fn token_text(i: u64) -> String {
+    match i {
+        0 => "<unk>".into(),
+        1 => "<s>".into(),
+        2 => "</s>".into(),
+        3..=258 => format!("<0x{:02X}>", i - 3),
+        _ => format!("\u{2581}t{i}"),
+    }
 }
 
 fn metadata(p: &Preset, quant: Quant) -> Vec<(String, Meta)> {
@@ -469,6 +485,8 @@ fn metadata(p: &Preset, quant: Quant) -> Vec<(String, Meta)> {
         m.push((format!("{a}.attention.sliding_window"), Meta::U32(512)));
         m.push((format!("{a}.rope.local_freq_base"), Meta::F32(10_000.0)));
     }
+    m.push(("tokenizer.ggml.model".into(), Meta::Str("llama".into())));
+    m.push(("tokenizer.ggml.tokens".into(), Meta::Tokens(p.vocab)));
     if let Some(bos) = p.bos {
         m.push(("tokenizer.ggml.bos_token_id".into(), Meta::U32(bos)));
     }
@@ -514,6 +532,15 @@ pub fn write(p: &Preset, quant: Quant, path: &Path) -> Result<(), Error> {
             Meta::Str(s) => {
                 header.extend(8u32.to_le_bytes());
                 put_str(&mut header, s).map_err(io_err)?;
+            }
+            // GGUF array: type 9, element type 8 (string), count, elements.
+            Meta::Tokens(n) => {
+                header.extend(9u32.to_le_bytes());
+                header.extend(8u32.to_le_bytes());
+                header.extend(n.to_le_bytes());
+                for i in 0..*n {
+                    put_str(&mut header, &token_text(i)).map_err(io_err)?;
+                }
             }
         }
     }
@@ -669,7 +696,7 @@ pub fn model_info(p: &Preset, quant: Quant) -> crate::engine::gguf::ModelInfo {
         vocab_size: Some(p.vocab),
         bos_token_id: p.bos.map(u64::from),
         eos_token_id: None,
-        tokenizer: None,
+        tokenizer: Some("llama".into()),
     }
 }
 
@@ -681,6 +708,32 @@ pub fn parameter_count(p: &Preset) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: llama.cpp refused synthetic files ("key not found in model:
+    /// tokenizer.ggml.model"); they now carry a vocabulary as long as the embedding, of unique
+    /// tokens.
+    #[test]
+    fn synthetic_files_carry_a_vocabulary_llama_cpp_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        let p = preset("smollm2-135m").unwrap();
+        write(p, Quant::Q8_0, &path).unwrap();
+        let g = crate::engine::gguf::Gguf::open(&path).unwrap();
+        assert_eq!(g.string("tokenizer.ggml.model"), Some("llama"));
+        let Some(candle_core::quantized::gguf_file::Value::Array(tokens)) =
+            g.get("tokenizer.ggml.tokens")
+        else {
+            panic!("no token list");
+        };
+        assert_eq!(tokens.len() as u64, p.vocab);
+        let texts: std::collections::HashSet<&String> =
+            tokens.iter().map(|t| t.to_string().unwrap()).collect();
+        assert_eq!(texts.len(), tokens.len(), "token texts are unique");
+        assert!(
+            texts.contains(&"<0x0A>".to_owned()),
+            "byte tokens for SentencePiece"
+        );
+    }
 
     #[test]
     fn preset_parameter_counts_match_the_families() {
