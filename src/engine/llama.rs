@@ -193,6 +193,11 @@ impl QMat {
         }
     }
 
+    /// The output rows member `id` of `size` computes in `share`.
+    fn rows_of(&self, id: usize, size: usize) -> std::ops::Range<usize> {
+        kernels::share_rows(self.rows, id, size)
+    }
+
     /// Row `r` as floats, into `out` (cleared first).
     fn row(&self, r: usize, out: &mut Vec<f32>) {
         fn deq<B: WeightBlock>(m: &QMat, r: usize, out: &mut Vec<f32>) {
@@ -596,14 +601,21 @@ impl Llama {
             {
                 let (g, u) = (Disjoint::new(&mut s.g), Disjoint::new(&mut s.u));
                 let acts = &s.acts;
-                // SAFETY: one round, distinct ids, for each output.
+                let ffn = hp.ffn;
+                // SAFETY: one round, distinct ids, for each output; then each member gates the
+                // rows it computed (the same share as the matmul's), so no barrier is needed.
                 team.run(&|id| unsafe {
                     l.gate.share(acts, m, &g, id, size);
                     l.up.share(acts, m, &u, id, size);
+                    let mine = l.gate.rows_of(id, size);
+                    for t in 0..m {
+                        let r = t * ffn + mine.start..t * ffn + mine.end;
+                        let (gs, us) = (g.range(r.clone()), u.range(r));
+                        for (g, u) in gs.iter_mut().zip(us.iter()) {
+                            *g = *g / (1.0 + (-*g).exp()) * u;
+                        }
+                    }
                 });
-            }
-            for (g, u) in s.g.iter_mut().zip(&s.u) {
-                *g = *g / (1.0 + (-*g).exp()) * u;
             }
             s.acts.prepare(&s.g[..m * hp.ffn], &[&l.down]);
             {

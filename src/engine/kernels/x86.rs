@@ -120,6 +120,39 @@ pub fn dot_tile<B: Tile, const R: usize, const C: usize>(
     std::array::from_fn(|r| std::array::from_fn(|c| unsafe { hsum(acc[r][c]) } + extra[r][c]))
 }
 
+/// One weight row against one activation row (decode), blocks taken four at a time into four
+/// accumulators: a single chain is bound by its FMA and scalar-add latency, not by the work.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_row<B: Tile>(w: &[B], a: &[B::Act]) -> f32 {
+    const U: usize = 4;
+    assert!(
+        w.len() >= a.len(),
+        "the weight row is shorter than the activations"
+    );
+    let mut acc = [_mm256_setzero_ps(); U];
+    let mut extra = [0f32; U];
+    let whole = a.len() / U * U;
+    for b in (0..whole).step_by(U) {
+        for u in 0..U {
+            // SAFETY: this function's target features; b + u < whole ≤ both lengths.
+            unsafe {
+                let p = B::prep(w.get_unchecked(b + u));
+                B::apply(&p, a.get_unchecked(b + u), &mut acc[u], &mut extra[u]);
+            }
+        }
+    }
+    for b in whole..a.len() {
+        // SAFETY: as above, b < a.len() ≤ w.len().
+        unsafe {
+            let p = B::prep(w.get_unchecked(b));
+            B::apply(&p, a.get_unchecked(b), &mut acc[0], &mut extra[0]);
+        }
+    }
+    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    // SAFETY: this function's target features.
+    (unsafe { hsum(v) }) + (extra[0] + extra[1]) + (extra[2] + extra[3])
+}
+
 impl Tile for BlockQ8_0 {
     /// |q|, q (whose signs move onto the activations), d.
     type Prep = (__m256i, __m256i, f32);
