@@ -16,8 +16,8 @@ use candle_core::quantized::GgmlDType;
 
 use super::gguf::Gguf;
 use super::kernels::{
-    self, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8, BlockQ8_0, BlockQ8_1,
-    BlockQ8K, Disjoint, WeightBlock, matmul_share as share,
+    self, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8, BlockQ8_0,
+    BlockQ8_1, BlockQ8K, Disjoint, WeightBlock, matmul_share as share,
 };
 use super::team::{self, Team};
 
@@ -33,6 +33,8 @@ const KV_START: usize = 256;
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
     Q4_0,
+    /// Q4_0 repacked at load, eight rows interleaved (kernels::BlockQ4_0x8).
+    Q4_0x8,
     Q4_1,
     Q5_0,
     Q8_0,
@@ -103,6 +105,21 @@ impl Mapped {
     }
 }
 
+impl Mapped {
+    /// Tells the kernel the whole pages inside `ptr..ptr + len` will not be read again: a
+    /// private file mapping drops them from this process's resident set.
+    fn release(&self, ptr: *const u8, len: usize) {
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let start = (ptr as usize).next_multiple_of(page);
+        let end = (ptr as usize + len) / page * page;
+        if end > start {
+            // SAFETY: a page-aligned range inside this mapping, which nothing reads again.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+    }
+}
+
 impl Drop for Mapped {
     fn drop(&mut self) {
         // SAFETY: unmapping what open mapped; nothing borrows it past the model's life.
@@ -137,7 +154,7 @@ impl Acts {
         for w in mats {
             match w.kind {
                 Kind::Q8_0 => q8 = true,
-                Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 => q8_1 = true,
+                Kind::Q4_0 | Kind::Q4_0x8 | Kind::Q4_1 | Kind::Q5_0 => q8_1 = true,
                 Kind::Q4K | Kind::Q6K => q8k = true,
             }
         }
@@ -174,6 +191,15 @@ impl QMat {
                 Kind::Q4_0 => {
                     share::<BlockQ4_0>(self.blocks(), r, &a.q8_1[..per / 32], m, y, id, size)
                 }
+                Kind::Q4_0x8 => kernels::matmul_share_q4_0x8(
+                    self.packed(),
+                    r,
+                    &a.q8_1[..per / 32],
+                    m,
+                    y,
+                    id,
+                    size,
+                ),
                 Kind::Q4_1 => {
                     share::<BlockQ4_1>(self.blocks(), r, &a.q8_1[..per / 32], m, y, id, size)
                 }
@@ -193,6 +219,29 @@ impl QMat {
         }
     }
 
+    fn packed(&self) -> &[BlockQ4_0x8] {
+        debug_assert_eq!(self.kind, Kind::Q4_0x8);
+        let n = self.rows * self.cols / 256;
+        // SAFETY: `repack` pointed ptr at a Vec of exactly n blocks that the model owns.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<BlockQ4_0x8>(), n) }
+    }
+
+    /// Repacks a Q4_0 matrix whose rows come in eights into `store` (which must outlive self),
+    /// and returns the mapped bytes it no longer reads.
+    fn repack(&mut self, store: &mut Vec<Vec<BlockQ4_0x8>>) -> Option<(*const u8, usize)> {
+        if self.kind != Kind::Q4_0 || !self.rows.is_multiple_of(8) {
+            return None;
+        }
+        let per = self.cols / kernels::QK;
+        let packed = kernels::repack_q4_0x8(self.blocks::<BlockQ4_0>(), self.rows, per);
+        let old = (self.ptr, self.rows * per * std::mem::size_of::<BlockQ4_0>());
+        self.ptr = packed.as_ptr().cast();
+        self.kind = Kind::Q4_0x8;
+        // The Vec's buffer does not move when the Vec itself is moved into the store.
+        store.push(packed);
+        Some(old)
+    }
+
     /// The output rows member `id` of `size` computes in `share`.
     fn rows_of(&self, id: usize, size: usize) -> std::ops::Range<usize> {
         kernels::share_rows(self.rows, id, size)
@@ -209,6 +258,12 @@ impl QMat {
         out.clear();
         match self.kind {
             Kind::Q4_0 => deq::<BlockQ4_0>(self, r, out),
+            Kind::Q4_0x8 => {
+                let per = self.cols / kernels::QK;
+                for b in &self.packed()[r / 8 * per..(r / 8 + 1) * per] {
+                    b.row(r % 8).dequantize(out);
+                }
+            }
             Kind::Q4_1 => deq::<BlockQ4_1>(self, r, out),
             Kind::Q5_0 => deq::<BlockQ5_0>(self, r, out),
             Kind::Q8_0 => deq::<BlockQ8_0>(self, r, out),
@@ -277,6 +332,8 @@ pub struct Llama {
     kv_cap: usize,
     s: Scratch,
     team: Team,
+    /// Repacked matrices (Kind::Q4_0x8 points into them).
+    _packed: Vec<Vec<BlockQ4_0x8>>,
     // Last: the tensors above point into it.
     _map: Mapped,
 }
@@ -417,6 +474,34 @@ impl Llama {
             }
         }
         let ctx = g.arch_uint("llama", "context_length").unwrap_or(4096) as usize;
+        // Q4_0 matrices are repacked eight rows at a time (as llama.cpp does at load); the
+        // mapped pages they came from are handed back, so resident memory does not double.
+        // The embedding stays as mapped: it is read a row at a time.
+        let mut packed = Vec::new();
+        let mut output = output;
+        let mut freed = Vec::new();
+        for l in &mut layers {
+            for w in [
+                &mut l.wq,
+                &mut l.wk,
+                &mut l.wv,
+                &mut l.wo,
+                &mut l.gate,
+                &mut l.up,
+                &mut l.down,
+            ] {
+                freed.extend(w.repack(&mut packed));
+            }
+        }
+        let tied = output.ptr == embd.ptr;
+        let out_bytes = output.repack(&mut packed);
+        if !tied {
+            // (Tied to the embedding, the mapped bytes stay: the embedding reads them.)
+            freed.extend(out_bytes);
+        }
+        for (ptr, len) in freed {
+            map.release(ptr, len);
+        }
         Ok(Llama {
             hp: Hparams {
                 n_layer,
@@ -438,6 +523,7 @@ impl Llama {
             v_cache: Vec::new(),
             kv_cap: 0,
             s: Scratch::default(),
+            _packed: packed,
             // candle and the bench size the process's parallelism through rayon's pool
             // (RAYON_NUM_THREADS); the team takes the same count.
             team: Team::new(rayon::current_num_threads()),

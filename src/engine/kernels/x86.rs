@@ -13,8 +13,8 @@
 //! uses for its generic SIMD code.
 
 use super::{
-    BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8, BlockQ8_0, BlockQ8_1, BlockQ8K,
-    QK, WeightBlock,
+    BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8, BlockQ8_0,
+    BlockQ8_1, BlockQ8K, QK, WeightBlock,
 };
 use std::arch::x86_64::*;
 
@@ -342,4 +342,55 @@ impl Tile for BlockQ6K {
             *extra += f16(w.d) * a.d * total as f32;
         }
     }
+}
+
+/// Eight repacked Q4_0 rows against C activation rows. Per block: four loads unpack all eight
+/// rows' nibbles; per activation row, eight 4-byte broadcasts meet them in `maddubs`, summed in
+/// i16 (at most 8 · 2 · 15 · 127 = 30480: no saturation), widened once, and scaled by the eight
+/// row scales at once; the −8 comes back through the activation's sum.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q4_0x8<const C: usize>(w: &[BlockQ4_0x8], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
+    let n = a.first().map_or(0, |a| a.len());
+    assert!(
+        w.len() >= n && a.iter().all(|a| a.len() >= n),
+        "rows of unequal length"
+    );
+    let mask = _mm256_set1_epi8(0x0f);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); C];
+    for b in 0..n {
+        // SAFETY: b < n ≤ every length; the loads read inside the blocks (128 qs bytes, 8 d).
+        unsafe {
+            let blk = w.get_unchecked(b);
+            let mut v = [_mm256_setzero_si256(); 8];
+            for k in 0..4 {
+                let raw = _mm256_loadu_si256(blk.qs.as_ptr().add(32 * k).cast());
+                v[k] = _mm256_and_si256(raw, mask);
+                v[4 + k] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+            }
+            let dw = _mm256_cvtph_ps(_mm_loadu_si128(blk.d.as_ptr().cast()));
+            for c in 0..C {
+                let ab = a[c].get_unchecked(b);
+                let y = ab.qs.as_ptr();
+                let bcast = |at: usize| _mm256_set1_epi32(y.add(at).cast::<i32>().read_unaligned());
+                let mut s16 = _mm256_maddubs_epi16(v[0], bcast(0));
+                for k in 1..4 {
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(v[k], bcast(4 * k)));
+                }
+                for k in 0..4 {
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(v[4 + k], bcast(16 + 4 * k)));
+                }
+                let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+                // d_w · (d_a · Σ q·y − 8 · s_a), s_a = d_a · Σ y.
+                let inner = _mm256_fmsub_ps(_mm256_set1_ps(ab.d), sums, _mm256_set1_ps(8.0 * ab.s));
+                acc[c] = _mm256_fmadd_ps(dw, inner, acc[c]);
+            }
+        }
+    }
+    std::array::from_fn(|c| {
+        let mut out = [0f32; 8];
+        // SAFETY: 8 writable floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc[c]) };
+        out
+    })
 }
