@@ -15,9 +15,10 @@ use std::path::Path;
 use candle_core::quantized::GgmlDType;
 
 use super::gguf::Gguf;
+use super::kernels::packed::{self, BlockQ4_0x8, BlockQ4_1x8, BlockQ5_0x8, Packed8};
 use super::kernels::{
-    self, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8, BlockQ8_0,
-    BlockQ8_1, BlockQ8K, Disjoint, WeightBlock, matmul_share as share,
+    self, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8, BlockQ8_0, BlockQ8_1,
+    BlockQ8K, Disjoint, WeightBlock, matmul_share as share,
 };
 use super::team::{self, Team};
 
@@ -33,8 +34,10 @@ const KV_START: usize = 256;
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
     Q4_0,
-    /// Q4_0 repacked at load, eight rows interleaved (kernels::BlockQ4_0x8).
+    /// Q4_0, Q4_1 and Q5_0 repacked at load, eight rows interleaved (kernels/packed.rs).
     Q4_0x8,
+    Q4_1x8,
+    Q5_0x8,
     Q4_1,
     Q5_0,
     Q8_0,
@@ -154,7 +157,8 @@ impl Acts {
         for w in mats {
             match w.kind {
                 Kind::Q8_0 => q8 = true,
-                Kind::Q4_0 | Kind::Q4_0x8 | Kind::Q4_1 | Kind::Q5_0 => q8_1 = true,
+                Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 => q8_1 = true,
+                Kind::Q4_0x8 | Kind::Q4_1x8 | Kind::Q5_0x8 => q8_1 = true,
                 Kind::Q4K | Kind::Q6K => q8k = true,
             }
         }
@@ -191,8 +195,26 @@ impl QMat {
                 Kind::Q4_0 => {
                     share::<BlockQ4_0>(self.blocks(), r, &a.q8_1[..per / 32], m, y, id, size)
                 }
-                Kind::Q4_0x8 => kernels::matmul_share_q4_0x8(
-                    self.packed(),
+                Kind::Q4_0x8 => packed::matmul_share(
+                    self.packed::<BlockQ4_0x8>(),
+                    r,
+                    &a.q8_1[..per / 32],
+                    m,
+                    y,
+                    id,
+                    size,
+                ),
+                Kind::Q4_1x8 => packed::matmul_share(
+                    self.packed::<BlockQ4_1x8>(),
+                    r,
+                    &a.q8_1[..per / 32],
+                    m,
+                    y,
+                    id,
+                    size,
+                ),
+                Kind::Q5_0x8 => packed::matmul_share(
+                    self.packed::<BlockQ5_0x8>(),
                     r,
                     &a.q8_1[..per / 32],
                     m,
@@ -219,27 +241,49 @@ impl QMat {
         }
     }
 
-    fn packed(&self) -> &[BlockQ4_0x8] {
-        debug_assert_eq!(self.kind, Kind::Q4_0x8);
+    fn packed<P: Packed8>(&self) -> &[P] {
         let n = self.rows * self.cols / 256;
-        // SAFETY: `repack` pointed ptr at a Vec of exactly n blocks that the model owns.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<BlockQ4_0x8>(), n) }
+        // SAFETY: `repack` pointed ptr at a Vec of exactly n blocks of P that the model owns
+        // (kind says which P).
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<P>(), n) }
     }
 
-    /// Repacks a Q4_0 matrix whose rows come in eights into `store` (which must outlive self),
-    /// and returns the mapped bytes it no longer reads.
-    fn repack(&mut self, store: &mut Vec<Vec<BlockQ4_0x8>>) -> Option<(*const u8, usize)> {
-        if self.kind != Kind::Q4_0 || !self.rows.is_multiple_of(8) {
+    fn packed_row<P: Packed8>(&self, r: usize, out: &mut Vec<f32>) {
+        let per = self.cols / kernels::QK;
+        for b in &self.packed::<P>()[r / 8 * per..(r / 8 + 1) * per] {
+            b.row(r % 8).dequantize(out);
+        }
+    }
+
+    /// Repacks a Q4_0, Q4_1 or Q5_0 matrix whose rows come in eights into `store` (which must
+    /// outlive self), and returns the mapped bytes it no longer reads.
+    fn repack(
+        &mut self,
+        store: &mut Vec<Box<dyn std::any::Any + Send + Sync>>,
+    ) -> Option<(*const u8, usize)> {
+        fn go<P: Packed8>(
+            m: &mut QMat,
+            kind: Kind,
+            store: &mut Vec<Box<dyn std::any::Any + Send + Sync>>,
+        ) -> (*const u8, usize) {
+            let per = m.cols / kernels::QK;
+            let packed = packed::repack::<P>(m.blocks::<P::Row>(), m.rows, per);
+            let old = (m.ptr, m.rows * per * std::mem::size_of::<P::Row>());
+            m.ptr = packed.as_ptr().cast();
+            m.kind = kind;
+            // The Vec's buffer does not move when the Vec itself is moved into the store.
+            store.push(Box::new(packed));
+            old
+        }
+        if !self.rows.is_multiple_of(8) {
             return None;
         }
-        let per = self.cols / kernels::QK;
-        let packed = kernels::repack_q4_0x8(self.blocks::<BlockQ4_0>(), self.rows, per);
-        let old = (self.ptr, self.rows * per * std::mem::size_of::<BlockQ4_0>());
-        self.ptr = packed.as_ptr().cast();
-        self.kind = Kind::Q4_0x8;
-        // The Vec's buffer does not move when the Vec itself is moved into the store.
-        store.push(packed);
-        Some(old)
+        Some(match self.kind {
+            Kind::Q4_0 => go::<BlockQ4_0x8>(self, Kind::Q4_0x8, store),
+            Kind::Q4_1 => go::<BlockQ4_1x8>(self, Kind::Q4_1x8, store),
+            Kind::Q5_0 => go::<BlockQ5_0x8>(self, Kind::Q5_0x8, store),
+            _ => return None,
+        })
     }
 
     /// The output rows member `id` of `size` computes in `share`.
@@ -258,12 +302,9 @@ impl QMat {
         out.clear();
         match self.kind {
             Kind::Q4_0 => deq::<BlockQ4_0>(self, r, out),
-            Kind::Q4_0x8 => {
-                let per = self.cols / kernels::QK;
-                for b in &self.packed()[r / 8 * per..(r / 8 + 1) * per] {
-                    b.row(r % 8).dequantize(out);
-                }
-            }
+            Kind::Q4_0x8 => self.packed_row::<BlockQ4_0x8>(r, out),
+            Kind::Q4_1x8 => self.packed_row::<BlockQ4_1x8>(r, out),
+            Kind::Q5_0x8 => self.packed_row::<BlockQ5_0x8>(r, out),
             Kind::Q4_1 => deq::<BlockQ4_1>(self, r, out),
             Kind::Q5_0 => deq::<BlockQ5_0>(self, r, out),
             Kind::Q8_0 => deq::<BlockQ8_0>(self, r, out),
@@ -332,8 +373,8 @@ pub struct Llama {
     kv_cap: usize,
     s: Scratch,
     team: Team,
-    /// Repacked matrices (Kind::Q4_0x8 points into them).
-    _packed: Vec<Vec<BlockQ4_0x8>>,
+    /// Repacked matrices (the Kind::*x8 matrices point into them).
+    _packed: Vec<Box<dyn std::any::Any + Send + Sync>>,
     // Last: the tensors above point into it.
     _map: Mapped,
 }
@@ -474,7 +515,8 @@ impl Llama {
             }
         }
         let ctx = g.arch_uint("llama", "context_length").unwrap_or(4096) as usize;
-        // Q4_0 matrices are repacked eight rows at a time (as llama.cpp does at load); the
+        // Q4_0, Q4_1 and Q5_0 matrices are repacked eight rows at a time (llama.cpp repacks
+        // Q4_0 at load the same way); the
         // mapped pages they came from are handed back, so resident memory does not double.
         // The embedding stays as mapped: it is read a row at a time.
         let mut packed = Vec::new();

@@ -12,6 +12,7 @@
 //! groups with 8-bit scales, 6-bit values offset by 32. Dequantization follows ggml's
 //! `dequantize_row_*` (ggml-quants.c).
 
+pub mod packed;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -109,7 +110,7 @@ impl Default for BlockQ8K {
     }
 }
 
-fn h(bits: u16) -> f32 {
+pub(crate) fn h(bits: u16) -> f32 {
     f16::from_bits(bits).to_f32()
 }
 
@@ -469,7 +470,7 @@ impl WeightBlock for BlockQ6K {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn avx2() -> bool {
+pub(crate) fn avx2() -> bool {
     // std caches the CPUID answer; this is a load and a test.
     is_x86_feature_detected!("avx2")
         && is_x86_feature_detected!("fma")
@@ -485,119 +486,6 @@ pub fn simd_path() -> &'static str {
         }
     }
     "scalar"
-}
-
-/// Q4_0 repacked eight rows at a time (after llama.cpp's block_q4_0x8, ggml-cpu/repack.cpp,
-/// with our own byte order): block b of rows 8g..8g+8. Byte 32k + 4i + l is byte 4k + l of row
-/// i's block, so one 32-byte load, masked, holds elements 4k..4k+4 of all eight rows (low
-/// nibbles) and elements 16+4k..16+4k+4 (high nibbles): one activation broadcast then serves
-/// eight rows, and the eight row sums come out in the eight lanes of one register.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[repr(C)]
-pub struct BlockQ4_0x8 {
-    pub d: [u16; 8],
-    pub qs: [u8; 128],
-}
-
-/// `rows` rows (a multiple of 8) of `per_row` Q4_0 blocks, repacked: group g's blocks are
-/// `out[g·per_row..(g+1)·per_row]`.
-pub fn repack_q4_0x8(w: &[BlockQ4_0], rows: usize, per_row: usize) -> Vec<BlockQ4_0x8> {
-    assert!(rows.is_multiple_of(8) && w.len() == rows * per_row);
-    let mut out = Vec::with_capacity(w.len() / 8);
-    for g in 0..rows / 8 {
-        let group = &w[8 * g * per_row..8 * (g + 1) * per_row];
-        for b in 0..per_row {
-            let mut blk = BlockQ4_0x8 {
-                d: [0; 8],
-                qs: [0; 128],
-            };
-            for i in 0..8 {
-                let src = &group[i * per_row + b];
-                blk.d[i] = src.d;
-                for k in 0..4 {
-                    blk.qs[32 * k + 4 * i..32 * k + 4 * i + 4]
-                        .copy_from_slice(&src.qs[4 * k..4 * k + 4]);
-                }
-            }
-            out.push(blk);
-        }
-    }
-    out
-}
-
-impl BlockQ4_0x8 {
-    /// Row i's block back in Q4_0 form (the scalar path, dequantization, tests).
-    pub fn row(&self, i: usize) -> BlockQ4_0 {
-        BlockQ4_0 {
-            d: self.d[i],
-            qs: std::array::from_fn(|j| self.qs[32 * (j / 4) + 4 * i + j % 4]),
-        }
-    }
-}
-
-/// The eight rows of one group against C activation rows: `out[c][i]` is row i · activation c.
-pub fn dot_q4_0x8<const C: usize>(w: &[BlockQ4_0x8], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        // SAFETY: AVX2, FMA and F16C were detected at run time.
-        return unsafe { x86::dot_q4_0x8(w, a) };
-    }
-    dot_q4_0x8_scalar(w, a)
-}
-
-/// The portable path of [`dot_q4_0x8`].
-pub fn dot_q4_0x8_scalar<const C: usize>(w: &[BlockQ4_0x8], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
-    std::array::from_fn(|c| {
-        std::array::from_fn(|i| {
-            let row: Vec<BlockQ4_0> = w.iter().map(|b| b.row(i)).collect();
-            BlockQ4_0::dot_scalar(&row, a[c])
-        })
-    })
-}
-
-/// Member `id` of `size`'s share of Y = X·Wᵀ for repacked Q4_0 (see [`matmul_share`]).
-///
-/// # Safety
-/// As [`matmul_share`].
-pub unsafe fn matmul_share_q4_0x8(
-    w: &[BlockQ4_0x8],
-    rows: usize,
-    x: &[BlockQ8_1],
-    m: usize,
-    y: &Disjoint,
-    id: usize,
-    size: usize,
-) {
-    let per_row = w.len() * 8 / rows;
-    assert_eq!(
-        w.len() * 8,
-        rows * per_row,
-        "weights are rows/8 groups × blocks"
-    );
-    assert_eq!(x.len(), m * per_row, "activations are m × blocks per row");
-    let mine = share_rows(rows, id, size);
-    debug_assert!(mine.start.is_multiple_of(8) && mine.end.is_multiple_of(8));
-    let act = |t: usize| &x[t * per_row..(t + 1) * per_row];
-    for g in mine.start / 8..mine.end / 8 {
-        let wg = &w[g * per_row..(g + 1) * per_row];
-        let r = 8 * g;
-        // SAFETY (each `y.range`): this member's rows of one output row; shares are disjoint.
-        let mut t = 0;
-        while t < m {
-            if m - t >= 4 {
-                let v = dot_q4_0x8(wg, [act(t), act(t + 1), act(t + 2), act(t + 3)]);
-                for (c, vc) in v.iter().enumerate() {
-                    unsafe { y.range((t + c) * rows + r..(t + c) * rows + r + 8) }
-                        .copy_from_slice(vc);
-                }
-                t += 4;
-            } else {
-                let [v] = dot_q4_0x8(wg, [act(t)]);
-                unsafe { y.range(t * rows + r..t * rows + r + 8) }.copy_from_slice(&v);
-                t += 1;
-            }
-        }
-    }
 }
 
 /// An output buffer that a team's members write in disjoint ranges (rows of a matmul, heads
@@ -875,42 +763,6 @@ mod tests {
             let x = floats(&mut rng, supers * QK_K);
             check(&q4_k(&mut rng, supers), &x, q8k);
             check(&q6_k(&mut rng, supers), &x, q8k);
-        }
-    }
-
-    /// The repacked layout holds the same rows: its kernel (SIMD and scalar) equals the plain
-    /// Q4_0 dot of each row, for one activation row and for four.
-    #[test]
-    fn repacked_q4_0_equals_the_plain_rows() {
-        let mut rng = Rng::new(17);
-        let (rows, per_row) = (16, 18);
-        let w = q4_0(&mut rng, rows * per_row);
-        let packed = repack_q4_0x8(&w, rows, per_row);
-        let xs: Vec<Vec<BlockQ8_1>> = (0..4)
-            .map(|_| quantize_q8_1(&floats(&mut rng, per_row * QK)))
-            .collect();
-        for g in 0..2 {
-            let wg = &packed[g * per_row..(g + 1) * per_row];
-            let one = dot_q4_0x8(wg, [&xs[0][..]]);
-            let four = dot_q4_0x8(wg, [&xs[0][..], &xs[1][..], &xs[2][..], &xs[3][..]]);
-            let slow = dot_q4_0x8_scalar(wg, [&xs[0][..], &xs[1][..], &xs[2][..], &xs[3][..]]);
-            for i in 0..8 {
-                let r = 8 * g + i;
-                let row = &w[r * per_row..(r + 1) * per_row];
-                assert!(
-                    close(one[0][i], BlockQ4_0::dot_scalar(row, &xs[0])),
-                    "row {r}"
-                );
-                for c in 0..4 {
-                    let want = BlockQ4_0::dot_scalar(row, &xs[c]);
-                    assert!(
-                        close(four[c][i], want),
-                        "row {r} act {c}: {} vs {want}",
-                        four[c][i]
-                    );
-                    assert!(close(slow[c][i], want));
-                }
-            }
         }
     }
 

@@ -13,8 +13,8 @@
 //! uses for its generic SIMD code.
 
 use super::{
-    BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8, BlockQ8_0,
-    BlockQ8_1, BlockQ8K, QK, WeightBlock,
+    BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8, BlockQ8_0, BlockQ8_1, BlockQ8K,
+    QK, WeightBlock,
 };
 use std::arch::x86_64::*;
 
@@ -344,46 +344,148 @@ impl Tile for BlockQ6K {
     }
 }
 
-/// Eight repacked Q4_0 rows against C activation rows. Per block: four loads unpack all eight
-/// rows' nibbles; per activation row, eight 4-byte broadcasts meet them in `maddubs`, summed in
-/// i16 (at most 8 · 2 · 15 · 127 = 30480: no saturation), widened once, and scaled by the eight
-/// row scales at once; the −8 comes back through the activation's sum.
+/// A repacked eight-row type (kernels/packed.rs) as the AVX2 kernel sees it.
+pub trait X8: super::packed::Packed8 {
+    /// `maddubs` outputs summed in i16 before widening: each is at most 2 · qmax · 127, so 8
+    /// for 4-bit values (30480) and 4 for 5-bit ones (31496).
+    const GROUP: usize;
+    /// The eight vectors of unsigned values: v[k] elements 4k..4k+4 of all rows, v[4 + k]
+    /// elements 16+4k..16+4k+4.
+    unsafe fn unpack(&self, v: &mut [__m256i; 8]);
+    /// The eight rows' scale and (Q4_1) offset.
+    unsafe fn scales(&self) -> (__m256, __m256);
+    /// Adds the eight rows' block products, `sums` = Σ q·y per row, into `acc`.
+    unsafe fn fold(dw: __m256, aux: __m256, sums: __m256, a: &BlockQ8_1, acc: &mut __m256);
+}
+
+#[inline(always)]
+unsafe fn unpack_nibbles(qs: &[u8; 128], v: &mut [__m256i; 8]) {
+    unsafe {
+        let mask = _mm256_set1_epi8(0x0f);
+        for k in 0..4 {
+            let raw = _mm256_loadu_si256(qs.as_ptr().add(32 * k).cast());
+            v[k] = _mm256_and_si256(raw, mask);
+            v[4 + k] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn cvt8(h: &[u16; 8]) -> __m256 {
+    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast())) }
+}
+
+impl X8 for super::packed::BlockQ4_0x8 {
+    const GROUP: usize = 8;
+    #[inline(always)]
+    unsafe fn unpack(&self, v: &mut [__m256i; 8]) {
+        unsafe { unpack_nibbles(&self.qs, v) }
+    }
+    #[inline(always)]
+    unsafe fn scales(&self) -> (__m256, __m256) {
+        unsafe { (cvt8(&self.d), _mm256_setzero_ps()) }
+    }
+    #[inline(always)]
+    unsafe fn fold(dw: __m256, _: __m256, sums: __m256, a: &BlockQ8_1, acc: &mut __m256) {
+        // d_w · (d_a · Σ q·y − 8 · s_a), s_a = d_a · Σ y: values are q − 8.
+        unsafe {
+            let inner = _mm256_fmsub_ps(_mm256_set1_ps(a.d), sums, _mm256_set1_ps(8.0 * a.s));
+            *acc = _mm256_fmadd_ps(dw, inner, *acc);
+        }
+    }
+}
+
+impl X8 for super::packed::BlockQ4_1x8 {
+    const GROUP: usize = 8;
+    #[inline(always)]
+    unsafe fn unpack(&self, v: &mut [__m256i; 8]) {
+        unsafe { unpack_nibbles(&self.qs, v) }
+    }
+    #[inline(always)]
+    unsafe fn scales(&self) -> (__m256, __m256) {
+        unsafe { (cvt8(&self.d), cvt8(&self.m)) }
+    }
+    #[inline(always)]
+    unsafe fn fold(dw: __m256, mw: __m256, sums: __m256, a: &BlockQ8_1, acc: &mut __m256) {
+        // d_w · d_a · Σ q·y + m_w · s_a: values are d·q + m.
+        unsafe {
+            let t = _mm256_fmadd_ps(dw, _mm256_mul_ps(_mm256_set1_ps(a.d), sums), *acc);
+            *acc = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.s), t);
+        }
+    }
+}
+
+impl X8 for super::packed::BlockQ5_0x8 {
+    const GROUP: usize = 4;
+    #[inline(always)]
+    unsafe fn unpack(&self, v: &mut [__m256i; 8]) {
+        unsafe {
+            unpack_nibbles(&self.qs, v);
+            let qh = _mm256_loadu_si256(self.qh.as_ptr().cast());
+            let bit4 = _mm256_set1_epi8(0x10);
+            for k in 0..4 {
+                // Bit 2k of each byte (low element's fifth bit) and bit 2k + 1 (high's) to bit 4.
+                let t = match k {
+                    0 => qh,
+                    1 => _mm256_srli_epi16(qh, 2),
+                    2 => _mm256_srli_epi16(qh, 4),
+                    _ => _mm256_srli_epi16(qh, 6),
+                };
+                let lo = _mm256_and_si256(_mm256_slli_epi16(t, 4), bit4);
+                let hi = _mm256_and_si256(_mm256_slli_epi16(t, 3), bit4);
+                v[k] = _mm256_or_si256(v[k], lo);
+                v[4 + k] = _mm256_or_si256(v[4 + k], hi);
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn scales(&self) -> (__m256, __m256) {
+        unsafe { (cvt8(&self.d), _mm256_setzero_ps()) }
+    }
+    #[inline(always)]
+    unsafe fn fold(dw: __m256, _: __m256, sums: __m256, a: &BlockQ8_1, acc: &mut __m256) {
+        // Values are q − 16.
+        unsafe {
+            let inner = _mm256_fmsub_ps(_mm256_set1_ps(a.d), sums, _mm256_set1_ps(16.0 * a.s));
+            *acc = _mm256_fmadd_ps(dw, inner, *acc);
+        }
+    }
+}
+
+/// Eight repacked rows against C activation rows. Per block: the rows' values are unpacked once;
+/// per activation row, eight 4-byte broadcasts meet them in `maddubs`, summed in i16 (see
+/// `X8::GROUP`), widened, and scaled by the eight row scales at once.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub fn dot_q4_0x8<const C: usize>(w: &[BlockQ4_0x8], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
+pub fn dot_x8<P: X8, const C: usize>(w: &[P], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
     let n = a.first().map_or(0, |a| a.len());
     assert!(
         w.len() >= n && a.iter().all(|a| a.len() >= n),
         "rows of unequal length"
     );
-    let mask = _mm256_set1_epi8(0x0f);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); C];
     for b in 0..n {
-        // SAFETY: b < n ≤ every length; the loads read inside the blocks (128 qs bytes, 8 d).
+        // SAFETY: b < n ≤ every length; loads stay inside the blocks.
         unsafe {
             let blk = w.get_unchecked(b);
             let mut v = [_mm256_setzero_si256(); 8];
-            for k in 0..4 {
-                let raw = _mm256_loadu_si256(blk.qs.as_ptr().add(32 * k).cast());
-                v[k] = _mm256_and_si256(raw, mask);
-                v[4 + k] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-            }
-            let dw = _mm256_cvtph_ps(_mm_loadu_si128(blk.d.as_ptr().cast()));
+            blk.unpack(&mut v);
+            let (dw, aux) = blk.scales();
             for c in 0..C {
                 let ab = a[c].get_unchecked(b);
                 let y = ab.qs.as_ptr();
-                let bcast = |at: usize| _mm256_set1_epi32(y.add(at).cast::<i32>().read_unaligned());
-                let mut s16 = _mm256_maddubs_epi16(v[0], bcast(0));
-                for k in 1..4 {
-                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(v[k], bcast(4 * k)));
+                let mut s32 = _mm256_setzero_si256();
+                let mut s16 = _mm256_setzero_si256();
+                for (j, vj) in v.iter().enumerate() {
+                    let at = if j < 4 { 4 * j } else { 16 + 4 * (j - 4) };
+                    let yb = _mm256_set1_epi32(y.add(at).cast::<i32>().read_unaligned());
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(*vj, yb));
+                    if (j + 1) % P::GROUP == 0 {
+                        s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(s16, ones));
+                        s16 = _mm256_setzero_si256();
+                    }
                 }
-                for k in 0..4 {
-                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(v[4 + k], bcast(16 + 4 * k)));
-                }
-                let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
-                // d_w · (d_a · Σ q·y − 8 · s_a), s_a = d_a · Σ y.
-                let inner = _mm256_fmsub_ps(_mm256_set1_ps(ab.d), sums, _mm256_set1_ps(8.0 * ab.s));
-                acc[c] = _mm256_fmadd_ps(dw, inner, acc[c]);
+                P::fold(dw, aux, _mm256_cvtepi32_ps(s32), ab, &mut acc[c]);
             }
         }
     }
