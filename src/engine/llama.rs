@@ -15,10 +15,10 @@ use std::path::Path;
 use candle_core::quantized::GgmlDType;
 
 use super::gguf::Gguf;
-use super::kernels::packed::{self, BlockQ4_0x8, BlockQ4_1x8, BlockQ5_0x8, Packed8};
+use super::kernels::packed::{self, BlockQ4_0x8, BlockQ4_1x8, BlockQ5_0x8, BlockQ8_0x8, Packed8};
 use super::kernels::{
-    self, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8, BlockQ8_0, BlockQ8_1,
-    BlockQ8K, Disjoint, WeightBlock, matmul_share as share,
+    self, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8_0, BlockQ8_1, BlockQ8K,
+    Disjoint, WeightBlock, matmul_share as share,
 };
 use super::team::{self, Team};
 
@@ -38,6 +38,8 @@ enum Kind {
     Q4_0x8,
     Q4_1x8,
     Q5_0x8,
+    /// Q8_0 repacked where the CPU has AVX-VNNI.
+    Q8_0x8,
     Q4_1,
     Q5_0,
     Q8_0,
@@ -109,13 +111,14 @@ impl Mapped {
 }
 
 impl Mapped {
-    /// Tells the kernel the whole pages inside `ptr..ptr + len` will not be read again: a
+    /// Tells the kernel the whole pages inside `addr..addr + len` will not be read again: a
     /// private file mapping drops them from this process's resident set.
-    fn release(&self, ptr: *const u8, len: usize) {
+    fn release(&self, addr: usize, len: usize) {
         // SAFETY: sysconf has no preconditions.
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-        let start = (ptr as usize).next_multiple_of(page);
-        let end = (ptr as usize + len) / page * page;
+        let start = addr.next_multiple_of(page);
+        let end = (addr + len) / page * page;
+        debug_assert!(addr >= self.ptr as usize && addr + len <= self.ptr as usize + self.len);
         if end > start {
             // SAFETY: a page-aligned range inside this mapping, which nothing reads again.
             unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
@@ -146,24 +149,19 @@ unsafe impl Sync for QMat {}
 /// input once for every format the matrices about to read it need.
 #[derive(Default)]
 struct Acts {
-    q8: Vec<BlockQ8>,
     q8_1: Vec<BlockQ8_1>,
     q8k: Vec<BlockQ8K>,
 }
 
 impl Acts {
     fn prepare(&mut self, x: &[f32], mats: &[&QMat]) {
-        let (mut q8, mut q8_1, mut q8k) = (false, false, false);
+        let (mut q8_1, mut q8k) = (false, false);
         for w in mats {
             match w.kind {
-                Kind::Q8_0 => q8 = true,
-                Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 => q8_1 = true,
-                Kind::Q4_0x8 | Kind::Q4_1x8 | Kind::Q5_0x8 => q8_1 = true,
+                Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => q8_1 = true,
+                Kind::Q4_0x8 | Kind::Q4_1x8 | Kind::Q5_0x8 | Kind::Q8_0x8 => q8_1 = true,
                 Kind::Q4K | Kind::Q6K => q8k = true,
             }
-        }
-        if q8 {
-            kernels::quantize_q8_into(x, &mut self.q8);
         }
         if q8_1 {
             kernels::quantize_q8_1_into(x, &mut self.q8_1);
@@ -222,6 +220,15 @@ impl QMat {
                     id,
                     size,
                 ),
+                Kind::Q8_0x8 => packed::matmul_share(
+                    self.packed::<BlockQ8_0x8>(),
+                    r,
+                    &a.q8_1[..per / 32],
+                    m,
+                    y,
+                    id,
+                    size,
+                ),
                 Kind::Q4_1 => {
                     share::<BlockQ4_1>(self.blocks(), r, &a.q8_1[..per / 32], m, y, id, size)
                 }
@@ -229,7 +236,7 @@ impl QMat {
                     share::<BlockQ5_0>(self.blocks(), r, &a.q8_1[..per / 32], m, y, id, size)
                 }
                 Kind::Q8_0 => {
-                    share::<BlockQ8_0>(self.blocks(), r, &a.q8[..per / 32], m, y, id, size)
+                    share::<BlockQ8_0>(self.blocks(), r, &a.q8_1[..per / 32], m, y, id, size)
                 }
                 Kind::Q4K => {
                     share::<BlockQ4K>(self.blocks(), r, &a.q8k[..per / 256], m, y, id, size)
@@ -256,19 +263,19 @@ impl QMat {
     }
 
     /// Repacks a Q4_0, Q4_1 or Q5_0 matrix whose rows come in eights into `store` (which must
-    /// outlive self), and returns the mapped bytes it no longer reads.
+    /// outlive self), and returns the mapped bytes (address, length) it no longer reads.
     fn repack(
         &mut self,
         store: &mut Vec<Box<dyn std::any::Any + Send + Sync>>,
-    ) -> Option<(*const u8, usize)> {
+    ) -> Option<(usize, usize)> {
         fn go<P: Packed8>(
             m: &mut QMat,
             kind: Kind,
             store: &mut Vec<Box<dyn std::any::Any + Send + Sync>>,
-        ) -> (*const u8, usize) {
+        ) -> (usize, usize) {
             let per = m.cols / kernels::QK;
             let packed = packed::repack::<P>(m.blocks::<P::Row>(), m.rows, per);
-            let old = (m.ptr, m.rows * per * std::mem::size_of::<P::Row>());
+            let old = (m.ptr as usize, m.rows * per * std::mem::size_of::<P::Row>());
             m.ptr = packed.as_ptr().cast();
             m.kind = kind;
             // The Vec's buffer does not move when the Vec itself is moved into the store.
@@ -282,6 +289,7 @@ impl QMat {
             Kind::Q4_0 => go::<BlockQ4_0x8>(self, Kind::Q4_0x8, store),
             Kind::Q4_1 => go::<BlockQ4_1x8>(self, Kind::Q4_1x8, store),
             Kind::Q5_0 => go::<BlockQ5_0x8>(self, Kind::Q5_0x8, store),
+            Kind::Q8_0 if kernels::packs_q8_0() => go::<BlockQ8_0x8>(self, Kind::Q8_0x8, store),
             _ => return None,
         })
     }
@@ -305,6 +313,7 @@ impl QMat {
             Kind::Q4_0x8 => self.packed_row::<BlockQ4_0x8>(r, out),
             Kind::Q4_1x8 => self.packed_row::<BlockQ4_1x8>(r, out),
             Kind::Q5_0x8 => self.packed_row::<BlockQ5_0x8>(r, out),
+            Kind::Q8_0x8 => self.packed_row::<BlockQ8_0x8>(r, out),
             Kind::Q4_1 => deq::<BlockQ4_1>(self, r, out),
             Kind::Q5_0 => deq::<BlockQ5_0>(self, r, out),
             Kind::Q8_0 => deq::<BlockQ8_0>(self, r, out),
@@ -519,27 +528,41 @@ impl Llama {
         // Q4_0 at load the same way); the
         // mapped pages they came from are handed back, so resident memory does not double.
         // The embedding stays as mapped: it is read a row at a time.
-        let mut packed = Vec::new();
+        // Matrices repack independently: on rayon's pool (sized by --threads, like the team).
+        use rayon::prelude::*;
         let mut output = output;
-        let mut freed = Vec::new();
-        for l in &mut layers {
-            for w in [
-                &mut l.wq,
-                &mut l.wk,
-                &mut l.wv,
-                &mut l.wo,
-                &mut l.gate,
-                &mut l.up,
-                &mut l.down,
-            ] {
-                freed.extend(w.repack(&mut packed));
-            }
-        }
         let tied = output.ptr == embd.ptr;
-        let out_bytes = output.repack(&mut packed);
-        if !tied {
-            // (Tied to the embedding, the mapped bytes stay: the embedding reads them.)
-            freed.extend(out_bytes);
+        // (matrix, whether its mapped bytes may be released: not the output when it is the
+        // embedding, which keeps reading them)
+        let mut mats: Vec<(&mut QMat, bool)> = layers
+            .iter_mut()
+            .flat_map(|l| {
+                [
+                    &mut l.wq,
+                    &mut l.wk,
+                    &mut l.wv,
+                    &mut l.wo,
+                    &mut l.gate,
+                    &mut l.up,
+                    &mut l.down,
+                ]
+            })
+            .map(|w| (w, true))
+            .collect();
+        mats.push((&mut output, !tied));
+        let done: Vec<_> = mats
+            .par_iter_mut()
+            .map(|(w, release)| {
+                let mut store = Vec::new();
+                let freed = w.repack(&mut store).filter(|_| *release);
+                (store, freed)
+            })
+            .collect();
+        let mut packed = Vec::new();
+        let mut freed = Vec::new();
+        for (store, f) in done {
+            packed.extend(store);
+            freed.extend(f);
         }
         for (ptr, len) in freed {
             map.release(ptr, len);

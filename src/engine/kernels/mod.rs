@@ -71,17 +71,10 @@ pub struct BlockQ6K {
     pub d: u16,
 }
 
-/// Activations for Q4_0, Q5_0 and Q8_0 weights: 32 signed bytes and an f32 scale (ggml keeps
-/// f16 here; f32 spares a conversion per block in the inner loop).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-#[repr(C)]
-pub struct BlockQ8 {
-    pub d: f32,
-    pub qs: [i8; QK],
-}
-
-/// Activations for Q4_1 weights: Q8 plus `s` = d·Σq, which carries the weights' offset `m`
-/// through the dot product (ggml's block_q8_1, with f32 scales).
+/// Activations for the 32-element weight types: 32 signed bytes, an f32 scale (ggml keeps f16
+/// here; f32 spares a conversion per block in the inner loop), and `s` = d·Σq, which carries a
+/// weight type's offset (Q4_1's m, Q4_0's −8, a repacked block's bias) through the dot product
+/// (ggml's block_q8_1).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 #[repr(C)]
 pub struct BlockQ8_1 {
@@ -131,24 +124,6 @@ fn quantize_block(x: &[f32], qs: &mut [i8]) -> f32 {
         *q = nearest(v * inv) as i8;
     }
     d
-}
-
-/// Activations to Q8 blocks (`x.len()` a multiple of 32), into `out` (reused: no allocation
-/// once it has grown).
-pub fn quantize_q8_into(x: &[f32], out: &mut Vec<BlockQ8>) {
-    out.clear();
-    out.extend(x.chunks_exact(QK).map(|c| {
-        let mut b = BlockQ8::default();
-        b.d = quantize_block(c, &mut b.qs);
-        b
-    }));
-}
-
-/// Activations to Q8 blocks.
-pub fn quantize_q8(x: &[f32]) -> Vec<BlockQ8> {
-    let mut v = Vec::new();
-    quantize_q8_into(x, &mut v);
-    v
 }
 
 /// Floats to Q8_0 weight blocks (`x.len()` a multiple of 32).
@@ -271,11 +246,11 @@ fn idot(x: impl IntoIterator<Item = i32>, y: &[i8]) -> i32 {
 
 impl WeightBlock for BlockQ8_0 {
     const ELEMS: usize = QK;
-    type Act = BlockQ8;
-    fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8>) {
-        quantize_q8_into(x, out)
+    type Act = BlockQ8_1;
+    fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8_1>) {
+        quantize_q8_1_into(x, out)
     }
-    fn dot_scalar(w: &[Self], a: &[BlockQ8]) -> f32 {
+    fn dot_scalar(w: &[Self], a: &[BlockQ8_1]) -> f32 {
         w.iter()
             .zip(a)
             .map(|(w, a)| h(w.d) * a.d * idot(w.qs.map(i32::from), &a.qs) as f32)
@@ -477,10 +452,27 @@ pub(crate) fn avx2() -> bool {
         && is_x86_feature_detected!("f16c")
 }
 
+/// AVX-VNNI (`vpdpbusd` on 256-bit registers: Zen 4+, Alder Lake+), for repacked Q8_0.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn vnni() -> bool {
+    avx2() && is_x86_feature_detected!("avxvnni")
+}
+
+/// Whether repacked Q8_0 has its kernel here.
+pub fn packs_q8_0() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return vnni();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// The SIMD path the kernels take on this CPU.
 pub fn simd_path() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
+        if vnni() {
+            return "avx2+vnni";
+        }
         if avx2() {
             return "avx2";
         }
@@ -721,7 +713,7 @@ mod tests {
         );
     }
 
-    fn q8(a: &BlockQ8) -> Vec<f32> {
+    fn q8(a: &BlockQ8_1) -> Vec<f32> {
         a.qs.iter().map(|&q| f32::from(q) * a.d).collect()
     }
 

@@ -13,8 +13,8 @@
 //! uses for its generic SIMD code.
 
 use super::{
-    BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8, BlockQ8_0, BlockQ8_1, BlockQ8K,
-    QK, WeightBlock,
+    BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8_0, BlockQ8_1, BlockQ8K, QK,
+    WeightBlock,
 };
 use std::arch::x86_64::*;
 
@@ -164,7 +164,7 @@ impl Tile for BlockQ8_0 {
         }
     }
     #[inline(always)]
-    unsafe fn apply(p: &Self::Prep, a: &BlockQ8, acc: &mut __m256, _: &mut f32) {
+    unsafe fn apply(p: &Self::Prep, a: &BlockQ8_1, acc: &mut __m256, _: &mut f32) {
         unsafe {
             let sy = _mm256_sign_epi8(load32(&a.qs), p.1);
             let sums = _mm256_cvtepi32_ps(dot_u8i8(p.0, sy));
@@ -486,6 +486,53 @@ pub fn dot_x8<P: X8, const C: usize>(w: &[P], a: [&[BlockQ8_1]; C]) -> [[f32; 8]
                     }
                 }
                 P::fold(dw, aux, _mm256_cvtepi32_ps(s32), ab, &mut acc[c]);
+            }
+        }
+    }
+    std::array::from_fn(|c| {
+        let mut out = [0f32; 8];
+        // SAFETY: 8 writable floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc[c]) };
+        out
+    })
+}
+
+/// Eight repacked Q8_0 rows (offset-binary) against C activation rows with AVX-VNNI: per
+/// activation row, eight `vpdpbusd` on two independent chains.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub fn dot_q8_0x8<const C: usize>(
+    w: &[super::packed::BlockQ8_0x8],
+    a: [&[BlockQ8_1]; C],
+) -> [[f32; 8]; C] {
+    let n = a.first().map_or(0, |a| a.len());
+    assert!(
+        w.len() >= n && a.iter().all(|a| a.len() >= n),
+        "rows of unequal length"
+    );
+    let mut acc = [_mm256_setzero_ps(); C];
+    for b in 0..n {
+        // SAFETY: b < n ≤ every length; loads stay inside the blocks.
+        unsafe {
+            let blk = w.get_unchecked(b);
+            let v: [__m256i; 8] =
+                std::array::from_fn(|k| _mm256_loadu_si256(blk.qs.as_ptr().add(32 * k).cast()));
+            let dw = cvt8(&blk.d);
+            for c in 0..C {
+                let ab = a[c].get_unchecked(b);
+                let y = ab.qs.as_ptr();
+                let bcast =
+                    |k: usize| _mm256_set1_epi32(y.add(4 * k).cast::<i32>().read_unaligned());
+                let mut even = _mm256_setzero_si256();
+                let mut odd = _mm256_setzero_si256();
+                for k in (0..8).step_by(2) {
+                    even = _mm256_dpbusd_avx_epi32(even, v[k], bcast(k));
+                    odd = _mm256_dpbusd_avx_epi32(odd, v[k + 1], bcast(k + 1));
+                }
+                let sums = _mm256_cvtepi32_ps(_mm256_add_epi32(even, odd));
+                // Values were stored as q + 128.
+                let inner =
+                    _mm256_fmsub_ps(_mm256_set1_ps(ab.d), sums, _mm256_set1_ps(128.0 * ab.s));
+                acc[c] = _mm256_fmadd_ps(dw, inner, acc[c]);
             }
         }
     }
