@@ -532,8 +532,7 @@ impl Llama {
         use rayon::prelude::*;
         let mut output = output;
         let tied = output.ptr == embd.ptr;
-        // (matrix, whether its mapped bytes may be released: not the output when it is the
-        // embedding, which keeps reading them)
+        // (matrix, whether its mapped bytes may be released)
         let mut mats: Vec<(&mut QMat, bool)> = layers
             .iter_mut()
             .flat_map(|l| {
@@ -549,7 +548,7 @@ impl Llama {
             })
             .map(|w| (w, true))
             .collect();
-        mats.push((&mut output, !tied));
+        mats.push((&mut output, true));
         let done: Vec<_> = mats
             .par_iter_mut()
             .map(|(w, release)| {
@@ -564,6 +563,19 @@ impl Llama {
             packed.extend(store);
             freed.extend(f);
         }
+        // An output matrix tied to the embedding is packed too (the per-token matvec over the
+        // vocabulary is the largest); the embedding then reads its rows from the packed copy,
+        // so the mapped bytes go and resident memory does not hold both.
+        let embd = if tied {
+            QMat {
+                kind: output.kind,
+                ptr: output.ptr,
+                rows: output.rows,
+                cols: output.cols,
+            }
+        } else {
+            embd
+        };
         for (ptr, len) in freed {
             map.release(ptr, len);
         }
