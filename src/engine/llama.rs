@@ -15,7 +15,9 @@ use std::path::Path;
 use candle_core::quantized::GgmlDType;
 
 use super::gguf::Gguf;
-use super::kernels::packed::{self, BlockQ4_0x8, BlockQ4_1x8, BlockQ5_0x8, BlockQ8_0x8, Packed8};
+use super::kernels::packed::{
+    self, BlockQ4_0x8, BlockQ4_1x8, BlockQ4Kx8, BlockQ5_0x8, BlockQ8_0x8, Packed8,
+};
 use super::kernels::{
     self, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8_0, BlockQ8_1, BlockQ8K,
     Disjoint, WeightBlock, matmul_share as share,
@@ -40,6 +42,7 @@ enum Kind {
     Q5_0x8,
     /// Q8_0 repacked where the CPU has AVX-VNNI.
     Q8_0x8,
+    Q4Kx8,
     Q4_1,
     Q5_0,
     Q8_0,
@@ -160,7 +163,7 @@ impl Acts {
             match w.kind {
                 Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => q8_1 = true,
                 Kind::Q4_0x8 | Kind::Q4_1x8 | Kind::Q5_0x8 | Kind::Q8_0x8 => q8_1 = true,
-                Kind::Q4K | Kind::Q6K => q8k = true,
+                Kind::Q4K | Kind::Q6K | Kind::Q4Kx8 => q8k = true,
             }
         }
         if q8_1 {
@@ -229,6 +232,15 @@ impl QMat {
                     id,
                     size,
                 ),
+                Kind::Q4Kx8 => packed::matmul_share(
+                    self.packed::<BlockQ4Kx8>(),
+                    r,
+                    &a.q8k[..per / 256],
+                    m,
+                    y,
+                    id,
+                    size,
+                ),
                 Kind::Q4_1 => {
                     share::<BlockQ4_1>(self.blocks(), r, &a.q8_1[..per / 32], m, y, id, size)
                 }
@@ -249,20 +261,20 @@ impl QMat {
     }
 
     fn packed<P: Packed8>(&self) -> &[P] {
-        let n = self.rows * self.cols / 256;
+        let n = self.rows / 8 * (self.cols / <P::Row as WeightBlock>::ELEMS);
         // SAFETY: `repack` pointed ptr at a Vec of exactly n blocks of P that the model owns
         // (kind says which P).
         unsafe { std::slice::from_raw_parts(self.ptr.cast::<P>(), n) }
     }
 
     fn packed_row<P: Packed8>(&self, r: usize, out: &mut Vec<f32>) {
-        let per = self.cols / kernels::QK;
+        let per = self.cols / <P::Row as WeightBlock>::ELEMS;
         for b in &self.packed::<P>()[r / 8 * per..(r / 8 + 1) * per] {
             b.row(r % 8).dequantize(out);
         }
     }
 
-    /// Repacks a Q4_0, Q4_1 or Q5_0 matrix whose rows come in eights into `store` (which must
+    /// Repacks a Q4_0, Q4_1, Q5_0, Q4_K (or, with VNNI, Q8_0) matrix whose rows come in eights into `store` (which must
     /// outlive self), and returns the mapped bytes (address, length) it no longer reads.
     fn repack(
         &mut self,
@@ -273,7 +285,7 @@ impl QMat {
             kind: Kind,
             store: &mut Vec<Box<dyn std::any::Any + Send + Sync>>,
         ) -> (usize, usize) {
-            let per = m.cols / kernels::QK;
+            let per = m.cols / <P::Row as WeightBlock>::ELEMS;
             let packed = packed::repack::<P>(m.blocks::<P::Row>(), m.rows, per);
             let old = (m.ptr as usize, m.rows * per * std::mem::size_of::<P::Row>());
             m.ptr = packed.as_ptr().cast();
@@ -289,6 +301,7 @@ impl QMat {
             Kind::Q4_0 => go::<BlockQ4_0x8>(self, Kind::Q4_0x8, store),
             Kind::Q4_1 => go::<BlockQ4_1x8>(self, Kind::Q4_1x8, store),
             Kind::Q5_0 => go::<BlockQ5_0x8>(self, Kind::Q5_0x8, store),
+            Kind::Q4K => go::<BlockQ4Kx8>(self, Kind::Q4Kx8, store),
             Kind::Q8_0 if kernels::packs_q8_0() => go::<BlockQ8_0x8>(self, Kind::Q8_0x8, store),
             _ => return None,
         })
@@ -314,6 +327,7 @@ impl QMat {
             Kind::Q4_1x8 => self.packed_row::<BlockQ4_1x8>(r, out),
             Kind::Q5_0x8 => self.packed_row::<BlockQ5_0x8>(r, out),
             Kind::Q8_0x8 => self.packed_row::<BlockQ8_0x8>(r, out),
+            Kind::Q4Kx8 => self.packed_row::<BlockQ4Kx8>(r, out),
             Kind::Q4_1 => deq::<BlockQ4_1>(self, r, out),
             Kind::Q5_0 => deq::<BlockQ5_0>(self, r, out),
             Kind::Q8_0 => deq::<BlockQ8_0>(self, r, out),

@@ -9,7 +9,8 @@
 //! tok/s on SmolLM2-135M, 2 threads).
 
 use super::{
-    BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1, Disjoint, QK, WeightBlock, share_rows,
+    BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ8_0, BlockQ8_1, BlockQ8K, Disjoint, QK,
+    WeightBlock, share_rows,
 };
 
 /// Q4_0, eight rows.
@@ -87,16 +88,87 @@ impl Packed8 for BlockQ8_0x8 {
     }
 }
 
+/// Q4_K, eight rows of one super-block. The nibbles interleave per 32-byte chunk as above
+/// (byte 256c + 32k + 4i + l is row i's qs[32c + 4k + l]: low nibbles are sub-block 2c, high
+/// nibbles sub-block 2c + 1); the 6-bit scales and mins are unpacked and transposed
+/// (`sc[j][i]` is row i's scale of sub-block j), so eight rows' scales load as one vector.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct BlockQ4Kx8 {
+    pub d: [u16; 8],
+    pub dmin: [u16; 8],
+    pub sc: [[u8; 8]; 8],
+    pub mn: [[u8; 8]; 8],
+    pub qs: [u8; 1024],
+}
+
+impl Packed8 for BlockQ4Kx8 {
+    type Row = BlockQ4K;
+    fn pack(rows: [&BlockQ4K; 8]) -> Self {
+        let mut b = BlockQ4Kx8 {
+            d: rows.map(|r| r.d),
+            dmin: rows.map(|r| r.dmin),
+            sc: [[0; 8]; 8],
+            mn: [[0; 8]; 8],
+            qs: [0; 1024],
+        };
+        for (i, r) in rows.iter().enumerate() {
+            for j in 0..8 {
+                let (s, m) = super::scale_min_k4(j, &r.scales);
+                b.sc[j][i] = s;
+                b.mn[j][i] = m;
+            }
+            for c in 0..4 {
+                for k in 0..8 {
+                    let at = 256 * c + 32 * k + 4 * i;
+                    b.qs[at..at + 4].copy_from_slice(&r.qs[32 * c + 4 * k..32 * c + 4 * k + 4]);
+                }
+            }
+        }
+        b
+    }
+    fn row(&self, i: usize) -> BlockQ4K {
+        // The inverse of get_scale_min_k4's 12-byte packing.
+        let (s, m) = (|j: usize| self.sc[j][i], |j: usize| self.mn[j][i]);
+        let mut scales = [0u8; 12];
+        for j in 0..4 {
+            scales[j] = s(j) | ((s(j + 4) >> 4) << 6);
+            scales[j + 4] = m(j) | ((m(j + 4) >> 4) << 6);
+            scales[j + 8] = (s(j + 4) & 0x0f) | ((m(j + 4) & 0x0f) << 4);
+        }
+        BlockQ4K {
+            d: self.d[i],
+            dmin: self.dmin[i],
+            scales,
+            qs: std::array::from_fn(|e| {
+                let (c, k, l) = (e / 32, (e % 32) / 4, e % 4);
+                self.qs[256 * c + 32 * k + 4 * i + l]
+            }),
+        }
+    }
+    fn dot<const C: usize>(w: &[Self], a: [&[BlockQ8K]; C]) -> [[f32; 8]; C] {
+        #[cfg(target_arch = "x86_64")]
+        if super::avx2() {
+            // SAFETY: AVX2, FMA and F16C were detected at run time.
+            return unsafe { super::x86::dot_q4_kx8(w, a) };
+        }
+        dot_scalar(w, a)
+    }
+}
+
 /// A repacked eight-row block type and the row type it came from.
 pub trait Packed8: Copy + Send + Sync + 'static {
-    type Row: WeightBlock<Act = BlockQ8_1>;
+    type Row: WeightBlock;
     /// Block b of eight rows.
     fn pack(rows: [&Self::Row; 8]) -> Self;
     /// Row i's block, unpacked (the scalar path, dequantization, tests).
     fn row(&self, i: usize) -> Self::Row;
     /// The eight rows against C activation rows, the fastest path this CPU has.
-    fn dot<const C: usize>(w: &[Self], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C];
+    fn dot<const C: usize>(w: &[Self], a: [&[Act<Self>]; C]) -> [[f32; 8]; C];
 }
+
+/// The activation blocks a packed type's rows take.
+pub type Act<P> = <<P as Packed8>::Row as WeightBlock>::Act;
 
 /// Interleaves 16 nibble bytes of eight rows (see the module comment).
 fn interleave(qs: [&[u8; QK / 2]; 8]) -> [u8; 128] {
@@ -114,7 +186,7 @@ fn deinterleave(qs: &[u8; 128], i: usize) -> [u8; QK / 2] {
 }
 
 /// The scalar path: each row unpacked and dotted on its own.
-fn dot_scalar<P: Packed8, const C: usize>(w: &[P], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
+fn dot_scalar<P: Packed8, const C: usize>(w: &[P], a: [&[Act<P>]; C]) -> [[f32; 8]; C] {
     std::array::from_fn(|c| {
         std::array::from_fn(|i| {
             let row: Vec<P::Row> = w.iter().map(|b| b.row(i)).collect();
@@ -232,7 +304,7 @@ pub fn repack<P: Packed8>(w: &[P::Row], rows: usize, per_row: usize) -> Vec<P> {
 pub unsafe fn matmul_share<P: Packed8>(
     w: &[P],
     rows: usize,
-    x: &[BlockQ8_1],
+    x: &[Act<P>],
     m: usize,
     y: &Disjoint,
     id: usize,
@@ -286,9 +358,9 @@ mod tests {
 
     /// Repacking keeps every row (round trip), and the packed kernel (SIMD and scalar) equals
     /// the plain row dot, for one activation row and for four.
-    fn check<P: Packed8 + std::fmt::Debug>(make: impl Fn(&mut Rng) -> P::Row)
+    fn check<P: Packed8<Row = R> + std::fmt::Debug, R>(make: impl Fn(&mut Rng) -> R)
     where
-        P::Row: PartialEq + std::fmt::Debug,
+        R: WeightBlock<Act = BlockQ8_1> + PartialEq + std::fmt::Debug,
     {
         let mut rng = Rng::new(17);
         let (rows, per_row) = (16, 18);
@@ -329,7 +401,7 @@ mod tests {
 
     #[test]
     fn packed_q4_0_equals_the_plain_rows() {
-        check::<BlockQ4_0x8>(|rng| BlockQ4_0 {
+        check::<BlockQ4_0x8, _>(|rng| BlockQ4_0 {
             d: scale(rng),
             qs: bytes(rng),
         });
@@ -337,7 +409,7 @@ mod tests {
 
     #[test]
     fn packed_q4_1_equals_the_plain_rows() {
-        check::<BlockQ4_1x8>(|rng| BlockQ4_1 {
+        check::<BlockQ4_1x8, _>(|rng| BlockQ4_1 {
             d: scale(rng),
             m: f16::from_f32(-0.05 * rng.below(3) as f32).to_bits(),
             qs: bytes(rng),
@@ -345,8 +417,58 @@ mod tests {
     }
 
     #[test]
+    fn packed_q4_k_equals_the_plain_rows() {
+        let mut rng = Rng::new(23);
+        let (rows, per_row) = (16, 3);
+        let w: Vec<BlockQ4K> = (0..rows * per_row)
+            .map(|_| BlockQ4K {
+                d: scale(&mut rng),
+                dmin: scale(&mut rng),
+                scales: bytes(&mut rng),
+                qs: bytes(&mut rng),
+            })
+            .collect();
+        let packed = repack::<BlockQ4Kx8>(&w, rows, per_row);
+        let xs: Vec<Vec<BlockQ8K>> = (0..4)
+            .map(|_| {
+                let x: Vec<f32> = (0..per_row * 256)
+                    .map(|_| (rng.below(2001) as f32 - 1000.0) / 250.0)
+                    .collect();
+                let mut v = Vec::new();
+                super::super::quantize_q8k_into(&x, &mut v);
+                v
+            })
+            .collect();
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-3 * (1.0 + a.abs().max(b.abs()));
+        for g in 0..rows / 8 {
+            let wg = &packed[g * per_row..(g + 1) * per_row];
+            let all = [&xs[0][..], &xs[1][..], &xs[2][..], &xs[3][..]];
+            let (one, four) = (BlockQ4Kx8::dot(wg, [all[0]]), BlockQ4Kx8::dot(wg, all));
+            for i in 0..8 {
+                let r = 8 * g + i;
+                let row = &w[r * per_row..(r + 1) * per_row];
+                for (b, orig) in row.iter().enumerate() {
+                    assert_eq!(&wg[b].row(i), orig, "row {r} block {b} round trip");
+                }
+                assert!(
+                    close(one[0][i], BlockQ4K::dot_scalar(row, &xs[0])),
+                    "row {r}"
+                );
+                for c in 0..4 {
+                    let want = BlockQ4K::dot_scalar(row, &xs[c]);
+                    assert!(
+                        close(four[c][i], want),
+                        "row {r} act {c}: {} vs {want}",
+                        four[c][i]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn packed_q8_0_equals_the_plain_rows() {
-        check::<BlockQ8_0x8>(|rng| BlockQ8_0 {
+        check::<BlockQ8_0x8, _>(|rng| BlockQ8_0 {
             d: scale(rng),
             qs: bytes::<32>(rng).map(|b| b as i8),
         });
@@ -354,7 +476,7 @@ mod tests {
 
     #[test]
     fn packed_q5_0_equals_the_plain_rows() {
-        check::<BlockQ5_0x8>(|rng| BlockQ5_0 {
+        check::<BlockQ5_0x8, _>(|rng| BlockQ5_0 {
             d: scale(rng),
             qh: bytes(rng),
             qs: bytes(rng),

@@ -543,3 +543,87 @@ pub fn dot_q8_0x8<const C: usize>(
         out
     })
 }
+
+/// Eight rows' 6-bit values of one sub-block as i16 pairs (v, v) per row lane, for `madd`.
+#[inline(always)]
+unsafe fn pairs8(v: &[u8; 8]) -> __m256i {
+    unsafe {
+        let x = _mm256_cvtepu8_epi32(_mm_loadl_epi64(v.as_ptr().cast()));
+        _mm256_or_si256(x, _mm256_slli_epi32(x, 16))
+    }
+}
+
+/// Eight repacked Q4_K rows against C activation rows (Q8_K). Per 32-byte chunk, the nibbles
+/// are unpacked once; per activation row, eight broadcasts per sub-block meet them in `maddubs`
+/// (i16 sums ≤ 30480), and one `madd` with the eight rows' scales widens and scales them. The
+/// mins meet the activations' 32-element sums in four more `madd`s.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q4_kx8<const C: usize>(
+    w: &[super::packed::BlockQ4Kx8],
+    a: [&[BlockQ8K]; C],
+) -> [[f32; 8]; C] {
+    let n = a.first().map_or(0, |a| a.len());
+    assert!(
+        w.len() >= n && a.iter().all(|a| a.len() >= n),
+        "rows of unequal length"
+    );
+    let mask = _mm256_set1_epi8(0x0f);
+    let mut acc = [_mm256_setzero_ps(); C];
+    for b in 0..n {
+        // SAFETY: b < n ≤ every length; loads stay inside the blocks.
+        unsafe {
+            let blk = w.get_unchecked(b);
+            let mut sumi = [_mm256_setzero_si256(); C];
+            for ch in 0..4 {
+                let raw: [__m256i; 8] = std::array::from_fn(|k| {
+                    _mm256_loadu_si256(blk.qs.as_ptr().add(256 * ch + 32 * k).cast())
+                });
+                let lo = raw.map(|r| _mm256_and_si256(r, mask));
+                let hi = raw.map(|r| _mm256_and_si256(_mm256_srli_epi16(r, 4), mask));
+                let (s_lo, s_hi) = (pairs8(&blk.sc[2 * ch]), pairs8(&blk.sc[2 * ch + 1]));
+                for c in 0..C {
+                    let y = a[c].get_unchecked(b).qs.as_ptr().add(64 * ch);
+                    let bcast =
+                        |at: usize| _mm256_set1_epi32(y.add(at).cast::<i32>().read_unaligned());
+                    let mut p = _mm256_maddubs_epi16(lo[0], bcast(0));
+                    let mut q = _mm256_maddubs_epi16(hi[0], bcast(32));
+                    for k in 1..8 {
+                        p = _mm256_add_epi16(p, _mm256_maddubs_epi16(lo[k], bcast(4 * k)));
+                        q = _mm256_add_epi16(q, _mm256_maddubs_epi16(hi[k], bcast(32 + 4 * k)));
+                    }
+                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(p, s_lo));
+                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(q, s_hi));
+                }
+            }
+            let dw = cvt8(&blk.d);
+            let dmw = cvt8(&blk.dmin);
+            let mins: [__m256i; 4] = std::array::from_fn(|p| {
+                let m0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(blk.mn[2 * p].as_ptr().cast()));
+                let m1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(blk.mn[2 * p + 1].as_ptr().cast()));
+                _mm256_or_si256(m0, _mm256_slli_epi32(m1, 16))
+            });
+            for c in 0..C {
+                let ab = a[c].get_unchecked(b);
+                let bs = |j: usize| ab.bsums[2 * j].wrapping_add(ab.bsums[2 * j + 1]) as u16;
+                let mut msum = _mm256_setzero_si256();
+                for (p, mp) in mins.iter().enumerate() {
+                    let pair = i32::from(bs(2 * p)) | (i32::from(bs(2 * p + 1)) << 16);
+                    msum = _mm256_add_epi32(msum, _mm256_madd_epi16(*mp, _mm256_set1_epi32(pair)));
+                }
+                // d_a · (d_w · Σ sc·Σq·y − dmin_w · Σ m·Σy)
+                let t = _mm256_fmsub_ps(
+                    dw,
+                    _mm256_cvtepi32_ps(sumi[c]),
+                    _mm256_mul_ps(dmw, _mm256_cvtepi32_ps(msum)),
+                );
+                acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(ab.d), t, acc[c]);
+            }
+        }
+    }
+    std::array::from_fn(|c| {
+        let mut out = [0f32; 8];
+        // SAFETY: 8 writable floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc[c]) };
+        out
+    })
+}
