@@ -1,10 +1,12 @@
 //! Quantized matrix kernels (src/engine/kernels) at SmolLM2-135M's ffn_up shape: decode (m = 1,
 //! one matrix-vector product per weight) and prefill (m = 64 activation rows against the same
-//! weights), per block type, on a team of 1 and 2 threads; candle's quantized matmul on the same
-//! shape for the baseline. Speed targets live here, not in tests.
+//! weights), per block type, row by row and repacked eight rows at a time (kernels/packed.rs),
+//! on a team of 1 and 2 threads; candle's quantized matmul on the same shape for the baseline.
+//! Speed targets live here, not in tests.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use half::f16;
+use odai::engine::kernels::packed::{self, Packed8};
 use odai::engine::kernels::{
     self, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8_0, QK, QK_K, WeightBlock,
 };
@@ -49,6 +51,30 @@ fn bench_type<B: WeightBlock>(c: &mut Criterion, name: &str, w: &[B], cols: usiz
     g.finish();
 }
 
+/// The same matrix repacked eight rows at a time (what odai's engine runs for this type).
+fn bench_packed<P: Packed8>(c: &mut Criterion, name: &str, w: &[P::Row], cols: usize) {
+    let per = cols / <P::Row as WeightBlock>::ELEMS;
+    let w = packed::repack::<P>(w, ROWS, per);
+    let mut g = c.benchmark_group(format!("packed_{name}"));
+    let mut y = vec![0f32; ROWS * PREFILL];
+    let x1 = P::Row::quantize_act(&activations(cols, 1));
+    let xm = P::Row::quantize_act(&activations(cols * PREFILL, 2));
+    for threads in [1, 2] {
+        let team = Team::new(threads);
+        g.throughput(Throughput::Bytes(std::mem::size_of_val(&w[..]) as u64));
+        g.bench_with_input(BenchmarkId::new("decode_m1", threads), &threads, |b, _| {
+            b.iter(|| packed::matmul(&w, ROWS, &x1, 1, &mut y[..ROWS], &team))
+        });
+        g.throughput(Throughput::Elements(PREFILL as u64));
+        g.bench_with_input(
+            BenchmarkId::new("prefill_m64", threads),
+            &threads,
+            |b, _| b.iter(|| packed::matmul(&w, ROWS, &xm, PREFILL, &mut y, &team)),
+        );
+    }
+    g.finish();
+}
+
 fn kernels(c: &mut Criterion) {
     let blocks = ROWS * COLS / QK;
     let w4: Vec<BlockQ4_0> = (0..blocks)
@@ -58,6 +84,7 @@ fn kernels(c: &mut Criterion) {
         })
         .collect();
     bench_type(c, "q4_0", &w4, COLS);
+    bench_packed::<packed::BlockQ4_0x8>(c, "q4_0x8", &w4, COLS);
     let w41: Vec<BlockQ4_1> = w4
         .iter()
         .map(|b| BlockQ4_1 {
@@ -67,6 +94,7 @@ fn kernels(c: &mut Criterion) {
         })
         .collect();
     bench_type(c, "q4_1", &w41, COLS);
+    bench_packed::<packed::BlockQ4_1x8>(c, "q4_1x8", &w41, COLS);
     let w5: Vec<BlockQ5_0> = w4
         .iter()
         .enumerate()
@@ -77,8 +105,11 @@ fn kernels(c: &mut Criterion) {
         })
         .collect();
     bench_type(c, "q5_0", &w5, COLS);
+    bench_packed::<packed::BlockQ5_0x8>(c, "q5_0x8", &w5, COLS);
     let w8: Vec<BlockQ8_0> = kernels::quantize_q8_0(&activations(ROWS * COLS, 9));
     bench_type(c, "q8_0", &w8, COLS);
+    // Repacked Q8_0 runs on AVX-VNNI; elsewhere this measures the scalar fallback.
+    bench_packed::<packed::BlockQ8_0x8>(c, "q8_0x8", &w8, COLS);
     let supers = ROWS * COLS_K / QK_K;
     let wk4: Vec<BlockQ4K> = (0..supers)
         .map(|i| BlockQ4K {
@@ -89,6 +120,7 @@ fn kernels(c: &mut Criterion) {
         })
         .collect();
     bench_type(c, "q4_k", &wk4, COLS_K);
+    bench_packed::<packed::BlockQ4Kx8>(c, "q4_kx8", &wk4, COLS_K);
     let wk6: Vec<BlockQ6K> = (0..supers)
         .map(|i| BlockQ6K {
             ql: std::array::from_fn(|j| byte(i, j)),

@@ -3,8 +3,6 @@
 //! the memory a run will take).
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::GgmlDType;
@@ -52,10 +50,9 @@ impl Gguf {
                 "is a directory, not a GGUF file (pass the .gguf file inside it)",
             ));
         }
-        let file =
-            File::open(path).map_err(|e| model_error(path, format!("cannot open it: {e}")))?;
-        let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader).map_err(|e| {
+        let map = super::mapped::Mapped::open(path, false)
+            .map_err(|e| model_error(path, format!("cannot open it: {e}")))?;
+        let content = Content::read(&mut std::io::Cursor::new(map.bytes())).map_err(|e| {
             let msg = candle_message(&e);
             if msg.contains("unknown dtype") {
                 model_error(

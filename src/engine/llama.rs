@@ -9,9 +9,6 @@
 //! layout GGUF's converter permutes q/k weights into), optional per-frequency factors
 //! (`rope_freqs.weight`, Llama 3), and a SwiGLU feed-forward (silu(gate) · up → down).
 
-use std::fs::File;
-use std::path::Path;
-
 use candle_core::quantized::GgmlDType;
 
 use super::gguf::Gguf;
@@ -22,6 +19,7 @@ use super::kernels::{
     self, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8_0, BlockQ8_1, BlockQ8K,
     Disjoint, WeightBlock, matmul_share as share,
 };
+use super::mapped::Mapped;
 use super::team::{self, Team};
 
 /// Why a model goes to candle rather than this engine (not an error: candle runs it).
@@ -68,71 +66,6 @@ impl Kind {
             Kind::Q4K | Kind::Q6K => kernels::QK_K,
             _ => kernels::QK,
         }
-    }
-}
-
-/// The file, mapped read-only. Pages are populated at load as llama.cpp does (MAP_POPULATE),
-/// so the first forward pass does not pay the page faults.
-struct Mapped {
-    ptr: *const u8,
-    len: usize,
-}
-
-// SAFETY: the mapping is read-only and lives as long as the model; sharing it is sharing
-// immutable bytes.
-unsafe impl Send for Mapped {}
-unsafe impl Sync for Mapped {}
-
-impl Mapped {
-    fn open(path: &Path) -> std::io::Result<Mapped> {
-        use std::os::fd::AsRawFd;
-        let file = File::open(path)?;
-        let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
-        #[cfg(target_os = "linux")]
-        let flags = libc::MAP_PRIVATE | libc::MAP_POPULATE;
-        #[cfg(not(target_os = "linux"))]
-        let flags = libc::MAP_PRIVATE;
-        // SAFETY: a fresh read-only private mapping of an open file; the fd may close after.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                flags,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Mapped {
-            ptr: ptr.cast(),
-            len,
-        })
-    }
-}
-
-impl Mapped {
-    /// Tells the kernel the whole pages inside `addr..addr + len` will not be read again: a
-    /// private file mapping drops them from this process's resident set.
-    fn release(&self, addr: usize, len: usize) {
-        // SAFETY: sysconf has no preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-        let start = addr.next_multiple_of(page);
-        let end = (addr + len) / page * page;
-        debug_assert!(addr >= self.ptr as usize && addr + len <= self.ptr as usize + self.len);
-        if end > start {
-            // SAFETY: a page-aligned range inside this mapping, which nothing reads again.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
-        }
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: unmapping what open mapped; nothing borrows it past the model's life.
-        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
     }
 }
 
@@ -440,7 +373,8 @@ impl Llama {
         };
         let eps = float("attention.layer_norm_rms_epsilon", 1e-5);
         let theta = float("rope.freq_base", 10_000.0);
-        let map = Mapped::open(&g.path).map_err(|e| Unsupported(format!("cannot map: {e}")))?;
+        let map =
+            Mapped::open(&g.path, true).map_err(|e| Unsupported(format!("cannot map: {e}")))?;
 
         let tensor = |name: &str| -> Result<(GgmlDType, Vec<usize>, *const u8), Unsupported> {
             let Some(info) = c.tensor_infos.get(name) else {

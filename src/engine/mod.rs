@@ -7,6 +7,7 @@ pub mod fingerprint;
 pub mod gguf;
 pub mod kernels;
 pub mod llama;
+pub mod mapped;
 pub mod synth;
 pub mod team;
 pub mod text;

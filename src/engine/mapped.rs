@@ -1,0 +1,96 @@
+//! A model file mapped read-only: the GGUF header is parsed straight from it (no read or seek
+//! system call per field: candle's parser over a buffered file spent a tenth of load in lseek),
+//! and odai's engine reads its weights from it without copying.
+
+use std::fs::File;
+use std::path::Path;
+
+/// The file, mapped read-only. The engine populates its pages at load as llama.cpp does
+/// (MAP_POPULATE), so the first forward pass does not pay the page faults.
+pub struct Mapped {
+    pub ptr: *const u8,
+    pub len: usize,
+}
+
+// SAFETY: the mapping is read-only and lives as long as the model; sharing it is sharing
+// immutable bytes.
+unsafe impl Send for Mapped {}
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    /// Maps `path`; `populate` reads every page in now (the engine), rather than on first touch
+    /// (header parsing, which reads the first few megabytes of files up to many gigabytes).
+    pub fn open(path: &Path, populate: bool) -> std::io::Result<Mapped> {
+        use std::os::fd::AsRawFd;
+        let file = File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
+        if len == 0 {
+            // mmap refuses empty mappings; an empty file is simply no bytes.
+            return Ok(Mapped {
+                ptr: std::ptr::NonNull::<u8>::dangling().as_ptr(),
+                len: 0,
+            });
+        }
+        #[cfg(target_os = "linux")]
+        let flags = if populate {
+            libc::MAP_PRIVATE | libc::MAP_POPULATE
+        } else {
+            libc::MAP_PRIVATE
+        };
+        #[cfg(not(target_os = "linux"))]
+        let flags = {
+            let _ = populate;
+            libc::MAP_PRIVATE
+        };
+        // SAFETY: a fresh read-only private mapping of an open file; the fd may close after.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                flags,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapped {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+}
+
+impl Mapped {
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: len readable bytes at ptr for the mapping's life (or none when empty).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// Tells the kernel the whole pages inside `addr..addr + len` will not be read again: a
+    /// private file mapping drops them from this process's resident set.
+    pub fn release(&self, addr: usize, len: usize) {
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let start = addr.next_multiple_of(page);
+        let end = (addr + len) / page * page;
+        debug_assert!(addr >= self.ptr as usize && addr + len <= self.ptr as usize + self.len);
+        if end > start {
+            // SAFETY: a page-aligned range inside this mapping, which nothing reads again.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        // SAFETY: unmapping what open mapped; nothing borrows it past the model's life.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+    }
+}
