@@ -118,8 +118,8 @@ pub struct RepResult {
     pub peak_rss_bytes: u64,
     /// Threads the engine's kernels ran on.
     pub threads: u32,
-    /// The SIMD path the engine's kernels took: odai's own (`avx2`, `scalar`) or candle's
-    /// (`avx`, `neon`, `simd128`, `scalar`).
+    /// The SIMD path the engine's kernels took: odai's own (`avx2`, `avx2+vnni`, `scalar`) or
+    /// candle's (`avx`, `neon`, `simd128`, `scalar`).
     pub simd: String,
     /// Every decoded token's latency, in order (for distributions and reports).
     pub token_ms: Vec<f64>,
