@@ -199,9 +199,15 @@ macro_rules! packed_dot {
     () => {
         fn dot<const C: usize>(w: &[Self], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
             #[cfg(target_arch = "x86_64")]
-            if super::avx2() {
-                // SAFETY: AVX2, FMA and F16C were detected at run time.
-                return unsafe { super::x86::dot_x8(w, a) };
+            {
+                if super::vnni() {
+                    // SAFETY: AVX2, FMA, F16C and AVX-VNNI were detected at run time.
+                    return unsafe { super::x86::dot_x8_vnni(w, a) };
+                }
+                if super::avx2() {
+                    // SAFETY: AVX2, FMA and F16C were detected at run time.
+                    return unsafe { super::x86::dot_x8(w, a) };
+                }
             }
             dot_scalar(w, a)
         }
@@ -437,6 +443,64 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// On a VNNI CPU `dot` takes the VNNI kernel: the plain AVX2 one must still agree with it
+    /// (it is what CPUs without VNNI run).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_and_vnni_packed_kernels_agree() {
+        fn both<P: super::super::x86::X8<Row = R>, R: WeightBlock<Act = BlockQ8_1>>(
+            w: &[P],
+            a: &[BlockQ8_1],
+        ) {
+            if !super::super::avx2() {
+                return;
+            }
+            // SAFETY: AVX2, FMA and F16C were detected.
+            let plain = unsafe { super::super::x86::dot_x8(w, [a]) };
+            let slow = dot_scalar(w, [a]);
+            for i in 0..8 {
+                let close = (plain[0][i] - slow[0][i]).abs() <= 1e-3 * (1.0 + slow[0][i].abs());
+                assert!(close, "lane {i}: {} vs {}", plain[0][i], slow[0][i]);
+            }
+            if super::super::vnni() {
+                // SAFETY: AVX-VNNI was detected too.
+                let fast = unsafe { super::super::x86::dot_x8_vnni(w, [a]) };
+                assert_eq!(fast, plain, "integer sums, same float steps");
+            }
+        }
+        let mut rng = Rng::new(29);
+        let per = 6;
+        let x: Vec<f32> = (0..per * QK)
+            .map(|_| (rng.below(2001) as f32 - 1000.0) / 250.0)
+            .collect();
+        let a = super::super::quantize_q8_1(&x);
+        let q4: Vec<BlockQ4_0> = (0..8 * per)
+            .map(|_| BlockQ4_0 {
+                d: scale(&mut rng),
+                qs: bytes(&mut rng),
+            })
+            .collect();
+        both(&repack::<BlockQ4_0x8>(&q4, 8, per), &a);
+        let q41: Vec<BlockQ4_1> = q4
+            .iter()
+            .map(|b| BlockQ4_1 {
+                d: b.d,
+                m: scale(&mut rng),
+                qs: b.qs,
+            })
+            .collect();
+        both(&repack::<BlockQ4_1x8>(&q41, 8, per), &a);
+        let q5: Vec<BlockQ5_0> = q4
+            .iter()
+            .map(|b| BlockQ5_0 {
+                d: b.d,
+                qh: bytes(&mut rng),
+                qs: b.qs,
+            })
+            .collect();
+        both(&repack::<BlockQ5_0x8>(&q5, 8, per), &a);
     }
 
     #[test]

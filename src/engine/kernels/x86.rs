@@ -627,3 +627,44 @@ pub fn dot_q4_kx8<const C: usize>(
         out
     })
 }
+
+/// [`dot_x8`] with AVX-VNNI: `vpdpbusd` multiplies and sums four byte pairs straight into i32
+/// lanes, replacing each `maddubs` + i16 add (and the widening) — about a third fewer
+/// instructions per block in prefill. Two accumulator chains hide its latency.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub fn dot_x8_vnni<P: X8, const C: usize>(w: &[P], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
+    let n = a.first().map_or(0, |a| a.len());
+    assert!(
+        w.len() >= n && a.iter().all(|a| a.len() >= n),
+        "rows of unequal length"
+    );
+    let mut acc = [_mm256_setzero_ps(); C];
+    for b in 0..n {
+        // SAFETY: b < n ≤ every length; loads stay inside the blocks.
+        unsafe {
+            let blk = w.get_unchecked(b);
+            let mut v = [_mm256_setzero_si256(); 8];
+            blk.unpack(&mut v);
+            let (dw, aux) = blk.scales();
+            for c in 0..C {
+                let ab = a[c].get_unchecked(b);
+                let y = ab.qs.as_ptr();
+                let bcast = |at: usize| _mm256_set1_epi32(y.add(at).cast::<i32>().read_unaligned());
+                let mut lo = _mm256_setzero_si256();
+                let mut hi = _mm256_setzero_si256();
+                for k in 0..4 {
+                    lo = _mm256_dpbusd_avx_epi32(lo, v[k], bcast(4 * k));
+                    hi = _mm256_dpbusd_avx_epi32(hi, v[4 + k], bcast(16 + 4 * k));
+                }
+                let sums = _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
+                P::fold(dw, aux, sums, ab, &mut acc[c]);
+            }
+        }
+    }
+    std::array::from_fn(|c| {
+        let mut out = [0f32; 8];
+        // SAFETY: 8 writable floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc[c]) };
+        out
+    })
+}
