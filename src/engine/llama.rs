@@ -1,7 +1,8 @@
-//! odai's own llama forward pass on its kernels (issue 7): weights mapped from the GGUF file
-//! (never copied), activations quantized once per matmul, a KV cache laid out per layer and KV
-//! head so attention reads contiguous rows, and no allocation in the decode loop once the
-//! scratch buffers have grown. Models it cannot run (other tensor types, mixture of experts,
+//! odai's own llama forward pass on its kernels (issue 7): weights mapped from the GGUF file —
+//! read in place, or repacked eight rows at a time (kernels/packed.rs) with the mapped pages
+//! released — activations quantized once per matmul, a KV cache laid out per layer and KV head
+//! so attention reads contiguous rows, and no allocation in the decode loop once the scratch
+//! buffers have grown. Models it cannot run (other tensor types, mixture of experts,
 //! biases) go to candle's implementation instead; `ODAI_ENGINE=candle` forces that.
 //!
 //! The computation follows llama.cpp's llm_build_llama: RMSNorm (x / √(mean x² + ε) · w),
