@@ -148,9 +148,15 @@ impl Packed8 for BlockQ4Kx8 {
     }
     fn dot<const C: usize>(w: &[Self], a: [&[BlockQ8K]; C]) -> [[f32; 8]; C] {
         #[cfg(target_arch = "x86_64")]
-        if super::avx2() {
-            // SAFETY: AVX2, FMA and F16C were detected at run time.
-            return unsafe { super::x86::dot_q4_kx8(w, a) };
+        {
+            if super::vnni() {
+                // SAFETY: AVX2, FMA, F16C and AVX-VNNI were detected at run time.
+                return unsafe { super::x86::dot_q4_kx8_vnni(w, a) };
+            }
+            if super::avx2() {
+                // SAFETY: AVX2, FMA and F16C were detected at run time.
+                return unsafe { super::x86::dot_q4_kx8(w, a) };
+            }
         }
         dot_scalar(w, a)
     }
@@ -501,6 +507,30 @@ mod tests {
             })
             .collect();
         both(&repack::<BlockQ5_0x8>(&q5, 8, per), &a);
+        if super::super::vnni() {
+            let qk: Vec<BlockQ4K> = (0..8 * 2)
+                .map(|_| BlockQ4K {
+                    d: scale(&mut rng),
+                    dmin: scale(&mut rng),
+                    scales: bytes(&mut rng),
+                    qs: bytes(&mut rng),
+                })
+                .collect();
+            let packed = repack::<BlockQ4Kx8>(&qk, 8, 2);
+            let x: Vec<f32> = (0..2 * 256)
+                .map(|_| (rng.below(2001) as f32 - 1000.0) / 250.0)
+                .collect();
+            let mut ak = Vec::new();
+            super::super::quantize_q8k_into(&x, &mut ak);
+            // SAFETY: AVX2, FMA, F16C and AVX-VNNI were detected.
+            let (plain, fast) = unsafe {
+                (
+                    super::super::x86::dot_q4_kx8(&packed, [&ak[..]]),
+                    super::super::x86::dot_q4_kx8_vnni(&packed, [&ak[..]]),
+                )
+            };
+            assert_eq!(plain, fast, "Q4_K: integer sums, same float steps");
+        }
     }
 
     #[test]

@@ -562,13 +562,34 @@ pub fn dot_q4_kx8<const C: usize>(
     w: &[super::packed::BlockQ4Kx8],
     a: [&[BlockQ8K]; C],
 ) -> [[f32; 8]; C] {
+    // SAFETY: this function's target features.
+    unsafe { q4_kx8::<C, false>(w, a) }
+}
+
+/// [`dot_q4_kx8`] with AVX-VNNI: per sub-block, eight `vpdpbusd` into i32 and one multiply by
+/// the rows' scales replace the `maddubs`/i16-add chain.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub fn dot_q4_kx8_vnni<const C: usize>(
+    w: &[super::packed::BlockQ4Kx8],
+    a: [&[BlockQ8K]; C],
+) -> [[f32; 8]; C] {
+    // SAFETY: this function's target features.
+    unsafe { q4_kx8::<C, true>(w, a) }
+}
+
+/// The body of both: `VNNI` picks the inner product (the caller has the features it needs).
+#[inline(always)]
+unsafe fn q4_kx8<const C: usize, const VNNI: bool>(
+    w: &[super::packed::BlockQ4Kx8],
+    a: [&[BlockQ8K]; C],
+) -> [[f32; 8]; C] {
     let n = a.first().map_or(0, |a| a.len());
     assert!(
         w.len() >= n && a.iter().all(|a| a.len() >= n),
         "rows of unequal length"
     );
-    let mask = _mm256_set1_epi8(0x0f);
-    let mut acc = [_mm256_setzero_ps(); C];
+    // SAFETY: the caller has AVX2.
+    let (mask, mut acc) = unsafe { (_mm256_set1_epi8(0x0f), [_mm256_setzero_ps(); C]) };
     for b in 0..n {
         // SAFETY: b < n ≤ every length; loads stay inside the blocks.
         unsafe {
@@ -585,14 +606,27 @@ pub fn dot_q4_kx8<const C: usize>(
                     let y = a[c].get_unchecked(b).qs.as_ptr().add(64 * ch);
                     let bcast =
                         |at: usize| _mm256_set1_epi32(y.add(at).cast::<i32>().read_unaligned());
-                    let mut p = _mm256_maddubs_epi16(lo[0], bcast(0));
-                    let mut q = _mm256_maddubs_epi16(hi[0], bcast(32));
-                    for k in 1..8 {
-                        p = _mm256_add_epi16(p, _mm256_maddubs_epi16(lo[k], bcast(4 * k)));
-                        q = _mm256_add_epi16(q, _mm256_maddubs_epi16(hi[k], bcast(32 + 4 * k)));
+                    if VNNI {
+                        let mut p = _mm256_setzero_si256();
+                        let mut q = _mm256_setzero_si256();
+                        for k in 0..8 {
+                            p = _mm256_dpbusd_avx_epi32(p, lo[k], bcast(4 * k));
+                            q = _mm256_dpbusd_avx_epi32(q, hi[k], bcast(32 + 4 * k));
+                        }
+                        // The scale pairs' low halves are the scales themselves.
+                        let (sl, sh) = (_mm256_srli_epi32(s_lo, 16), _mm256_srli_epi32(s_hi, 16));
+                        sumi[c] = _mm256_add_epi32(sumi[c], _mm256_mullo_epi32(p, sl));
+                        sumi[c] = _mm256_add_epi32(sumi[c], _mm256_mullo_epi32(q, sh));
+                    } else {
+                        let mut p = _mm256_maddubs_epi16(lo[0], bcast(0));
+                        let mut q = _mm256_maddubs_epi16(hi[0], bcast(32));
+                        for k in 1..8 {
+                            p = _mm256_add_epi16(p, _mm256_maddubs_epi16(lo[k], bcast(4 * k)));
+                            q = _mm256_add_epi16(q, _mm256_maddubs_epi16(hi[k], bcast(32 + 4 * k)));
+                        }
+                        sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(p, s_lo));
+                        sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(q, s_hi));
                     }
-                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(p, s_lo));
-                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(q, s_hi));
                 }
             }
             let dw = cvt8(&blk.d);
