@@ -109,6 +109,23 @@ impl Acts {
     }
 }
 
+/// An activation format `Acts` holds: where to find the prepared blocks.
+trait Prepared: Sized {
+    fn of(a: &Acts) -> &[Self];
+}
+
+impl Prepared for BlockQ8_1 {
+    fn of(a: &Acts) -> &[Self] {
+        &a.q8_1
+    }
+}
+
+impl Prepared for BlockQ8K {
+    fn of(a: &Acts) -> &[Self] {
+        &a.q8k
+    }
+}
+
 impl QMat {
     fn blocks<B: WeightBlock>(&self) -> &[B] {
         let n = self.rows * self.cols / B::ELEMS;
@@ -122,76 +139,60 @@ impl QMat {
     /// # Safety
     /// As [`kernels::matmul_share`]: one round, distinct ids, `y` not otherwise in use.
     unsafe fn share(&self, a: &Acts, m: usize, y: &Disjoint, id: usize, size: usize) {
-        let r = self.rows;
-        let per = m * self.cols;
-        // SAFETY: forwarded from the caller.
+        // SAFETY (every arm): forwarded from the caller.
         unsafe {
             match self.kind {
-                Kind::Q4_0 => {
-                    share::<BlockQ4_0>(self.blocks(), r, &a.q8_1[..per / 32], m, y, id, size)
-                }
-                Kind::Q4_0x8 => packed::matmul_share(
-                    self.packed::<BlockQ4_0x8>(),
-                    r,
-                    &a.q8_1[..per / 32],
-                    m,
-                    y,
-                    id,
-                    size,
-                ),
-                Kind::Q4_1x8 => packed::matmul_share(
-                    self.packed::<BlockQ4_1x8>(),
-                    r,
-                    &a.q8_1[..per / 32],
-                    m,
-                    y,
-                    id,
-                    size,
-                ),
-                Kind::Q5_0x8 => packed::matmul_share(
-                    self.packed::<BlockQ5_0x8>(),
-                    r,
-                    &a.q8_1[..per / 32],
-                    m,
-                    y,
-                    id,
-                    size,
-                ),
-                Kind::Q8_0x8 => packed::matmul_share(
-                    self.packed::<BlockQ8_0x8>(),
-                    r,
-                    &a.q8_1[..per / 32],
-                    m,
-                    y,
-                    id,
-                    size,
-                ),
-                Kind::Q4Kx8 => packed::matmul_share(
-                    self.packed::<BlockQ4Kx8>(),
-                    r,
-                    &a.q8k[..per / 256],
-                    m,
-                    y,
-                    id,
-                    size,
-                ),
-                Kind::Q4_1 => {
-                    share::<BlockQ4_1>(self.blocks(), r, &a.q8_1[..per / 32], m, y, id, size)
-                }
-                Kind::Q5_0 => {
-                    share::<BlockQ5_0>(self.blocks(), r, &a.q8_1[..per / 32], m, y, id, size)
-                }
-                Kind::Q8_0 => {
-                    share::<BlockQ8_0>(self.blocks(), r, &a.q8_1[..per / 32], m, y, id, size)
-                }
-                Kind::Q4K => {
-                    share::<BlockQ4K>(self.blocks(), r, &a.q8k[..per / 256], m, y, id, size)
-                }
-                Kind::Q6K => {
-                    share::<BlockQ6K>(self.blocks(), r, &a.q8k[..per / 256], m, y, id, size)
-                }
+                Kind::Q4_0 => self.rows_share::<BlockQ4_0>(a, m, y, id, size),
+                Kind::Q4_1 => self.rows_share::<BlockQ4_1>(a, m, y, id, size),
+                Kind::Q5_0 => self.rows_share::<BlockQ5_0>(a, m, y, id, size),
+                Kind::Q8_0 => self.rows_share::<BlockQ8_0>(a, m, y, id, size),
+                Kind::Q4K => self.rows_share::<BlockQ4K>(a, m, y, id, size),
+                Kind::Q6K => self.rows_share::<BlockQ6K>(a, m, y, id, size),
+                Kind::Q4_0x8 => self.packed_share::<BlockQ4_0x8>(a, m, y, id, size),
+                Kind::Q4_1x8 => self.packed_share::<BlockQ4_1x8>(a, m, y, id, size),
+                Kind::Q5_0x8 => self.packed_share::<BlockQ5_0x8>(a, m, y, id, size),
+                Kind::Q8_0x8 => self.packed_share::<BlockQ8_0x8>(a, m, y, id, size),
+                Kind::Q4Kx8 => self.packed_share::<BlockQ4Kx8>(a, m, y, id, size),
             }
         }
+    }
+
+    /// [`share`](Self::share) for a matrix read row by row as `B`.
+    ///
+    /// # Safety
+    /// As `share`.
+    unsafe fn rows_share<B: WeightBlock>(
+        &self,
+        a: &Acts,
+        m: usize,
+        y: &Disjoint,
+        id: usize,
+        size: usize,
+    ) where
+        B::Act: Prepared,
+    {
+        let x = &B::Act::of(a)[..m * self.cols / B::ELEMS];
+        // SAFETY: forwarded from the caller.
+        unsafe { share::<B>(self.blocks(), self.rows, x, m, y, id, size) }
+    }
+
+    /// [`share`](Self::share) for a matrix repacked as `P`.
+    ///
+    /// # Safety
+    /// As `share`.
+    unsafe fn packed_share<P: Packed8>(
+        &self,
+        a: &Acts,
+        m: usize,
+        y: &Disjoint,
+        id: usize,
+        size: usize,
+    ) where
+        packed::Act<P>: Prepared,
+    {
+        let x = &packed::Act::<P>::of(a)[..m * self.cols / <P::Row as WeightBlock>::ELEMS];
+        // SAFETY: forwarded from the caller.
+        unsafe { packed::matmul_share(self.packed::<P>(), self.rows, x, m, y, id, size) }
     }
 
     fn packed<P: Packed8>(&self) -> &[P] {

@@ -73,15 +73,26 @@ impl Mapped {
     /// Tells the kernel the whole pages inside `addr..addr + len` will not be read again: a
     /// private file mapping drops them from this process's resident set.
     pub fn release(&self, addr: usize, len: usize) {
+        debug_assert!(addr >= self.ptr as usize && addr + len <= self.ptr as usize + self.len);
         // SAFETY: sysconf has no preconditions.
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-        let start = addr.next_multiple_of(page);
-        let end = (addr + len) / page * page;
-        debug_assert!(addr >= self.ptr as usize && addr + len <= self.ptr as usize + self.len);
-        if end > start {
-            // SAFETY: a page-aligned range inside this mapping, which nothing reads again.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
-        }
+        // SAFETY: inside this mapping, which nothing reads again there.
+        unsafe { advise_inside(addr, len, page, libc::MADV_DONTNEED) };
+    }
+}
+
+/// madvise(2) on the whole `align`-sized pages inside `addr..addr + len` (none if it holds no
+/// whole page).
+///
+/// # Safety
+/// The range must belong to the caller, and `advice` must be one its contents survive (or that
+/// it no longer needs them).
+pub unsafe fn advise_inside(addr: usize, len: usize, align: usize, advice: libc::c_int) {
+    let start = addr.next_multiple_of(align);
+    let end = (addr + len) / align * align;
+    if end > start {
+        // SAFETY: forwarded from the caller.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) };
     }
 }
 

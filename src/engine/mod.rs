@@ -63,7 +63,7 @@ impl Model {
     /// `ODAI_ENGINE=candle`. Errors name the file and what is wrong with it.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let want_candle = std::env::var(ENGINE_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("candle"));
-        Self::load_on(path, !want_candle && kernels::simd_path() != "scalar")
+        Self::load_on(path, !want_candle && kernels::has_simd())
     }
 
     /// Loads `path`, trying odai's own engine first when `own` is true.

@@ -244,110 +244,93 @@ fn idot(x: impl IntoIterator<Item = i32>, y: &[i8]) -> i32 {
     x.into_iter().zip(y).map(|(a, &b)| a * i32::from(b)).sum()
 }
 
-impl WeightBlock for BlockQ8_0 {
-    const ELEMS: usize = QK;
-    type Act = BlockQ8_1;
-    fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8_1>) {
-        quantize_q8_1_into(x, out)
-    }
-    fn dot_scalar(w: &[Self], a: &[BlockQ8_1]) -> f32 {
-        w.iter()
-            .zip(a)
-            .map(|(w, a)| h(w.d) * a.d * idot(w.qs.map(i32::from), &a.qs) as f32)
-            .sum()
-    }
-    simd_dots!();
-    fn dequantize(&self, out: &mut Vec<f32>) {
-        let d = h(self.d);
-        out.extend(self.qs.iter().map(|&q| f32::from(q) * d));
-    }
+/// Element j (0..32) of a block's 16 nibble bytes: low nibbles are elements 0..16, high
+/// nibbles 16..32 (ggml's order).
+fn nibble(qs: &[u8; QK / 2], j: usize) -> i32 {
+    let b = qs[j % 16];
+    i32::from(if j < 16 { b & 0x0f } else { b >> 4 })
 }
 
-impl BlockQ4_0 {
+/// The 32-element types, whose element values are d·q + m: q from `values`, m zero but for
+/// Q4_1. The `block32!` impl of WeightBlock is written once from these.
+trait Block32 {
+    fn scale(&self) -> u16;
+    fn offset(&self) -> f32 {
+        0.0
+    }
+    fn values(&self) -> [i32; QK];
+}
+
+impl Block32 for BlockQ8_0 {
+    fn scale(&self) -> u16 {
+        self.d
+    }
     fn values(&self) -> [i32; QK] {
-        std::array::from_fn(|j| {
-            let b = self.qs[j % 16];
-            i32::from(if j < 16 { b & 0x0f } else { b >> 4 }) - 8
-        })
+        self.qs.map(i32::from)
     }
 }
 
-impl WeightBlock for BlockQ4_0 {
-    const ELEMS: usize = QK;
-    type Act = BlockQ8_1;
-    fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8_1>) {
-        quantize_q8_1_into(x, out)
+impl Block32 for BlockQ4_0 {
+    fn scale(&self) -> u16 {
+        self.d
     }
-    fn dot_scalar(w: &[Self], a: &[BlockQ8_1]) -> f32 {
-        w.iter()
-            .zip(a)
-            .map(|(w, a)| h(w.d) * a.d * idot(w.values(), &a.qs) as f32)
-            .sum()
-    }
-    simd_dots!();
-    fn dequantize(&self, out: &mut Vec<f32>) {
-        let d = h(self.d);
-        out.extend(self.values().map(|q| q as f32 * d));
-    }
-}
-
-impl BlockQ4_1 {
     fn values(&self) -> [i32; QK] {
-        std::array::from_fn(|j| {
-            let b = self.qs[j % 16];
-            i32::from(if j < 16 { b & 0x0f } else { b >> 4 })
-        })
+        std::array::from_fn(|j| nibble(&self.qs, j) - 8)
     }
 }
 
-impl WeightBlock for BlockQ4_1 {
-    const ELEMS: usize = QK;
-    type Act = BlockQ8_1;
-    fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8_1>) {
-        quantize_q8_1_into(x, out)
+impl Block32 for BlockQ4_1 {
+    fn scale(&self) -> u16 {
+        self.d
     }
-    fn dot_scalar(w: &[Self], a: &[BlockQ8_1]) -> f32 {
-        w.iter()
-            .zip(a)
-            .map(|(w, a)| h(w.d) * a.d * idot(w.values(), &a.qs) as f32 + h(w.m) * a.s)
-            .sum()
+    fn offset(&self) -> f32 {
+        h(self.m)
     }
-    simd_dots!();
-    fn dequantize(&self, out: &mut Vec<f32>) {
-        let (d, m) = (h(self.d), h(self.m));
-        out.extend(self.values().map(|q| q as f32 * d + m));
+    fn values(&self) -> [i32; QK] {
+        std::array::from_fn(|j| nibble(&self.qs, j))
     }
 }
 
-impl BlockQ5_0 {
+impl Block32 for BlockQ5_0 {
+    fn scale(&self) -> u16 {
+        self.d
+    }
     fn values(&self) -> [i32; QK] {
         let qh = u32::from_le_bytes(self.qh);
-        std::array::from_fn(|j| {
-            let b = self.qs[j % 16];
-            let lo = i32::from(if j < 16 { b & 0x0f } else { b >> 4 });
-            (lo | (((qh >> j) & 1) << 4) as i32) - 16
-        })
+        std::array::from_fn(|j| (nibble(&self.qs, j) | (((qh >> j) & 1) << 4) as i32) - 16)
     }
 }
 
-impl WeightBlock for BlockQ5_0 {
-    const ELEMS: usize = QK;
-    type Act = BlockQ8_1;
-    fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8_1>) {
-        quantize_q8_1_into(x, out)
-    }
-    fn dot_scalar(w: &[Self], a: &[BlockQ8_1]) -> f32 {
-        w.iter()
-            .zip(a)
-            .map(|(w, a)| h(w.d) * a.d * idot(w.values(), &a.qs) as f32)
-            .sum()
-    }
-    simd_dots!();
-    fn dequantize(&self, out: &mut Vec<f32>) {
-        let d = h(self.d);
-        out.extend(self.values().map(|q| q as f32 * d));
-    }
+/// WeightBlock for a `Block32` type: Q8_1 activations (whose sum `s` carries the offset m).
+macro_rules! block32 {
+    ($t:ty) => {
+        impl WeightBlock for $t {
+            const ELEMS: usize = QK;
+            type Act = BlockQ8_1;
+            fn quantize_act_into(x: &[f32], out: &mut Vec<BlockQ8_1>) {
+                quantize_q8_1_into(x, out)
+            }
+            fn dot_scalar(w: &[Self], a: &[BlockQ8_1]) -> f32 {
+                w.iter()
+                    .zip(a)
+                    .map(|(w, a)| {
+                        h(w.scale()) * a.d * idot(w.values(), &a.qs) as f32 + w.offset() * a.s
+                    })
+                    .sum()
+            }
+            simd_dots!();
+            fn dequantize(&self, out: &mut Vec<f32>) {
+                let (d, m) = (h(self.scale()), self.offset());
+                out.extend(self.values().map(|q| q as f32 * d + m));
+            }
+        }
+    };
 }
+
+block32!(BlockQ8_0);
+block32!(BlockQ4_0);
+block32!(BlockQ4_1);
+block32!(BlockQ5_0);
 
 impl BlockQ4K {
     /// Element values 0..15 and, per 32-element sub-block, (scale, min).
@@ -462,6 +445,15 @@ pub(crate) fn vnni() -> bool {
 pub fn packs_q8_0() -> bool {
     #[cfg(target_arch = "x86_64")]
     return vnni();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Whether this CPU has SIMD kernels here (odai's engine is only chosen where it does: its
+/// scalar path is slower than candle's NEON).
+pub fn has_simd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return avx2();
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
@@ -632,25 +624,26 @@ pub fn matvec<B: WeightBlock>(
 
 #[cfg(test)]
 mod tests {
+    //! (Its generators and `close` serve packed.rs's tests too.)
     use super::*;
     use crate::engine::team::Team;
     use crate::rng::Rng;
 
-    fn floats(rng: &mut Rng, n: usize) -> Vec<f32> {
+    pub(super) fn floats(rng: &mut Rng, n: usize) -> Vec<f32> {
         (0..n)
             .map(|_| (rng.below(2001) as f32 - 1000.0) / 250.0)
             .collect()
     }
 
-    fn scale(rng: &mut Rng) -> u16 {
+    pub(super) fn scale(rng: &mut Rng) -> u16 {
         f16::from_f32(0.01 + rng.below(100) as f32 / 1000.0).to_bits()
     }
 
-    fn bytes<const N: usize>(rng: &mut Rng) -> [u8; N] {
+    pub(super) fn bytes<const N: usize>(rng: &mut Rng) -> [u8; N] {
         std::array::from_fn(|_| rng.below(256) as u8)
     }
 
-    fn q4_0(rng: &mut Rng, n: usize) -> Vec<BlockQ4_0> {
+    pub(super) fn q4_0(rng: &mut Rng, n: usize) -> Vec<BlockQ4_0> {
         (0..n)
             .map(|_| BlockQ4_0 {
                 d: scale(rng),
@@ -659,7 +652,7 @@ mod tests {
             .collect()
     }
 
-    fn q4_k(rng: &mut Rng, n: usize) -> Vec<BlockQ4K> {
+    pub(super) fn q4_k(rng: &mut Rng, n: usize) -> Vec<BlockQ4K> {
         (0..n)
             .map(|_| BlockQ4K {
                 d: scale(rng),
@@ -681,7 +674,7 @@ mod tests {
             .collect()
     }
 
-    fn close(a: f32, b: f32) -> bool {
+    pub(super) fn close(a: f32, b: f32) -> bool {
         (a - b).abs() <= 1e-3 * (1.0 + a.abs().max(b.abs()))
     }
 

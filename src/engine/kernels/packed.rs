@@ -317,16 +317,10 @@ pub fn repack<P: Packed8>(w: &[P::Row], rows: usize, per_row: usize) -> Vec<P> {
 /// kernels without THP, or with it off, ignore it.
 fn huge_pages(ptr: *mut u8, len: usize) {
     #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let start = (ptr as usize).next_multiple_of(HUGE);
-        let end = (ptr as usize + len) / HUGE * HUGE;
-        if end > start {
-            // SAFETY: advice on whole pages inside an allocation this function's caller owns;
-            // MADV_HUGEPAGE changes no contents.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-        }
-    }
+    // SAFETY: an allocation this function's caller owns; MADV_HUGEPAGE changes no contents.
+    unsafe {
+        crate::engine::mapped::advise_inside(ptr as usize, len, 2 << 20, libc::MADV_HUGEPAGE)
+    };
     #[cfg(not(target_os = "linux"))]
     let _ = (ptr, len);
 }
@@ -396,17 +390,10 @@ pub fn matmul<P: Packed8>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{bytes, close, floats, q4_0, q4_k, scale};
     use super::*;
     use crate::rng::Rng;
     use half::f16;
-
-    fn bytes<const N: usize>(rng: &mut Rng) -> [u8; N] {
-        std::array::from_fn(|_| rng.below(256) as u8)
-    }
-
-    fn scale(rng: &mut Rng) -> u16 {
-        f16::from_f32(0.01 + rng.below(100) as f32 / 1000.0).to_bits()
-    }
 
     /// Repacking keeps every row (round trip), and the packed kernel (SIMD and scalar) equals
     /// the plain row dot, for one activation row and for four.
@@ -420,13 +407,10 @@ mod tests {
         let packed = repack::<P>(&w, rows, per_row);
         let xs: Vec<Vec<BlockQ8_1>> = (0..4)
             .map(|_| {
-                let x: Vec<f32> = (0..per_row * QK)
-                    .map(|_| (rng.below(2001) as f32 - 1000.0) / 250.0)
-                    .collect();
+                let x = floats(&mut rng, per_row * QK);
                 super::super::quantize_q8_1(&x)
             })
             .collect();
-        let close = |a: f32, b: f32| (a - b).abs() <= 1e-3 * (1.0 + a.abs().max(b.abs()));
         for g in 0..rows / 8 {
             let wg = &packed[g * per_row..(g + 1) * per_row];
             let all = [&xs[0][..], &xs[1][..], &xs[2][..], &xs[3][..]];
@@ -467,8 +451,12 @@ mod tests {
             let plain = unsafe { super::super::x86::dot_x8(w, [a]) };
             let slow = dot_scalar(w, [a]);
             for i in 0..8 {
-                let close = (plain[0][i] - slow[0][i]).abs() <= 1e-3 * (1.0 + slow[0][i].abs());
-                assert!(close, "lane {i}: {} vs {}", plain[0][i], slow[0][i]);
+                assert!(
+                    close(plain[0][i], slow[0][i]),
+                    "lane {i}: {} vs {}",
+                    plain[0][i],
+                    slow[0][i]
+                );
             }
             if super::super::vnni() {
                 // SAFETY: AVX-VNNI was detected too.
@@ -478,16 +466,9 @@ mod tests {
         }
         let mut rng = Rng::new(29);
         let per = 6;
-        let x: Vec<f32> = (0..per * QK)
-            .map(|_| (rng.below(2001) as f32 - 1000.0) / 250.0)
-            .collect();
+        let x = floats(&mut rng, per * QK);
         let a = super::super::quantize_q8_1(&x);
-        let q4: Vec<BlockQ4_0> = (0..8 * per)
-            .map(|_| BlockQ4_0 {
-                d: scale(&mut rng),
-                qs: bytes(&mut rng),
-            })
-            .collect();
+        let q4 = q4_0(&mut rng, 8 * per);
         both(&repack::<BlockQ4_0x8>(&q4, 8, per), &a);
         let q41: Vec<BlockQ4_1> = q4
             .iter()
@@ -508,18 +489,9 @@ mod tests {
             .collect();
         both(&repack::<BlockQ5_0x8>(&q5, 8, per), &a);
         if super::super::vnni() {
-            let qk: Vec<BlockQ4K> = (0..8 * 2)
-                .map(|_| BlockQ4K {
-                    d: scale(&mut rng),
-                    dmin: scale(&mut rng),
-                    scales: bytes(&mut rng),
-                    qs: bytes(&mut rng),
-                })
-                .collect();
+            let qk = q4_k(&mut rng, 8 * 2);
             let packed = repack::<BlockQ4Kx8>(&qk, 8, 2);
-            let x: Vec<f32> = (0..2 * 256)
-                .map(|_| (rng.below(2001) as f32 - 1000.0) / 250.0)
-                .collect();
+            let x = floats(&mut rng, 2 * 256);
             let mut ak = Vec::new();
             super::super::quantize_q8k_into(&x, &mut ak);
             // SAFETY: AVX2, FMA, F16C and AVX-VNNI were detected.
@@ -554,26 +526,16 @@ mod tests {
     fn packed_q4_k_equals_the_plain_rows() {
         let mut rng = Rng::new(23);
         let (rows, per_row) = (16, 3);
-        let w: Vec<BlockQ4K> = (0..rows * per_row)
-            .map(|_| BlockQ4K {
-                d: scale(&mut rng),
-                dmin: scale(&mut rng),
-                scales: bytes(&mut rng),
-                qs: bytes(&mut rng),
-            })
-            .collect();
+        let w = q4_k(&mut rng, rows * per_row);
         let packed = repack::<BlockQ4Kx8>(&w, rows, per_row);
         let xs: Vec<Vec<BlockQ8K>> = (0..4)
             .map(|_| {
-                let x: Vec<f32> = (0..per_row * 256)
-                    .map(|_| (rng.below(2001) as f32 - 1000.0) / 250.0)
-                    .collect();
+                let x = floats(&mut rng, per_row * 256);
                 let mut v = Vec::new();
                 super::super::quantize_q8k_into(&x, &mut v);
                 v
             })
             .collect();
-        let close = |a: f32, b: f32| (a - b).abs() <= 1e-3 * (1.0 + a.abs().max(b.abs()));
         for g in 0..rows / 8 {
             let wg = &packed[g * per_row..(g + 1) * per_row];
             let all = [&xs[0][..], &xs[1][..], &xs[2][..], &xs[3][..]];

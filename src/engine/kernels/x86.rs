@@ -344,6 +344,28 @@ impl Tile for BlockQ6K {
     }
 }
 
+/// Blocks per row of a packed kernel's operands: the activations' length, which every weight
+/// and activation row must reach.
+fn group_len<W, A>(w: &[W], a: &[&[A]]) -> usize {
+    let n = a.first().map_or(0, |a| a.len());
+    assert!(
+        w.len() >= n && a.iter().all(|a| a.len() >= n),
+        "rows of unequal length"
+    );
+    n
+}
+
+/// C accumulators of eight row lanes, stored.
+#[inline(always)]
+unsafe fn lanes<const C: usize>(acc: [__m256; C]) -> [[f32; 8]; C] {
+    std::array::from_fn(|c| {
+        let mut out = [0f32; 8];
+        // SAFETY: 8 writable floats; the caller has AVX.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc[c]) };
+        out
+    })
+}
+
 /// A repacked eight-row type (kernels/packed.rs) as the AVX2 kernel sees it.
 pub trait X8: super::packed::Packed8 {
     /// `maddubs` outputs summed in i16 before widening: each is at most 2 · qmax · 127, so 8
@@ -457,16 +479,32 @@ impl X8 for super::packed::BlockQ5_0x8 {
 /// `X8::GROUP`), widened, and scaled by the eight row scales at once.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub fn dot_x8<P: X8, const C: usize>(w: &[P], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
-    let n = a.first().map_or(0, |a| a.len());
-    assert!(
-        w.len() >= n && a.iter().all(|a| a.len() >= n),
-        "rows of unequal length"
-    );
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); C];
-    for b in 0..n {
-        // SAFETY: b < n ≤ every length; loads stay inside the blocks.
-        unsafe {
+    // SAFETY: this function's target features.
+    unsafe { x8::<P, C, false>(w, a) }
+}
+
+/// [`dot_x8`] with AVX-VNNI: `vpdpbusd` multiplies and sums four byte pairs straight into i32
+/// lanes, replacing each `maddubs` + i16 add (and the widening) — about a third fewer
+/// instructions per block in prefill. Two accumulator chains hide its latency.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub fn dot_x8_vnni<P: X8, const C: usize>(w: &[P], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
+    // SAFETY: this function's target features.
+    unsafe { x8::<P, C, true>(w, a) }
+}
+
+/// The body of both: `VNNI` picks the inner product (the caller has the features it needs).
+#[inline(always)]
+unsafe fn x8<P: X8, const C: usize, const VNNI: bool>(
+    w: &[P],
+    a: [&[BlockQ8_1]; C],
+) -> [[f32; 8]; C] {
+    let n = group_len(w, &a);
+    // SAFETY: the caller has AVX2 (and AVX-VNNI when VNNI).
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); C];
+        for b in 0..n {
+            // b < n ≤ every length; loads stay inside the blocks.
             let blk = w.get_unchecked(b);
             let mut v = [_mm256_setzero_si256(); 8];
             blk.unpack(&mut v);
@@ -474,27 +512,34 @@ pub fn dot_x8<P: X8, const C: usize>(w: &[P], a: [&[BlockQ8_1]; C]) -> [[f32; 8]
             for c in 0..C {
                 let ab = a[c].get_unchecked(b);
                 let y = ab.qs.as_ptr();
-                let mut s32 = _mm256_setzero_si256();
-                let mut s16 = _mm256_setzero_si256();
-                for (j, vj) in v.iter().enumerate() {
+                // v[j] holds elements 4j.. (j < 4) or 16 + 4(j − 4).. of every row.
+                let bcast = |j: usize| {
                     let at = if j < 4 { 4 * j } else { 16 + 4 * (j - 4) };
-                    let yb = _mm256_set1_epi32(y.add(at).cast::<i32>().read_unaligned());
-                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(*vj, yb));
-                    if (j + 1) % P::GROUP == 0 {
-                        s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(s16, ones));
-                        s16 = _mm256_setzero_si256();
+                    _mm256_set1_epi32(y.add(at).cast::<i32>().read_unaligned())
+                };
+                let sums = if VNNI {
+                    let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                    for k in 0..4 {
+                        lo = _mm256_dpbusd_avx_epi32(lo, v[k], bcast(k));
+                        hi = _mm256_dpbusd_avx_epi32(hi, v[4 + k], bcast(4 + k));
                     }
-                }
-                P::fold(dw, aux, _mm256_cvtepi32_ps(s32), ab, &mut acc[c]);
+                    _mm256_add_epi32(lo, hi)
+                } else {
+                    let (mut s32, mut s16) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                    for (j, vj) in v.iter().enumerate() {
+                        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(*vj, bcast(j)));
+                        if (j + 1) % P::GROUP == 0 {
+                            s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(s16, ones));
+                            s16 = _mm256_setzero_si256();
+                        }
+                    }
+                    s32
+                };
+                P::fold(dw, aux, _mm256_cvtepi32_ps(sums), ab, &mut acc[c]);
             }
         }
+        lanes(acc)
     }
-    std::array::from_fn(|c| {
-        let mut out = [0f32; 8];
-        // SAFETY: 8 writable floats.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc[c]) };
-        out
-    })
 }
 
 /// Eight repacked Q8_0 rows (offset-binary) against C activation rows with AVX-VNNI: per
@@ -504,11 +549,7 @@ pub fn dot_q8_0x8<const C: usize>(
     w: &[super::packed::BlockQ8_0x8],
     a: [&[BlockQ8_1]; C],
 ) -> [[f32; 8]; C] {
-    let n = a.first().map_or(0, |a| a.len());
-    assert!(
-        w.len() >= n && a.iter().all(|a| a.len() >= n),
-        "rows of unequal length"
-    );
+    let n = group_len(w, &a);
     let mut acc = [_mm256_setzero_ps(); C];
     for b in 0..n {
         // SAFETY: b < n ≤ every length; loads stay inside the blocks.
@@ -536,12 +577,8 @@ pub fn dot_q8_0x8<const C: usize>(
             }
         }
     }
-    std::array::from_fn(|c| {
-        let mut out = [0f32; 8];
-        // SAFETY: 8 writable floats.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc[c]) };
-        out
-    })
+    // SAFETY: the caller has AVX2.
+    unsafe { lanes(acc) }
 }
 
 /// Eight rows' 6-bit values of one sub-block as i16 pairs (v, v) per row lane, for `madd`.
@@ -583,11 +620,7 @@ unsafe fn q4_kx8<const C: usize, const VNNI: bool>(
     w: &[super::packed::BlockQ4Kx8],
     a: [&[BlockQ8K]; C],
 ) -> [[f32; 8]; C] {
-    let n = a.first().map_or(0, |a| a.len());
-    assert!(
-        w.len() >= n && a.iter().all(|a| a.len() >= n),
-        "rows of unequal length"
-    );
+    let n = group_len(w, &a);
     // SAFETY: the caller has AVX2.
     let (mask, mut acc) = unsafe { (_mm256_set1_epi8(0x0f), [_mm256_setzero_ps(); C]) };
     for b in 0..n {
@@ -654,51 +687,6 @@ unsafe fn q4_kx8<const C: usize, const VNNI: bool>(
             }
         }
     }
-    std::array::from_fn(|c| {
-        let mut out = [0f32; 8];
-        // SAFETY: 8 writable floats.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc[c]) };
-        out
-    })
-}
-
-/// [`dot_x8`] with AVX-VNNI: `vpdpbusd` multiplies and sums four byte pairs straight into i32
-/// lanes, replacing each `maddubs` + i16 add (and the widening) — about a third fewer
-/// instructions per block in prefill. Two accumulator chains hide its latency.
-#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-pub fn dot_x8_vnni<P: X8, const C: usize>(w: &[P], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
-    let n = a.first().map_or(0, |a| a.len());
-    assert!(
-        w.len() >= n && a.iter().all(|a| a.len() >= n),
-        "rows of unequal length"
-    );
-    let mut acc = [_mm256_setzero_ps(); C];
-    for b in 0..n {
-        // SAFETY: b < n ≤ every length; loads stay inside the blocks.
-        unsafe {
-            let blk = w.get_unchecked(b);
-            let mut v = [_mm256_setzero_si256(); 8];
-            blk.unpack(&mut v);
-            let (dw, aux) = blk.scales();
-            for c in 0..C {
-                let ab = a[c].get_unchecked(b);
-                let y = ab.qs.as_ptr();
-                let bcast = |at: usize| _mm256_set1_epi32(y.add(at).cast::<i32>().read_unaligned());
-                let mut lo = _mm256_setzero_si256();
-                let mut hi = _mm256_setzero_si256();
-                for k in 0..4 {
-                    lo = _mm256_dpbusd_avx_epi32(lo, v[k], bcast(4 * k));
-                    hi = _mm256_dpbusd_avx_epi32(hi, v[4 + k], bcast(16 + 4 * k));
-                }
-                let sums = _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
-                P::fold(dw, aux, sums, ab, &mut acc[c]);
-            }
-        }
-    }
-    std::array::from_fn(|c| {
-        let mut out = [0f32; 8];
-        // SAFETY: 8 writable floats.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc[c]) };
-        out
-    })
+    // SAFETY: the caller has AVX2.
+    unsafe { lanes(acc) }
 }
