@@ -109,16 +109,49 @@ Examples:\n  odai compare results/q4_0 results/q4_k\n  odai compare base/ new/ -
     },
 }
 
+/// Which runtime runs the model, shared by `bench` and `generate`.
+#[derive(Debug, Args)]
+pub struct RuntimeArgs {
+    /// Runtime: auto (odai's engine where it runs the model, else candle), odai, candle,
+    /// llama.cpp (builds with --features llama-cpp), or openai (an endpoint: --endpoint). ODAI_ENGINE=candle is an older spelling
+    #[arg(long, value_name = "NAME", default_value = "auto", value_parser = runtime_kind)]
+    pub runtime: crate::runtime::RuntimeKind,
+
+    /// Layers to offload to a GPU (llama.cpp with a GPU backend built in)
+    #[arg(long, value_name = "N")]
+    pub gpu_layers: Option<u32>,
+}
+
+fn runtime_kind(s: &str) -> Result<crate::runtime::RuntimeKind, String> {
+    crate::runtime::RuntimeKind::parse(s)
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// GGUF model file
+    /// GGUF model file; with --endpoint, the model name the endpoint serves
     #[arg(
         long,
-        value_name = "FILE",
+        value_name = "FILE|NAME",
         conflicts_with = "synthetic",
         required_unless_present = "synthetic"
     )]
     pub model: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+
+    /// An OpenAI-compatible endpoint's base URL (llama-server, ollama, vLLM, a hosted API), e.g.
+    /// http://127.0.0.1:8080/v1: benchmarks --model NAME there (the openai runtime)
+    #[arg(long, value_name = "URL", conflicts_with = "synthetic")]
+    pub endpoint: Option<String>,
+
+    /// Environment variable that holds the endpoint's API key (never give the key itself)
+    #[arg(long, value_name = "VAR", requires = "endpoint")]
+    pub api_key_env: Option<String>,
+
+    /// An endpoint request that sends nothing for this long fails (a stalled server)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    pub request_timeout: std::time::Duration,
 
     /// Synthetic model PRESET[:QUANT] (e.g. llama-3.2-1b:q4_0), written once into the cache
     #[arg(long, value_name = "PRESET[:QUANT]")]
@@ -494,8 +527,11 @@ pub struct GenerateArgs {
     pub gen_tokens: u32,
 
     /// CPU threads (default: all the process may use)
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(short, long, value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: Option<u32>,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]

@@ -20,6 +20,7 @@ pub mod probe;
 pub mod protocol;
 pub mod report;
 pub mod rng;
+pub mod runtime;
 pub mod sysroot;
 pub mod units;
 

@@ -8,8 +8,15 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// Bump on any incompatible change to [`CellSpec`] or [`Event`].
-pub const PROTOCOL_VERSION: u32 = 2;
+use crate::runtime::RuntimeKind;
+
+fn unrecorded() -> String {
+    "unrecorded".into()
+}
+
+/// Bump on any incompatible change to [`CellSpec`] or [`Event`]. 3: the runtime axis (a worker
+/// of protocol 2 would ignore `runtime` and measure the wrong one).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// One benchmark repetition to run.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -33,6 +40,55 @@ pub struct CellSpec {
     /// Decode continuously for a duration instead of `gen_tokens` once.
     #[serde(default)]
     pub sustained: Option<SustainedSpec>,
+    /// The runtime that runs the model.
+    #[serde(default)]
+    pub runtime: RuntimeKind,
+    /// Layers to offload to a GPU (llama.cpp); `None`: none.
+    #[serde(default)]
+    pub gpu_layers: Option<u32>,
+    /// The endpoint, for the `openai` runtime (`model` is then unused).
+    #[serde(default)]
+    pub endpoint: Option<EndpointSpec>,
+}
+
+/// An OpenAI-compatible endpoint and the model name it serves. The API key is never here: only
+/// the name of the environment variable that holds it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EndpointSpec {
+    /// Base URL, e.g. `http://127.0.0.1:8080/v1` (`/chat/completions` is appended).
+    pub url: String,
+    /// The model name the server is asked for.
+    pub model: String,
+    /// Environment variable holding the API key (sent as a bearer token); `None`: no key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// A request that sends nothing for this long fails (a stalled server).
+    pub timeout_s: f64,
+}
+
+/// What an endpoint's repetition saw beyond the shared figures.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EndpointFigures {
+    /// DNS, TCP and (for HTTPS) TLS set-up, apart from TTFT.
+    pub connect_ms: f64,
+    /// Prompt and completion tokens as the server's `usage` counted them.
+    pub usage_prompt_tokens: Option<u64>,
+    pub usage_completion_tokens: Option<u64>,
+    /// Content chunks that arrived (one per token on most servers).
+    pub chunks: u64,
+    /// The server's own timings, when it sends them (llama-server's `timings`).
+    pub server_timings: Option<ServerTimings>,
+}
+
+/// llama-server's `timings` object (tools/server/README.md of llama.cpp).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ServerTimings {
+    pub prompt_n: Option<u64>,
+    pub prompt_ms: Option<f64>,
+    pub predicted_n: Option<u64>,
+    pub predicted_ms: Option<f64>,
+    pub prompt_per_second: Option<f64>,
+    pub predicted_per_second: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -47,7 +103,7 @@ pub struct SustainedSpec {
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
     /// One repetition in this fresh process; answered by `result`.
-    Rep(CellSpec),
+    Rep(Box<CellSpec>),
     /// A whole matrix cell on the worker's device (memory fit, repetitions in fresh processes
     /// there, summary); answered by `report`.
     Cell(Box<CellRequest>),
@@ -115,12 +171,28 @@ pub struct RepResult {
     pub token_ms_p99: f64,
     /// Share of decoded tokens slower than the deadline; null without a deadline.
     pub deadline_miss_pct: Option<f64>,
-    pub peak_rss_bytes: u64,
+    /// This process's peak resident set; null for an endpoint (the model ran elsewhere).
+    pub peak_rss_bytes: Option<u64>,
     /// Threads the engine's kernels ran on.
     pub threads: u32,
-    /// The SIMD path the engine's kernels took: odai's own (`avx2`, `avx2+vnni`, `scalar`) or
-    /// candle's (`avx`, `neon`, `simd128`, `scalar`).
+    /// How the runtime ran (same as `backend`; kept for readers of protocol 2 results, where it
+    /// was the SIMD path: `avx2`, `avx2+vnni`, `avx`, `neon`…).
     pub simd: String,
+    /// The runtime that ran: `odai`, `candle`, `llama.cpp`, `openai` (`unrecorded` in results
+    /// written before runtimes were recorded).
+    #[serde(default = "unrecorded")]
+    pub runtime: String,
+    #[serde(default = "unrecorded")]
+    pub runtime_version: String,
+    /// `cpu avx2+vnni`, `cpu avx`, llama.cpp's backends and devices, `http` or `https`.
+    #[serde(default = "unrecorded")]
+    pub backend: String,
+    /// Where llama.cpp put the model's layers, when asked for a GPU.
+    #[serde(default)]
+    pub offload: Option<crate::runtime::Offload>,
+    /// An endpoint's connection set-up, token counts and server timings.
+    #[serde(default)]
+    pub endpoint: Option<EndpointFigures>,
     /// Every decoded token's latency, in order (for distributions and reports).
     pub token_ms: Vec<f64>,
     /// Energy over the decode phase, when the sampler ran.

@@ -43,11 +43,12 @@ fn golden_csv_and_markdown() {
     let m = text(out.path(), "measurements.csv");
     assert_eq!(
         m.lines().next().unwrap(),
-        "device,class,cell_id,model,quant,threads,prompt_tokens,gen_tokens,cold,sustained_s,load,\
+        "device,class,cell_id,model,quant,runtime,runtime_version,backend,threads,prompt_tokens,gen_tokens,cold,sustained_s,load,\
          reps,status,reason,load_ms_mean,cold_start_ms,ttft_ms_mean,ttft_ms_p95,prefill_tps_mean,\
          decode_tps_mean,decode_tps_p10,token_ms_p50,token_ms_p90,token_ms_p99,peak_rss_mib,\
          headroom_mib,memory_headroom_frac,roofline_pct,mean_power_w,energy_j_per_token,\
-         battery_drain_pct_per_hour,sustained_decode_tps,sustained_stability,odai_version,model_sha256"
+         battery_drain_pct_per_hour,sustained_decode_tps,sustained_stability,failure_rate_pct,odai_version,\
+         model_sha256"
     );
     let s = text(out.path(), "scorecard.csv");
     assert_eq!(

@@ -14,16 +14,19 @@ use super::stats;
 use super::sustained::Sustained;
 use super::telemetry::Sampler;
 use crate::engine::gguf::{Gguf, MemoryNeeds, ModelInfo};
-use crate::engine::{fingerprint, simd_path, synth};
+use crate::engine::{fingerprint, synth};
 use crate::error::Error;
 use crate::probe::{self, bandwidth, thermal};
-use crate::protocol::{CellSpec, PROTOCOL_VERSION, RepResult, SustainedSpec};
+use crate::protocol::{CellSpec, EndpointSpec, PROTOCOL_VERSION, RepResult, SustainedSpec};
+use crate::runtime::RuntimeKind;
 use crate::sysroot::{Reading, SysRoot};
 use crate::units;
 
 pub enum Source {
     File(PathBuf),
     Synthetic(&'static synth::Preset, synth::Quant),
+    /// A model behind an OpenAI-compatible endpoint (the `openai` runtime).
+    Endpoint(EndpointSpec),
 }
 
 pub struct Config {
@@ -43,6 +46,8 @@ pub struct Config {
     pub load: Load,
     pub cooldown: Cooldown,
     pub idle_baseline: Option<Duration>,
+    pub runtime: RuntimeKind,
+    pub gpu_layers: Option<u32>,
 }
 
 /// What to wait for before each repetition.
@@ -74,13 +79,32 @@ const COOLDOWN_POLL: Duration = Duration::from_secs(1);
 pub struct Provenance {
     pub odai_version: String,
     pub protocol: u32,
+    /// The file's name, or the model name an endpoint serves.
     pub model_file: String,
-    pub model_bytes: u64,
-    pub model_sha256: String,
+    /// Null for an endpoint (the file is not here to measure), as are sha256, architecture,
+    /// quant and parameters.
+    pub model_bytes: Option<u64>,
+    pub model_sha256: Option<String>,
     pub synthetic: Option<String>,
-    pub architecture: String,
-    pub quant: String,
-    pub parameters: u64,
+    pub architecture: Option<String>,
+    pub quant: Option<String>,
+    pub parameters: Option<u64>,
+    /// The runtime that ran the reps (`odai`, `candle`, `llama.cpp`, `openai`), its version and
+    /// backend, as the first measured rep reported them.
+    #[serde(default = "unrecorded")]
+    pub runtime: String,
+    #[serde(default = "unrecorded")]
+    pub runtime_version: String,
+    #[serde(default = "unrecorded")]
+    pub backend: String,
+    /// What was asked for: `auto` picks odai's engine where it runs the model, else candle.
+    #[serde(default)]
+    pub runtime_requested: RuntimeKind,
+    #[serde(default)]
+    pub gpu_layers: Option<u32>,
+    /// The endpoint's URL (never its API key), for the `openai` runtime.
+    #[serde(default)]
+    pub endpoint: Option<String>,
     pub threads: u32,
     pub prompt_tokens: u32,
     pub gen_tokens: u32,
@@ -117,12 +141,27 @@ pub struct Roofline {
     pub roofline_pct: f64,
 }
 
+fn unrecorded() -> String {
+    "unrecorded".into()
+}
+
+/// A repetition that failed where failing is a measurement (an endpoint that errs, drops or
+/// stalls): recorded with its reason, and the cell goes on.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FailedRep {
+    /// 1-based among the measured repetitions.
+    pub rep: u32,
+    pub reason: String,
+}
+
 #[derive(Serialize, Deserialize)]
 pub struct Report {
     pub schema_version: u32,
     pub provenance: Provenance,
-    pub memory_needs: MemoryNeeds,
-    pub roofline: Roofline,
+    /// Null for an endpoint: its memory is not on this device.
+    pub memory_needs: Option<MemoryNeeds>,
+    /// Null for an endpoint: no local weights stream from this device's memory.
+    pub roofline: Option<Roofline>,
     pub summary: std::collections::BTreeMap<String, stats::Summary>,
     pub warnings: Vec<String>,
     /// Where energy came from (`rapl:package-0`, `battery`…), over the measured repetitions.
@@ -137,6 +176,10 @@ pub struct Report {
     /// The first measured repetition's sustained run, with `--sustained`.
     pub sustained: Option<Sustained>,
     pub reps: Vec<RepResult>,
+    /// Measured repetitions that failed (endpoint cells only; a local runtime's failure fails
+    /// the cell).
+    #[serde(default)]
+    pub failed_reps: Vec<FailedRep>,
 }
 
 /// Metric name, whether higher is better, and how to read it from a repetition.
@@ -152,7 +195,9 @@ pub const METRICS: &[Metric] = &[
     ("token_ms_p90", false, |r| Some(r.token_ms_p90)),
     ("token_ms_p99", false, |r| Some(r.token_ms_p99)),
     ("deadline_miss_pct", false, |r| r.deadline_miss_pct),
-    ("peak_rss_bytes", false, |r| Some(r.peak_rss_bytes as f64)),
+    ("peak_rss_bytes", false, |r| {
+        r.peak_rss_bytes.map(|b| b as f64)
+    }),
     ("mean_power_w", false, |r| {
         r.energy
             .as_ref()
@@ -181,9 +226,71 @@ fn progress(msg: &str) {
     }
 }
 
-/// Runs one benchmark cell on this device: warm-up and measured repetitions in fresh workers.
+/// What a cell runs: a local model file, or a model behind an endpoint.
+enum Target {
+    Local {
+        path: PathBuf,
+        info: Box<ModelInfo>,
+        synthetic: Option<String>,
+    },
+    Endpoint(EndpointSpec),
+}
+
+/// Runs one benchmark cell on this device. The stages, in order: resolve the model, probe the
+/// device, check the memory fit, choose threads, sample idle power, run the repetitions (each in
+/// a fresh worker; an endpoint's from here), summarize with warnings, the roofline, energy.
 pub fn run(cfg: &Config) -> anyhow::Result<Report> {
+    cfg.runtime.available()?;
+    let target = resolve(cfg)?;
+    let device = probe::run(&cfg.root, &probe::Options::quick());
+    let mut warnings = Vec::new();
+    let needs = check_fit(cfg, &target, &device, &mut warnings)?;
+    let threads = choose_threads(cfg, &device);
+    let spec = cell_spec(cfg, &target);
+    let idle = idle_baseline(cfg);
+    let (reps, failed_reps) = measure(cfg, &spec, &target, threads, &mut warnings)?;
+    let summary = summarize(cfg, &reps, &failed_reps, &mut warnings);
+    let roofline = match &target {
+        Target::Local { info, .. } => Some(roofline(cfg, info, threads, &summary)),
+        Target::Endpoint(_) => None,
+    };
+    let energy = energy_summary(&reps, &summary, cfg.sample_interval_s.is_some());
+    let idle_power_w = match &idle {
+        None => Reading::unavailable("not measured: pass --idle-baseline DURATION"),
+        Some(t) => t.energy().mean_power_w,
+    };
+    let marginal_power_w = match (&idle_power_w, &energy.1) {
+        (Reading::Value(i), Reading::Value(m)) => Reading::Value(m - i),
+        (Reading::Unavailable(r), _) | (_, Reading::Unavailable(r)) => {
+            Reading::Unavailable(r.clone())
+        }
+    };
+    let sustained = reps.first().and_then(|r| r.sustained.clone());
+    let provenance = provenance(cfg, &target, &device, threads, &reps)?;
+    Ok(Report {
+        schema_version: 1,
+        provenance,
+        memory_needs: needs,
+        roofline,
+        summary,
+        warnings,
+        energy_source: energy.0,
+        mean_power_w: energy.1,
+        energy_j_per_token: energy.2,
+        battery_drain_pct_per_hour: energy.3,
+        idle_power_w,
+        marginal_power_w,
+        sustained,
+        reps,
+        failed_reps,
+    })
+}
+
+/// Stage 1: the model file (a synthetic one is written once into the cache) and its metadata,
+/// checked against the cell's context; or the endpoint.
+fn resolve(cfg: &Config) -> anyhow::Result<Target> {
     let (path, synthetic) = match &cfg.source {
+        Source::Endpoint(e) => return Ok(Target::Endpoint(e.clone())),
         Source::File(p) => (p.clone(), None),
         Source::Synthetic(p, q) => {
             progress(&format!(
@@ -213,14 +320,29 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
         }
         .into());
     }
+    Ok(Target::Local {
+        path,
+        info: Box::new(info),
+        synthetic,
+    })
+}
 
-    let device = probe::run(&cfg.root, &probe::Options::quick());
+/// Stage 2: whether the model fits the device's memory headroom (refused unless `--force`).
+fn check_fit(
+    cfg: &Config,
+    target: &Target,
+    device: &probe::Probe,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Option<MemoryNeeds>> {
+    let Target::Local { path, info, .. } = target else {
+        return Ok(None);
+    };
+    let context = u64::from(cfg.prompt_tokens) + u64::from(cfg.gen_tokens);
     let needs = info.memory_needs(context, cfg.prompt_tokens.into());
-    let mut warnings = Vec::new();
     match &device.memory.headroom_bytes {
         Reading::Value(headroom) if needs.total_bytes > *headroom && !cfg.force => {
             return Err(Error::DoesNotFit {
-                file: path,
+                file: path.clone(),
                 needs: units::bytes(needs.total_bytes),
                 headroom: units::bytes(*headroom),
             }
@@ -231,18 +353,28 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
             "memory fit not checked: the device's headroom is unavailable ({why})"
         )),
     }
-    let threads = cfg.threads.unwrap_or_else(|| {
+    Ok(Some(needs))
+}
+
+/// Stage 3: `--threads`, else every CPU the process may use (the cgroup quota, rounded up).
+fn choose_threads(cfg: &Config, device: &probe::Probe) -> u32 {
+    cfg.threads.unwrap_or_else(|| {
         let cores = device.cpu.logical_cores.value().copied().unwrap_or(1);
         match device.cpu.quota_cores.value() {
             Some(Some(q)) => (q.ceil() as u32).clamp(1, cores),
             _ => cores,
         }
-    });
+    })
+}
 
-    let exe = std::env::current_exe().context("cannot find odai's own executable for workers")?;
-    let spec = CellSpec {
+fn cell_spec(cfg: &Config, target: &Target) -> CellSpec {
+    let (model, endpoint) = match target {
+        Target::Local { path, .. } => (path.clone(), None),
+        Target::Endpoint(e) => (PathBuf::new(), Some(e.clone())),
+    };
+    CellSpec {
         protocol: PROTOCOL_VERSION,
-        model: path.clone(),
+        model,
         prompt_tokens: cfg.prompt_tokens,
         gen_tokens: cfg.gen_tokens,
         seed: cfg.seed,
@@ -251,9 +383,19 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
         root: (!cfg.root.is_live()).then(|| cfg.root.base().to_owned()),
         sample_interval_s: cfg.sample_interval_s,
         sustained: cfg.sustained.clone(),
-    };
+        runtime: match target {
+            Target::Endpoint(_) => RuntimeKind::Openai,
+            Target::Local { .. } => cfg.runtime,
+        },
+        gpu_layers: cfg.gpu_layers,
+        endpoint,
+    }
+}
+
+/// Stage 4: the idle device's power, before any load (`--idle-baseline`).
+fn idle_baseline(cfg: &Config) -> Option<super::telemetry::Telemetry> {
     let sample_every = Duration::from_secs_f64(cfg.sample_interval_s.unwrap_or(1.0));
-    let idle = cfg.idle_baseline.map(|idle_sampling| {
+    cfg.idle_baseline.map(|idle_sampling| {
         progress(&format!(
             "odai: sampling idle power for {:.0} s",
             idle_sampling.as_secs_f64()
@@ -261,34 +403,95 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
         let sampler = Sampler::start(cfg.root.clone(), sample_every, Instant::now());
         std::thread::sleep(idle_sampling);
         sampler.finish()
-    });
+    })
+}
+
+/// Stage 5: warm-up and measured repetitions under the cell's background load, each after its
+/// cool-down. A local runtime's repetition runs in a fresh worker process (real thread counts,
+/// its own peak memory, cold starts that are cold) and its failure fails the cell; an endpoint's
+/// runs here, and a failed one is recorded (a failure rate is a figure of the endpoint) unless
+/// every one failed.
+fn measure(
+    cfg: &Config,
+    spec: &CellSpec,
+    target: &Target,
+    threads: u32,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<(Vec<RepResult>, Vec<FailedRep>)> {
+    let exe = std::env::current_exe().context("cannot find odai's own executable for workers")?;
     let idle_temp_c = thermal::zones(&cfg.root)
         .iter()
         .filter_map(|z| z.temp_c.value().copied())
         .reduce(f64::max);
     let _contention = Contention::start(&exe, cfg.load).map_err(|e| anyhow::anyhow!(e))?;
+    let what = match target {
+        Target::Local { path, .. } => path.display().to_string(),
+        Target::Endpoint(e) => format!("{} at {}", e.model, e.url),
+    };
     let total = cfg.warmup + cfg.reps;
     let mut reps = Vec::with_capacity(cfg.reps as usize);
+    let mut failed = Vec::new();
     for i in 0..total {
+        if crate::interrupt::requested() {
+            anyhow::bail!("{what}: interrupted");
+        }
         if let Some(w) = cool_down(cfg, idle_temp_c) {
             warnings.push(w);
         }
-        let label = if i < cfg.warmup {
-            format!("warmup {}/{}", i + 1, cfg.warmup)
-        } else {
+        let measured = i >= cfg.warmup;
+        let label = if measured {
             format!("rep {}/{}", i + 1 - cfg.warmup, cfg.reps)
+        } else {
+            format!("warmup {}/{}", i + 1, cfg.warmup)
         };
         progress(&format!("odai: {label}"));
-        let r = super::run_rep(&exe, &spec, Some(threads))
-            .map_err(|e| anyhow::anyhow!("{}: {label} failed: {e}", path.display()))?;
-        if i >= cfg.warmup {
-            reps.push(r);
+        let result = match target {
+            Target::Local { .. } => super::run_rep(&exe, spec, Some(threads)),
+            Target::Endpoint(_) => crate::runtime::openai::run_rep(spec),
+        };
+        match (result, target) {
+            (Ok(r), _) if measured => reps.push(r),
+            (Ok(_), _) => {}
+            (Err(e), Target::Endpoint(_)) => {
+                progress(&format!("odai: {label} failed: {e}"));
+                if measured {
+                    failed.push(FailedRep {
+                        rep: i + 1 - cfg.warmup,
+                        reason: e,
+                    });
+                }
+            }
+            (Err(e), Target::Local { .. }) => anyhow::bail!("{what}: {label} failed: {e}"),
         }
     }
+    if reps.is_empty()
+        && let Some(last) = failed.last()
+    {
+        anyhow::bail!(
+            "{what}: every repetition failed ({} of {}); the last: {}",
+            failed.len(),
+            cfg.reps,
+            last.reason
+        );
+    }
+    Ok((reps, failed))
+}
 
+/// Stage 6: each metric summarized over the measured repetitions, with the warnings a reader
+/// needs (outliers, a slow first rep, too few reps, a noisy machine, failed reps).
+fn summarize(
+    cfg: &Config,
+    reps: &[RepResult],
+    failed: &[FailedRep],
+    warnings: &mut Vec<String>,
+) -> std::collections::BTreeMap<String, stats::Summary> {
     let mut summary = std::collections::BTreeMap::new();
     for (name, higher, get) in METRICS {
-        let values: Vec<f64> = reps.iter().filter_map(get).collect();
+        let values: Vec<f64> = reps
+            .iter()
+            .filter_map(get)
+            .filter(|v| v.is_finite())
+            .collect();
         if values.is_empty() {
             continue;
         }
@@ -310,7 +513,25 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
             s.cov_pct
         ));
     }
+    if !failed.is_empty() {
+        warnings.push(format!(
+            "{} of {} repetition(s) failed (first: rep {}: {})",
+            failed.len(),
+            cfg.reps,
+            failed[0].rep,
+            failed[0].reason
+        ));
+    }
+    summary
+}
 
+/// Stage 7: how close decode runs to what the device's memory bandwidth allows.
+fn roofline(
+    cfg: &Config,
+    info: &ModelInfo,
+    threads: u32,
+    summary: &std::collections::BTreeMap<String, stats::Summary>,
+) -> Roofline {
     let bw = bandwidth::measure_cached(
         &cfg.root,
         threads,
@@ -321,77 +542,102 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
     let bytes_per_token = info.decode_weight_bytes + info.kv_cache_bytes(mean_ctx);
     let roofline_tps = bw.triad_gb_s * 1e9 / bytes_per_token as f64;
     let decode_mean = summary.get("decode_tps").map_or(0.0, |s| s.mean);
+    Roofline {
+        triad_gb_s: bw.triad_gb_s,
+        bytes_per_token,
+        roofline_tps,
+        roofline_pct: 100.0 * decode_mean / roofline_tps,
+    }
+}
 
-    let energy = energy_summary(&reps, &summary, cfg.sample_interval_s.is_some());
-    let idle_power_w = match &idle {
-        None => Reading::unavailable("not measured: pass --idle-baseline DURATION"),
-        Some(t) => t.energy().mean_power_w,
-    };
-    let marginal_power_w = match (&idle_power_w, &energy.1) {
-        (Reading::Value(i), Reading::Value(m)) => Reading::Value(m - i),
-        (Reading::Unavailable(r), _) | (_, Reading::Unavailable(r)) => {
-            Reading::Unavailable(r.clone())
-        }
-    };
-    let sustained = reps.first().and_then(|r| r.sustained.clone());
-    let sha = fingerprint::sha256_cached(&path, &synth::cache_dir().join("sha256.tsv"))?;
-    let report = Report {
-        schema_version: 1,
-        provenance: Provenance {
-            odai_version: env!("CARGO_PKG_VERSION").into(),
-            protocol: PROTOCOL_VERSION,
-            model_file: path.file_name().map_or_else(
+/// Stage 8: what produced the numbers.
+fn provenance(
+    cfg: &Config,
+    target: &Target,
+    device: &probe::Probe,
+    threads: u32,
+    reps: &[RepResult],
+) -> anyhow::Result<Provenance> {
+    let first = reps.first();
+    let ran =
+        |f: fn(&RepResult) -> &String| first.map_or_else(|| "unrecorded".into(), |r| f(r).clone());
+    let (
+        model_file,
+        model_bytes,
+        model_sha256,
+        synthetic,
+        architecture,
+        quant,
+        parameters,
+        endpoint,
+    ) = match target {
+        Target::Local {
+            path,
+            info,
+            synthetic,
+        } => (
+            path.file_name().map_or_else(
                 || path.display().to_string(),
                 |n| n.to_string_lossy().into_owned(),
             ),
-            model_bytes: info.file_size_bytes,
-            model_sha256: sha,
-            synthetic,
-            architecture: info.architecture.clone(),
-            quant: info.quant.clone(),
-            parameters: info.parameters,
-            threads: reps.first().map_or(threads, |r| r.threads),
-            prompt_tokens: cfg.prompt_tokens,
-            gen_tokens: cfg.gen_tokens,
-            reps: cfg.reps,
-            warmup: cfg.warmup,
-            cold: cfg.cold,
-            seed: cfg.seed,
-            token_deadline_ms: cfg.token_deadline_ms,
-            load: cfg.load.label(),
-            cooldown: cfg.cooldown.label(),
-            simd: reps
-                .first()
-                .map_or_else(|| simd_path().to_owned(), |r| r.simd.clone()),
-            device: DeviceSummary {
-                hostname: device.device.hostname.clone(),
-                cpu: device.cpu.model_name.clone(),
-                logical_cores: device.cpu.logical_cores.clone(),
-                memory_total_bytes: device.memory.total_bytes.clone(),
-                headroom_bytes: device.memory.headroom_bytes.clone(),
-                class: device.class.clone().map(|c| c.id),
-            },
-        },
-        memory_needs: needs,
-        roofline: Roofline {
-            triad_gb_s: bw.triad_gb_s,
-            bytes_per_token,
-            roofline_tps,
-            roofline_pct: 100.0 * decode_mean / roofline_tps,
-        },
-        summary,
-        warnings,
-        energy_source: energy.0,
-        mean_power_w: energy.1,
-        energy_j_per_token: energy.2,
-        battery_drain_pct_per_hour: energy.3,
-        idle_power_w,
-        marginal_power_w,
-        sustained,
-        reps,
+            Some(info.file_size_bytes),
+            Some(fingerprint::sha256_cached(
+                path,
+                &synth::cache_dir().join("sha256.tsv"),
+            )?),
+            synthetic.clone(),
+            Some(info.architecture.clone()),
+            Some(info.quant.clone()),
+            Some(info.parameters),
+            None,
+        ),
+        Target::Endpoint(e) => (
+            e.model.clone(),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some(e.url.clone()),
+        ),
     };
-
-    Ok(report)
+    Ok(Provenance {
+        odai_version: env!("CARGO_PKG_VERSION").into(),
+        protocol: PROTOCOL_VERSION,
+        model_file,
+        model_bytes,
+        model_sha256,
+        synthetic,
+        architecture,
+        quant,
+        parameters,
+        runtime: ran(|r| &r.runtime),
+        runtime_version: ran(|r| &r.runtime_version),
+        backend: ran(|r| &r.backend),
+        runtime_requested: cfg.runtime,
+        gpu_layers: cfg.gpu_layers,
+        endpoint,
+        threads: first.map_or(threads, |r| r.threads),
+        prompt_tokens: cfg.prompt_tokens,
+        gen_tokens: cfg.gen_tokens,
+        reps: cfg.reps,
+        warmup: cfg.warmup,
+        cold: cfg.cold,
+        seed: cfg.seed,
+        token_deadline_ms: cfg.token_deadline_ms,
+        load: cfg.load.label(),
+        cooldown: cfg.cooldown.label(),
+        simd: ran(|r| &r.simd),
+        device: DeviceSummary {
+            hostname: device.device.hostname.clone(),
+            cpu: device.cpu.model_name.clone(),
+            logical_cores: device.cpu.logical_cores.clone(),
+            memory_total_bytes: device.memory.total_bytes.clone(),
+            headroom_bytes: device.memory.headroom_bytes.clone(),
+            class: device.class.clone().map(|c| c.id),
+        },
+    })
 }
 
 /// Waits as `--cooldown` / `--cooldown-to` ask; a warning when the device did not cool enough.

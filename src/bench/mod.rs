@@ -34,7 +34,7 @@ pub fn run_rep(exe: &Path, spec: &CellSpec, threads: Option<u32>) -> Result<RepR
     }
     match client::call(
         cmd,
-        &Request::Rep(spec.clone()),
+        &Request::Rep(Box::new(spec.clone())),
         &client::Options::default(),
     ) {
         Ok(Event::Result(r)) => Ok(*r),
@@ -63,6 +63,9 @@ mod tests {
             root: None,
             sample_interval_s: None,
             sustained: None,
+            runtime: Default::default(),
+            gpu_layers: None,
+            endpoint: None,
         }
     }
 
@@ -74,7 +77,7 @@ mod tests {
         p
     }
 
-    const HELLO: &str = r#"echo '{"event":"hello","protocol":2,"odai_version":"0.1.0"}'"#;
+    const HELLO: &str = r#"echo '{"event":"hello","protocol":3,"odai_version":"0.1.0"}'"#;
 
     #[test]
     fn a_worker_killed_by_sigkill_is_reported_as_likely_out_of_memory() {
@@ -104,11 +107,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let w = fake_worker(
             dir.path(),
-            r#"echo '{"event":"hello","protocol":3,"odai_version":"9.0.0"}'; sleep 30"#,
+            r#"echo '{"event":"hello","protocol":4,"odai_version":"9.0.0"}'; sleep 30"#,
         );
         let e = run_rep(&w, &spec(), None).unwrap_err();
         assert!(
-            e.starts_with("the worker speaks protocol 3 (odai 9.0.0) but this odai"),
+            e.starts_with("the worker speaks protocol 4 (odai 9.0.0) but this odai"),
             "{e}"
         );
     }
@@ -120,7 +123,7 @@ mod tests {
         let e = run_rep(&w, &spec(), None).unwrap_err();
         assert_eq!(
             e,
-            "the worker said something outside protocol 2: \"Segmentation fault\""
+            "the worker said something outside protocol 3: \"Segmentation fault\""
         );
     }
 }

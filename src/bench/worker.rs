@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use crate::bench::stats;
 use crate::bench::sustained;
 use crate::bench::telemetry::{Sampler, Telemetry};
-use crate::engine::{self, Model};
-use crate::protocol::{CellSpec, RepResult};
+use crate::protocol::{CellSpec, EndpointFigures, RepResult};
 use crate::rng::Rng;
+use crate::runtime::{self, LoadOptions, Offload, RuntimeInfo, RuntimeKind};
 use crate::sysroot::{Reading, SysRoot};
 
 /// Asks the kernel to drop the file's pages from the page cache (posix_fadvise(2)
@@ -32,14 +32,18 @@ pub fn evict_from_page_cache(path: &Path) -> Result<(), String> {
     }
 }
 
-/// Peak resident set of this process in bytes (getrusage(2): ru_maxrss is KiB on Linux).
-pub fn peak_rss_bytes() -> u64 {
+/// Peak resident set of this process in bytes (getrusage(2): ru_maxrss is KiB on Linux). A
+/// failed call is an error, never a made-up zero.
+pub fn peak_rss_bytes() -> Result<u64, String> {
     // SAFETY: getrusage fills the zeroed struct.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
-        return 0;
+        return Err(format!(
+            "getrusage failed: {}",
+            std::io::Error::last_os_error()
+        ));
     }
-    ru.ru_maxrss.max(0) as u64 * 1024
+    Ok(ru.ru_maxrss.max(0) as u64 * 1024)
 }
 
 /// llama-bench-style prompt: BOS first where the model has one, then seeded random ids below
@@ -60,84 +64,33 @@ fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
 
-pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
-    if spec.cold {
-        evict_from_page_cache(&spec.model)?;
-    }
-    let started = Instant::now();
-    let mut model = Model::load(&spec.model).map_err(|e| e.to_string())?;
-    let load_ms = ms(started);
+/// What a runtime's run gave the clock: the shared part of every repetition, whichever runtime
+/// produced it. `finish` turns it into a [`RepResult`] the same way for all of them.
+pub struct Timings {
+    pub load_ms: f64,
+    pub first_ttft_ms: f64,
+    pub ttft_ms: f64,
+    /// Prompt tokens the measured prefill ran (an endpoint's is what its `usage` counted).
+    pub prompt_tokens: usize,
+    /// Every decoded token's latency, in order.
+    pub token_ms: Vec<f64>,
+    /// Each decoded token's time since decoding started.
+    pub token_times_s: Vec<f64>,
+    pub decode_s: f64,
+    /// Context resets of a sustained run.
+    pub resets: u64,
+    pub threads: u32,
+    pub runtime: RuntimeInfo,
+    pub offload: Option<Offload>,
+    /// This process's peak RSS, where the model ran in it (not for an endpoint).
+    pub peak_rss_bytes: Option<u64>,
+    pub endpoint: Option<EndpointFigures>,
+}
 
-    let p = spec.prompt_tokens as usize;
-    let n = spec.gen_tokens as usize;
-    if let Some(ctx) = model.info.context_length
-        && (p + n) as u64 > ctx
-    {
-        return Err(format!(
-            "{} prompt + {} generated tokens exceed the model's context length {ctx}",
-            p, n
-        ));
-    }
-    let vocab = model
-        .info
-        .vocab_size
-        .ok_or("the model does not say its vocabulary size")?;
-    let prompt = prompt_ids(vocab, model.info.bos_token_id, p, spec.seed);
-    let fail = |what: &str, e: candle_core::Error| {
-        format!("{what} failed: {}", engine::gguf::candle_message(&e))
-    };
-
-    // The first prefill after load pays candle's one-time work on the weights.
-    let t = Instant::now();
-    let logits = model.forward(&prompt, 0).map_err(|e| fail("prefill", e))?;
-    engine::argmax(&logits);
-    let first_ttft_ms = ms(t);
-
-    model.reset();
-    let t = Instant::now();
-    let logits = model.forward(&prompt, 0).map_err(|e| fail("prefill", e))?;
-    let mut next = engine::argmax(&logits);
-    let ttft_ms = ms(t);
-
-    let root = match &spec.root {
-        Some(dir) => SysRoot::at(dir).map_err(|e| e.to_string())?,
-        None => SysRoot::live(),
-    };
-    let t0 = Instant::now();
-    let sampler = match spec.sample_interval_s {
-        Some(s) if s > 0.0 => Some(Sampler::start(root, Duration::from_secs_f64(s), t0)),
-        _ => None,
-    };
-
-    let mut token_ms = Vec::with_capacity(n);
-    let mut token_times_s = Vec::with_capacity(n);
-    let mut resets = 0u64;
-    let mut pos = p;
-    let context = p + n;
-    loop {
-        match &spec.sustained {
-            None if token_ms.len() >= n => break,
-            Some(sus) if t0.elapsed().as_secs_f64() >= sus.duration_s => break,
-            Some(_) if pos >= context => {
-                // The cell's context (p + n, what the memory-fit check approved) is full: drop
-                // the KV cache and keep decoding from position 0, so the run stays pure decoding
-                // and never stops or errors.
-                model.reset();
-                pos = 0;
-                resets += 1;
-            }
-            _ => {}
-        }
-        let t = Instant::now();
-        let logits = model.forward(&[next], pos).map_err(|e| fail("decode", e))?;
-        next = engine::argmax(&logits);
-        token_ms.push(ms(t));
-        token_times_s.push(t0.elapsed().as_secs_f64());
-        pos += 1;
-    }
-    let decode_s = t0.elapsed().as_secs_f64();
-    let decoded = token_ms.len();
-    let telemetry = sampler.map(Sampler::finish);
+/// Turns a run's timings and telemetry into a repetition's figures: throughput, percentiles,
+/// deadline misses, energy per token, the sustained analysis.
+pub fn finish(spec: &CellSpec, t: Timings, telemetry: Option<Telemetry>) -> RepResult {
+    let decoded = t.token_ms.len();
     let energy = telemetry.as_ref().map(Telemetry::energy);
     let energy_j_per_token = energy.as_ref().map(|e| {
         e.energy_j.clone().and_then(|j| {
@@ -150,45 +103,166 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
     });
     let sustained = spec.sustained.as_ref().map(|sus| {
         sustained::analyze(
-            &token_times_s,
-            resets,
+            &t.token_times_s,
+            t.resets,
             sus.duration_s,
             sus.window_s,
             &sus.checkpoints_s,
             telemetry.as_ref().unwrap_or(&Telemetry::default()),
         )
     });
-
     // Sorted once for the three percentiles (a sustained run has tens of thousands of tokens).
-    let mut sorted_ms = token_ms.clone();
+    let mut sorted_ms = t.token_ms.clone();
     sorted_ms.sort_by(f64::total_cmp);
-    Ok(RepResult {
-        load_ms,
+    let pct = |q: f64| {
+        if sorted_ms.is_empty() {
+            f64::NAN
+        } else {
+            stats::percentile_sorted(&sorted_ms, q)
+        }
+    };
+    RepResult {
+        load_ms: t.load_ms,
         cold: spec.cold,
-        first_ttft_ms,
-        ttft_ms,
-        prefill_tps: p as f64 / (ttft_ms / 1e3),
-        decode_tps: decoded as f64 / decode_s,
-        token_ms_p50: stats::percentile_sorted(&sorted_ms, 50.0),
-        token_ms_p90: stats::percentile_sorted(&sorted_ms, 90.0),
-        token_ms_p99: stats::percentile_sorted(&sorted_ms, 99.0),
+        first_ttft_ms: t.first_ttft_ms,
+        ttft_ms: t.ttft_ms,
+        prefill_tps: t.prompt_tokens as f64 / (t.ttft_ms / 1e3),
+        decode_tps: if t.decode_s > 0.0 {
+            decoded as f64 / t.decode_s
+        } else {
+            f64::NAN
+        },
+        token_ms_p50: pct(50.0),
+        token_ms_p90: pct(90.0),
+        token_ms_p99: pct(99.0),
         deadline_miss_pct: spec.token_deadline_ms.map(|d| {
-            100.0 * token_ms.iter().filter(|&&t| t > d).count() as f64 / decoded.max(1) as f64
+            100.0 * t.token_ms.iter().filter(|&&x| x > d).count() as f64 / decoded.max(1) as f64
         }),
-        peak_rss_bytes: peak_rss_bytes(),
-        threads: candle_core::utils::get_num_threads() as u32,
-        simd: model.simd().to_owned(),
+        peak_rss_bytes: t.peak_rss_bytes,
+        threads: t.threads,
+        simd: t.runtime.backend.clone(),
+        runtime: t.runtime.runtime,
+        runtime_version: t.runtime.runtime_version,
+        backend: t.runtime.backend,
+        offload: t.offload,
+        endpoint: t.endpoint,
         token_ms: if spec.sustained.is_some() {
             // Thousands of tokens: the windows carry the time series instead.
             Vec::new()
         } else {
-            token_ms
+            t.token_ms
         },
         energy,
         energy_j_per_token,
         telemetry,
         sustained,
+    }
+}
+
+/// The telemetry sampler of a repetition's decode phase, as the spec asks.
+pub fn start_sampler(spec: &CellSpec, t0: Instant) -> Result<Option<Sampler>, String> {
+    let root = match &spec.root {
+        Some(dir) => SysRoot::at(dir).map_err(|e| e.to_string())?,
+        None => SysRoot::live(),
+    };
+    Ok(match spec.sample_interval_s {
+        Some(s) if s > 0.0 => Some(Sampler::start(root, Duration::from_secs_f64(s), t0)),
+        _ => None,
     })
+}
+
+/// One repetition on a local runtime, in this process: load, a first prefill (which pays any
+/// lazy one-time work on the weights), the measured prefill, then decode.
+pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
+    if spec.runtime == RuntimeKind::Openai {
+        return crate::runtime::openai::run_rep(spec);
+    }
+    if spec.cold {
+        evict_from_page_cache(&spec.model)?;
+    }
+    let p = spec.prompt_tokens as usize;
+    let n = spec.gen_tokens as usize;
+    let opts = LoadOptions {
+        threads: std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|t| t.parse().ok()),
+        context: spec.prompt_tokens + spec.gen_tokens,
+        batch: spec.prompt_tokens,
+        gpu_layers: spec.gpu_layers,
+    };
+    let started = Instant::now();
+    let mut rt = runtime::load(spec.runtime, &spec.model, &opts).map_err(|e| e.to_string())?;
+    let load_ms = ms(started);
+
+    let vocab = rt.vocab();
+    if let Some(ctx) = vocab.context_length
+        && (p + n) as u64 > ctx
+    {
+        return Err(format!(
+            "{} prompt + {} generated tokens exceed the model's context length {ctx}",
+            p, n
+        ));
+    }
+    if vocab.size == 0 {
+        return Err("the model does not say its vocabulary size".into());
+    }
+    let prompt = prompt_ids(vocab.size, vocab.bos, p, spec.seed);
+    let fail = |what: &str, e: String| format!("{what} failed: {e}");
+
+    let t = Instant::now();
+    rt.prefill(&prompt).map_err(|e| fail("prefill", e))?;
+    let first_ttft_ms = ms(t);
+
+    let t = Instant::now();
+    let mut next = rt.prefill(&prompt).map_err(|e| fail("prefill", e))?;
+    let ttft_ms = ms(t);
+
+    let t0 = Instant::now();
+    let sampler = start_sampler(spec, t0)?;
+    let mut token_ms = Vec::with_capacity(n);
+    let mut token_times_s = Vec::with_capacity(n);
+    let mut resets = 0u64;
+    let mut pos = p;
+    let context = p + n;
+    loop {
+        let t = Instant::now();
+        match &spec.sustained {
+            None if token_ms.len() >= n => break,
+            Some(sus) if t0.elapsed().as_secs_f64() >= sus.duration_s => break,
+            Some(_) if pos >= context => {
+                // The cell's context (p + n, what the memory-fit check approved) is full: start
+                // a new sequence from this token at position 0, so the run stays pure decoding
+                // and never stops or errors.
+                next = rt.prefill(&[next]).map_err(|e| fail("decode", e))?;
+                pos = 1;
+                resets += 1;
+            }
+            _ => {
+                next = rt.decode(next).map_err(|e| fail("decode", e))?;
+                pos += 1;
+            }
+        }
+        token_ms.push(ms(t));
+        token_times_s.push(t0.elapsed().as_secs_f64());
+    }
+    let decode_s = t0.elapsed().as_secs_f64();
+    let telemetry = sampler.map(Sampler::finish);
+    let timings = Timings {
+        load_ms,
+        first_ttft_ms,
+        ttft_ms,
+        prompt_tokens: p,
+        token_ms,
+        token_times_s,
+        decode_s,
+        resets,
+        threads: rt.threads(),
+        runtime: rt.info(),
+        offload: rt.offload(),
+        peak_rss_bytes: Some(peak_rss_bytes()?),
+        endpoint: None,
+    };
+    Ok(finish(spec, timings, telemetry))
 }
 
 #[cfg(test)]

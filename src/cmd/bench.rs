@@ -10,13 +10,42 @@ use crate::cli::{BenchArgs, BenchFormat};
 use crate::engine::synth;
 use crate::error::Error;
 use crate::exit;
-use crate::protocol::SustainedSpec;
+use crate::protocol::{EndpointSpec, SustainedSpec};
+use crate::runtime::RuntimeKind;
 use crate::sysroot::{Reading, SysRoot};
 use crate::units;
 
 impl Config {
     pub fn new(root: SysRoot, a: &BenchArgs) -> anyhow::Result<Self> {
+        let runtime = match (a.runtime.runtime, &a.endpoint) {
+            (RuntimeKind::Auto, Some(_)) | (RuntimeKind::Openai, Some(_)) => RuntimeKind::Openai,
+            (RuntimeKind::Openai, None) => {
+                return Err(Error::Invalid {
+                    flag: "--runtime openai".into(),
+                    problem: "give the endpoint: --endpoint URL --model NAME".into(),
+                }
+                .into());
+            }
+            (other, Some(_)) => {
+                return Err(Error::Invalid {
+                    flag: "--endpoint".into(),
+                    problem: format!(
+                        "an endpoint runs on the openai runtime, not {other} (drop --runtime)"
+                    ),
+                }
+                .into());
+            }
+            (RuntimeKind::Auto, None) => RuntimeKind::from_env(),
+            (other, None) => other,
+        };
+        runtime.available()?;
         let source = match (&a.model, &a.synthetic) {
+            (Some(m), None) if runtime == RuntimeKind::Openai => Source::Endpoint(EndpointSpec {
+                url: a.endpoint.clone().unwrap_or_default(),
+                model: m.display().to_string(),
+                api_key_env: a.api_key_env.clone(),
+                timeout_s: a.request_timeout.as_secs_f64(),
+            }),
             (Some(m), None) => Source::File(m.clone()),
             (None, Some(s)) => {
                 let (p, q) = synth::parse_spec(s, "--synthetic")?;
@@ -79,6 +108,8 @@ impl Config {
             token_deadline_ms: a.token_deadline_ms,
             force: a.force,
             seed: a.seed,
+            runtime,
+            gpu_layers: a.runtime.gpu_layers,
         })
     }
 }
@@ -106,20 +137,28 @@ pub fn execute(
 
 fn render_text(r: &Report) -> String {
     let p = &r.provenance;
+    let what = match (&p.endpoint, &p.architecture, &p.quant) {
+        (Some(url), _, _) => format!("{} at {url}", p.model_file),
+        (None, arch, quant) => format!(
+            "{} ({} {}, {:.1} M params, {})",
+            p.model_file,
+            arch.as_deref().unwrap_or("?"),
+            quant.as_deref().unwrap_or("?"),
+            p.parameters.unwrap_or(0) as f64 / 1e6,
+            p.model_bytes.map_or_else(|| "?".into(), units::bytes),
+        ),
+    };
     let mut s = format!(
-        "{} ({} {}, {:.1} M params, {}) on {} threads, p={} n={}, {} reps + {} warmup, {} load, simd {}, background load {}\n\n",
-        p.model_file,
-        p.architecture,
-        p.quant,
-        p.parameters as f64 / 1e6,
-        units::bytes(p.model_bytes),
+        "{what} on {} {} ({}), {} threads, p={} n={}, {} reps + {} warmup, {} load, background load {}\n\n",
+        p.runtime,
+        p.runtime_version,
+        p.backend,
         p.threads,
         p.prompt_tokens,
         p.gen_tokens,
         p.reps,
         p.warmup,
         if p.cold { "cold" } else { "warm" },
-        p.simd,
         p.load,
     );
     s.push_str(&format!(
@@ -148,22 +187,50 @@ fn render_text(r: &Report) -> String {
             sm.cov_pct
         ));
     }
-    let rf = &r.roofline;
-    s.push_str(&format!(
-        "\n  roofline: {:.1} GB/s triad ÷ {} per token = {:.0} tok/s; decode runs at {:.0} % of it\n",
-        rf.triad_gb_s,
-        units::bytes(rf.bytes_per_token),
-        rf.roofline_tps,
-        rf.roofline_pct
-    ));
-    s.push_str(&format!(
-        "  memory: needs {} at {} tokens (weights {}, KV cache {}, working {})\n",
-        units::bytes(r.memory_needs.total_bytes),
-        r.memory_needs.context,
-        units::bytes(r.memory_needs.weights_bytes),
-        units::bytes(r.memory_needs.kv_cache_bytes),
-        units::bytes(r.memory_needs.working_bytes),
-    ));
+    if let Some(rf) = &r.roofline {
+        s.push_str(&format!(
+            "\n  roofline: {:.1} GB/s triad ÷ {} per token = {:.0} tok/s; decode runs at {:.0} % of it\n",
+            rf.triad_gb_s,
+            units::bytes(rf.bytes_per_token),
+            rf.roofline_tps,
+            rf.roofline_pct
+        ));
+    }
+    if let Some(m) = &r.memory_needs {
+        s.push_str(&format!(
+            "  memory: needs {} at {} tokens (weights {}, KV cache {}, working {})\n",
+            units::bytes(m.total_bytes),
+            m.context,
+            units::bytes(m.weights_bytes),
+            units::bytes(m.kv_cache_bytes),
+            units::bytes(m.working_bytes),
+        ));
+    }
+    if let Some(o) = r.reps.first().and_then(|x| x.offload.as_ref()) {
+        s.push_str(&format!(
+            "  offload: {} of {} layers on a GPU (asked for {}); devices: {}\n",
+            o.on_gpu,
+            o.layers,
+            o.requested,
+            o.devices.join(", ")
+        ));
+    }
+    if let Some(e) = r.reps.first().and_then(|x| x.endpoint.as_ref()) {
+        s.push_str(&format!(
+            "\n  endpoint: connection set-up {:.1} ms (load_ms), {} prompt tokens by its usage, {} content chunks\n",
+            e.connect_ms,
+            e.usage_prompt_tokens
+                .map_or_else(|| "unreported".into(), |n| n.to_string()),
+            e.chunks
+        ));
+    }
+    if !r.failed_reps.is_empty() {
+        s.push_str(&format!(
+            "  failed repetitions: {} of {}\n",
+            r.failed_reps.len(),
+            r.provenance.reps
+        ));
+    }
     let show = |v: &Reading<f64>, unit: &str| match v {
         Reading::Value(x) => format!("{x:.3} {unit}"),
         Reading::Unavailable(why) => format!("unavailable: {why}"),
@@ -282,7 +349,9 @@ fn render_csv(r: &Report) -> anyhow::Result<String> {
         "prompt_tokens",
         "gen_tokens",
         "cold",
-        "simd",
+        "runtime",
+        "runtime_version",
+        "backend",
         "load_ms",
         "first_ttft_ms",
         "ttft_ms",
@@ -300,14 +369,16 @@ fn render_csv(r: &Report) -> anyhow::Result<String> {
         w.write_record([
             (i + 1).to_string(),
             p.model_file.clone(),
-            p.model_sha256.clone(),
-            p.architecture.clone(),
-            p.quant.clone(),
+            p.model_sha256.clone().unwrap_or_default(),
+            p.architecture.clone().unwrap_or_default(),
+            p.quant.clone().unwrap_or_default(),
             rep.threads.to_string(),
             p.prompt_tokens.to_string(),
             p.gen_tokens.to_string(),
             rep.cold.to_string(),
-            rep.simd.clone(),
+            rep.runtime.clone(),
+            rep.runtime_version.clone(),
+            rep.backend.clone(),
             format!("{:.3}", rep.load_ms),
             format!("{:.3}", rep.first_ttft_ms),
             format!("{:.3}", rep.ttft_ms),
@@ -318,8 +389,10 @@ fn render_csv(r: &Report) -> anyhow::Result<String> {
             format!("{:.3}", rep.token_ms_p99),
             rep.deadline_miss_pct
                 .map_or(String::new(), |v| format!("{v:.2}")),
-            rep.peak_rss_bytes.to_string(),
-            format!("{:.3}", r.roofline.roofline_tps),
+            rep.peak_rss_bytes.map_or(String::new(), |b| b.to_string()),
+            r.roofline
+                .as_ref()
+                .map_or(String::new(), |rf| format!("{:.3}", rf.roofline_tps)),
             p.odai_version.clone(),
         ])?;
     }

@@ -4,13 +4,13 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use serde::Serialize;
 
 use crate::cli::{Format, GenerateArgs};
-use crate::engine::{self, Model, gguf::Gguf, text};
+use crate::engine::{gguf::Gguf, text};
 use crate::error::Error;
 use crate::exit;
+use crate::runtime::{self, LoadOptions, RuntimeInfo, RuntimeKind};
 
 pub struct Config {
     pub model: PathBuf,
@@ -18,6 +18,8 @@ pub struct Config {
     pub gen_tokens: u32,
     pub threads: Option<u32>,
     pub format: Format,
+    pub runtime: RuntimeKind,
+    pub gpu_layers: Option<u32>,
 }
 
 pub enum Prompt {
@@ -38,12 +40,28 @@ impl Config {
                 .into());
             }
         };
+        let runtime = match args.runtime.runtime {
+            RuntimeKind::Auto => RuntimeKind::from_env(),
+            RuntimeKind::Openai => {
+                return Err(Error::Invalid {
+                    flag: "--runtime openai".into(),
+                    problem: "generate runs a local model file; benchmark an endpoint with \
+                              odai bench --endpoint URL --model NAME"
+                        .into(),
+                }
+                .into());
+            }
+            other => other,
+        };
+        runtime.available()?;
         Ok(Config {
             model: args.model.clone(),
             prompt,
             gen_tokens: args.gen_tokens,
             threads: args.threads,
             format: args.format,
+            runtime,
+            gpu_layers: args.runtime.gpu_layers,
         })
     }
 }
@@ -51,10 +69,12 @@ impl Config {
 #[derive(Serialize)]
 struct Output {
     model: String,
+    #[serde(flatten)]
+    runtime: RuntimeInfo,
     prompt_ids: Vec<u32>,
     generated_ids: Vec<u32>,
     generated_text: Option<String>,
-    threads: usize,
+    threads: u32,
     load_ms: f64,
     decode_tps: f64,
 }
@@ -79,10 +99,17 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         }
     };
     drop(g);
+    let opts = LoadOptions {
+        threads: cfg.threads,
+        context: (prompt_ids.len() as u32).saturating_add(cfg.gen_tokens),
+        batch: prompt_ids.len() as u32,
+        gpu_layers: cfg.gpu_layers,
+    };
     let started = Instant::now();
-    let mut model = Model::load(&cfg.model)?;
+    let mut model = runtime::load(cfg.runtime, &cfg.model, &opts)?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
-    if let Some(vocab) = model.info.vocab_size
+    let vocab = model.vocab().size;
+    if vocab > 0
         && let Some(bad) = prompt_ids.iter().find(|&&id| id as u64 >= vocab)
     {
         return Err(Error::Invalid {
@@ -93,15 +120,15 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
     }
 
     let mut generated = Vec::with_capacity(cfg.gen_tokens as usize);
-    let logits = model.forward(&prompt_ids, 0).context("prefill failed")?;
-    let mut next = engine::argmax(&logits);
+    let mut next = model
+        .prefill(&prompt_ids)
+        .map_err(|e| anyhow::anyhow!("prefill failed: {e}"))?;
     generated.push(next);
     let decode_started = Instant::now();
-    for i in 1..cfg.gen_tokens as usize {
-        let logits = model
-            .forward(&[next], prompt_ids.len() + i - 1)
-            .context("decode failed")?;
-        next = engine::argmax(&logits);
+    for _ in 1..cfg.gen_tokens as usize {
+        next = model
+            .decode(next)
+            .map_err(|e| anyhow::anyhow!("decode failed: {e}"))?;
         generated.push(next);
     }
     let decode_s = decode_started.elapsed().as_secs_f64();
@@ -111,9 +138,10 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
             .as_ref()
             .ok()
             .and_then(|t| text::decode(t, &generated)),
+        runtime: model.info(),
         prompt_ids,
         generated_ids: generated,
-        threads: candle_core::utils::get_num_threads(),
+        threads: model.threads(),
         load_ms,
         decode_tps: if decode_s > 0.0 {
             (cfg.gen_tokens as f64 - 1.0) / decode_s
@@ -130,8 +158,13 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
                 s.push_str(&format!("generated text: {t:?}\n"));
             }
             s.push_str(&format!(
-                "load {:.0} ms, decode {:.1} tok/s on {} threads\n",
-                out.load_ms, out.decode_tps, out.threads
+                "load {:.0} ms, decode {:.1} tok/s on {} threads ({} {}, {})\n",
+                out.load_ms,
+                out.decode_tps,
+                out.threads,
+                out.runtime.runtime,
+                out.runtime.runtime_version,
+                out.runtime.backend
             ));
             s
         }

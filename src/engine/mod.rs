@@ -68,16 +68,36 @@ impl Model {
 
     /// Loads `path`, trying odai's own engine first when `own` is true.
     pub fn load_on(path: &Path, own: bool) -> Result<Self, Error> {
+        if own && let Ok(m) = Self::load_own(path)? {
+            return Ok(m);
+        }
+        Self::load_candle(path)
+    }
+
+    /// Loads `path` on odai's own engine; the inner error says why the engine cannot run it
+    /// (an architecture or tensor type it does not cover, no SIMD kernels for this CPU).
+    pub fn load_own(path: &Path) -> Result<Result<Self, String>, Error> {
+        if !kernels::has_simd() {
+            return Ok(Err(
+                "it has no SIMD kernels for this CPU (x86-64 with AVX2 only)".into(),
+            ));
+        }
+        let g = Gguf::open(path)?;
+        let info = ModelInfo::from_gguf(&g)?;
+        Ok(llama::Llama::load(&g)
+            .map(|own| Model {
+                arch: Arch::Own(Box::new(own)),
+                info,
+                device: Device::Cpu,
+            })
+            .map_err(|e| e.0))
+    }
+
+    /// Loads `path` on candle's implementations.
+    pub fn load_candle(path: &Path) -> Result<Self, Error> {
         let g = Gguf::open(path)?;
         let info = ModelInfo::from_gguf(&g)?;
         let device = Device::Cpu;
-        if own && let Ok(own) = llama::Llama::load(&g) {
-            return Ok(Model {
-                arch: Arch::Own(Box::new(own)),
-                info,
-                device,
-            });
-        }
         let file = File::open(path).map_err(|e| Error::Model {
             file: path.to_owned(),
             problem: format!("cannot open it: {e}"),

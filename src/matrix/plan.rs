@@ -45,15 +45,18 @@ fn model_info(m: &ModelRef) -> Result<ModelInfo, String> {
         ModelRef::File { path, .. } => Gguf::open(path)
             .and_then(|g| ModelInfo::from_gguf(&g))
             .map_err(|e| e.to_string()),
+        ModelRef::Endpoint { .. } => Err("an endpoint model has no file to plan".into()),
     }
 }
 
 /// The plan of `matrix` on the device `probe` describes; `bandwidth_gb_s` from its STREAM triad.
+/// Endpoint cells are not a device's: the coordinator runs them (`runner::ENDPOINT_DEVICE`).
 pub fn plan(matrix: &Matrix, probe: &Probe, bandwidth_gb_s: Reading<f64>) -> DevicePlan {
     let headroom = probe.memory.headroom_bytes.clone();
     let cells: Vec<PlannedCell> = matrix
         .cells
         .iter()
+        .filter(|c| !c.model.is_endpoint())
         .map(|c| {
             let info = model_info(&c.model);
             let context = u64::from(c.prompt_tokens) + u64::from(c.gen_tokens);
@@ -64,6 +67,7 @@ pub fn plan(matrix: &Matrix, probe: &Probe, bandwidth_gb_s: Reading<f64>) -> Dev
                 Err(e) => Reading::unavailable(e.clone()),
             };
             let skip = match (&info, &needs, &headroom) {
+                _ if c.runtime.available().is_err() => Some(crate::runtime::NOT_BUILT_IN.into()),
                 (Err(e), _, _) => Some(e.clone()),
                 (Ok(i), _, _) if i.context_length.is_some_and(|max| context > max) => {
                     Some(format!(

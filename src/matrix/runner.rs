@@ -53,6 +53,16 @@ pub fn bench_config(
             }
             Source::File(path.clone())
         }
+        ModelRef::Endpoint {
+            url,
+            model,
+            api_key_env,
+        } => Source::Endpoint(crate::protocol::EndpointSpec {
+            url: url.clone(),
+            model: model.clone(),
+            api_key_env: api_key_env.clone(),
+            timeout_s: ENDPOINT_REQUEST_TIMEOUT.as_secs_f64(),
+        }),
     };
     Ok(cell::Config {
         root: root.clone(),
@@ -75,8 +85,17 @@ pub fn bench_config(
         load: Load::parse(&cell.load).map_err(|e| e.to_string())?,
         cooldown: Cooldown::None,
         idle_baseline: None,
+        runtime: cell.runtime,
+        gpu_layers: None,
     })
 }
+
+/// The device name of endpoint cells in results: the coordinator runs them itself, after the
+/// devices' cells (so a local server and local benchmarks do not compete for this machine).
+pub const ENDPOINT_DEVICE: &str = "endpoint";
+
+/// An endpoint request of a matrix cell that sends nothing for this long fails.
+const ENDPOINT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a run behaves.
 pub struct Options {
@@ -258,7 +277,12 @@ fn run_device(s: &Shared, t: &dyn Transport, tags: &[String]) -> anyhow::Result<
     };
     let empty = HashSet::new();
     let done = s.done.get(name).unwrap_or(&empty);
-    let total = s.matrix.cells.len();
+    let total = s
+        .matrix
+        .cells
+        .iter()
+        .filter(|c| !c.model.is_endpoint())
+        .count();
     let mut finished = 0;
     let mut tick = |s: &Shared, line: String| {
         finished += 1;
@@ -272,7 +296,12 @@ fn run_device(s: &Shared, t: &dyn Transport, tags: &[String]) -> anyhow::Result<
             // Without a probe nothing can be planned: every cell not yet recorded fails.
             let why = offline_reason(&f, attempts);
             s.progress.note(name, &format!("{name}: {why}"));
-            for cell in s.matrix.cells.iter().filter(|c| !done.contains(&c.id)) {
+            for cell in s
+                .matrix
+                .cells
+                .iter()
+                .filter(|c| !c.model.is_endpoint() && !done.contains(&c.id))
+            {
                 s.record(name, cell, Status::Failed, Some(why.clone()), None)?;
                 sum.failed += 1;
                 tick(s, format!("{}: failed: {why}", label(cell)));
@@ -281,7 +310,7 @@ fn run_device(s: &Shared, t: &dyn Transport, tags: &[String]) -> anyhow::Result<
                 .matrix
                 .cells
                 .iter()
-                .filter(|c| done.contains(&c.id))
+                .filter(|c| !c.model.is_endpoint() && done.contains(&c.id))
                 .count();
             s.progress.device_done(name, "offline");
             sum.offline = Some(why);
@@ -402,6 +431,72 @@ fn run_device(s: &Shared, t: &dyn Transport, tags: &[String]) -> anyhow::Result<
     Ok(sum)
 }
 
+/// The matrix's endpoint cells, run here by the coordinator (no worker on a device) after every
+/// device finished; recorded as the device [`ENDPOINT_DEVICE`]. A cell whose every request
+/// failed is recorded failed with the reason; the others carry their failed repetitions.
+fn run_endpoints(s: &Shared) -> anyhow::Result<Option<DeviceSummary>> {
+    let cells: Vec<&Cell> = s
+        .matrix
+        .cells
+        .iter()
+        .filter(|c| c.model.is_endpoint())
+        .collect();
+    if cells.is_empty() {
+        return Ok(None);
+    }
+    let name = ENDPOINT_DEVICE;
+    let mut sum = DeviceSummary {
+        device: name.to_owned(),
+        ..Default::default()
+    };
+    let empty = HashSet::new();
+    let done = s.done.get(name).unwrap_or(&empty);
+    let total = cells.len();
+    let root = SysRoot::live();
+    for (i, c) in cells.iter().enumerate() {
+        if crate::interrupt::requested() {
+            break;
+        }
+        let line = |what: String| format!("[{name} {}/{total}] {} : {what}", i + 1, label(c));
+        if done.contains(&c.id) {
+            sum.already += 1;
+            s.progress.finished(name, &line("already recorded".into()));
+            continue;
+        }
+        s.progress.started(name, &label(c));
+        let outcome = bench_config(&root, c, s.opts.sample_interval_s)
+            .and_then(|cfg| cell::run(&cfg).map_err(|e| format!("{e:#}")));
+        match outcome {
+            Err(_) if crate::interrupt::requested() => break,
+            Ok(r) => {
+                let how = format!(
+                    "ok, TTFT {:.0} ms, decode {:.1} tok/s, {} failed rep(s)",
+                    r.summary.get("ttft_ms").map_or(0.0, |s| s.mean),
+                    r.summary.get("decode_tps").map_or(0.0, |s| s.mean),
+                    r.failed_reps.len()
+                );
+                s.record(name, c, Status::Ok, None, Some(r))?;
+                sum.ok += 1;
+                s.progress.finished(name, &line(how));
+            }
+            Err(why) => {
+                s.record(name, c, Status::Failed, Some(why.clone()), None)?;
+                sum.failed += 1;
+                s.progress.finished(name, &line(format!("failed: {why}")));
+            }
+        }
+    }
+    s.progress.device_done(
+        name,
+        if crate::interrupt::requested() {
+            "interrupted"
+        } else {
+            "done"
+        },
+    );
+    Ok(Some(sum))
+}
+
 /// A device of the run: how to reach it and its farm tags.
 pub struct Device {
     pub transport: Box<dyn Transport>,
@@ -464,10 +559,18 @@ pub fn run(matrix: &Matrix, devices: &[Device], opts: &Options) -> anyhow::Resul
     let store = Store::open(out)?;
     store.write_file("manifest.json", &serde_json::to_vec_pretty(&manifest)?)?;
     let done = Store::done(out);
-    let sizes: Vec<(String, usize)> = names
+    let endpoint_cells = matrix
+        .cells
         .iter()
-        .map(|n| (n.clone(), matrix.cells.len()))
+        .filter(|c| c.model.is_endpoint())
+        .count();
+    let mut sizes: Vec<(String, usize)> = names
+        .iter()
+        .map(|n| (n.clone(), matrix.cells.len() - endpoint_cells))
         .collect();
+    if endpoint_cells > 0 {
+        sizes.push((ENDPOINT_DEVICE.to_owned(), endpoint_cells));
+    }
     let shared = Shared {
         matrix,
         opts,
@@ -499,11 +602,13 @@ pub fn run(matrix: &Matrix, devices: &[Device], opts: &Options) -> anyhow::Resul
             })
             .collect()
     });
+    let endpoints = run_endpoints(&shared);
     shared.progress.finish();
     let mut summaries = Vec::new();
     for r in results {
         summaries.push(r?);
     }
+    summaries.extend(endpoints?);
     let interrupted = crate::interrupt::requested();
     manifest.interrupted = interrupted;
     manifest.finished_unix_s = (!interrupted).then(now_unix_s);

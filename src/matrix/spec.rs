@@ -10,6 +10,7 @@ use toml::Spanned;
 use crate::bench::load::Load;
 use crate::engine::synth;
 use crate::error::Error;
+use crate::runtime::RuntimeKind;
 use crate::units;
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +39,10 @@ struct Axes {
     sustained: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     load: Option<Spanned<Vec<String>>>,
+    /// Runtimes each file or synthetic model runs on (`auto` when absent); an endpoint model
+    /// runs on `openai` only.
+    #[serde(default)]
+    runtimes: Option<Spanned<Vec<String>>>,
 }
 
 /// A model reference: a GGUF path or `synthetic:PRESET:QUANT`, optionally pinned by sha256.
@@ -45,7 +50,18 @@ struct Axes {
 #[serde(untagged)]
 enum ModelEntry {
     Plain(String),
-    Pinned { model: String, sha256: String },
+    /// A model behind an OpenAI-compatible endpoint: the cloud baseline, run from the
+    /// coordinator.
+    Endpoint {
+        endpoint: String,
+        model: String,
+        #[serde(default)]
+        api_key_env: Option<String>,
+    },
+    Pinned {
+        model: String,
+        sha256: String,
+    },
 }
 
 /// A cell matching every key given here is left out.
@@ -59,6 +75,7 @@ struct Exclude {
     cold: Option<bool>,
     sustained: Option<String>,
     load: Option<String>,
+    runtime: Option<String>,
 }
 
 /// Which devices of a farm run the matrix: by class id or tag (any match); all when empty.
@@ -81,15 +98,27 @@ pub enum ModelRef {
         preset: String,
         quant: String,
     },
+    /// A model an OpenAI-compatible endpoint serves; the key is only named, never held.
+    Endpoint {
+        url: String,
+        model: String,
+        api_key_env: Option<String>,
+    },
 }
 
 impl ModelRef {
-    /// As written in matrix files and results: a path, or `synthetic:PRESET:QUANT`.
+    /// As written in matrix files and results: a path, `synthetic:PRESET:QUANT`, or
+    /// `MODEL@URL` for an endpoint.
     pub fn label(&self) -> String {
         match self {
             ModelRef::File { path, .. } => path.display().to_string(),
             ModelRef::Synthetic { preset, quant } => format!("synthetic:{preset}:{quant}"),
+            ModelRef::Endpoint { url, model, .. } => format!("{model}@{url}"),
         }
+    }
+
+    pub fn is_endpoint(&self) -> bool {
+        matches!(self, ModelRef::Endpoint { .. })
     }
 }
 
@@ -107,6 +136,9 @@ pub struct Cell {
     pub load: String,
     pub reps: u32,
     pub warmup: u32,
+    /// The runtime; `auto` in results written before runtimes were an axis.
+    #[serde(default)]
+    pub runtime: RuntimeKind,
 }
 
 /// A validated matrix.
@@ -155,11 +187,32 @@ impl Matrix {
             let (reference, sha256) = match entry.get_ref() {
                 ModelEntry::Plain(m) => (m.as_str(), None),
                 ModelEntry::Pinned { model, sha256 } => (model.as_str(), Some(sha256.clone())),
+                ModelEntry::Endpoint { model, .. } => (model.as_str(), None),
             };
             if let Some(h) = &sha256
                 && !(h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
             {
                 return Err(err(off, format!("sha256 {h:?} is not 64 hex digits")));
+            }
+            if let ModelEntry::Endpoint {
+                endpoint,
+                model,
+                api_key_env,
+            } = entry.get_ref()
+            {
+                crate::runtime::openai::Url::parse(endpoint).map_err(|m| err(off, m))?;
+                if model.trim().is_empty() {
+                    return Err(err(
+                        off,
+                        "an endpoint entry needs the model name it serves".into(),
+                    ));
+                }
+                models.push(ModelRef::Endpoint {
+                    url: endpoint.clone(),
+                    model: model.clone(),
+                    api_key_env: api_key_env.clone(),
+                });
+                continue;
             }
             models.push(parse_model(reference, sha256).map_err(|m| err(off, m))?);
         }
@@ -219,6 +272,25 @@ impl Matrix {
                     .collect::<Result<_, _>>()?
             }
         };
+        let runtimes: Vec<RuntimeKind> = match &axes.runtimes {
+            None => vec![RuntimeKind::Auto],
+            Some(list) => {
+                non_empty("runtimes", list.span(), list.get_ref().len())?;
+                list.get_ref()
+                    .iter()
+                    .map(|r| match RuntimeKind::parse(r) {
+                        Ok(RuntimeKind::Openai) => Err(err(
+                            list.span().start,
+                            "runtimes: openai runs endpoint models: list them under models as \
+                             { endpoint = \"URL\", model = \"NAME\" }"
+                                .into(),
+                        )),
+                        Ok(k) => Ok(k),
+                        Err(m) => Err(err(list.span().start, format!("runtimes: {m}"))),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+        };
         let colds = axes.cold.clone().unwrap_or_else(|| vec![false]);
         if colds.is_empty() {
             return Err(err(
@@ -229,29 +301,38 @@ impl Matrix {
 
         let mut cells = Vec::new();
         for model in &models {
-            for &threads in axes.threads.get_ref() {
-                for &p in axes.prompt_tokens.get_ref() {
-                    for &n in axes.gen_tokens.get_ref() {
-                        for &cold in &colds {
-                            for &sus in &sustained {
-                                for load in &loads {
-                                    let cell = Cell {
-                                        id: String::new(),
-                                        model: model.clone(),
-                                        threads,
-                                        prompt_tokens: p,
-                                        gen_tokens: n,
-                                        cold,
-                                        sustained_s: sus,
-                                        load: load.clone(),
-                                        reps: *axes.reps.get_ref(),
-                                        warmup: axes.warmup.unwrap_or(if sus.is_some() {
-                                            0
-                                        } else {
-                                            1
-                                        }),
-                                    };
-                                    cells.push(cell);
+            // An endpoint runs on its own runtime, once; a local model on each listed one.
+            let model_runtimes = if model.is_endpoint() {
+                vec![RuntimeKind::Openai]
+            } else {
+                runtimes.clone()
+            };
+            for &runtime in &model_runtimes {
+                for &threads in axes.threads.get_ref() {
+                    for &p in axes.prompt_tokens.get_ref() {
+                        for &n in axes.gen_tokens.get_ref() {
+                            for &cold in &colds {
+                                for &sus in &sustained {
+                                    for load in &loads {
+                                        let cell = Cell {
+                                            id: String::new(),
+                                            model: model.clone(),
+                                            threads,
+                                            prompt_tokens: p,
+                                            gen_tokens: n,
+                                            cold,
+                                            sustained_s: sus,
+                                            load: load.clone(),
+                                            reps: *axes.reps.get_ref(),
+                                            warmup: axes.warmup.unwrap_or(if sus.is_some() {
+                                                0
+                                            } else {
+                                                1
+                                            }),
+                                            runtime,
+                                        };
+                                        cells.push(cell);
+                                    }
                                 }
                             }
                         }
@@ -264,6 +345,9 @@ impl Matrix {
             if let Some(s) = &e.sustained {
                 units::parse_duration(s)
                     .map_err(|m| err(ex.span().start, format!("exclude: {m}")))?;
+            }
+            if let Some(r) = &e.runtime {
+                RuntimeKind::parse(r).map_err(|m| err(ex.span().start, format!("exclude: {m}")))?;
             }
         }
         cells.retain(|c| !raw.exclude.iter().any(|e| excluded(c, e.get_ref())));
@@ -312,9 +396,14 @@ fn excluded(c: &Cell, e: &Exclude) -> bool {
         .load
         .as_ref()
         .is_none_or(|l| Load::parse(l).is_ok_and(|l| l.label() == c.load));
+    let runtime = e
+        .runtime
+        .as_ref()
+        .is_none_or(|r| RuntimeKind::parse(r).is_ok_and(|r| r == c.runtime));
     model
         && sus
         && load
+        && runtime
         && e.threads.is_none_or(|t| t == c.threads)
         && e.prompt_tokens.is_none_or(|p| p == c.prompt_tokens)
         && e.gen_tokens.is_none_or(|n| n == c.gen_tokens)
@@ -322,10 +411,15 @@ fn excluded(c: &Cell, e: &Exclude) -> bool {
 }
 
 /// A short stable id: FNV-1a over the cell's parameters (not its position in the file), so
-/// reordering a matrix keeps the ids of its cells.
+/// reordering a matrix keeps the ids of its cells. The runtime joins the key only when it is not
+/// `auto`, so the cells of matrices written before the runtime axis keep their ids.
 fn cell_id(c: &Cell) -> String {
+    let runtime = match c.runtime {
+        RuntimeKind::Auto => String::new(),
+        r => format!("|rt{r}"),
+    };
     let key = format!(
-        "{}|t{}|p{}|n{}|cold{}|sus{:?}|load{}|reps{}|warm{}",
+        "{}|t{}|p{}|n{}|cold{}|sus{:?}|load{}|reps{}|warm{}{runtime}",
         c.model.label(),
         c.threads,
         c.prompt_tokens,

@@ -74,6 +74,10 @@ impl ResultsSet {
         devices.sort_unstable();
         devices.dedup();
         for d in devices {
+            if d == crate::matrix::runner::ENDPOINT_DEVICE {
+                // The coordinator ran these cells against an endpoint: no device to probe.
+                continue;
+            }
             let p = dir.join(format!("probe-{d}.json"));
             match std::fs::read(&p)
                 .ok()
@@ -133,6 +137,7 @@ pub const METRICS: &[&str] = &[
     "battery_drain_pct_per_hour",
     "sustained_decode_tps",
     "sustained_stability",
+    "failure_rate_pct",
 ];
 
 /// One device × cell.
@@ -143,6 +148,11 @@ pub struct Row {
     pub cell_id: String,
     pub model: String,
     pub quant: Option<String>,
+    /// The runtime that ran (`odai`, `candle`, `llama.cpp`, `openai`), its version and backend;
+    /// what the matrix asked for when the cell produced no report.
+    pub runtime: String,
+    pub runtime_version: String,
+    pub backend: String,
     pub threads: u32,
     pub prompt_tokens: u32,
     pub gen_tokens: u32,
@@ -214,7 +224,10 @@ pub fn row(r: &Record, class: Option<String>) -> Row {
         let decode = series(|x| x.decode_tps);
         let load = series(|x| x.load_ms);
         let prefill = series(|x| x.prefill_tps);
-        let rss = series(|x| x.peak_rss_bytes as f64);
+        let rss: Vec<f64> = reps
+            .iter()
+            .filter_map(|x| x.peak_rss_bytes.map(|b| b as f64))
+            .collect();
         token_ms = reps
             .iter()
             .flat_map(|x| x.token_ms.iter().copied())
@@ -274,7 +287,17 @@ pub fn row(r: &Record, class: Option<String>) -> Row {
                 );
             }
         }
-        put("roofline_pct", Some(rep.roofline.roofline_pct));
+        put(
+            "roofline_pct",
+            rep.roofline.as_ref().map(|rf| rf.roofline_pct),
+        );
+        let attempted = reps.len() + rep.failed_reps.len();
+        if attempted > 0 {
+            put(
+                "failure_rate_pct",
+                Some(100.0 * rep.failed_reps.len() as f64 / attempted as f64),
+            );
+        }
         for (k, v) in [
             ("mean_power_w", &rep.mean_power_w),
             ("energy_j_per_token", &rep.energy_j_per_token),
@@ -315,7 +338,19 @@ pub fn row(r: &Record, class: Option<String>) -> Row {
         class,
         cell_id: r.cell_id.clone(),
         model: c.model.label(),
-        quant: r.report.as_ref().map(|x| x.provenance.quant.clone()),
+        quant: r.report.as_ref().and_then(|x| x.provenance.quant.clone()),
+        runtime: r.report.as_ref().map_or_else(
+            || c.runtime.name().to_owned(),
+            |x| x.provenance.runtime.clone(),
+        ),
+        runtime_version: r
+            .report
+            .as_ref()
+            .map_or_else(String::new, |x| x.provenance.runtime_version.clone()),
+        backend: r
+            .report
+            .as_ref()
+            .map_or_else(String::new, |x| x.provenance.backend.clone()),
         threads: c.threads,
         prompt_tokens: c.prompt_tokens,
         gen_tokens: c.gen_tokens,
@@ -335,6 +370,9 @@ pub fn row(r: &Record, class: Option<String>) -> Row {
         token_ms,
         samples,
         odai_version: r.report.as_ref().map(|x| x.provenance.odai_version.clone()),
-        model_sha256: r.report.as_ref().map(|x| x.provenance.model_sha256.clone()),
+        model_sha256: r
+            .report
+            .as_ref()
+            .and_then(|x| x.provenance.model_sha256.clone()),
     }
 }

@@ -1,0 +1,229 @@
+//! Runtimes: what runs a model. A team ships a runtime, not a model file, and the same model runs
+//! very differently on odai's own engine, candle, llama.cpp or a hosted endpoint, so the runtime is
+//! an axis of every cell and a column of every result.
+//!
+//! A runtime only loads, prefills, decodes and says what it is ([`Runtime`]); timing, statistics,
+//! telemetry and memory accounting are the cell's (`bench::worker`), shared by every runtime, so
+//! two runtimes' figures are measured the same way. An endpoint ([`openai`]) runs whole requests
+//! instead of token steps: it reports arrival times, and the same shared code turns them into a
+//! repetition's figures.
+
+pub mod candle;
+#[cfg(feature = "llama-cpp")]
+pub mod llama_cpp;
+pub mod odai;
+pub mod openai;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// Which runtime a cell runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RuntimeKind {
+    /// odai's engine where it runs the model (llama on x86-64 AVX2), else candle: the choice odai
+    /// made before runtimes were an axis.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "odai")]
+    Odai,
+    #[serde(rename = "candle")]
+    Candle,
+    #[serde(rename = "llama.cpp")]
+    LlamaCpp,
+    /// Any OpenAI-compatible HTTP endpoint (llama-server, ollama, vLLM, a hosted API).
+    #[serde(rename = "openai")]
+    Openai,
+}
+
+/// Every name `--runtime` and matrix files accept, in the order `--help` lists them.
+pub const NAMES: &[&str] = &["auto", "odai", "candle", "llama.cpp", "openai"];
+
+impl RuntimeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Auto => "auto",
+            RuntimeKind::Odai => "odai",
+            RuntimeKind::Candle => "candle",
+            RuntimeKind::LlamaCpp => "llama.cpp",
+            RuntimeKind::Openai => "openai",
+        }
+    }
+
+    /// Parses a runtime name; `llama-cpp` and `llamacpp` are accepted for `llama.cpp`.
+    pub fn parse(s: &str) -> Result<RuntimeKind, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(RuntimeKind::Auto),
+            "odai" => Ok(RuntimeKind::Odai),
+            "candle" => Ok(RuntimeKind::Candle),
+            "llama.cpp" | "llama-cpp" | "llamacpp" => Ok(RuntimeKind::LlamaCpp),
+            "openai" => Ok(RuntimeKind::Openai),
+            other => Err(format!(
+                "unknown runtime {other:?}: choose one of {}",
+                NAMES.join(", ")
+            )),
+        }
+    }
+
+    /// The runtime `ODAI_ENGINE` asks for (the older name of `--runtime`): `candle` or `odai`.
+    pub fn from_env() -> RuntimeKind {
+        match std::env::var(crate::engine::ENGINE_ENV) {
+            Ok(v) if v.eq_ignore_ascii_case("candle") => RuntimeKind::Candle,
+            Ok(v) if v.eq_ignore_ascii_case("odai") => RuntimeKind::Odai,
+            _ => RuntimeKind::Auto,
+        }
+    }
+
+    /// Whether this binary can run it: llama.cpp only with the `llama-cpp` feature.
+    pub fn available(self) -> Result<(), Error> {
+        if self == RuntimeKind::LlamaCpp && !cfg!(feature = "llama-cpp") {
+            return Err(Error::Invalid {
+                flag: "--runtime llama.cpp".into(),
+                problem: NOT_BUILT_IN.into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a binary built without the `llama-cpp` feature says when asked for llama.cpp.
+pub const NOT_BUILT_IN: &str = "this odai was built without llama.cpp; build it in with \
+`cargo install --path . --features llama-cpp` (needs cmake and libclang: apt-get install cmake libclang-dev)";
+
+impl std::fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What ran a repetition, as every result row records it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeInfo {
+    /// `odai`, `candle`, `llama.cpp` or `openai` (never `auto`: the runtime that actually ran).
+    pub runtime: String,
+    /// The runtime's own version: odai's, candle's crate version, llama.cpp's build, or what the
+    /// endpoint's server says it is.
+    pub runtime_version: String,
+    /// How it ran: the kernels' SIMD path, the compute backend and device, or the endpoint.
+    pub backend: String,
+}
+
+/// What a runtime knows of the model it loaded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Vocab {
+    pub size: u64,
+    pub bos: Option<u64>,
+    pub context_length: Option<u64>,
+}
+
+/// How to load a model.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Threads for the kernels (the process's pool is sized from it too); `None`: the runtime's
+    /// default.
+    pub threads: Option<u32>,
+    /// Tokens of context the run needs (prompt + generated).
+    pub context: u32,
+    /// The longest prefill the run does (llama.cpp sizes its batch from it).
+    pub batch: u32,
+    /// Layers to offload to a GPU (llama.cpp); `None`: none.
+    pub gpu_layers: Option<u32>,
+}
+
+/// A runtime with a model loaded, run token by token (greedy). Positions are the runtime's own:
+/// `prefill` starts a sequence at position 0, each `decode` appends one token.
+pub trait Runtime {
+    fn info(&self) -> RuntimeInfo;
+    fn vocab(&self) -> Vocab;
+    /// Threads its kernels run on.
+    fn threads(&self) -> u32;
+    /// Forgets the sequence (KV cache) and runs `tokens` from position 0; returns the greedy next
+    /// token.
+    fn prefill(&mut self, tokens: &[u32]) -> Result<u32, String>;
+    /// Runs one token at the next position; returns the greedy next token.
+    fn decode(&mut self, token: u32) -> Result<u32, String>;
+    /// Layers the runtime put on a GPU and where, when it can offload (llama.cpp).
+    fn offload(&self) -> Option<Offload> {
+        None
+    }
+}
+
+/// Where a runtime's layers ran.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Offload {
+    /// Layers asked for with `--gpu-layers`.
+    pub requested: u32,
+    /// Layers on a GPU device.
+    pub on_gpu: u32,
+    pub layers: u32,
+    /// The devices llama.cpp used (`CPU`, `Vulkan0 (llvmpipe)`, `CUDA0 (NVIDIA H200)`…).
+    pub devices: Vec<String>,
+}
+
+/// Loads `path` on the runtime `kind` (local runtimes only: an endpoint has no file).
+#[cfg_attr(not(feature = "llama-cpp"), allow(unused_variables))]
+pub fn load(kind: RuntimeKind, path: &Path, opts: &LoadOptions) -> Result<Box<dyn Runtime>, Error> {
+    kind.available()?;
+    match kind {
+        RuntimeKind::Auto => match odai::OwnEngine::load(path)? {
+            Ok(m) => Ok(Box::new(m)),
+            Err(_) => Ok(Box::new(candle::Candle::load(path)?)),
+        },
+        RuntimeKind::Odai => match odai::OwnEngine::load(path)? {
+            Ok(m) => Ok(Box::new(m)),
+            Err(why) => Err(Error::Model {
+                file: path.to_owned(),
+                problem: format!(
+                    "odai's engine cannot run it: {why} (--runtime candle or auto runs it on candle)"
+                ),
+            }),
+        },
+        RuntimeKind::Candle => Ok(Box::new(candle::Candle::load(path)?)),
+        #[cfg(feature = "llama-cpp")]
+        RuntimeKind::LlamaCpp => Ok(Box::new(llama_cpp::LlamaCpp::load(path, opts)?)),
+        #[cfg(not(feature = "llama-cpp"))]
+        RuntimeKind::LlamaCpp => unreachable!("available() refused it"),
+        RuntimeKind::Openai => Err(Error::Invalid {
+            flag: "--runtime openai".into(),
+            problem: "an endpoint has no model file: give --endpoint URL and --model NAME".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_names_round_trip_and_unknown_ones_say_the_choices() {
+        for n in NAMES {
+            let k = RuntimeKind::parse(n).unwrap();
+            assert_eq!(k.name(), *n);
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{n}\""),
+                "serialized as written"
+            );
+        }
+        assert_eq!(
+            RuntimeKind::parse("llama-cpp").unwrap(),
+            RuntimeKind::LlamaCpp
+        );
+        assert_eq!(
+            RuntimeKind::parse("tensorrt").unwrap_err(),
+            "unknown runtime \"tensorrt\": choose one of auto, odai, candle, llama.cpp, openai"
+        );
+    }
+
+    #[cfg(not(feature = "llama-cpp"))]
+    #[test]
+    fn a_binary_without_llama_cpp_says_how_to_get_it() {
+        assert_eq!(
+            RuntimeKind::LlamaCpp.available().unwrap_err().to_string(),
+            format!("--runtime llama.cpp: {NOT_BUILT_IN}")
+        );
+    }
+}

@@ -1,0 +1,679 @@
+//! The `openai` runtime: any OpenAI-compatible endpoint (llama.cpp's llama-server, ollama, vLLM,
+//! LM Studio, a hosted API) measured as the cloud baseline of a hybrid verdict.
+//!
+//! One repetition is one streaming `POST {url}/chat/completions` (`stream: true`,
+//! `stream_options.include_usage`), timed by odai's clock:
+//! - connection set-up (DNS, TCP, TLS) apart from TTFT — recorded as the repetition's `load_ms`,
+//!   the endpoint's cold-start cost, and in `endpoint.connect_ms`;
+//! - TTFT = the request's first byte sent to the first content chunk's arrival;
+//! - per-token latency = the gaps between content chunks (one token each on llama-server, vLLM
+//!   and OpenAI's API; `chunks` and `usage` say when a server batches);
+//! - prompt and completion tokens from `usage`, and the server's `timings` when it sends them.
+//!
+//! The exchange is HTTP/1.1 written here over std's `TcpStream` and rustls rather than through an
+//! HTTP client crate: each phase has to be timed apart (set-up, first byte, every chunk), which
+//! ureq and reqwest fold into one request call. Prompt and completion text never leave this file:
+//! results hold counts and times only.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::bench::telemetry::Sampler;
+use crate::bench::worker::{self, Timings};
+use crate::protocol::{CellSpec, EndpointFigures, EndpointSpec, RepResult, ServerTimings};
+use crate::rng::Rng;
+use crate::runtime::RuntimeInfo;
+
+/// The longest error body read from a server that answered with an error status.
+const ERROR_BODY_LIMIT: usize = 64 << 10;
+
+/// A parsed endpoint URL.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Url {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// The path prefix, without a trailing slash (`/v1`).
+    pub path: String,
+}
+
+impl Url {
+    pub fn parse(s: &str) -> Result<Url, String> {
+        let bad =
+            |why: &str| format!("--endpoint {s:?}: {why} (example: http://127.0.0.1:8080/v1)");
+        let (tls, rest) = if let Some(r) = s.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = s.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(bad("not an http:// or https:// URL"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let end = v6
+                .find(']')
+                .ok_or_else(|| bad("an IPv6 host needs its closing ]"))?;
+            let port = v6[end + 1..].strip_prefix(':');
+            (v6[..end].to_owned(), port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), Some(p)),
+                None => (authority.to_owned(), None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let port = match port {
+            Some(p) => p.parse().map_err(|_| bad("the port is not a number"))?,
+            None if tls => 443,
+            None => 80,
+        };
+        Ok(Url {
+            tls,
+            host,
+            port,
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// Either side of a connection: plain TCP or TLS over it.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports TLS 1.2 and 1.3")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// An I/O error as a user reads it: a timeout is a stalled server.
+fn io_reason(e: &std::io::Error, timeout: Duration, what: &str) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!(
+            "the endpoint sent nothing for {} while {what} (stalled; the limit is --request-timeout)",
+            crate::units::duration(timeout)
+        ),
+        _ => format!("{what}: {e}"),
+    }
+}
+
+/// DNS, TCP and TLS: a connection ready for the request.
+fn connect(url: &Url, timeout: Duration) -> Result<Conn, String> {
+    let target = format!("{}:{}", url.host, url.port);
+    let addrs: Vec<_> = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
+        .collect();
+    let mut last = format!("{target} resolves to no address");
+    let mut tcp = None;
+    for a in &addrs {
+        match TcpStream::connect_timeout(a, timeout) {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = format!("cannot connect to {target}: {e}"),
+        }
+    }
+    let tcp = tcp.ok_or(last)?;
+    tcp.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    tcp.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    if !url.tls {
+        return Ok(Conn::Plain(tcp));
+    }
+    let name = rustls::pki_types::ServerName::try_from(url.host.clone())
+        .map_err(|e| format!("{}: not a TLS server name: {e}", url.host))?;
+    let conn = rustls::ClientConnection::new(tls_config(), name)
+        .map_err(|e| format!("TLS set-up for {target}: {e}"))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    // The handshake now, so that it counts as set-up and not as time to first token.
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .map_err(|e| io_reason(&e, timeout, &format!("TLS handshake with {target}")))?;
+    }
+    Ok(Conn::Tls(Box::new(tls)))
+}
+
+/// A response body: by Content-Length, chunked (RFC 9112 §7.1), or until the server closes.
+struct Body<R> {
+    inner: R,
+    chunked: bool,
+    /// Bytes left in the current chunk, or of the Content-Length.
+    left: Option<u64>,
+    done: bool,
+}
+
+impl<R: BufRead> Read for Body<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.chunked && self.left.is_none_or(|l| l == 0) {
+            if self.left == Some(0) {
+                // The CRLF that ends the previous chunk's data.
+                let mut crlf = String::new();
+                self.inner.read_line(&mut crlf)?;
+            }
+            let mut line = String::new();
+            if self.inner.read_line(&mut line)? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the connection closed inside a chunked body",
+                ));
+            }
+            let size = line.trim().split(';').next().unwrap_or("");
+            let size = u64::from_str_radix(size, 16).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("malformed chunk size {:?}", line.trim()),
+                )
+            })?;
+            if size == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+            self.left = Some(size);
+        }
+        let want = match self.left {
+            Some(l) => buf.len().min(l as usize),
+            None => buf.len(),
+        };
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            if self.left.is_some_and(|l| l > 0) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the connection closed mid-response",
+                ));
+            }
+            self.done = true;
+        }
+        if let Some(l) = &mut self.left {
+            *l -= n as u64;
+            if *l == 0 && !self.chunked {
+                self.done = true;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The status and the framing of a response, read from its head.
+struct Head {
+    status: u16,
+    reason: String,
+    chunked: bool,
+    length: Option<u64>,
+}
+
+fn read_head(r: &mut impl BufRead) -> std::io::Result<Option<Head>> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    let mut parts = line.trim_end().splitn(3, ' ');
+    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
+        return Ok(None);
+    };
+    let Ok(status) = code.parse() else {
+        return Ok(None);
+    };
+    if !version.starts_with("HTTP/") {
+        return Ok(None);
+    }
+    let mut head = Head {
+        status,
+        reason: parts.next().unwrap_or("").to_owned(),
+        chunked: false,
+        length: None,
+    };
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            let v = v.trim();
+            if k.eq_ignore_ascii_case("transfer-encoding")
+                && v.to_ascii_lowercase().contains("chunked")
+            {
+                head.chunked = true;
+            } else if k.eq_ignore_ascii_case("content-length") {
+                head.length = v.parse().ok();
+            }
+        }
+    }
+    Ok(Some(head))
+}
+
+/// The `message` of an OpenAI-style error body (`{"error": {"message": …}}`, or llama-server's
+/// and ollama's variants), else the body's first line.
+fn error_message(body: &str) -> String {
+    let v: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    let from_json = v.as_ref().and_then(|v| {
+        v.pointer("/error/message")
+            .or_else(|| v.get("error"))
+            .or_else(|| v.get("message"))
+            .and_then(|m| m.as_str())
+            .map(str::to_owned)
+    });
+    from_json.unwrap_or_else(|| {
+        let first = body.lines().next().unwrap_or("").trim();
+        first.chars().take(200).collect()
+    })
+}
+
+/// Seeded English-like filler: words most BPE vocabularies hold as one token each, so the word
+/// count steers the prompt's token count.
+const WORDS: &[&str] = &[
+    "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by",
+    "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an",
+    "had", "they", "you", "were", "their", "one", "all", "we", "can", "her", "has", "there",
+    "been", "if", "more", "when", "will", "would", "who", "so", "no", "time", "day", "world",
+    "water", "house", "light", "city", "music", "river", "story", "market", "garden",
+];
+
+fn prompt_text(words: usize, seed: u64) -> String {
+    let mut rng = Rng::new(seed);
+    let mut s = String::with_capacity(words * 6);
+    for i in 0..words {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(WORDS[rng.below(WORDS.len() as u64) as usize]);
+    }
+    s
+}
+
+/// Prompt tokens per filler word, as the endpoint's `usage` counted them (chat template
+/// included); learned from each response so that later repetitions hit the cell's prompt length.
+static TOKENS_PER_WORD: Mutex<Option<(String, f64)>> = Mutex::new(None);
+
+fn words_for(e: &EndpointSpec, tokens: u32) -> usize {
+    let key = format!("{} {}", e.url, e.model);
+    let per_word = match &*TOKENS_PER_WORD.lock().unwrap_or_else(|p| p.into_inner()) {
+        Some((k, r)) if *k == key => *r,
+        _ => 1.0,
+    };
+    ((f64::from(tokens) / per_word).round() as usize).max(1)
+}
+
+fn learn(e: &EndpointSpec, words: usize, prompt_tokens: u64) {
+    if words > 0 && prompt_tokens > 0 {
+        let key = format!("{} {}", e.url, e.model);
+        *TOKENS_PER_WORD.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((key, prompt_tokens as f64 / words as f64));
+    }
+}
+
+/// What the stream gave, before it becomes a repetition.
+struct Stream {
+    /// Content chunks' arrival times.
+    arrivals: Vec<Instant>,
+    usage_prompt: Option<u64>,
+    usage_completion: Option<u64>,
+    timings: Option<ServerTimings>,
+    server: Option<String>,
+}
+
+/// One streaming request; `sent` is when its first byte went out.
+fn exchange(
+    conn: Conn,
+    url: &Url,
+    key: Option<&str>,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<(Instant, Stream), String> {
+    let mut head = format!(
+        "POST {}/chat/completions HTTP/1.1\r\nHost: {}\r\nUser-Agent: odai/{}\r\n\
+         Content-Type: application/json\r\nAccept: text/event-stream\r\nContent-Length: {}\r\n\
+         Connection: close\r\n",
+        url.path,
+        if url.port == 80 || url.port == 443 {
+            url.host.clone()
+        } else {
+            format!("{}:{}", url.host, url.port)
+        },
+        env!("CARGO_PKG_VERSION"),
+        body.len()
+    );
+    if let Some(k) = key {
+        head.push_str(&format!("Authorization: Bearer {k}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut conn = conn;
+    let sent = Instant::now();
+    conn.write_all(head.as_bytes())
+        .and_then(|()| conn.write_all(body))
+        .and_then(|()| conn.flush())
+        .map_err(|err| io_reason(&err, timeout, "sending the request"))?;
+    let mut r = BufReader::new(conn);
+    let h = read_head(&mut r)
+        .map_err(|err| io_reason(&err, timeout, "waiting for the response"))?
+        .ok_or("the endpoint closed the connection or answered something other than HTTP")?;
+    let mut body = Body {
+        inner: r,
+        chunked: h.chunked,
+        left: if h.chunked { None } else { h.length },
+        done: false,
+    };
+    if h.status != 200 {
+        let mut text = Vec::new();
+        let _ = (&mut body)
+            .take(ERROR_BODY_LIMIT as u64)
+            .read_to_end(&mut text);
+        let msg = error_message(&String::from_utf8_lossy(&text));
+        let hint = match h.status {
+            401 | 403 => " (check the key in --api-key-env)",
+            404 => " (check --model and the endpoint's path, e.g. .../v1)",
+            429 => " (rate limited)",
+            _ => "",
+        };
+        return Err(format!(
+            "HTTP {} {}: {msg}{hint}",
+            h.status,
+            h.reason.trim()
+        ));
+    }
+    let mut lines = BufReader::new(body);
+    let mut stream = Stream {
+        arrivals: Vec::new(),
+        usage_prompt: None,
+        usage_completion: None,
+        timings: None,
+        server: None,
+    };
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = lines.read_line(&mut line).map_err(|err| {
+            io_reason(
+                &err,
+                timeout,
+                &format!(
+                    "reading the stream after {} chunk(s)",
+                    stream.arrivals.len()
+                ),
+            )
+        })?;
+        if n == 0 {
+            return Err(format!(
+                "the connection closed mid-stream after {} content chunk(s), before data: [DONE]",
+                stream.arrivals.len()
+            ));
+        }
+        let at = Instant::now();
+        let l = line.trim_end_matches(['\r', '\n']);
+        // Server-sent events (html.spec.whatwg.org, "Server-sent events"): `data:` lines carry
+        // the payload; comments (`:`), `event:`, `id:` and blank lines do not.
+        let Some(data) = l.strip_prefix("data:") else {
+            if l.is_empty()
+                || l.starts_with(':')
+                || l.starts_with("event:")
+                || l.starts_with("id:")
+                || l.starts_with("retry:")
+            {
+                continue;
+            }
+            return Err(format!(
+                "malformed event stream: a line that is not a server-sent event: {:?}",
+                l.chars().take(80).collect::<String>()
+            ));
+        };
+        let data = data.trim();
+        if data == "[DONE]" {
+            break;
+        }
+        let v: serde_json::Value = serde_json::from_str(data).map_err(|err| {
+            format!(
+                "malformed event stream: a data line is not JSON ({err}): {:?}",
+                data.chars().take(80).collect::<String>()
+            )
+        })?;
+        if v.get("error").is_some() {
+            return Err(format!(
+                "the endpoint failed mid-stream: {}",
+                error_message(data)
+            ));
+        }
+        if let Some(c) = v
+            .pointer("/choices/0/delta/content")
+            .and_then(|c| c.as_str())
+            && !c.is_empty()
+        {
+            stream.arrivals.push(at);
+        }
+        if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
+            stream.usage_prompt = u.get("prompt_tokens").and_then(|x| x.as_u64());
+            stream.usage_completion = u.get("completion_tokens").and_then(|x| x.as_u64());
+        }
+        if let Some(t) = v.get("timings").filter(|t| t.is_object()) {
+            let f = |k: &str| t.get(k).and_then(|x| x.as_f64());
+            let u = |k: &str| t.get(k).and_then(|x| x.as_u64());
+            stream.timings = Some(ServerTimings {
+                prompt_n: u("prompt_n"),
+                prompt_ms: f("prompt_ms"),
+                predicted_n: u("predicted_n"),
+                predicted_ms: f("predicted_ms"),
+                prompt_per_second: f("prompt_per_second"),
+                predicted_per_second: f("predicted_per_second"),
+            });
+        }
+        if stream.server.is_none() {
+            stream.server = v
+                .get("system_fingerprint")
+                .and_then(|x| x.as_str())
+                .map(str::to_owned);
+        }
+    }
+    Ok((sent, stream))
+}
+
+/// The API key from the environment variable the spec names; never from anywhere else.
+fn api_key(e: &EndpointSpec) -> Result<Option<String>, String> {
+    match &e.api_key_env {
+        None => Ok(None),
+        Some(var) => match std::env::var(var) {
+            Ok(k) if !k.is_empty() => Ok(Some(k)),
+            _ => Err(format!(
+                "--api-key-env {var}: the environment variable {var} is not set (export it with the API key)"
+            )),
+        },
+    }
+}
+
+/// One repetition against the endpoint: a fresh connection, one streaming request.
+pub fn run_rep(spec: &CellSpec) -> Result<RepResult, String> {
+    let e = spec
+        .endpoint
+        .as_ref()
+        .ok_or("the openai runtime needs an endpoint (--endpoint URL --model NAME)")?;
+    let url = Url::parse(&e.url)?;
+    let key = api_key(e)?;
+    let timeout = Duration::from_secs_f64(e.timeout_s);
+    let words = words_for(e, spec.prompt_tokens);
+    let body = serde_json::json!({
+        "model": e.model,
+        "messages": [{"role": "user", "content": prompt_text(words, spec.seed)}],
+        "max_tokens": spec.gen_tokens,
+        "temperature": 0,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    let body = serde_json::to_vec(&body).map_err(|err| err.to_string())?;
+
+    let t0 = Instant::now();
+    let sampler = worker::start_sampler(spec, t0)?;
+    let started = Instant::now();
+    let conn = connect(&url, timeout)?;
+    let connect_ms = started.elapsed().as_secs_f64() * 1e3;
+    let result = exchange(conn, &url, key.as_deref(), &body, timeout);
+    let telemetry = sampler.map(Sampler::finish);
+    let (sent, s) = result?;
+    if let Some(p) = s.usage_prompt {
+        learn(e, words, p);
+    }
+    let Some(&first) = s.arrivals.first() else {
+        return Err("the stream ended without any content".into());
+    };
+    if s.arrivals.len() < 2 {
+        return Err(
+            "the stream carried one content chunk: too few to time decoding (raise -n)".into(),
+        );
+    }
+    let ttft_ms = (first - sent).as_secs_f64() * 1e3;
+    let token_ms: Vec<f64> = s
+        .arrivals
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3)
+        .collect();
+    let token_times_s = s.arrivals[1..]
+        .iter()
+        .map(|a| (*a - first).as_secs_f64())
+        .collect();
+    let decode_s = (*s.arrivals.last().expect("two or more") - first).as_secs_f64();
+    let timings = Timings {
+        load_ms: connect_ms,
+        first_ttft_ms: connect_ms + ttft_ms,
+        ttft_ms,
+        prompt_tokens: s.usage_prompt.unwrap_or(u64::from(spec.prompt_tokens)) as usize,
+        token_ms,
+        token_times_s,
+        decode_s,
+        resets: 0,
+        threads: 0,
+        runtime: RuntimeInfo {
+            runtime: "openai".into(),
+            runtime_version: s.server.clone().unwrap_or_else(|| "unreported".into()),
+            backend: if url.tls { "https" } else { "http" }.into(),
+        },
+        offload: None,
+        peak_rss_bytes: None,
+        endpoint: Some(EndpointFigures {
+            connect_ms,
+            usage_prompt_tokens: s.usage_prompt,
+            usage_completion_tokens: s.usage_completion,
+            chunks: s.arrivals.len() as u64,
+            server_timings: s.timings,
+        }),
+    };
+    Ok(worker::finish(spec, timings, telemetry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_urls_parse_with_default_ports_and_paths() {
+        let u = Url::parse("http://127.0.0.1:8080/v1/").unwrap();
+        assert_eq!(
+            u,
+            Url {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 8080,
+                path: "/v1".into()
+            }
+        );
+        let u = Url::parse("https://api.example.com/v1").unwrap();
+        assert_eq!((u.tls, u.port, u.path.as_str()), (true, 443, "/v1"));
+        assert_eq!(Url::parse("http://[::1]:9/v1").unwrap().host, "::1");
+        assert_eq!(
+            Url::parse("ftp://x").unwrap_err(),
+            "--endpoint \"ftp://x\": not an http:// or https:// URL (example: http://127.0.0.1:8080/v1)"
+        );
+        assert!(
+            Url::parse("http://h:port/v1")
+                .unwrap_err()
+                .contains("port is not a number")
+        );
+    }
+
+    #[test]
+    fn error_bodies_give_their_message() {
+        assert_eq!(
+            error_message(
+                r#"{"error":{"message":"Invalid API Key","type":"authentication_error"}}"#
+            ),
+            "Invalid API Key"
+        );
+        assert_eq!(
+            error_message(r#"{"error":"model not found"}"#),
+            "model not found"
+        );
+        assert_eq!(
+            error_message("Internal Server Error\nmore"),
+            "Internal Server Error"
+        );
+    }
+
+    #[test]
+    fn chunked_bodies_decode_across_chunks() {
+        let raw = b"4\r\nabcd\r\n3;ext=1\r\nefg\r\n0\r\n\r\n";
+        let mut b = Body {
+            inner: BufReader::new(&raw[..]),
+            chunked: true,
+            left: None,
+            done: false,
+        };
+        let mut out = String::new();
+        b.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "abcdefg");
+    }
+
+    #[test]
+    fn prompts_are_seeded_and_sized_by_words() {
+        assert_eq!(prompt_text(5, 1), prompt_text(5, 1));
+        assert_eq!(prompt_text(5, 1).split(' ').count(), 5);
+        assert_ne!(prompt_text(5, 1), prompt_text(5, 2));
+    }
+}
