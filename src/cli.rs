@@ -453,6 +453,12 @@ pub struct ReportArgs {
     /// Exit 1 when a verdict is at or below this level (gate a release in CI)
     #[arg(long, value_enum, value_name = "LEVEL")]
     pub fail_on: Option<FailOn>,
+
+    /// A results directory measured on an OpenAI-compatible endpoint (the cloud path): every
+    /// scorecard shows its figures beside the device's [default: RESULTS_DIR's own endpoint
+    /// cells, if any]
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

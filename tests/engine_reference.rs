@@ -11,13 +11,17 @@ use serde_json::Value;
 const GATE: usize = 12;
 
 fn generate(args: &[&str]) -> Value {
+    generate_on("auto", args)
+}
+
+fn generate_on(runtime: &str, args: &[&str]) -> Value {
     let model = test_model();
     let out = odai()
         .arg("generate")
         .arg("--model")
         .arg(&model)
         .args(args)
-        .args(["--format", "json", "--threads", "2"])
+        .args(["--format", "json", "--threads", "2", "--runtime", runtime])
         .output()
         .unwrap();
     assert!(
@@ -39,6 +43,34 @@ fn agreeing_prefix(a: &Value, b: &Value) -> usize {
 
 #[test]
 fn generate_reproduces_llama_cpp_greedy_ids_from_prompt_ids() {
+    gate_on("auto");
+}
+
+/// The same gate on linked llama.cpp: the reference came from llama.cpp (through
+/// llama-cpp-python 0.3.36), so the linked build must reproduce it too.
+#[cfg(feature = "llama-cpp")]
+#[test]
+fn linked_llama_cpp_reproduces_the_reference_greedy_ids() {
+    gate_on("llama.cpp");
+    let out = generate_on("llama.cpp", &["--prompt-ids", "1,2,3", "-n", "2"]);
+    assert_eq!(out["runtime"], "llama.cpp");
+    assert!(
+        out["runtime_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("llama-cpp-2 0.1.160, ggml "),
+        "{}",
+        out["runtime_version"]
+    );
+    assert!(
+        out["backend"].as_str().unwrap().starts_with("cpu "),
+        "{}",
+        out["backend"]
+    );
+    assert_eq!(out["threads"], 2);
+}
+
+fn gate_on(runtime: &str) {
     let r = reference();
     for case in r["cases"].as_array().unwrap() {
         let ids: Vec<String> = case["prompt_ids"]
@@ -48,11 +80,11 @@ fn generate_reproduces_llama_cpp_greedy_ids_from_prompt_ids() {
             .map(|v| v.to_string())
             .collect();
         let n = case["greedy_ids"].as_array().unwrap().len().to_string();
-        let out = generate(&["--prompt-ids", &ids.join(","), "-n", &n]);
+        let out = generate_on(runtime, &["--prompt-ids", &ids.join(","), "-n", &n]);
         let same = agreeing_prefix(&out["generated_ids"], &case["greedy_ids"]);
         assert!(
             same >= GATE,
-            "prompt {:?}: only {same} ids agree with llama.cpp\n odai: {}\n ref:  {}",
+            "{runtime}: prompt {:?}: only {same} ids agree with llama.cpp\n odai: {}\n ref:  {}",
             case["prompt"],
             out["generated_ids"],
             case["greedy_ids"]

@@ -513,6 +513,17 @@ fn summarize(
             s.cov_pct
         ));
     }
+    if let Some(o) = reps.first().and_then(|r| r.offload.as_ref())
+        && o.requested > 0
+        && o.on_gpu == 0
+    {
+        warnings.push(format!(
+            "asked for {} GPU layers, but every layer ran on the CPU (devices: {}): build odai \
+             with a GPU backend (--features llama-cpp-vulkan, llama-cpp-cuda or llama-cpp-metal)",
+            o.requested,
+            o.devices.join(", ")
+        ));
+    }
     if !failed.is_empty() {
         warnings.push(format!(
             "{} of {} repetition(s) failed (first: rep {}: {})",

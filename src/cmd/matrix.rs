@@ -98,16 +98,43 @@ pub fn plan(cfg: &PlanConfig) -> anyhow::Result<i32> {
             }
         }
     }
+    let endpoint_cells: Vec<String> = matrix
+        .cells
+        .iter()
+        .filter(|c| c.model.is_endpoint())
+        .map(|c| {
+            format!(
+                "{} {} p={} n={} reps={}",
+                c.id,
+                c.model.label(),
+                c.prompt_tokens,
+                c.gen_tokens,
+                c.reps
+            )
+        })
+        .collect();
     let text = match cfg.format {
         Format::Json => super::json_text(&serde_json::json!({
             "matrix": matrix.file.display().to_string(),
             "devices": plans,
+            "endpoint_cells": endpoint_cells,
             "not_planned": trouble,
         }))?,
         Format::Text => {
             let mut s = String::new();
             for p in &plans {
                 s.push_str(&render(&matrix, p));
+                s.push('\n');
+            }
+            if !endpoint_cells.is_empty() {
+                s.push_str(&format!(
+                    "{} endpoint cell(s), run from this machine after the devices' cells (device `{}`):\n",
+                    endpoint_cells.len(),
+                    runner::ENDPOINT_DEVICE
+                ));
+                for c in &endpoint_cells {
+                    s.push_str(&format!("  {c}\n"));
+                }
                 s.push('\n');
             }
             for t in &trouble {

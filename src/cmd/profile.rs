@@ -69,6 +69,7 @@ impl Config {
                     ReportFormat::Json,
                 ],
                 fail_on: None,
+                baseline: None,
             },
             opts: super::matrix::run_options(&a.run, out, false, None),
             format: a.run.format,

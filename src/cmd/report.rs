@@ -18,6 +18,8 @@ pub struct Config {
     pub out: PathBuf,
     pub formats: Vec<ReportFormat>,
     pub fail_on: Option<FailOn>,
+    /// A results set measured on an endpoint: the cloud baseline.
+    pub baseline: Option<PathBuf>,
 }
 
 impl Config {
@@ -29,6 +31,7 @@ impl Config {
             out: a.out.clone().unwrap_or_else(|| a.results.join("report")),
             formats: a.format.clone(),
             fail_on: a.fail_on,
+            baseline: a.baseline.clone(),
         })
     }
 }
@@ -40,7 +43,28 @@ pub fn write(cfg: &Config) -> anyhow::Result<(Report, Vec<PathBuf>)> {
     for w in &set.warnings {
         anstream::eprintln!("odai: warning: {w}");
     }
-    let r = Report::new(set, &cfg.workload, &cfg.classes);
+    let baseline = match &cfg.baseline {
+        None => None,
+        Some(dir) => {
+            let b = ResultsSet::load(dir)?;
+            let rows = report::measurements::rows(&b);
+            if !rows
+                .iter()
+                .any(|r| report::scorecard::is_endpoint(r) && r.is_ok())
+            {
+                return Err(crate::error::Error::ConfigFile {
+                    file: dir.clone(),
+                    problem: "--baseline: holds no successful endpoint results (runtime openai); \
+                              measure the cloud path with a matrix that lists \
+                              { endpoint = \"URL\", model = \"NAME\" } under models"
+                        .into(),
+                }
+                .into());
+            }
+            Some(b)
+        }
+    };
+    let r = Report::new(set, &cfg.workload, &cfg.classes, baseline.as_ref());
     std::fs::create_dir_all(&cfg.out).map_err(|e| {
         anyhow::anyhow!(
             "cannot create the report directory {}: {e}",

@@ -528,7 +528,17 @@ pub fn run(matrix: &Matrix, devices: &[Device], opts: &Options) -> anyhow::Resul
         matrix_file: matrix.file.display().to_string(),
         matrix_sha256: matrix.sha256.clone(),
         farm_file: opts.farm_file.clone(),
-        devices: names.clone(),
+        devices: names
+            .iter()
+            .cloned()
+            .chain(
+                matrix
+                    .cells
+                    .iter()
+                    .any(|c| c.model.is_endpoint())
+                    .then(|| ENDPOINT_DEVICE.to_owned()),
+            )
+            .collect(),
         started_unix_s: now_unix_s(),
         finished_unix_s: None,
         interrupted: false,

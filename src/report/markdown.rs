@@ -116,6 +116,23 @@ pub fn render(r: &Report) -> String {
     out.push_str("## Verdicts\n\n");
     out.push_str(&verdict_matrix(r));
     out.push('\n');
+    if let Some(b) = &r.scoring.baseline {
+        let f = |v: Option<f64>, unit: &str| {
+            v.map_or_else(
+                || "not measured".into(),
+                |x| format!("{} {unit}", super::num(x)),
+            )
+        };
+        out.push_str(&format!(
+            "## Cloud baseline\n\n`{}` (results `{}`): TTFT p95 {}, decode {}, token p99 {}, failed requests {}.\n\n",
+            cell(&b.endpoint),
+            b.source,
+            f(b.ttft_ms_p95, "ms"),
+            f(b.decode_tps_mean, "tok/s"),
+            f(b.token_ms_p99, "ms"),
+            f(b.failure_rate_pct, "%"),
+        ));
+    }
     if !r.set.warnings.is_empty() {
         out.push_str("## Left out\n\n");
         for w in &r.set.warnings {

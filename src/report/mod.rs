@@ -24,13 +24,23 @@ pub struct Report {
 }
 
 impl Report {
+    /// `baseline`: a results set measured on an endpoint (`--baseline DIR`); without it, the
+    /// endpoint cells of `set` itself are the cloud baseline, if it has any.
     pub fn new(
         set: ResultsSet,
         workload: &workload::Workload,
         classes: &crate::probe::class::Classes,
+        baseline: Option<&ResultsSet>,
     ) -> Report {
         let rows = measurements::rows(&set);
-        let scoring = scorecard::score(&set, &rows, workload, classes);
+        let baseline = baseline.and_then(|b| {
+            scorecard::baseline(
+                &measurements::rows(b),
+                workload,
+                &b.dir.display().to_string(),
+            )
+        });
+        let scoring = scorecard::score(&set, &rows, workload, classes, baseline);
         Report { set, rows, scoring }
     }
 }

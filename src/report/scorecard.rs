@@ -81,6 +81,102 @@ pub struct Scorecard {
     pub factor_lean_pct: f64,
     pub verdict: Verdict,
     pub reasons: Vec<String>,
+    /// The device's figures beside the cloud baseline's, when the report has one.
+    pub cloud: Option<CloudComparison>,
+}
+
+/// The cloud path, measured: an endpoint's figures from a results set (`odai report
+/// --baseline DIR`, or the endpoint cells of the results set itself).
+#[derive(Clone, Debug, Serialize)]
+pub struct Baseline {
+    /// The results directory the figures come from.
+    pub source: String,
+    /// The endpoint cell's model (`MODEL@URL`).
+    pub endpoint: String,
+    pub ttft_ms_p95: Option<f64>,
+    pub decode_tps_mean: Option<f64>,
+    pub token_ms_p99: Option<f64>,
+    /// Repetitions (requests) that failed, in percent.
+    pub failure_rate_pct: Option<f64>,
+}
+
+/// One class × model on the device beside the cloud baseline: the class's worst device.
+#[derive(Clone, Debug, Serialize)]
+pub struct CloudComparison {
+    pub device_ttft_ms_p95: Option<f64>,
+    pub cloud_ttft_ms_p95: Option<f64>,
+    pub device_decode_tps: Option<f64>,
+    pub cloud_decode_tps: Option<f64>,
+    pub cloud_failure_rate_pct: Option<f64>,
+}
+
+/// Whether a row measured an endpoint (the cloud path) rather than a device.
+pub fn is_endpoint(r: &Row) -> bool {
+    r.runtime == "openai" || r.device == crate::matrix::runner::ENDPOINT_DEVICE
+}
+
+/// The cloud baseline of `rows`: their endpoint cell closest to the workload's shape.
+pub fn baseline(rows: &[Row], w: &Workload, source: &str) -> Option<Baseline> {
+    let cloud: Vec<&Row> = rows.iter().filter(|r| is_endpoint(r)).collect();
+    let main = main_row(&cloud, w)?;
+    Some(Baseline {
+        source: source.to_owned(),
+        endpoint: main.model.clone(),
+        ttft_ms_p95: main.get("ttft_ms_p95"),
+        decode_tps_mean: main.get("decode_tps_mean"),
+        token_ms_p99: main.get("token_ms_p99"),
+        failure_rate_pct: main.get("failure_rate_pct"),
+    })
+}
+
+/// The device side of the comparison and the reasons that cite both sides.
+fn compare_with_cloud(
+    devices: &BTreeMap<String, Vec<&Row>>,
+    w: &Workload,
+    b: &Baseline,
+    class: &str,
+) -> (CloudComparison, Vec<String>) {
+    let mains: Vec<&Row> = devices.values().filter_map(|rs| main_row(rs, w)).collect();
+    let worst = |m: &str, max: bool| {
+        mains
+            .iter()
+            .filter_map(|r| r.get(m))
+            .reduce(if max { f64::max } else { f64::min })
+    };
+    let c = CloudComparison {
+        device_ttft_ms_p95: worst("ttft_ms_p95", true),
+        cloud_ttft_ms_p95: b.ttft_ms_p95,
+        device_decode_tps: worst("decode_tps_mean", false),
+        cloud_decode_tps: b.decode_tps_mean,
+        cloud_failure_rate_pct: b.failure_rate_pct,
+    };
+    let mut reasons = Vec::new();
+    if let (Some(d), Some(k)) = (c.device_ttft_ms_p95, c.cloud_ttft_ms_p95) {
+        reasons.push(format!(
+            "on {class} {} ms TTFT p95 vs cloud {} ms ({})",
+            fmt(d),
+            fmt(k),
+            if d <= k {
+                "device faster"
+            } else {
+                "cloud faster"
+            }
+        ));
+    }
+    if let (Some(d), Some(k)) = (c.device_decode_tps, c.cloud_decode_tps) {
+        reasons.push(format!(
+            "decode {} tok/s on {class} vs {} tok/s in the cloud",
+            fmt(d),
+            fmt(k)
+        ));
+    }
+    if let Some(f) = c.cloud_failure_rate_pct.filter(|f| *f > 0.0) {
+        reasons.push(format!(
+            "the cloud endpoint failed {} % of requests",
+            fmt(f)
+        ));
+    }
+    (c, reasons)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -97,6 +193,8 @@ pub struct Coverage {
 #[derive(Clone, Debug, Serialize)]
 pub struct Scoring {
     pub workload: Workload,
+    /// The cloud path the scorecards compare against, when measured.
+    pub baseline: Option<Baseline>,
     pub scorecards: Vec<Scorecard>,
     pub coverage: Vec<Coverage>,
 }
@@ -241,10 +339,19 @@ fn does_not_fit(rows: &[&Row]) -> Option<String> {
         .flatten()
 }
 
-pub fn score(set: &ResultsSet, rows: &[Row], w: &Workload, classes: &Classes) -> Scoring {
+/// Scorecards of `rows`' devices; endpoint rows are not a device class: they (or `baseline`,
+/// when given) are the cloud path every scorecard is compared with.
+pub fn score(
+    set: &ResultsSet,
+    rows: &[Row],
+    w: &Workload,
+    classes: &Classes,
+    baseline: Option<Baseline>,
+) -> Scoring {
+    let baseline = baseline.or_else(|| self::baseline(rows, w, &set.dir.display().to_string()));
     // class -> model -> device -> rows
     let mut by: BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<&Row>>>> = BTreeMap::new();
-    for r in rows {
+    for r in rows.iter().filter(|r| !is_endpoint(r)) {
         let class = r.class.clone().unwrap_or_else(|| "unclassified".into());
         by.entry(class)
             .or_default()
@@ -365,7 +472,7 @@ pub fn score(set: &ResultsSet, rows: &[Row], w: &Workload, classes: &Classes) ->
                 .iter()
                 .find_map(|(device, rs)| does_not_fit(rs).map(|why| format!("{device}: {why}")));
             let score_pct = (measured_w > 0.0).then(|| 100.0 * passed_w / measured_w + 0.0);
-            let (verdict, reasons) = decide(
+            let (verdict, mut reasons) = decide(
                 &criteria,
                 w,
                 &label,
@@ -373,6 +480,11 @@ pub fn score(set: &ResultsSet, rows: &[Row], w: &Workload, classes: &Classes) ->
                 lean,
                 fit_failure.as_deref(),
             );
+            let cloud = baseline.as_ref().map(|b| {
+                let (c, why) = compare_with_cloud(devices, w, b, &label);
+                reasons.extend(why);
+                c
+            });
             scorecards.push(Scorecard {
                 class: class.clone(),
                 class_label: label.clone(),
@@ -385,6 +497,7 @@ pub fn score(set: &ResultsSet, rows: &[Row], w: &Workload, classes: &Classes) ->
                 factor_lean_pct: lean,
                 verdict,
                 reasons,
+                cloud,
             });
         }
     }
@@ -412,6 +525,7 @@ pub fn score(set: &ResultsSet, rows: &[Row], w: &Workload, classes: &Classes) ->
         .collect();
     Scoring {
         workload: w.clone(),
+        baseline,
         scorecards,
         coverage,
     }

@@ -113,19 +113,36 @@ impl Write for Conn {
     }
 }
 
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+/// Mozilla's roots (webpki-roots, compiled in: phones and boards often have no usable store),
+/// plus the PEM certificates in `SSL_CERT_FILE` when set (OpenSSL's variable): a company CA or
+/// a self-hosted endpoint's own.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
+        std::sync::OnceLock::new();
     CONFIG
         .get_or_init(|| {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject;
             let mut roots = rustls::RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
+                let shown = std::path::Path::new(&file).display().to_string();
+                let certs = CertificateDer::pem_file_iter(&file)
+                    .map_err(|e| format!("SSL_CERT_FILE {shown}: {e}"))?;
+                for c in certs {
+                    let c = c.map_err(|e| format!("SSL_CERT_FILE {shown}: {e}"))?;
+                    roots
+                        .add(c)
+                        .map_err(|e| format!("SSL_CERT_FILE {shown}: {e}"))?;
+                }
+            }
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
-                .expect("ring supports TLS 1.2 and 1.3")
+                .map_err(|e| e.to_string())?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
-            Arc::new(config)
+            Ok(Arc::new(config))
         })
         .clone()
 }
@@ -170,7 +187,7 @@ fn connect(url: &Url, timeout: Duration) -> Result<Conn, String> {
     }
     let name = rustls::pki_types::ServerName::try_from(url.host.clone())
         .map_err(|e| format!("{}: not a TLS server name: {e}", url.host))?;
-    let conn = rustls::ClientConnection::new(tls_config(), name)
+    let conn = rustls::ClientConnection::new(tls_config()?, name)
         .map_err(|e| format!("TLS set-up for {target}: {e}"))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     // The handshake now, so that it counts as set-up and not as time to first token.

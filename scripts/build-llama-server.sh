@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's real `llama-server` once per machine, for the `openai` runtime's tests (a real
+# OpenAI-compatible server on 127.0.0.1, not a stand-in). Prints the binary's path.
+#
+# It is not packaged anywhere odai can reach, but the llama-cpp-python 0.3.36 sdist on PyPI vendors
+# llama.cpp with its server. Built with GGML_NATIVE=OFF and AVX2/FMA/F16C on, and no AVX-512 or AMX:
+# the binary must run on every x86-64 machine the cache is reused on (a `-march=native` llama.cpp
+# segfaults on its first eval on some AMX machines here). About 20 CPU-minutes the first time.
+#
+#   scripts/build-llama-server.sh     # -> ~/.cache/odai-test/llama-server-0.3.36/llama-server
+#
+# ODAI_TEST_CACHE moves the cache (default ~/.cache/odai-test); it lives outside the clone so a
+# fresh clone on the same machine reuses it.
+set -euo pipefail
+version=0.3.36
+cache=${ODAI_TEST_CACHE:-$HOME/.cache/odai-test}
+out=$cache/llama-server-$version
+bin=$out/llama-server
+if [ -x "$bin" ] && "$bin" --version >/dev/null 2>&1; then
+  echo "$bin"
+  exit 0
+fi
+command -v cmake >/dev/null || { echo "build-llama-server.sh: cmake is needed (apt-get install cmake)" >&2; exit 1; }
+mkdir -p "$cache"
+work=$(mktemp -d "$cache/build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+python3 -m pip download --quiet --no-deps --no-binary :all: --disable-pip-version-check \
+  "llama-cpp-python==$version" -d "$work" >&2
+tar -xzf "$work"/llama_cpp_python-$version.tar.gz -C "$work"
+src=$work/llama_cpp_python-$version/vendor/llama.cpp
+cmake -S "$src" -B "$work/b" -DCMAKE_BUILD_TYPE=Release -DLLAMA_USE_PREBUILT_UI=OFF \
+  -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+  -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
+  -DGGML_OPENMP=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >"$work/cmake.log" 2>&1 \
+  || { tail -30 "$work/cmake.log" >&2; exit 1; }
+cmake --build "$work/b" --target llama-server -j "$(nproc)" >"$work/build.log" 2>&1 \
+  || { tail -30 "$work/build.log" >&2; exit 1; }
+mkdir -p "$out.part"
+cp "$work/b/bin/llama-server" "$out.part/"
+rm -rf "$out"
+mv "$out.part" "$out"
+echo "$bin"
