@@ -572,63 +572,23 @@ fn provenance(
     let first = reps.first();
     let ran =
         |f: fn(&RepResult) -> &String| first.map_or_else(|| "unrecorded".into(), |r| f(r).clone());
-    let (
-        model_file,
-        model_bytes,
-        model_sha256,
-        synthetic,
-        architecture,
-        quant,
-        parameters,
-        endpoint,
-    ) = match target {
-        Target::Local {
-            path,
-            info,
-            synthetic,
-        } => (
-            path.file_name().map_or_else(
-                || path.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            ),
-            Some(info.file_size_bytes),
-            Some(fingerprint::sha256_cached(
-                path,
-                &synth::cache_dir().join("sha256.tsv"),
-            )?),
-            synthetic.clone(),
-            Some(info.architecture.clone()),
-            Some(info.quant.clone()),
-            Some(info.parameters),
-            None,
-        ),
-        Target::Endpoint(e) => (
-            e.model.clone(),
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            Some(e.url.clone()),
-        ),
-    };
-    Ok(Provenance {
+    // What is known of the model: everything for a local file, its name for an endpoint.
+    let mut p = Provenance {
         odai_version: env!("CARGO_PKG_VERSION").into(),
         protocol: PROTOCOL_VERSION,
-        model_file,
-        model_bytes,
-        model_sha256,
-        synthetic,
-        architecture,
-        quant,
-        parameters,
+        model_file: String::new(),
+        model_bytes: None,
+        model_sha256: None,
+        synthetic: None,
+        architecture: None,
+        quant: None,
+        parameters: None,
         runtime: ran(|r| &r.runtime),
         runtime_version: ran(|r| &r.runtime_version),
         backend: ran(|r| &r.backend),
         runtime_requested: cfg.runtime,
         gpu_layers: cfg.gpu_layers,
-        endpoint,
+        endpoint: None,
         threads: first.map_or(threads, |r| r.threads),
         prompt_tokens: cfg.prompt_tokens,
         gen_tokens: cfg.gen_tokens,
@@ -648,7 +608,33 @@ fn provenance(
             headroom_bytes: device.memory.headroom_bytes.clone(),
             class: device.class.clone().map(|c| c.id),
         },
-    })
+    };
+    match target {
+        Target::Local {
+            path,
+            info,
+            synthetic,
+        } => {
+            p.model_file = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            p.model_bytes = Some(info.file_size_bytes);
+            p.model_sha256 = Some(fingerprint::sha256_cached(
+                path,
+                &synth::cache_dir().join("sha256.tsv"),
+            )?);
+            p.synthetic = synthetic.clone();
+            p.architecture = Some(info.architecture.clone());
+            p.quant = Some(info.quant.clone());
+            p.parameters = Some(info.parameters);
+        }
+        Target::Endpoint(e) => {
+            p.model_file = e.model.clone();
+            p.endpoint = Some(e.url.clone());
+        }
+    }
+    Ok(p)
 }
 
 /// Waits as `--cooldown` / `--cooldown-to` ask; a warning when the device did not cool enough.

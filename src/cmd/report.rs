@@ -43,7 +43,7 @@ pub fn write(cfg: &Config) -> anyhow::Result<(Report, Vec<PathBuf>)> {
     for w in &set.warnings {
         anstream::eprintln!("odai: warning: {w}");
     }
-    let baseline = match &cfg.baseline {
+    let baseline = match cfg.baseline.as_ref().or(cfg.workload.baseline.as_ref()) {
         None => None,
         Some(dir) => {
             let b = ResultsSet::load(dir)?;

@@ -501,6 +501,60 @@ reps = 1
     }
 
     #[test]
+    fn runtimes_multiply_local_models_and_endpoints_run_once_on_openai() {
+        let text = SMALLEST
+            .replace(
+                "[\"synthetic:smollm2-135m:q8_0\"]",
+                "[\"synthetic:smollm2-135m:q8_0\", { endpoint = \"http://127.0.0.1:8080/v1\", model = \"qwen\", api_key_env = \"KEY\" }]",
+            )
+            .replace("threads = [1, 2]", "threads = [1]")
+            + "runtimes = [\"odai\", \"llama.cpp\"]\n";
+        let m = parse(&text).unwrap();
+        let got: Vec<(String, RuntimeKind)> = m
+            .cells
+            .iter()
+            .map(|c| (c.model.label(), c.runtime))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("synthetic:smollm2-135m:q8_0".into(), RuntimeKind::Odai),
+                ("synthetic:smollm2-135m:q8_0".into(), RuntimeKind::LlamaCpp),
+                ("qwen@http://127.0.0.1:8080/v1".into(), RuntimeKind::Openai),
+            ]
+        );
+        assert_eq!(
+            m.cells[2].model,
+            ModelRef::Endpoint {
+                url: "http://127.0.0.1:8080/v1".into(),
+                model: "qwen".into(),
+                api_key_env: Some("KEY".into())
+            }
+        );
+        assert_ne!(
+            m.cells[0].id, m.cells[1].id,
+            "the runtime is part of the id"
+        );
+        // `auto` keeps the ids of matrices written before the runtime axis.
+        let plain = parse(SMALLEST).unwrap();
+        let auto = parse(&format!("{SMALLEST}runtimes = [\"auto\"]\n")).unwrap();
+        assert_eq!(plain.cells[0].id, auto.cells[0].id);
+        let e = parse(&format!("{SMALLEST}runtimes = [\"openai\"]\n")).unwrap_err();
+        assert!(
+            e.starts_with("m.toml:7:12: runtimes: openai runs endpoint models"),
+            "{e}"
+        );
+        let e = parse(&format!("{SMALLEST}runtimes = [\"tflite\"]\n")).unwrap_err();
+        assert!(e.contains("runtimes: unknown runtime \"tflite\""), "{e}");
+        let e = parse(&SMALLEST.replace(
+            "[\"synthetic:smollm2-135m:q8_0\"]",
+            "[{ endpoint = \"ftp://x\", model = \"m\" }]",
+        ))
+        .unwrap_err();
+        assert!(e.contains("not an http:// or https:// URL"), "{e}");
+    }
+
+    #[test]
     fn pinned_models_need_a_real_sha256() {
         let text = SMALLEST.replace(
             "[\"synthetic:smollm2-135m:q8_0\"]",

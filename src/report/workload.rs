@@ -207,6 +207,9 @@ pub struct Workload {
     pub token_deadline_ms: Option<f64>,
     pub thresholds: Vec<Threshold>,
     pub factors: Vec<Stated>,
+    /// A results directory measured on an endpoint, the cloud path to compare with (`baseline`
+    /// in the profile, relative to the profile's directory; `odai report --baseline` wins).
+    pub baseline: Option<std::path::PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -223,6 +226,8 @@ struct File {
     criteria: BTreeMap<Spanned<String>, Spanned<Limit>>,
     #[serde(default)]
     factors: BTreeMap<Spanned<String>, Spanned<FactorEntry>>,
+    #[serde(default)]
+    baseline: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -407,6 +412,11 @@ impl Workload {
             token_deadline_ms: f.token_deadline_ms,
             thresholds,
             factors,
+            baseline: f.baseline.map(|b| {
+                path.parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .map_or_else(|| std::path::PathBuf::from(&b), |d| d.join(&b))
+            }),
         })
     }
 }
