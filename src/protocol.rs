@@ -10,10 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::runtime::RuntimeKind;
 
-fn unrecorded() -> String {
-    "unrecorded".into()
-}
-
 /// Bump on any incompatible change to [`CellSpec`] or [`Event`]. 3: the runtime axis (a worker
 /// of protocol 2 would ignore `runtime` and measure the wrong one).
 pub const PROTOCOL_VERSION: u32 = 3;
@@ -178,15 +174,10 @@ pub struct RepResult {
     /// How the runtime ran (same as `backend`; kept for readers of protocol 2 results, where it
     /// was the SIMD path: `avx2`, `avx2+vnni`, `avx`, `neon`…).
     pub simd: String,
-    /// The runtime that ran: `odai`, `candle`, `llama.cpp`, `openai` (`unrecorded` in results
-    /// written before runtimes were recorded).
-    #[serde(default = "unrecorded")]
-    pub runtime: String,
-    #[serde(default = "unrecorded")]
-    pub runtime_version: String,
-    /// `cpu avx2+vnni`, `cpu avx`, llama.cpp's backends and devices, `http` or `https`.
-    #[serde(default = "unrecorded")]
-    pub backend: String,
+    /// The runtime that ran, its version and backend (`cpu avx2+vnni`, llama.cpp's CPU
+    /// features and GPU devices, `http` or `https`).
+    #[serde(flatten)]
+    pub ran: crate::runtime::RuntimeInfo,
     /// Where llama.cpp put the model's layers, when asked for a GPU.
     #[serde(default)]
     pub offload: Option<crate::runtime::Offload>,

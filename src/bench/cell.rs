@@ -18,7 +18,7 @@ use crate::engine::{fingerprint, synth};
 use crate::error::Error;
 use crate::probe::{self, bandwidth, thermal};
 use crate::protocol::{CellSpec, EndpointSpec, PROTOCOL_VERSION, RepResult, SustainedSpec};
-use crate::runtime::RuntimeKind;
+use crate::runtime::{RuntimeInfo, RuntimeKind};
 use crate::sysroot::{Reading, SysRoot};
 use crate::units;
 
@@ -91,12 +91,8 @@ pub struct Provenance {
     pub parameters: Option<u64>,
     /// The runtime that ran the reps (`odai`, `candle`, `llama.cpp`, `openai`), its version and
     /// backend, as the first measured rep reported them.
-    #[serde(default = "unrecorded")]
-    pub runtime: String,
-    #[serde(default = "unrecorded")]
-    pub runtime_version: String,
-    #[serde(default = "unrecorded")]
-    pub backend: String,
+    #[serde(flatten)]
+    pub ran: RuntimeInfo,
     /// What was asked for: `auto` picks odai's engine where it runs the model, else candle.
     #[serde(default)]
     pub runtime_requested: RuntimeKind,
@@ -139,10 +135,6 @@ pub struct Roofline {
     pub roofline_tps: f64,
     /// Mean decode tok/s as a share of the roofline.
     pub roofline_pct: f64,
-}
-
-fn unrecorded() -> String {
-    "unrecorded".into()
 }
 
 /// A repetition that failed where failing is a measurement (an endpoint that errs, drops or
@@ -570,8 +562,6 @@ fn provenance(
     reps: &[RepResult],
 ) -> anyhow::Result<Provenance> {
     let first = reps.first();
-    let ran =
-        |f: fn(&RepResult) -> &String| first.map_or_else(|| "unrecorded".into(), |r| f(r).clone());
     // What is known of the model: everything for a local file, its name for an endpoint.
     let mut p = Provenance {
         odai_version: env!("CARGO_PKG_VERSION").into(),
@@ -583,9 +573,7 @@ fn provenance(
         architecture: None,
         quant: None,
         parameters: None,
-        runtime: ran(|r| &r.runtime),
-        runtime_version: ran(|r| &r.runtime_version),
-        backend: ran(|r| &r.backend),
+        ran: first.map(|r| r.ran.clone()).unwrap_or_default(),
         runtime_requested: cfg.runtime,
         gpu_layers: cfg.gpu_layers,
         endpoint: None,
@@ -599,7 +587,7 @@ fn provenance(
         token_deadline_ms: cfg.token_deadline_ms,
         load: cfg.load.label(),
         cooldown: cfg.cooldown.label(),
-        simd: ran(|r| &r.simd),
+        simd: first.map_or_else(|| "unrecorded".into(), |r| r.simd.clone()),
         device: DeviceSummary {
             hostname: device.device.hostname.clone(),
             cpu: device.cpu.model_name.clone(),

@@ -141,9 +141,7 @@ pub fn finish(spec: &CellSpec, t: Timings, telemetry: Option<Telemetry>) -> RepR
         peak_rss_bytes: t.peak_rss_bytes,
         threads: t.threads,
         simd: t.runtime.backend.clone(),
-        runtime: t.runtime.runtime,
-        runtime_version: t.runtime.runtime_version,
-        backend: t.runtime.backend,
+        ran: t.runtime,
         offload: t.offload,
         endpoint: t.endpoint,
         token_ms: if spec.sustained.is_some() {

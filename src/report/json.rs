@@ -17,6 +17,7 @@ pub fn document(r: &Report) -> serde_json::Value {
         "matrix_file": r.set.manifest.as_ref().map(|m| m.matrix_file.clone()),
         "warnings": r.set.warnings,
         "workload": r.scoring.workload,
+        "baseline": r.scoring.baseline,
         "scorecards": r.scoring.scorecards,
         "coverage": r.scoring.coverage,
         "measurements": r.rows,

@@ -341,16 +341,16 @@ pub fn row(r: &Record, class: Option<String>) -> Row {
         quant: r.report.as_ref().and_then(|x| x.provenance.quant.clone()),
         runtime: r.report.as_ref().map_or_else(
             || c.runtime.name().to_owned(),
-            |x| x.provenance.runtime.clone(),
+            |x| x.provenance.ran.runtime.clone(),
         ),
         runtime_version: r
             .report
             .as_ref()
-            .map_or_else(String::new, |x| x.provenance.runtime_version.clone()),
+            .map_or_else(String::new, |x| x.provenance.ran.runtime_version.clone()),
         backend: r
             .report
             .as_ref()
-            .map_or_else(String::new, |x| x.provenance.backend.clone()),
+            .map_or_else(String::new, |x| x.provenance.ran.backend.clone()),
         threads: c.threads,
         prompt_tokens: c.prompt_tokens,
         gen_tokens: c.gen_tokens,

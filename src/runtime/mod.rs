@@ -99,16 +99,35 @@ impl std::fmt::Display for RuntimeKind {
     }
 }
 
-/// What ran a repetition, as every result row records it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// What ran a repetition, as every result row records it (flattened into reps and provenance:
+/// `runtime`, `runtime_version`, `backend`). Results written before runtimes were recorded read
+/// back as `unrecorded`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RuntimeInfo {
     /// `odai`, `candle`, `llama.cpp` or `openai` (never `auto`: the runtime that actually ran).
+    #[serde(default = "unrecorded")]
     pub runtime: String,
     /// The runtime's own version: odai's, candle's crate version, llama.cpp's build, or what the
     /// endpoint's server says it is.
+    #[serde(default = "unrecorded")]
     pub runtime_version: String,
     /// How it ran: the kernels' SIMD path, the compute backend and device, or the endpoint.
+    #[serde(default = "unrecorded")]
     pub backend: String,
+}
+
+fn unrecorded() -> String {
+    "unrecorded".into()
+}
+
+impl Default for RuntimeInfo {
+    fn default() -> Self {
+        RuntimeInfo {
+            runtime: unrecorded(),
+            runtime_version: unrecorded(),
+            backend: unrecorded(),
+        }
+    }
 }
 
 /// What a runtime knows of the model it loaded.
@@ -168,11 +187,11 @@ pub struct Offload {
 pub fn load(kind: RuntimeKind, path: &Path, opts: &LoadOptions) -> Result<Box<dyn Runtime>, Error> {
     kind.available()?;
     match kind {
-        RuntimeKind::Auto => match odai::OwnEngine::load(path)? {
+        RuntimeKind::Auto => match odai::EngineRuntime::load_own(path)? {
             Ok(m) => Ok(Box::new(m)),
-            Err(_) => Ok(Box::new(candle::Candle::load(path)?)),
+            Err(_) => Ok(Box::new(candle::load(path)?)),
         },
-        RuntimeKind::Odai => match odai::OwnEngine::load(path)? {
+        RuntimeKind::Odai => match odai::EngineRuntime::load_own(path)? {
             Ok(m) => Ok(Box::new(m)),
             Err(why) => Err(Error::Model {
                 file: path.to_owned(),
@@ -181,7 +200,7 @@ pub fn load(kind: RuntimeKind, path: &Path, opts: &LoadOptions) -> Result<Box<dy
                 ),
             }),
         },
-        RuntimeKind::Candle => Ok(Box::new(candle::Candle::load(path)?)),
+        RuntimeKind::Candle => Ok(Box::new(candle::load(path)?)),
         #[cfg(feature = "llama-cpp")]
         RuntimeKind::LlamaCpp => Ok(Box::new(llama_cpp::LlamaCpp::load(path, opts)?)),
         #[cfg(not(feature = "llama-cpp"))]

@@ -1,4 +1,5 @@
-//! odai's own engine (`engine::llama`): llama models on odai's x86-64 AVX2/VNNI kernels.
+//! odai's own engine (`engine::llama`): llama models on odai's x86-64 AVX2/VNNI kernels. Its
+//! wrapper also serves candle (`runtime::candle`): both run through `engine::Model`.
 
 use std::path::Path;
 
@@ -6,62 +7,66 @@ use super::{Runtime, RuntimeInfo, Vocab};
 use crate::engine::{self, Model, kernels};
 use crate::error::Error;
 
-/// The engine with a model loaded, and the sequence's next position.
-pub struct OwnEngine {
+/// A model on odai's engine or candle's, and the sequence's next position.
+pub struct EngineRuntime {
     model: Model,
     pos: usize,
 }
 
-impl OwnEngine {
-    /// Loads `path`; the inner error says why odai's engine cannot run it (then candle can).
-    pub fn load(path: &Path) -> Result<Result<OwnEngine, String>, Error> {
-        Ok(Model::load_own(path)?.map(|model| OwnEngine { model, pos: 0 }))
+impl EngineRuntime {
+    pub(super) fn new(model: Model) -> EngineRuntime {
+        EngineRuntime { model, pos: 0 }
+    }
+
+    /// Loads `path` on odai's engine; the inner error says why it cannot run it (then candle
+    /// can).
+    pub fn load_own(path: &Path) -> Result<Result<EngineRuntime, String>, Error> {
+        Ok(Model::load_own(path)?.map(EngineRuntime::new))
+    }
+
+    fn step(&mut self, tokens: &[u32]) -> Result<u32, String> {
+        let logits = self
+            .model
+            .forward(tokens, self.pos)
+            .map_err(|e| engine::gguf::candle_message(&e))?;
+        self.pos += tokens.len();
+        Ok(engine::argmax(&logits))
     }
 }
 
-/// The runtime interface over one of the engine's models, shared with candle's wrapper: both run
-/// through `engine::Model`, which keeps positions explicit.
-pub(super) fn step(model: &mut Model, pos: &mut usize, tokens: &[u32]) -> Result<u32, String> {
-    let logits = model
-        .forward(tokens, *pos)
-        .map_err(|e| engine::gguf::candle_message(&e))?;
-    *pos += tokens.len();
-    Ok(engine::argmax(&logits))
-}
-
-pub(super) fn vocab(model: &Model) -> Vocab {
-    Vocab {
-        size: model.info.vocab_size.unwrap_or(0),
-        bos: model.info.bos_token_id,
-        context_length: model.info.context_length,
-    }
-}
-
-impl Runtime for OwnEngine {
+impl Runtime for EngineRuntime {
     fn info(&self) -> RuntimeInfo {
+        let (runtime, version, simd) = match self.model.engine() {
+            "odai" => ("odai", env!("CARGO_PKG_VERSION"), kernels::simd_path()),
+            _ => ("candle", super::candle::CANDLE_VERSION, engine::simd_path()),
+        };
         RuntimeInfo {
-            runtime: "odai".into(),
-            runtime_version: env!("CARGO_PKG_VERSION").into(),
-            backend: format!("cpu {}", kernels::simd_path()),
+            runtime: runtime.into(),
+            runtime_version: version.into(),
+            backend: format!("cpu {simd}"),
         }
     }
 
     fn vocab(&self) -> Vocab {
-        vocab(&self.model)
+        Vocab {
+            size: self.model.info.vocab_size.unwrap_or(0),
+            bos: self.model.info.bos_token_id,
+            context_length: self.model.info.context_length,
+        }
     }
 
     fn threads(&self) -> u32 {
-        // The engine's team is sized like rayon's pool (RAYON_NUM_THREADS, set from --threads).
+        // Both size their threads like rayon's pool (RAYON_NUM_THREADS, set from --threads).
         rayon::current_num_threads() as u32
     }
 
     fn prefill(&mut self, tokens: &[u32]) -> Result<u32, String> {
         self.model.reset();
         self.pos = 0;
-        step(&mut self.model, &mut self.pos, tokens)
+        self.step(tokens)
     }
 
     fn decode(&mut self, token: u32) -> Result<u32, String> {
-        step(&mut self.model, &mut self.pos, &[token])
+        self.step(&[token])
     }
 }

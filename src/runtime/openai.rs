@@ -451,21 +451,38 @@ fn exchange(
     let mut line = String::new();
     loop {
         line.clear();
-        let n = lines.read_line(&mut line).map_err(|err| {
-            io_reason(
-                &err,
-                timeout,
-                &format!(
-                    "reading the stream after {} chunk(s)",
-                    stream.arrivals.len()
-                ),
-            )
-        })?;
-        if n == 0 {
-            return Err(format!(
+        let closed = || {
+            format!(
                 "the connection closed mid-stream after {} content chunk(s), before data: [DONE]",
                 stream.arrivals.len()
-            ));
+            )
+        };
+        let n = match lines.read_line(&mut line) {
+            Ok(n) => n,
+            // A server killed mid-stream: EOF inside a chunk, or a reset connection.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                return Err(closed());
+            }
+            Err(err) => {
+                return Err(io_reason(
+                    &err,
+                    timeout,
+                    &format!(
+                        "reading the stream after {} chunk(s)",
+                        stream.arrivals.len()
+                    ),
+                ));
+            }
+        };
+        if n == 0 {
+            return Err(closed());
         }
         let at = Instant::now();
         let l = line.trim_end_matches(['\r', '\n']);
