@@ -20,6 +20,12 @@ model=${1:-$(scripts/fetch-test-model.sh)}
 threads=${2:-2}; p=${3:-64}; n=${4:-64}; rounds=${5:-5}
 work=target/runtimes-compare
 mkdir -p "$work"
+cache=${ODAI_TEST_CACHE:-$HOME/.cache/odai-test}
+if command -v ccache >/dev/null; then
+  # llama.cpp's objects from the test suite's builds are reused (scripts/test.sh fills the cache).
+  export CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache
+  export CCACHE_DIR=$cache/ccache CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1
+fi
 
 cargo build --release --quiet
 cp target/release/odai "$work/odai-plain"
@@ -32,7 +38,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import llama_cpp' 2>/
   python3 -m venv "$venv"
   launcher=""
   command -v ccache >/dev/null && launcher="-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache"
-  CCACHE_DIR=${ODAI_TEST_CACHE:-$HOME/.cache/odai-test}/ccache CMAKE_ARGS="$launcher -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
+  CMAKE_ARGS="$launcher -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
     "$venv/bin/pip" install -q --no-binary llama-cpp-python llama-cpp-python==0.3.36 numpy
 fi
 

@@ -1,10 +1,13 @@
 //! odai: tells a team, with measured evidence, whether an AI model is ready to ship on a device.
 //!
-//! The pipeline (see DESIGN.md): `probe` describes a device → a cell spec goes to a worker → the
-//! worker runs the engine and samples telemetry → the matrix runner stores results → `report`
-//! scores them. Built so far: `probe` (every device read through [`SysRoot`]), the engine
-//! (`engine`: GGUF on candle, synthetic models), one benchmark cell with its worker protocol
-//! (`bench`, `protocol`) including sustained runs, telemetry and energy.
+//! The pipeline (see DESIGN.md): `probe` describes a device → a cell spec (model, runtime,
+//! threads, p, n…) goes to a worker → the worker opens the model through a `runtime` (odai's
+//! engine, candle, linked llama.cpp; an OpenAI-compatible endpoint runs from the coordinator) and
+//! samples telemetry → the matrix runner stores results → `report` scores them, beside the
+//! measured cloud path when there is one. Built so far: `probe` (every device read through
+//! [`SysRoot`]), the engine (`engine`: odai's own llama pass, candle, synthetic models),
+//! `runtime`, one benchmark cell with its worker protocol (`bench`, `protocol`) including
+//! sustained runs, telemetry and energy, matrices and farms, reports.
 
 pub mod bench;
 pub mod cli;

@@ -564,6 +564,9 @@ fn api_key(e: &EndpointSpec) -> Result<Option<String>, String> {
     }
 }
 
+/// Requests this process has made: each gets its own prompt.
+static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// One repetition against the endpoint: a fresh connection, one streaming request.
 pub fn run_rep(spec: &CellSpec) -> Result<RepResult, String> {
     let e = spec
@@ -574,9 +577,21 @@ pub fn run_rep(spec: &CellSpec) -> Result<RepResult, String> {
     let key = api_key(e)?;
     let timeout = Duration::from_secs_f64(e.timeout_s);
     let words = words_for(e, spec.prompt_tokens);
+    // A new prompt for every request, across processes too: servers keep prompts they have seen
+    // (llama-server's prompt cache in RAM, vLLM's prefix cache, hosted prompt caching), and a
+    // repeated prompt would measure the cache, not prefill. The filler's words do not matter to
+    // the figures, so the clock and pid pick them, not the cell's seed.
+    let request = REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let seed = spec.seed
+        ^ nanos
+        ^ u64::from(std::process::id()).rotate_left(32)
+        ^ request.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let body = serde_json::json!({
         "model": e.model,
-        "messages": [{"role": "user", "content": prompt_text(words, spec.seed)}],
+        "messages": [{"role": "user", "content": prompt_text(words, seed)}],
         "max_tokens": spec.gen_tokens,
         "temperature": 0,
         "stream": true,
