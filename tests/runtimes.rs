@@ -14,10 +14,26 @@ use servers::{Answer, FaultServer, LlamaServer, free_port, llama_server_bin};
 
 const KEY_ENV: &str = "ODAI_TEST_API_KEY";
 
+/// `odai bench` against an endpoint, the sampler off; callers add reps, format, environment.
+fn bench_cmd(url: &str, model: &str, p: &str, n: &str) -> assert_cmd::Command {
+    let mut c = odai();
+    c.args([
+        "bench",
+        "--endpoint",
+        url,
+        "--model",
+        model,
+        "-p",
+        p,
+        "-n",
+        n,
+    ])
+    .args(["--sample-interval", "off"]);
+    c
+}
+
 fn bench_endpoint(url: &str, extra: &[&str]) -> std::process::Output {
-    odai()
-        .args(["bench", "--endpoint", url, "--model", "smollm2"])
-        .args(["-p", "32", "-n", "8", "--sample-interval", "off"])
+    bench_cmd(url, "smollm2", "32", "8")
         .args(extra)
         .output()
         .unwrap()
@@ -233,13 +249,21 @@ fn a_server_killed_mid_stream_fails_that_cell_and_the_matrix_goes_on() {
     let Some((dir, mut server)) = llama_server(None) else {
         return;
     };
+    // A second endpoint after the killed one: the run must go on to it.
+    let busy = FaultServer::start(Answer::Status(
+        429,
+        "Too Many Requests",
+        r#"{"error":{"message":"slow down"}}"#.into(),
+    ));
     let matrix = dir.path().join("m.toml");
     fs::write(
         &matrix,
         format!(
-            "[matrix]\nmodels = [{{ endpoint = \"{url}\", model = \"smollm2\" }}]\nthreads = [1]\n\
-             prompt_tokens = [16]\ngen_tokens = [8, 3000, 16]\nreps = 1\nwarmup = 0\n",
-            url = server.url()
+            "[matrix]\nmodels = [{{ endpoint = \"{url}\", model = \"smollm2\" }}, \
+             {{ endpoint = \"{after}\", model = \"smollm2\" }}]\nthreads = [1]\n\
+             prompt_tokens = [16]\ngen_tokens = [8, 3000]\nreps = 1\nwarmup = 0\n",
+            url = server.url(),
+            after = busy.url(),
         ),
     )
     .unwrap();
@@ -275,27 +299,36 @@ fn a_server_killed_mid_stream_fails_that_cell_and_the_matrix_goes_on() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(recs.len(), 3, "every cell recorded");
-    let by_n = |n: u64| recs.iter().find(|r| r["cell"]["gen_tokens"] == n).unwrap();
-    assert_eq!(by_n(8)["status"], "ok");
-    assert_eq!(by_n(8)["device"], "endpoint");
-    assert_eq!(by_n(8)["cell"]["runtime"], "openai");
-    let killed = &by_n(3000)["reason"];
-    assert_eq!(by_n(3000)["status"], "failed");
-    let why = killed.as_str().unwrap();
+    assert_eq!(recs.len(), 4, "every cell recorded");
+    let cell = |url: &str, n: u64| {
+        recs.iter()
+            .find(|r| r["cell"]["gen_tokens"] == n && r["cell"]["model"]["Endpoint"]["url"] == url)
+            .unwrap()
+    };
+    let first = cell(&server.url(), 8);
+    assert_eq!(first["status"], "ok");
+    assert_eq!(first["device"], "endpoint");
+    assert_eq!(first["cell"]["runtime"], "openai");
+    let killed = cell(&server.url(), 3000);
+    assert_eq!(killed["status"], "failed");
+    let why = killed["reason"].as_str().unwrap();
     assert!(
         why.starts_with("smollm2 at ")
             && why.contains(": every repetition failed (1 of 1); the last: ")
             && why.contains("the connection closed mid-stream after"),
         "{why}"
     );
-    assert_eq!(by_n(16)["status"], "failed");
-    assert!(
-        by_n(16)["reason"]
-            .as_str()
-            .unwrap()
-            .contains("Connection refused")
-    );
+    for n in [8, 3000] {
+        let after = cell(&busy.url(), n);
+        assert_eq!(after["status"], "failed");
+        assert!(
+            after["reason"]
+                .as_str()
+                .unwrap()
+                .ends_with("the last: HTTP 429 Too Many Requests: slow down (rate limited)"),
+            "{after}"
+        );
+    }
 }
 
 #[cfg(not(feature = "llama-cpp"))]
@@ -506,29 +539,9 @@ fn openai_stream(tokens: usize) -> Vec<String> {
 fn https_endpoints_are_measured_with_a_trusted_ca_and_refused_without() {
     let server = FaultServer::start_tls(Answer::Chunked(openai_stream(5)));
     let ca = common::fixture("tls/ca.pem");
-    let out = odai()
+    let out = bench_cmd(&server.url(), "m", "40", "5")
         .env("SSL_CERT_FILE", &ca)
-        .args([
-            "bench",
-            "--endpoint",
-            &server.url(),
-            "--model",
-            "m",
-            "-p",
-            "40",
-            "-n",
-            "5",
-        ])
-        .args([
-            "--reps",
-            "2",
-            "--warmup",
-            "0",
-            "--format",
-            "json",
-            "--sample-interval",
-            "off",
-        ])
+        .args(["--reps", "2", "--warmup", "0", "--format", "json"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -542,20 +555,9 @@ fn https_endpoints_are_measured_with_a_trusted_ca_and_refused_without() {
         assert!(r["endpoint"]["connect_ms"].as_f64().unwrap() > 0.0);
         assert!(r["endpoint"]["server_timings"].is_null());
     }
-    let out = odai()
+    let out = bench_cmd(&server.url(), "m", "40", "5")
         .env_remove("SSL_CERT_FILE")
-        .args([
-            "bench",
-            "--endpoint",
-            &server.url(),
-            "--model",
-            "m",
-            "-p",
-            "40",
-            "-n",
-            "5",
-        ])
-        .args(["--reps", "1", "--warmup", "0", "--sample-interval", "off"])
+        .args(["--reps", "1", "--warmup", "0"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
