@@ -124,8 +124,17 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         return Ok(super::matrix::exit_code(&summary));
     }
     let mut t = format!(
-        "\n{:<32} {:>3} {:>5} {:>4} {:>10} {:>12} {:>12} {:>10}  {}\n",
-        "model", "thr", "p", "n", "TTFT ms", "prefill t/s", "decode t/s", "peak RSS", "status"
+        "\n{:<32} {:<10} {:>3} {:>5} {:>4} {:>10} {:>12} {:>12} {:>10}  {}\n",
+        "model",
+        "runtime",
+        "thr",
+        "p",
+        "n",
+        "TTFT ms",
+        "prefill t/s",
+        "decode t/s",
+        "peak RSS",
+        "status"
     );
     for r in &records {
         let get = |k: &str| {
@@ -144,9 +153,15 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
             (s, Some(why)) => format!("{}: {why}", format!("{s:?}").to_lowercase()),
             (s, None) => format!("{s:?}").to_lowercase(),
         };
+        // The runtime that ran, else the one the cell asked for.
+        let runtime = r.report.as_ref().map_or_else(
+            || r.cell.runtime.name().to_owned(),
+            |rep| rep.provenance.ran.runtime.clone(),
+        );
         t.push_str(&format!(
-            "{:<32} {:>3} {:>5} {:>4} {:>10} {:>12} {:>12} {:>10}  {status}\n",
+            "{:<32} {:<10} {:>3} {:>5} {:>4} {:>10} {:>12} {:>12} {:>10}  {status}\n",
             r.cell.model.label(),
+            runtime,
             r.cell.threads,
             r.cell.prompt_tokens,
             r.cell.gen_tokens,

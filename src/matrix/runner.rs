@@ -249,9 +249,10 @@ impl Shared<'_> {
 
 fn label(cell: &Cell) -> String {
     format!(
-        "{} {} threads={} p={} n={}",
+        "{} {} runtime={} threads={} p={} n={}",
         cell.id,
         cell.model.label(),
+        cell.runtime,
         cell.threads,
         cell.prompt_tokens,
         cell.gen_tokens
