@@ -57,10 +57,9 @@ fn an_endpoint_is_measured_through_llama_server_and_no_text_is_kept() {
     let Some((_dir, server)) = llama_server(Some("s3cret")) else {
         return;
     };
-    let out = odai()
+    let out = bench_cmd(&server.url(), "smollm2", "64", "16")
         .env(KEY_ENV, "s3cret")
-        .args(["bench", "--endpoint", &server.url(), "--model", "smollm2"])
-        .args(["-p", "64", "-n", "16", "--reps", "3", "--warmup", "1"])
+        .args(["--reps", "3", "--warmup", "1"])
         .args(["--api-key-env", KEY_ENV, "--format", "json"])
         .output()
         .unwrap();
@@ -123,21 +122,9 @@ fn a_wrong_api_key_fails_every_rep_with_one_line() {
     let Some((_dir, server)) = llama_server(Some("s3cret")) else {
         return;
     };
-    let out = odai()
+    let out = bench_cmd(&server.url(), "smollm2", "16", "4")
         .env(KEY_ENV, "wrong")
-        .args(["bench", "--endpoint", &server.url(), "--model", "smollm2"])
-        .args([
-            "-p",
-            "16",
-            "-n",
-            "4",
-            "--reps",
-            "2",
-            "--warmup",
-            "0",
-            "--api-key-env",
-            KEY_ENV,
-        ])
+        .args(["--reps", "2", "--warmup", "0", "--api-key-env", KEY_ENV])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
