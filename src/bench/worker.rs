@@ -89,8 +89,17 @@ pub struct Timings {
 
 /// Turns a run's timings and telemetry into a repetition's figures: throughput, percentiles,
 /// deadline misses, energy per token, the sustained analysis.
-pub fn finish(spec: &CellSpec, t: Timings, telemetry: Option<Telemetry>) -> RepResult {
+pub fn finish(
+    spec: &CellSpec,
+    t: Timings,
+    telemetry: Option<Telemetry>,
+) -> Result<RepResult, String> {
     let decoded = t.token_ms.len();
+    // Every figure below is a measurement: without a decoded token or a decode time there is
+    // none to give (NaN would also not survive results.jsonl: JSON writes it as null).
+    if decoded == 0 || t.decode_s <= 0.0 || t.ttft_ms <= 0.0 {
+        return Err("no token was timed: nothing to measure (raise -n)".into());
+    }
     let energy = telemetry.as_ref().map(Telemetry::energy);
     let energy_j_per_token = energy.as_ref().map(|e| {
         e.energy_j.clone().and_then(|j| {
@@ -114,24 +123,14 @@ pub fn finish(spec: &CellSpec, t: Timings, telemetry: Option<Telemetry>) -> RepR
     // Sorted once for the three percentiles (a sustained run has tens of thousands of tokens).
     let mut sorted_ms = t.token_ms.clone();
     sorted_ms.sort_by(f64::total_cmp);
-    let pct = |q: f64| {
-        if sorted_ms.is_empty() {
-            f64::NAN
-        } else {
-            stats::percentile_sorted(&sorted_ms, q)
-        }
-    };
-    RepResult {
+    let pct = |q: f64| stats::percentile_sorted(&sorted_ms, q);
+    Ok(RepResult {
         load_ms: t.load_ms,
         cold: spec.cold,
         first_ttft_ms: t.first_ttft_ms,
         ttft_ms: t.ttft_ms,
         prefill_tps: t.prompt_tokens as f64 / (t.ttft_ms / 1e3),
-        decode_tps: if t.decode_s > 0.0 {
-            decoded as f64 / t.decode_s
-        } else {
-            f64::NAN
-        },
+        decode_tps: decoded as f64 / t.decode_s,
         token_ms_p50: pct(50.0),
         token_ms_p90: pct(90.0),
         token_ms_p99: pct(99.0),
@@ -154,7 +153,7 @@ pub fn finish(spec: &CellSpec, t: Timings, telemetry: Option<Telemetry>) -> RepR
         energy_j_per_token,
         telemetry,
         sustained,
-    }
+    })
 }
 
 /// The telemetry sampler of a repetition's decode phase, as the spec asks.
@@ -260,7 +259,7 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
         peak_rss_bytes: Some(peak_rss_bytes()?),
         endpoint: None,
     };
-    Ok(finish(spec, timings, telemetry))
+    finish(spec, timings, telemetry)
 }
 
 #[cfg(test)]

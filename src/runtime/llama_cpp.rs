@@ -163,18 +163,21 @@ impl LlamaCpp {
             })
             .collect();
         let layers = model.n_layer();
-        let offload = opts.gpu_layers.map(|requested| {
-            let (on_gpu, total) = OFFLOADED
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .unwrap_or((0, layers + 1));
-            Offload {
+        // The split as llama.cpp's log said it. Without that line it is known only when there
+        // is no GPU device at all (then nothing can be offloaded); otherwise it is left out
+        // rather than guessed.
+        let has_gpu = devices.iter().any(|d| !d.starts_with("CPU"));
+        let logged = *OFFLOADED.lock().unwrap_or_else(|p| p.into_inner());
+        let split = logged.or((!has_gpu).then_some((0, layers + 1)));
+        let offload = opts
+            .gpu_layers
+            .zip(split)
+            .map(|(requested, (on_gpu, total))| Offload {
                 requested,
                 on_gpu,
                 layers: total,
                 devices: devices.clone(),
-            }
-        });
+            });
         let gpu = offload.as_ref().is_some_and(|o| o.on_gpu > 0);
         let backend_desc = if gpu {
             format!(

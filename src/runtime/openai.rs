@@ -654,7 +654,7 @@ pub fn run_rep(spec: &CellSpec) -> Result<RepResult, String> {
             server_timings: s.timings,
         }),
     };
-    Ok(worker::finish(spec, timings, telemetry))
+    worker::finish(spec, timings, telemetry)
 }
 
 #[cfg(test)]
