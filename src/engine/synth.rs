@@ -1,7 +1,7 @@
 //! Synthetic models: GGUF files with random weights in the exact shape of real model families,
 //! so a team can ask "would a 3B Q4 model run here?" without obtaining weights. Quantized blocks
-//! are written directly with sane scales (no float quantization pass); norms are 1.0 so
-//! activations stay finite. Files are cached under the user's cache directory.
+//! are written directly with sane scales (no float quantization pass); norm weights lie near 1
+//! and biases near 0, so activations stay finite. Files are cached under the user's cache directory.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -29,6 +29,8 @@ pub struct Preset {
     /// Output projection shares the token embedding (no `output.weight`).
     pub tied: bool,
     pub bos: Option<u32>,
+    /// Sliding-window attention span of the local layers (gemma3), 0 for none.
+    pub sliding_window: u64,
 }
 
 pub const PRESETS: &[Preset] = &[
@@ -47,6 +49,7 @@ pub const PRESETS: &[Preset] = &[
         rms_eps: 1e-5,
         tied: true,
         bos: Some(1),
+        sliding_window: 0,
     },
     Preset {
         name: "qwen2.5-0.5b",
@@ -63,6 +66,7 @@ pub const PRESETS: &[Preset] = &[
         rms_eps: 1e-6,
         tied: true,
         bos: None,
+        sliding_window: 0,
     },
     Preset {
         name: "llama-3.2-1b",
@@ -79,6 +83,7 @@ pub const PRESETS: &[Preset] = &[
         rms_eps: 1e-5,
         tied: true,
         bos: Some(128_000),
+        sliding_window: 0,
     },
     Preset {
         name: "tinyllama-1.1b",
@@ -95,6 +100,7 @@ pub const PRESETS: &[Preset] = &[
         rms_eps: 1e-5,
         tied: false,
         bos: Some(1),
+        sliding_window: 0,
     },
     Preset {
         name: "llama-3.2-3b",
@@ -111,6 +117,7 @@ pub const PRESETS: &[Preset] = &[
         rms_eps: 1e-5,
         tied: true,
         bos: Some(128_000),
+        sliding_window: 0,
     },
     Preset {
         name: "phi-3-mini",
@@ -127,6 +134,7 @@ pub const PRESETS: &[Preset] = &[
         rms_eps: 1e-5,
         tied: false,
         bos: Some(1),
+        sliding_window: 0,
     },
     Preset {
         name: "gemma-3-1b",
@@ -143,6 +151,7 @@ pub const PRESETS: &[Preset] = &[
         rms_eps: 1e-6,
         tied: true,
         bos: Some(2),
+        sliding_window: 512,
     },
     Preset {
         name: "llama-3.1-8b",
@@ -159,6 +168,7 @@ pub const PRESETS: &[Preset] = &[
         rms_eps: 1e-5,
         tied: false,
         bos: Some(128_000),
+        sliding_window: 0,
     },
     // Not a real family: a 2-layer llama of 0.1 M parameters that loads and runs in
     // milliseconds. It measures odai's own harness (processes, protocol, transports), so farm
@@ -178,6 +188,7 @@ pub const PRESETS: &[Preset] = &[
         rms_eps: 1e-5,
         tied: true,
         bos: Some(1),
+        sliding_window: 0,
     },
 ];
 
@@ -261,7 +272,7 @@ pub fn parse_spec(spec: &str, flag: &str) -> Result<(&'static Preset, Quant), Er
 }
 
 /// Bumped whenever the generator's output changes, so stale cached files are not reused.
-const GENERATOR_VERSION: u32 = 1;
+const GENERATOR_VERSION: u32 = 2;
 
 /// `$ODAI_CACHE_DIR`, else `$XDG_CACHE_HOME/odai`, else `~/.cache/odai` (XDG Base Directory).
 pub fn cache_dir() -> PathBuf {
@@ -301,8 +312,10 @@ pub fn cached(preset: &Preset, quant: Quant) -> anyhow::Result<PathBuf> {
 enum Fill {
     /// Random weights with this standard deviation.
     Random(f32),
-    Ones,
-    Zeros,
+    /// F32 values uniform in centre ± half: norm weights near 1 and small biases, so a pass
+    /// that skipped a norm's weight or a bias computes visibly different logits (tests compare
+    /// odai's passes with llama.cpp's on these files).
+    Uniform { centre: f32, half: f32 },
 }
 
 struct TensorSpec {
@@ -358,7 +371,10 @@ fn tensors(p: &Preset, quant: Quant) -> Vec<TensorSpec> {
         name,
         dims: vec![n],
         quant: None,
-        fill: Fill::Ones,
+        fill: Fill::Uniform {
+            centre: 1.0,
+            half: 0.25,
+        },
     };
     let mut out = vec![TensorSpec {
         name: "token_embd.weight".into(),
@@ -386,7 +402,10 @@ fn tensors(p: &Preset, quant: Quant) -> Vec<TensorSpec> {
                     name: b(t),
                     dims: vec![n],
                     quant: None,
-                    fill: Fill::Zeros,
+                    fill: Fill::Uniform {
+                        centre: 0.0,
+                        half: 0.5,
+                    },
                 });
             }
         }
@@ -482,8 +501,13 @@ fn metadata(p: &Preset, quant: Quant) -> Vec<(String, Meta)> {
     ];
     if a == "gemma3" {
         // Gemma 3 alternates local (sliding-window) and global attention layers.
-        m.push((format!("{a}.attention.sliding_window"), Meta::U32(512)));
-        m.push((format!("{a}.rope.local_freq_base"), Meta::F32(10_000.0)));
+        // llama.cpp reads the local layers' RoPE base from rope.freq_base_swa (default 10 000,
+        // Gemma 3's local base).
+        m.push((
+            format!("{a}.attention.sliding_window"),
+            Meta::U32(p.sliding_window as u32),
+        ));
+        m.push((format!("{a}.rope.freq_base_swa"), Meta::F32(10_000.0)));
     }
     m.push(("tokenizer.ggml.model".into(), Meta::Str("llama".into())));
     m.push(("tokenizer.ggml.tokens".into(), Meta::Tokens(p.vocab)));
@@ -587,12 +611,11 @@ fn fill_tensor(t: &TensorSpec, rng: &mut Rng, buf: &mut Vec<u8>) {
     buf.clear();
     let n = t.elems() as usize;
     let sigma = match t.fill {
-        Fill::Ones => {
-            buf.extend((0..n).flat_map(|_| 1.0f32.to_le_bytes()));
-            return;
-        }
-        Fill::Zeros => {
-            buf.resize(n * 4, 0);
+        Fill::Uniform { centre, half } => {
+            buf.extend((0..n).flat_map(|_| {
+                let u = (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+                (centre + (2.0 * u - 1.0) * half).to_le_bytes()
+            }));
             return;
         }
         Fill::Random(s) => s,

@@ -1,4 +1,4 @@
-//! odai's own engine (`engine::llama`): llama models on odai's x86-64 AVX2/VNNI kernels. Its
+//! odai's own engine (`engine::decoder`): llama, qwen2, qwen3, gemma3 and phi3 models on odai's kernels. Its
 //! wrapper also serves candle (`runtime::candle`): both run through `engine::Model`.
 
 use std::path::Path;

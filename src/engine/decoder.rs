@@ -1,17 +1,25 @@
-//! odai's own llama forward pass on its kernels (issue 7): weights mapped from the GGUF file —
-//! read in place, or repacked eight rows at a time (kernels/packed.rs) with the mapped pages
-//! released — activations quantized once per matmul, a KV cache laid out per layer and KV head
-//! so attention reads contiguous rows, and no allocation in the decode loop once the scratch
-//! buffers have grown. Models it cannot run (other tensor types, mixture of experts,
-//! biases) go to candle's implementation instead; `ODAI_ENGINE=candle` forces that.
+//! odai's own decoder-only forward pass on its kernels (issues 7 and 13): llama, qwen2, qwen3,
+//! gemma3 and phi3, the differences between them read from the file's metadata (arch.rs).
+//! Weights are mapped from the GGUF file — read in place, or repacked eight rows at a time
+//! (kernels/packed.rs) with the mapped pages released — activations quantized once per matmul,
+//! a KV cache laid out per layer and KV head so attention reads contiguous rows, and no
+//! allocation in the decode loop once the scratch buffers have grown. A file it cannot compute
+//! faithfully (other tensor types, mixture of experts, a tensor the pass would ignore) goes to
+//! candle's implementation instead; `ODAI_ENGINE=candle` forces that.
 //!
-//! The computation follows llama.cpp's llm_build_llama: RMSNorm (x / √(mean x² + ε) · w),
-//! grouped-query attention with "normal" RoPE (rotating adjacent pairs, ggml rope mode 0, the
-//! layout GGUF's converter permutes q/k weights into), optional per-frequency factors
-//! (`rope_freqs.weight`, Llama 3), and a SwiGLU feed-forward (silu(gate) · up → down).
+//! The computation follows llama.cpp's graphs (llama.cpp/src/models/{llama,qwen2,qwen3,gemma3,
+//! phi3}.cpp): RMSNorm (x / √(mean x² + ε) · w); q, k, v projections (fused in phi3, with
+//! biases where the file has them); per-head RMS norms of q and k (qwen3, gemma3); RoPE on
+//! adjacent pairs (llama, ggml mode 0 — the layout GGUF's converter permutes llama's q/k into)
+//! or on halves (NEOX, the rest), with Llama 3's per-frequency factors and linear position
+//! scaling; grouped-query attention, causal, and windowed on gemma3's sliding-window layers;
+//! norms after attention and after the feed-forward (gemma3); a gated feed-forward, silu or
+//! GELU-tanh (gemma3), gate and up fused in phi3; gemma3's √n_embd embedding scale; final
+//! logit soft-capping where the file sets it.
 
 use candle_core::quantized::GgmlDType;
 
+use super::arch::{self, Act, Rope, Spec};
 use super::gguf::Gguf;
 use super::kernels::packed::{
     self, BlockQ4_0x8, BlockQ4_1x8, BlockQ4Kx8, BlockQ5_0x8, BlockQ8_0x8, Packed8,
@@ -66,6 +74,20 @@ impl Kind {
         match self {
             Kind::Q4K | Kind::Q6K => kernels::QK_K,
             _ => kernels::QK,
+        }
+    }
+
+    /// Bytes per block of a kind as the file stores it (before any repacking).
+    fn block_bytes(self) -> usize {
+        use std::mem::size_of;
+        match self {
+            Kind::Q4_0 => size_of::<BlockQ4_0>(),
+            Kind::Q4_1 => size_of::<BlockQ4_1>(),
+            Kind::Q5_0 => size_of::<BlockQ5_0>(),
+            Kind::Q8_0 => size_of::<BlockQ8_0>(),
+            Kind::Q4K => size_of::<BlockQ4K>(),
+            Kind::Q6K => size_of::<BlockQ6K>(),
+            packed => unreachable!("{packed:?} exists only after load's repacking"),
         }
     }
 }
@@ -277,25 +299,21 @@ struct Layer {
     wq: QMat,
     wk: QMat,
     wv: QMat,
+    /// q, k, v biases (qwen2; any file that has them).
+    bq: Option<Vec<f32>>,
+    bk: Option<Vec<f32>>,
+    bv: Option<Vec<f32>>,
+    /// Per-head RMS norm weights of q and k (qwen3, gemma3).
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
     wo: QMat,
+    /// gemma3's norms of the attention and feed-forward outputs.
+    post_attn_norm: Option<Vec<f32>>,
     ffn_norm: Vec<f32>,
     gate: QMat,
     up: QMat,
     down: QMat,
-}
-
-/// Shape and constants from the GGUF metadata.
-#[derive(Clone, Copy, Debug)]
-struct Hparams {
-    n_layer: usize,
-    n_embd: usize,
-    n_head: usize,
-    n_kv_head: usize,
-    head_dim: usize,
-    ffn: usize,
-    vocab: usize,
-    ctx: usize,
-    eps: f32,
+    post_ffn_norm: Option<Vec<f32>>,
 }
 
 /// Per-pass buffers, grown to the longest batch seen and then reused.
@@ -311,20 +329,24 @@ struct Scratch {
     g: Vec<f32>,
     u: Vec<f32>,
     scores: Vec<f32>,
-    cos: Vec<f32>,
-    sin: Vec<f32>,
+    /// RoPE angles of the batch's positions: one table per RoPE base (global, sliding-window).
+    cos: [Vec<f32>; 2],
+    sin: [Vec<f32>; 2],
     row: Vec<f32>,
     acts: Acts,
 }
 
-/// A loaded llama model on odai's kernels.
-pub struct Llama {
-    hp: Hparams,
+/// A loaded decoder-only model on odai's kernels.
+pub struct Decoder {
+    spec: Spec,
+    ffn: usize,
+    vocab: usize,
     embd: QMat,
     output: QMat,
     output_norm: Vec<f32>,
     layers: Vec<Layer>,
-    inv_freq: Vec<f32>,
+    /// RoPE inverse frequencies (scaled by the layer set's linear factor): [global, sliding].
+    inv_freq: [Vec<f32>; 2],
     /// K and V per layer and KV head: `kv_cap` positions of `head_dim` floats each.
     k_cache: Vec<f32>,
     v_cache: Vec<f32>,
@@ -341,139 +363,226 @@ fn unsupported<T>(why: impl Into<String>) -> Result<T, Unsupported> {
     Err(Unsupported(why.into()))
 }
 
-impl Llama {
-    /// Maps `g`'s file and checks every tensor; `Unsupported` says why candle must run it.
-    pub fn load(g: &Gguf) -> Result<Llama, Unsupported> {
-        if g.string("general.architecture") != Some("llama") {
-            return unsupported("not a llama model");
-        }
-        if g.arch_uint("llama", "expert_count").unwrap_or(0) > 0 {
-            return unsupported("mixture of experts");
-        }
-        let c = &g.content;
-        let n_layer = g.arch_uint("llama", "block_count").unwrap_or(0) as usize;
-        let n_embd = g.arch_uint("llama", "embedding_length").unwrap_or(0) as usize;
-        let n_head = g.arch_uint("llama", "attention.head_count").unwrap_or(0) as usize;
-        let n_kv_head = g
-            .arch_uint("llama", "attention.head_count_kv")
-            .unwrap_or(n_head as u64) as usize;
-        if n_layer == 0
-            || n_embd == 0
-            || n_head == 0
-            || n_kv_head == 0
-            || !n_head.is_multiple_of(n_kv_head)
-        {
-            return unsupported("incomplete or unusual llama hyperparameters");
-        }
-        let head_dim = g
-            .arch_uint("llama", "rope.dimension_count")
-            .unwrap_or((n_embd / n_head) as u64) as usize;
-        let float = |key: &str, default: f32| {
-            g.get(&format!("llama.{key}"))
-                .and_then(|v| v.to_f32().ok())
-                .unwrap_or(default)
+/// The file's tensors, looked up by name; remembers which the pass uses, so a file carrying a
+/// tensor the pass would ignore (a bias, a rope factor table, an extra head) is refused rather
+/// than run wrong.
+struct Tensors<'a> {
+    g: &'a Gguf,
+    map: &'a Mapped,
+    used: std::cell::RefCell<std::collections::HashSet<String>>,
+}
+
+impl Tensors<'_> {
+    fn has(&self, name: &str) -> bool {
+        self.g.content.tensor_infos.contains_key(name)
+    }
+
+    fn raw(&self, name: &str) -> Result<(GgmlDType, Vec<usize>, *const u8), Unsupported> {
+        let c = &self.g.content;
+        let Some(info) = c.tensor_infos.get(name) else {
+            return unsupported(format!("no tensor {name}"));
         };
-        let eps = float("attention.layer_norm_rms_epsilon", 1e-5);
-        let theta = float("rope.freq_base", 10_000.0);
+        let start = c.tensor_data_offset as usize + info.offset as usize;
+        let bytes = super::gguf::tensor_bytes(info.ggml_dtype, info.shape.elem_count()) as usize;
+        if start + bytes > self.map.len {
+            return unsupported(format!("{name} lies outside the file"));
+        }
+        self.used.borrow_mut().insert(name.to_owned());
+        // SAFETY: start + bytes ≤ len, checked above.
+        let ptr = unsafe { self.map.ptr.add(start) };
+        Ok((info.ggml_dtype, info.shape.dims().to_vec(), ptr))
+    }
+
+    /// `rows` × `cols` quantized weights.
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<QMat, Unsupported> {
+        let (t, dims, ptr) = self.raw(name)?;
+        let Some(kind) = Kind::of(t) else {
+            return unsupported(format!("{name} is {t:?}"));
+        };
+        if dims != [rows, cols] || !cols.is_multiple_of(kind.elems()) {
+            return unsupported(format!(
+                "{name} has shape {dims:?}, expected [{rows}, {cols}]"
+            ));
+        }
+        // Weight blocks hold u16 fields: 2-byte alignment is what their slices need.
+        if !(ptr as usize).is_multiple_of(2) {
+            return unsupported(format!("{name} is not aligned"));
+        }
+        Ok(QMat {
+            kind,
+            ptr,
+            rows,
+            cols,
+        })
+    }
+
+    /// A fused matrix split by rows into parts of `rows` rows each (phi3's attn_qkv, its
+    /// gate-and-up ffn_up): each part points into the same mapping, so nothing is copied.
+    fn split(&self, name: &str, rows: &[usize], cols: usize) -> Result<Vec<QMat>, Unsupported> {
+        let whole = self.matrix(name, rows.iter().sum(), cols)?;
+        let row_bytes = cols / whole.kind.elems() * whole.kind.block_bytes();
+        let mut at = 0;
+        Ok(rows
+            .iter()
+            .map(|&r| {
+                // SAFETY: the parts tile the matrix checked above.
+                let ptr = unsafe { whole.ptr.add(at * row_bytes) };
+                at += r;
+                QMat {
+                    kind: whole.kind,
+                    ptr,
+                    rows: r,
+                    cols,
+                }
+            })
+            .collect())
+    }
+
+    /// An F32 vector of `n`.
+    fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>, Unsupported> {
+        let (t, dims, ptr) = self.raw(name)?;
+        if t != GgmlDType::F32 || dims != [n] {
+            return unsupported(format!("{name} is {t:?} {dims:?}, expected F32 [{n}]"));
+        }
+        // SAFETY: n f32 values inside the mapping (checked by `raw`); read unaligned.
+        Ok((0..n)
+            .map(|i| unsafe { ptr.cast::<f32>().add(i).read_unaligned() })
+            .collect())
+    }
+
+    /// The vector if the file has it.
+    fn optional(&self, name: &str, n: usize) -> Result<Option<Vec<f32>>, Unsupported> {
+        if self.has(name) {
+            self.vector(name, n).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The first tensor of the file the pass does not use.
+    fn unused(&self) -> Option<String> {
+        let used = self.used.borrow();
+        let mut names: Vec<&String> = self.g.content.tensor_infos.keys().collect();
+        names.sort();
+        names.into_iter().find(|n| !used.contains(*n)).cloned()
+    }
+}
+
+impl Decoder {
+    /// Maps `g`'s file and checks every tensor; `Unsupported` says why candle must run it.
+    pub fn load(g: &Gguf) -> Result<Decoder, Unsupported> {
+        let spec = Spec::read(g).map_err(Unsupported)?;
+        let (n_embd, hd) = (spec.n_embd, spec.head_dim);
         let map =
             Mapped::open(&g.path, true).map_err(|e| Unsupported(format!("cannot map: {e}")))?;
-
-        let tensor = |name: &str| -> Result<(GgmlDType, Vec<usize>, *const u8), Unsupported> {
-            let Some(info) = c.tensor_infos.get(name) else {
-                return unsupported(format!("no tensor {name}"));
-            };
-            let start = c.tensor_data_offset as usize + info.offset as usize;
-            let bytes =
-                super::gguf::tensor_bytes(info.ggml_dtype, info.shape.elem_count()) as usize;
-            if start + bytes > map.len {
-                return unsupported(format!("{name} lies outside the file"));
-            }
-            // SAFETY: start + bytes ≤ len, checked above.
-            let ptr = unsafe { map.ptr.add(start) };
-            Ok((info.ggml_dtype, info.shape.dims().to_vec(), ptr))
+        let t = Tensors {
+            g,
+            map: &map,
+            used: Default::default(),
         };
-        let matrix = |name: &str, rows: usize, cols: usize| -> Result<QMat, Unsupported> {
-            let (t, dims, ptr) = tensor(name)?;
-            let Some(kind) = Kind::of(t) else {
-                return unsupported(format!("{name} is {t:?}"));
-            };
-            if dims != [rows, cols] || !cols.is_multiple_of(kind.elems()) {
-                return unsupported(format!(
-                    "{name} has shape {dims:?}, expected [{rows}, {cols}]"
-                ));
-            }
-            if !(ptr as usize).is_multiple_of(4) {
-                return unsupported(format!("{name} is not aligned"));
-            }
-            Ok(QMat {
-                kind,
-                ptr,
-                rows,
-                cols,
-            })
-        };
-        let vector = |name: &str, n: usize| -> Result<Vec<f32>, Unsupported> {
-            let (t, dims, ptr) = tensor(name)?;
-            if t != GgmlDType::F32 || dims != [n] {
-                return unsupported(format!("{name} is {t:?} {dims:?}, expected F32 [{n}]"));
-            }
-            // SAFETY: n f32 values inside the mapping (checked by `tensor`); read unaligned.
-            Ok((0..n)
-                .map(|i| unsafe { ptr.cast::<f32>().add(i).read_unaligned() })
-                .collect())
-        };
-
-        let q_dim = n_head * head_dim;
-        let kv_dim = n_kv_head * head_dim;
-        let embd_rows = c
+        let c = &g.content;
+        let q_dim = spec.n_head * hd;
+        let kv_dim = spec.n_kv_head * hd;
+        let vocab = c
             .tensor_infos
             .get("token_embd.weight")
             .map_or(0, |t| t.shape.dims()[0]);
-        let vocab = embd_rows;
-        let embd = matrix("token_embd.weight", vocab, n_embd)?;
-        let output = if c.tensor_infos.contains_key("output.weight") {
-            matrix("output.weight", vocab, n_embd)?
+        let embd = t.matrix("token_embd.weight", vocab, n_embd)?;
+        let output = if t.has("output.weight") {
+            t.matrix("output.weight", vocab, n_embd)?
         } else {
-            matrix("token_embd.weight", vocab, n_embd)?
+            t.matrix("token_embd.weight", vocab, n_embd)?
         };
         let ffn = c
             .tensor_infos
-            .get("blk.0.ffn_up.weight")
-            .map_or(0, |t| t.shape.dims()[0]);
-        let mut layers = Vec::with_capacity(n_layer);
-        for i in 0..n_layer {
+            .get("blk.0.ffn_down.weight")
+            .map_or(0, |t| t.shape.dims()[1]);
+        let mut layers = Vec::with_capacity(spec.n_layer);
+        for i in 0..spec.n_layer {
             let p = |s: &str| format!("blk.{i}.{s}.weight");
-            for bias in ["attn_q", "attn_k", "attn_v", "attn_output"] {
-                if c.tensor_infos.contains_key(&format!("blk.{i}.{bias}.bias")) {
-                    return unsupported("attention biases");
-                }
-            }
+            let bias = |s: &str| format!("blk.{i}.{s}.bias");
+            let [wq, wk, wv]: [QMat; 3] = if spec.fused_qkv {
+                t.split(&p("attn_qkv"), &[q_dim, kv_dim, kv_dim], n_embd)?
+                    .try_into()
+                    .map_err(|_| Unsupported("attn_qkv split".into()))?
+            } else {
+                [
+                    t.matrix(&p("attn_q"), q_dim, n_embd)?,
+                    t.matrix(&p("attn_k"), kv_dim, n_embd)?,
+                    t.matrix(&p("attn_v"), kv_dim, n_embd)?,
+                ]
+            };
+            let [gate, up]: [QMat; 2] = if spec.fused_gate_up {
+                t.split(&p("ffn_up"), &[ffn, ffn], n_embd)?
+                    .try_into()
+                    .map_err(|_| Unsupported("ffn_up split".into()))?
+            } else {
+                [
+                    t.matrix(&p("ffn_gate"), ffn, n_embd)?,
+                    t.matrix(&p("ffn_up"), ffn, n_embd)?,
+                ]
+            };
+            let (q_norm, k_norm) = if spec.qk_norm {
+                (
+                    Some(t.vector(&p("attn_q_norm"), hd)?),
+                    Some(t.vector(&p("attn_k_norm"), hd)?),
+                )
+            } else {
+                (None, None)
+            };
+            let (post_attn_norm, post_ffn_norm) = if spec.post_norms {
+                (
+                    Some(t.vector(&p("post_attention_norm"), n_embd)?),
+                    Some(t.vector(&p("post_ffw_norm"), n_embd)?),
+                )
+            } else {
+                (None, None)
+            };
             layers.push(Layer {
-                attn_norm: vector(&p("attn_norm"), n_embd)?,
-                wq: matrix(&p("attn_q"), q_dim, n_embd)?,
-                wk: matrix(&p("attn_k"), kv_dim, n_embd)?,
-                wv: matrix(&p("attn_v"), kv_dim, n_embd)?,
-                wo: matrix(&p("attn_output"), n_embd, q_dim)?,
-                ffn_norm: vector(&p("ffn_norm"), n_embd)?,
-                gate: matrix(&p("ffn_gate"), ffn, n_embd)?,
-                up: matrix(&p("ffn_up"), ffn, n_embd)?,
-                down: matrix(&p("ffn_down"), n_embd, ffn)?,
+                attn_norm: t.vector(&p("attn_norm"), n_embd)?,
+                wq,
+                wk,
+                wv,
+                bq: t.optional(&bias("attn_q"), q_dim)?,
+                bk: t.optional(&bias("attn_k"), kv_dim)?,
+                bv: t.optional(&bias("attn_v"), kv_dim)?,
+                q_norm,
+                k_norm,
+                wo: t.matrix(&p("attn_output"), n_embd, q_dim)?,
+                post_attn_norm,
+                ffn_norm: t.vector(&p("ffn_norm"), n_embd)?,
+                gate,
+                up,
+                down: t.matrix(&p("ffn_down"), n_embd, ffn)?,
+                post_ffn_norm,
             });
         }
-        let output_norm = vector("output_norm.weight", n_embd)?;
-        if !head_dim.is_multiple_of(2) {
-            return unsupported("odd head dimension");
-        }
-        let mut inv_freq: Vec<f32> = (0..head_dim / 2)
-            .map(|i| theta.powf(-2.0 * i as f32 / head_dim as f32))
-            .collect();
-        if c.tensor_infos.contains_key("rope_freqs.weight") {
-            let factors = vector("rope_freqs.weight", head_dim / 2)?;
-            for (f, k) in inv_freq.iter_mut().zip(factors) {
+        let output_norm = t.vector("output_norm.weight", n_embd)?;
+        let freqs = |base: arch::RopeBase| -> Vec<f32> {
+            (0..hd / 2)
+                .map(|i| base.scale * base.theta.powf(-2.0 * i as f32 / hd as f32))
+                .collect()
+        };
+        let mut global = freqs(spec.rope_base);
+        // Llama 3's per-frequency factors divide the global frequencies (ggml_rope_ext's
+        // freq_factors).
+        if spec.arch == "llama" && t.has("rope_freqs.weight") {
+            let factors = t.vector("rope_freqs.weight", hd / 2)?;
+            for (f, k) in global.iter_mut().zip(factors) {
                 *f /= k;
             }
         }
-        let ctx = g.arch_uint("llama", "context_length").unwrap_or(4096) as usize;
+        let sliding = spec
+            .swa
+            .as_ref()
+            .map_or_else(|| global.clone(), |s| freqs(s.rope));
+        if let Some(name) = t.unused() {
+            return unsupported(format!(
+                "it has {name}, which odai's {} pass does not compute",
+                spec.arch
+            ));
+        }
+        drop(t);
         // Q4_0, Q4_1 and Q5_0 matrices are repacked eight rows at a time (llama.cpp repacks
         // Q4_0 at load the same way); the
         // mapped pages they came from are handed back, so resident memory does not double.
@@ -525,23 +634,15 @@ impl Llama {
         } else {
             embd
         };
-        Ok(Llama {
-            hp: Hparams {
-                n_layer,
-                n_embd,
-                n_head,
-                n_kv_head,
-                head_dim,
-                ffn,
-                vocab,
-                ctx,
-                eps,
-            },
+        Ok(Decoder {
+            spec,
+            ffn,
+            vocab,
             embd,
             output,
             output_norm,
             layers,
-            inv_freq,
+            inv_freq: [global, sliding],
             k_cache: Vec::new(),
             v_cache: Vec::new(),
             kv_cap: 0,
@@ -554,6 +655,11 @@ impl Llama {
         })
     }
 
+    /// The architecture this model computes.
+    pub fn arch(&self) -> &str {
+        &self.spec.arch
+    }
+
     /// Forgets the sequence; the next forward starts at position 0.
     pub fn reset(&mut self) {
         // The cache keeps its size: positions are overwritten before they are read.
@@ -564,13 +670,13 @@ impl Llama {
         if need <= self.kv_cap {
             return;
         }
-        let hp = self.hp;
+        let sp = &self.spec;
         let cap = need
             .max(self.kv_cap * 2)
             .max(KV_START)
-            .min(hp.ctx.max(need));
-        let slabs = hp.n_layer * hp.n_kv_head;
-        let (old, new) = (self.kv_cap * hp.head_dim, cap * hp.head_dim);
+            .min(sp.ctx.max(need));
+        let slabs = sp.n_layer * sp.n_kv_head;
+        let (old, new) = (self.kv_cap * sp.head_dim, cap * sp.head_dim);
         for cache in [&mut self.k_cache, &mut self.v_cache] {
             let mut grown = vec![0f32; slabs * new];
             for s in 0..slabs {
@@ -583,27 +689,27 @@ impl Llama {
 
     /// Runs `tokens` at positions `pos..pos + len`; returns the last position's logits.
     pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, String> {
-        let hp = self.hp;
         let m = tokens.len();
         if m == 0 {
             return Err("no tokens to run".into());
         }
-        if pos + m > hp.ctx {
+        if pos + m > self.spec.ctx {
             return Err(format!(
                 "position {} is past the model's context length {}",
                 pos + m,
-                hp.ctx
+                self.spec.ctx
             ));
         }
-        if let Some(t) = tokens.iter().find(|&&t| t as usize >= hp.vocab) {
+        if let Some(t) = tokens.iter().find(|&&t| t as usize >= self.vocab) {
             return Err(format!(
                 "token id {t} is outside the vocabulary ({})",
-                hp.vocab
+                self.vocab
             ));
         }
         self.grow_kv(pos + m);
-        let (d, hd) = (hp.n_embd, hp.head_dim);
-        let (q_dim, kv_dim) = (hp.n_head * hd, hp.n_kv_head * hd);
+        let sp = &self.spec;
+        let (d, hd, ffn) = (sp.n_embd, sp.head_dim, self.ffn);
+        let (q_dim, kv_dim) = (sp.n_head * hd, sp.n_kv_head * hd);
         let team = &self.team;
         let size = team.size();
         let s = &mut self.s;
@@ -615,30 +721,37 @@ impl Llama {
             (&mut s.v, m * kv_dim),
             (&mut s.att, m * q_dim),
             (&mut s.o, m * d),
-            (&mut s.g, m * hp.ffn),
-            (&mut s.u, m * hp.ffn),
-            (&mut s.cos, m * hd / 2),
-            (&mut s.sin, m * hd / 2),
+            (&mut s.g, m * ffn),
+            (&mut s.u, m * ffn),
             (&mut s.scores, size * (pos + m)),
         ] {
             buf.resize(n, 0.0);
         }
+        for buf in s.cos.iter_mut().chain(s.sin.iter_mut()) {
+            buf.resize(m * hd / 2, 0.0);
+        }
 
         for (t, &tok) in tokens.iter().enumerate() {
             self.embd.row(tok as usize, &mut s.row);
-            s.x[t * d..(t + 1) * d].copy_from_slice(&s.row);
-            for (i, &f) in self.inv_freq.iter().enumerate() {
-                let (sin, cos) = ((pos + t) as f32 * f).sin_cos();
-                s.cos[t * hd / 2 + i] = cos;
-                s.sin[t * hd / 2 + i] = sin;
+            let x = &mut s.x[t * d..(t + 1) * d];
+            x.copy_from_slice(&s.row);
+            if sp.embd_scale != 1.0 {
+                x.iter_mut().for_each(|v| *v *= sp.embd_scale);
+            }
+            for (set, freqs) in self.inv_freq.iter().enumerate() {
+                for (i, &f) in freqs.iter().enumerate() {
+                    let (sin, cos) = ((pos + t) as f32 * f).sin_cos();
+                    s.cos[set][t * hd / 2 + i] = cos;
+                    s.sin[set][t * hd / 2 + i] = sin;
+                }
             }
         }
 
-        let scale = 1.0 / (hd as f32).sqrt();
+        let scale = sp.attn_scale;
         let cap = self.kv_cap;
-        let group = hp.n_head / hp.n_kv_head;
+        let group = sp.n_head / sp.n_kv_head;
         for (li, l) in self.layers.iter().enumerate() {
-            rms_norm(&s.x, &l.attn_norm, hp.eps, &mut s.xn);
+            rms_norm(&s.x, &l.attn_norm, sp.eps, &mut s.xn);
             s.acts.prepare(&s.xn[..m * d], &[&l.wq, &l.wk, &l.wv]);
             {
                 let (q, k, v) = (
@@ -654,11 +767,25 @@ impl Llama {
                     l.wv.share(acts, m, &v, id, size);
                 });
             }
-            rope(&mut s.q, hd, &s.cos, &s.sin);
-            rope(&mut s.k, hd, &s.cos, &s.sin);
+            for (buf, b) in [(&mut s.q, &l.bq), (&mut s.k, &l.bk), (&mut s.v, &l.bv)] {
+                if let Some(b) = b {
+                    for row in buf.chunks_exact_mut(b.len()) {
+                        row.iter_mut().zip(b).for_each(|(x, b)| *x += b);
+                    }
+                }
+            }
+            for (buf, w) in [(&mut s.q, &l.q_norm), (&mut s.k, &l.k_norm)] {
+                if let Some(w) = w {
+                    rms_norm_in_place(buf, w, sp.eps);
+                }
+            }
+            let set = usize::from(sp.rope_of(li) != sp.rope_base);
+            let (cos, sin) = (&s.cos[set], &s.sin[set]);
+            rope(sp.rope, &mut s.q, hd, cos, sin);
+            rope(sp.rope, &mut s.k, hd, cos, sin);
             for t in 0..m {
-                for h in 0..hp.n_kv_head {
-                    let at = ((li * hp.n_kv_head + h) * cap + pos + t) * hd;
+                for h in 0..sp.n_kv_head {
+                    let at = ((li * sp.n_kv_head + h) * cap + pos + t) * hd;
                     let src = t * kv_dim + h * hd;
                     self.k_cache[at..at + hd].copy_from_slice(&s.k[src..src + hd]);
                     self.v_cache[at..at + hd].copy_from_slice(&s.v[src..src + hd]);
@@ -673,14 +800,15 @@ impl Llama {
                     // SAFETY: each member has its own stretch of the scores buffer.
                     let sc_all = unsafe { scores.range(id * span..(id + 1) * span) };
                     // (token, head) pairs, dealt out in contiguous runs.
-                    for th in team::share(m * hp.n_head, id, size, 1) {
-                        let (t, h) = (th / hp.n_head, th % hp.n_head);
-                        let len = pos + t + 1;
-                        let slab = (li * hp.n_kv_head + h / group) * cap * hd;
-                        let keys = &kc[slab..slab + len * hd];
-                        let vals = &vc[slab..slab + len * hd];
+                    for th in team::share(m * sp.n_head, id, size, 1) {
+                        let (t, h) = (th / sp.n_head, th % sp.n_head);
+                        // Keys first..=pos + t: causal, and windowed on sliding layers.
+                        let (first, end) = (sp.first_key(li, pos + t), pos + t + 1);
+                        let slab = (li * sp.n_kv_head + h / group) * cap * hd;
+                        let keys = &kc[slab + first * hd..slab + end * hd];
+                        let vals = &vc[slab + first * hd..slab + end * hd];
                         let qh = &q[t * q_dim + h * hd..][..hd];
-                        let sc = &mut sc_all[..len];
+                        let sc = &mut sc_all[..end - first];
                         for (j, k) in keys.chunks_exact(hd).enumerate() {
                             sc[j] = dot(qh, k) * scale;
                         }
@@ -702,15 +830,18 @@ impl Llama {
                 // SAFETY: one round, distinct ids.
                 team.run(&|id| unsafe { l.wo.share(acts, m, &o, id, size) });
             }
+            if let Some(w) = &l.post_attn_norm {
+                rms_norm_in_place(&mut s.o, w, sp.eps);
+            }
             for (x, o) in s.x.iter_mut().zip(&s.o) {
                 *x += o;
             }
-            rms_norm(&s.x, &l.ffn_norm, hp.eps, &mut s.xn);
+            rms_norm(&s.x, &l.ffn_norm, sp.eps, &mut s.xn);
             s.acts.prepare(&s.xn[..m * d], &[&l.gate, &l.up]);
             {
                 let (g, u) = (Disjoint::new(&mut s.g), Disjoint::new(&mut s.u));
                 let acts = &s.acts;
-                let ffn = hp.ffn;
+                let act = sp.act;
                 // SAFETY: one round, distinct ids, for each output; then each member gates the
                 // rows it computed (the same share as the matmul's), so no barrier is needed.
                 team.run(&|id| unsafe {
@@ -720,18 +851,30 @@ impl Llama {
                     for t in 0..m {
                         let r = t * ffn + mine.start..t * ffn + mine.end;
                         let (gs, us) = (g.range(r.clone()), u.range(r));
-                        for (g, u) in gs.iter_mut().zip(us.iter()) {
-                            *g = *g / (1.0 + (-*g).exp()) * u;
+                        match act {
+                            Act::Silu => {
+                                for (g, u) in gs.iter_mut().zip(us.iter()) {
+                                    *g = *g / (1.0 + (-*g).exp()) * u;
+                                }
+                            }
+                            Act::GeluTanh => {
+                                for (g, u) in gs.iter_mut().zip(us.iter()) {
+                                    *g = arch::gelu_tanh(*g) * u;
+                                }
+                            }
                         }
                     }
                 });
             }
-            s.acts.prepare(&s.g[..m * hp.ffn], &[&l.down]);
+            s.acts.prepare(&s.g[..m * ffn], &[&l.down]);
             {
                 let o = Disjoint::new(&mut s.o);
                 let acts = &s.acts;
                 // SAFETY: one round, distinct ids.
                 team.run(&|id| unsafe { l.down.share(acts, m, &o, id, size) });
+            }
+            if let Some(w) = &l.post_ffn_norm {
+                rms_norm_in_place(&mut s.o, w, sp.eps);
             }
             for (x, o) in s.x.iter_mut().zip(&s.o) {
                 *x += o;
@@ -739,16 +882,28 @@ impl Llama {
         }
         // Only the last position's logits are needed: the output matrix (the largest) runs once.
         let last = &s.x[(m - 1) * d..m * d];
-        rms_norm(last, &self.output_norm, hp.eps, &mut s.xn[..d]);
+        rms_norm(last, &self.output_norm, sp.eps, &mut s.xn[..d]);
         s.acts.prepare(&s.xn[..d], &[&self.output]);
-        let mut logits = vec![0f32; hp.vocab];
+        let mut logits = vec![0f32; self.vocab];
         {
             let y = Disjoint::new(&mut logits);
             let (acts, out) = (&s.acts, &self.output);
             // SAFETY: one round, distinct ids.
             team.run(&|id| unsafe { out.share(acts, 1, &y, id, size) });
         }
+        if let Some(c) = sp.softcap {
+            logits.iter_mut().for_each(|v| *v = c * (*v / c).tanh());
+        }
         Ok(logits)
+    }
+}
+
+/// RMSNorm of each `w.len()`-long piece of `x`, in place (per-head q/k norms, post-norms).
+fn rms_norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    let n = w.len();
+    for xr in x.chunks_exact_mut(n) {
+        let inv = 1.0 / (dot(xr, xr) / n as f32 + eps).sqrt();
+        xr.iter_mut().zip(w).for_each(|(v, g)| *v *= inv * g);
     }
 }
 
@@ -764,18 +919,31 @@ fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Rotates adjacent pairs of every head of every row by the row's angles (ggml rope mode 0).
-fn rope(x: &mut [f32], hd: usize, cos: &[f32], sin: &[f32]) {
+/// Rotates every head of every row by the row's angles: adjacent pairs (ggml rope mode 0) or
+/// halves (NEOX, mode 2: element i pairs with i + d/2).
+fn rope(mode: Rope, x: &mut [f32], hd: usize, cos: &[f32], sin: &[f32]) {
     let half = hd / 2;
     let rows = cos.len() / half;
     let per_row = x.len() / rows;
     for (t, row) in x.chunks_exact_mut(per_row).enumerate() {
         let (c, s) = (&cos[t * half..][..half], &sin[t * half..][..half]);
         for head in row.chunks_exact_mut(hd) {
-            for (i, pair) in head.chunks_exact_mut(2).enumerate() {
-                let (a, b) = (pair[0], pair[1]);
-                pair[0] = a * c[i] - b * s[i];
-                pair[1] = a * s[i] + b * c[i];
+            match mode {
+                Rope::Norm => {
+                    for (i, pair) in head.chunks_exact_mut(2).enumerate() {
+                        let (a, b) = (pair[0], pair[1]);
+                        pair[0] = a * c[i] - b * s[i];
+                        pair[1] = a * s[i] + b * c[i];
+                    }
+                }
+                Rope::Neox => {
+                    let (lo, hi) = head.split_at_mut(half);
+                    for i in 0..half {
+                        let (a, b) = (lo[i], hi[i]);
+                        lo[i] = a * c[i] - b * s[i];
+                        hi[i] = a * s[i] + b * c[i];
+                    }
+                }
             }
         }
     }
