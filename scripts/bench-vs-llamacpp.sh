@@ -4,24 +4,20 @@
 #
 #   scripts/bench-vs-llamacpp.sh [MODEL.gguf] [THREADS] [P] [N] [ROUNDS]
 #
-# Builds a scratch venv with llama-cpp-python 0.3.36 under target/llamacpp-venv (pip compiles
+# llama-cpp-python 0.3.36 comes from scripts/llamacpp-venv.sh (built once; pip compiles
 # llama.cpp: several minutes the first time). Default model: the SmolLM2 test model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-$(scripts/fetch-test-model.sh)}
 threads=${2:-2}; p=${3:-64}; n=${4:-64}; rounds=${5:-3}
-venv=target/llamacpp-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q llama-cpp-python==0.3.36
-fi
+py=$(scripts/llamacpp-venv.sh)
 cargo build --release --quiet
 odai=target/release/odai
 results=$(mktemp)
 for r in $(seq "$rounds"); do
   "$odai" bench --model "$model" --threads "$threads" -p "$p" -n "$n" --reps 1 --warmup 1 --format json \
     | python3 -c 'import json,sys; d=json.load(sys.stdin); s=d["summary"]; print(json.dumps({"engine":"odai","load_ms":s["load_ms"]["mean"],"prefill_tps":s["prefill_tps"]["mean"],"decode_tps":s["decode_tps"]["mean"]}))' >>"$results"
-  "$venv/bin/python" scripts/llamacpp_bench.py "$model" --threads "$threads" -p "$p" -n "$n" \
+  "$py" scripts/llamacpp_bench.py "$model" --threads "$threads" -p "$p" -n "$n" \
     | python3 -c 'import json,sys; d=json.load(sys.stdin); d["engine"]="llama.cpp"; print(json.dumps(d))' >>"$results"
 done
 python3 - "$results" "$model" "$threads" "$p" "$n" "$rounds" <<'PY'

@@ -6,24 +6,20 @@
 #
 #   scripts/engine-vs-llamacpp.sh [THREADS] [P] [N] [ROUNDS]
 #
-# The venv with llama-cpp-python 0.3.36 is built by bench-vs-llamacpp.sh on first use (pip compiles
+# llama-cpp-python 0.3.36 comes from scripts/llamacpp-venv.sh (built once; pip compiles
 # llama.cpp: several minutes). Re-quantized files are cached under target/test-models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}; p=${2:-64}; n=${3:-64}; rounds=${4:-3}
 base=$(scripts/fetch-test-model.sh)
-venv=target/llamacpp-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q llama-cpp-python==0.3.36
-fi
+py=$(scripts/llamacpp-venv.sh)
 models=("Q4_1:$base")
 for q in q4_0 q8_0 q4_k_m; do
   out="target/test-models/SmolLM2-135M-Instruct.${q^^}.gguf"
   if [ ! -s "$out" ]; then
     # llama.cpp logs every tensor on stderr: kept out of the table, shown only on failure.
     log=$(mktemp)
-    "$venv/bin/python" scripts/llamacpp_quantize.py "$base" "$out" "$q" >"$log" 2>&1 \
+    "$py" scripts/llamacpp_quantize.py "$base" "$out" "$q" >"$log" 2>&1 \
       || { cat "$log" >&2; rm -f "$log" "$out"; exit 1; }
     rm -f "$log"
   fi

@@ -33,14 +33,7 @@ cargo build --release --quiet --features llama-cpp
 odai=target/release/odai
 server_bin=$(scripts/build-llama-server.sh)
 
-venv=target/llamacpp-venv-v3
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null; then
-  python3 -m venv "$venv"
-  launcher=""
-  command -v ccache >/dev/null && launcher="-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache"
-  CMAKE_ARGS="$launcher -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
-    "$venv/bin/pip" install -q --no-binary llama-cpp-python llama-cpp-python==0.3.36 numpy
-fi
+py=$(scripts/llamacpp-venv.sh)
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$server_bin" -m "$model" --host 127.0.0.1 --port "$port" -t "$threads" -c $(( (p + n) * 4 + 256 )) -np 1 \
@@ -63,7 +56,7 @@ for _ in $(seq "$rounds"); do
   row odai+llama "$odai" bench --model "$model" --runtime odai -t "$threads" -p "$p" -n "$n"
   row llama.cpp "$odai" bench --model "$model" --runtime llama.cpp -t "$threads" -p "$p" -n "$n"
   row llama-server "$odai" bench --endpoint "http://127.0.0.1:$port/v1" --model local -p "$p" -n "$n"
-  "$venv/bin/python" scripts/llamacpp_bench.py "$model" --threads "$threads" -p "$p" -n "$n" \
+  "$py" scripts/llamacpp_bench.py "$model" --threads "$threads" -p "$p" -n "$n" \
     | python3 -c 'import json,sys; d=json.load(sys.stdin); d["runtime"]="llama-cpp-py"; d["ttft_ms"]=1e3*int(sys.argv[1])/d["prefill_tps"]; print(json.dumps(d))' "$p" >>"$results"
 done
 python3 - "$results" "$model" "$threads" "$p" "$n" "$rounds" <<'PY'

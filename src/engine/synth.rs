@@ -448,12 +448,16 @@ enum Meta {
 /// unique placeholders. llama.cpp refuses a GGUF without a vocabulary (`tokenizer.ggml.model`
 /// and a token list as long as the embedding), so synthetic models carry this one: the same
 /// file then runs on odai and on llama.cpp (scripts/bench-vs-llamacpp.sh).
-fn token_text(i: u64) -> String {
+///
+/// Phi-3 files carry `<|endoftext|>` too: llama.cpp's vocabulary loader looks it up by text in
+/// any model whose name says phi-3, and fails the load without it (llama-vocab.cpp).
+fn token_text(arch: &str, i: u64) -> String {
     match i {
         0 => "<unk>".into(),
         1 => "<s>".into(),
         2 => "</s>".into(),
         3..=258 => format!("<0x{:02X}>", i - 3),
+        259 if arch == "phi3" => "<|endoftext|>".into(),
         _ => format!("\u{2581}t{i}"),
     }
 }
@@ -563,7 +567,7 @@ pub fn write(p: &Preset, quant: Quant, path: &Path) -> Result<(), Error> {
                 header.extend(8u32.to_le_bytes());
                 header.extend(n.to_le_bytes());
                 for i in 0..*n {
-                    put_str(&mut header, &token_text(i)).map_err(io_err)?;
+                    put_str(&mut header, &token_text(p.arch, i)).map_err(io_err)?;
                 }
             }
         }
