@@ -10,11 +10,13 @@
 # cmake, libclang and ccache, so llama.cpp is linked in (feature `llama-cpp`: its C++ builds with
 # cmake, bindgen needs libclang) and its objects are cached outside the clone (ccache under
 # ~/.cache/odai-test), and llama.cpp's real llama-server is built once per machine
-# (scripts/build-llama-server.sh) for the `openai` runtime's tests.
+# (scripts/build-llama-server.sh) for the `openai` runtime's tests; and the aarch64 Rust target,
+# Debian's cross gcc and qemu-user, so odai's NEON kernels and its engine's reference tests run on
+# emulated Arm cores, with the dot-product extension (QEMU_CPU=max) and without (cortex-a53).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client chromium cmake libclang-dev ccache)
+packages=(mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client chromium cmake libclang-dev ccache gcc-aarch64-linux-gnu qemu-user)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -62,3 +64,19 @@ cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo clippy --all-targets --features llama-cpp -- -D warnings
 cargo test --features llama-cpp
+
+# odai's engine on Arm, under qemu-user: the kernels' tests and the architecture references,
+# on a core with dotprod (sdot kernels) and on a Cortex-A53 (plain NEON). ODAI_EXPECT_SIMD makes
+# the kernels' tests fail if the path taken is not the one meant. The aarch64 build's
+# dependencies are cached outside the clone (built once per machine, ~13 minutes on 2 cores).
+rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
+  || rustup target add aarch64-unknown-linux-gnu
+# shellcheck source=scripts/arm-env.sh
+. scripts/arm-env.sh
+export CARGO_TARGET_DIR=$cache/target-aarch64
+for cpu in max:neon+dotprod cortex-a53:neon; do
+  echo "test.sh: aarch64 under qemu, QEMU_CPU=${cpu%%:*}" >&2
+  export QEMU_CPU=${cpu%%:*} ODAI_EXPECT_SIMD=${cpu#*:}
+  cargo test --target aarch64-unknown-linux-gnu --lib engine::
+  cargo test --target aarch64-unknown-linux-gnu --test arch_fidelity
+done

@@ -254,11 +254,13 @@ impl QMat {
         if !self.rows.is_multiple_of(8) {
             return None;
         }
+        // Repacked only where the packed layout has a SIMD kernel (kernels::packs_*).
+        let p32 = kernels::packs_32();
         Some(match self.kind {
-            Kind::Q4_0 => go::<BlockQ4_0x8>(self, Kind::Q4_0x8, store),
-            Kind::Q4_1 => go::<BlockQ4_1x8>(self, Kind::Q4_1x8, store),
-            Kind::Q5_0 => go::<BlockQ5_0x8>(self, Kind::Q5_0x8, store),
-            Kind::Q4K => go::<BlockQ4Kx8>(self, Kind::Q4Kx8, store),
+            Kind::Q4_0 if p32 => go::<BlockQ4_0x8>(self, Kind::Q4_0x8, store),
+            Kind::Q4_1 if p32 => go::<BlockQ4_1x8>(self, Kind::Q4_1x8, store),
+            Kind::Q5_0 if p32 => go::<BlockQ5_0x8>(self, Kind::Q5_0x8, store),
+            Kind::Q4K if kernels::packs_q4_k() => go::<BlockQ4Kx8>(self, Kind::Q4Kx8, store),
             Kind::Q8_0 if kernels::packs_q8_0() => go::<BlockQ8_0x8>(self, Kind::Q8_0x8, store),
             _ => return None,
         })

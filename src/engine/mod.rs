@@ -70,10 +70,14 @@ impl Model {
 
     /// Loads `path`, trying odai's own engine first when `own` is true.
     pub fn load_on(path: &Path, own: bool) -> Result<Self, Error> {
-        if own && let Ok(m) = Self::load_own(path)? {
-            return Ok(m);
+        let mut why = None;
+        if own {
+            match Self::load_own(path)? {
+                Ok(m) => return Ok(m),
+                Err(reason) => why = Some(reason),
+            }
         }
-        Self::load_candle(path)
+        Self::load_candle_because(path, why)
     }
 
     /// Loads `path` on odai's own engine; the inner error says why the engine cannot run it
@@ -81,7 +85,7 @@ impl Model {
     pub fn load_own(path: &Path) -> Result<Result<Self, String>, Error> {
         if !kernels::has_simd() {
             return Ok(Err(
-                "it has no SIMD kernels for this CPU (x86-64 with AVX2 only)".into(),
+                "it has no SIMD kernels for this CPU (x86-64 with AVX2, or aarch64)".into(),
             ));
         }
         let g = Gguf::open(path)?;
@@ -97,8 +101,27 @@ impl Model {
 
     /// Loads `path` on candle's implementations.
     pub fn load_candle(path: &Path) -> Result<Self, Error> {
+        Self::load_candle_because(path, None)
+    }
+
+    /// Loads `path` on candle, `why` saying why odai's engine did not take it (for the error
+    /// where candle cannot run here either).
+    fn load_candle_because(path: &Path, why: Option<String>) -> Result<Self, Error> {
         let g = Gguf::open(path)?;
         let info = ModelInfo::from_gguf(&g)?;
+        if !candle_runs_here() {
+            let why = why.map_or_else(String::new, |w| {
+                format!("odai's engine cannot run it ({w}), and ")
+            });
+            return Err(Error::Model {
+                file: path.to_owned(),
+                problem: format!(
+                    "{why}candle's {} implementation needs the Arm dot-product extension \
+                     (sdot), which this CPU lacks; run it on llama.cpp (--runtime llama.cpp)",
+                    info.architecture
+                ),
+            });
+        }
         let device = Device::Cpu;
         let file = File::open(path).map_err(|e| Error::Model {
             file: path.to_owned(),
@@ -178,6 +201,16 @@ impl Model {
             Arch::Phi3(_) | Arch::Gemma3(_) => {}
         }
     }
+}
+
+/// Whether candle's quantized kernels can run on this CPU: candle-core 0.11's aarch64 kernels
+/// issue `sdot` unconditionally (quantized/neon.rs), which kills the process with SIGILL on a
+/// CPU without the dot-product extension (Cortex-A53: the Pi 3, low-end phones).
+pub fn candle_runs_here() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    return kernels::dotprod();
+    #[cfg(not(target_arch = "aarch64"))]
+    true
 }
 
 /// Index of the largest logit (greedy sampling); ties go to the lowest index, as llama.cpp does.
@@ -269,6 +302,12 @@ mod tests {
                 let path = dir.path().join("tiny.gguf");
                 synth::write(&shape, quant, &path).unwrap();
                 let mut own = Model::load_on(&path, true).unwrap();
+                if !candle_runs_here() {
+                    // Arm without dotprod: candle cannot run here (see candle_runs_here); the
+                    // plain NEON path is checked against llama.cpp by tests/arch_fidelity.rs.
+                    assert!(Model::load_on(&path, false).is_err());
+                    continue;
+                }
                 let mut candle = Model::load_on(&path, false).unwrap();
                 assert_eq!(own.engine(), "odai", "{arch} {quant:?}");
                 assert_eq!(candle.engine(), "candle");

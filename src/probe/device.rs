@@ -120,13 +120,10 @@ fn uname_machine() -> Reading<String> {
     if unsafe { libc::uname(&mut u) } != 0 {
         return Reading::unavailable("uname(2) failed");
     }
-    let bytes: Vec<u8> = u
-        .machine
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    Reading::Value(String::from_utf8_lossy(&bytes).into_owned())
+    // CStr reads the field whatever c_char is (i8 on x86, u8 on Arm).
+    // SAFETY: `machine` is NUL-terminated (uname succeeded), inside the struct.
+    let machine = unsafe { std::ffi::CStr::from_ptr(u.machine.as_ptr()) };
+    Reading::Value(machine.to_string_lossy().into_owned())
 }
 
 /// Board model: the device tree's `model` (Arm boards), else DMI vendor + product (PCs).

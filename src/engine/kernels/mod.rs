@@ -12,6 +12,8 @@
 //! groups with 8-bit scales, 6-bit values offset by 32. Dequantization follows ggml's
 //! `dequantize_row_*` (ggml-quants.c).
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 pub mod packed;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -196,6 +198,15 @@ macro_rules! simd_dots {
                 // SAFETY: AVX2, FMA and F16C were detected at run time.
                 return unsafe { x86::dot_tile(w, a) };
             }
+            #[cfg(target_arch = "aarch64")]
+            {
+                if dotprod() {
+                    // SAFETY: the dot-product extension was detected at run time.
+                    return unsafe { aarch64::dot_tile_dotprod(w, a) };
+                }
+                return aarch64::dot_tile_neon(w, a);
+            }
+            #[allow(unreachable_code)]
             std::array::from_fn(|r| std::array::from_fn(|c| Self::dot_scalar(w[r], a[c])))
         }
         fn dot(w: &[Self], a: &[Self::Act]) -> f32 {
@@ -204,6 +215,15 @@ macro_rules! simd_dots {
                 // SAFETY: AVX2, FMA and F16C were detected at run time.
                 return unsafe { x86::dot_row(w, a) };
             }
+            #[cfg(target_arch = "aarch64")]
+            {
+                if dotprod() {
+                    // SAFETY: the dot-product extension was detected at run time.
+                    return unsafe { aarch64::dot_tile_dotprod([w], [a])[0][0] };
+                }
+                return aarch64::dot_tile_neon([w], [a])[0][0];
+            }
+            #[allow(unreachable_code)]
             Self::dot_scalar(w, a)
         }
     };
@@ -441,6 +461,14 @@ pub(crate) fn vnni() -> bool {
     avx2() && is_x86_feature_detected!("avxvnni")
 }
 
+/// The Arm dot-product extension (`sdot`, ARMv8.2+: Cortex-A55/A76 and later, Apple M1+); the
+/// Cortex-A53 of the Pi 3 and low-end phones lacks it and takes the plain NEON path.
+#[cfg(target_arch = "aarch64")]
+pub(crate) fn dotprod() -> bool {
+    // std caches the answer (HWCAP on Linux and Android, sysctl on macOS).
+    std::arch::is_aarch64_feature_detected!("dotprod")
+}
+
 /// Whether repacked Q8_0 has its kernel here.
 pub fn packs_q8_0() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -449,12 +477,33 @@ pub fn packs_q8_0() -> bool {
     false
 }
 
-/// Whether this CPU has SIMD kernels here (odai's engine is only chosen where it does: its
-/// scalar path is slower than candle's NEON).
-pub fn has_simd() -> bool {
+/// Whether repacked Q4_0, Q4_1 and Q5_0 have SIMD kernels here (AVX2, NEON); elsewhere the
+/// matrices stay in rows, which the scalar path reads faster than packed blocks.
+pub fn packs_32() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return avx2();
+    #[cfg(target_arch = "aarch64")]
+    return true;
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    false
+}
+
+/// Whether repacked Q4_K has its kernel here (AVX2 only: on NEON Q4_K stays in rows).
+pub fn packs_q4_k() -> bool {
     #[cfg(target_arch = "x86_64")]
     return avx2();
     #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Whether this CPU has SIMD kernels here (odai's engine is only chosen where it does: its
+/// scalar path is slower than candle's SIMD): AVX2 on x86-64, NEON (baseline) on aarch64.
+pub fn has_simd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return avx2();
+    #[cfg(target_arch = "aarch64")]
+    return true;
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     false
 }
 
@@ -469,6 +518,14 @@ pub fn simd_path() -> &'static str {
             return "avx2";
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if dotprod() {
+            return "neon+dotprod";
+        }
+        return "neon";
+    }
+    #[allow(unreachable_code)]
     "scalar"
 }
 
@@ -720,6 +777,14 @@ mod tests {
                 a.qs.iter().map(|&q| f32::from(q) * a.d).collect()
             });
             check(&quantize_q8_0(&floats(&mut rng, blocks * QK)), &x, q8);
+            // Every byte value, −128 included: quantize_q8_0 never writes it, synthetic files do.
+            let raw: Vec<BlockQ8_0> = (0..blocks)
+                .map(|_| BlockQ8_0 {
+                    d: scale(&mut rng),
+                    qs: bytes::<32>(&mut rng).map(|b| b as i8),
+                })
+                .collect();
+            check(&raw, &x, q8);
             let w41: Vec<BlockQ4_1> = w4
                 .iter()
                 .map(|b| BlockQ4_1 {
@@ -748,6 +813,16 @@ mod tests {
             let x = floats(&mut rng, supers * QK_K);
             check(&q4_k(&mut rng, supers), &x, q8k);
             check(&q6_k(&mut rng, supers), &x, q8k);
+        }
+    }
+
+    /// scripts/test.sh runs the suite on emulated Arm cores with and without dotprod, and says
+    /// which path each must take: a path quietly not taken (a detection gone wrong, a scalar
+    /// fallback) fails here rather than passing on the wrong kernels.
+    #[test]
+    fn the_simd_path_is_the_one_the_test_script_expects() {
+        if let Ok(want) = std::env::var("ODAI_EXPECT_SIMD") {
+            assert_eq!(simd_path(), want);
         }
     }
 

@@ -215,6 +215,15 @@ macro_rules! packed_dot {
                     return unsafe { super::x86::dot_x8(w, a) };
                 }
             }
+            #[cfg(target_arch = "aarch64")]
+            {
+                if super::dotprod() {
+                    // SAFETY: the dot-product extension was detected at run time.
+                    return unsafe { super::aarch64::dot_x8_dotprod(w, a) };
+                }
+                return super::aarch64::dot_x8_neon(w, a);
+            }
+            #[allow(unreachable_code)]
             dot_scalar(w, a)
         }
     };
@@ -390,7 +399,9 @@ pub fn matmul<P: Packed8>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{bytes, close, floats, q4_0, q4_k, scale};
+    #[cfg(target_arch = "x86_64")]
+    use super::super::tests::q4_0;
+    use super::super::tests::{bytes, close, floats, q4_k, scale};
     use super::*;
     use crate::rng::Rng;
     use half::f16;
