@@ -15,7 +15,7 @@ cargo build --release --quiet
 odai=target/release/odai
 results=$(mktemp)
 for r in $(seq "$rounds"); do
-  "$odai" bench --model "$model" --threads "$threads" -p "$p" -n "$n" --reps 1 --warmup 1 --format json \
+  "$odai" bench --model "$model" --runtime odai --threads "$threads" -p "$p" -n "$n" --reps 1 --warmup 1 --format json \
     | python3 -c 'import json,sys; d=json.load(sys.stdin); s=d["summary"]; print(json.dumps({"engine":"odai","load_ms":s["load_ms"]["mean"],"prefill_tps":s["prefill_tps"]["mean"],"decode_tps":s["decode_tps"]["mean"]}))' >>"$results"
   "$py" scripts/llamacpp_bench.py "$model" --threads "$threads" -p "$p" -n "$n" \
     | python3 -c 'import json,sys; d=json.load(sys.stdin); d["engine"]="llama.cpp"; print(json.dumps(d))' >>"$results"

@@ -254,7 +254,7 @@ pub enum ModelCommand {
 
     /// Write a GGUF with random weights in the exact shape of a real model family
     #[command(
-        after_help = "Presets: smollm2-135m, qwen2.5-0.5b, llama-3.2-1b, tinyllama-1.1b, llama-3.2-3b, \
+        after_help = "Presets: smollm2-135m, qwen2.5-0.5b, qwen3-0.6b, llama-3.2-1b, tinyllama-1.1b, llama-3.2-3b, \
 phi-3-mini, gemma-3-1b, llama-3.1-8b.\nQuantizations: q4_0, q8_0, q4_k, f16.\n\nExamples:\n  odai model synth --preset llama-3.2-3b --quant q4_k -o llama3b-q4k.gguf\n  odai model inspect llama3b-q4k.gguf"
     )]
     Synth(SynthArgs),

@@ -110,7 +110,8 @@ fn unknown_preset_is_a_usage_error_listing_presets() {
         .code(2)
         .stderr(
             "odai: error: --preset: no preset \"gpt-5\" (presets: smollm2-135m, qwen2.5-0.5b, \
-             llama-3.2-1b, tinyllama-1.1b, llama-3.2-3b, phi-3-mini, gemma-3-1b, llama-3.1-8b, toy)\n",
+             qwen3-0.6b, llama-3.2-1b, tinyllama-1.1b, llama-3.2-3b, phi-3-mini, gemma-3-1b, \
+             llama-3.1-8b, toy)\n",
         );
 }
 

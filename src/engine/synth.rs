@@ -69,6 +69,23 @@ pub const PRESETS: &[Preset] = &[
         sliding_window: 0,
     },
     Preset {
+        name: "qwen3-0.6b",
+        arch: "qwen3",
+        n_layer: 28,
+        n_embd: 1024,
+        n_head: 16,
+        n_kv_head: 8,
+        head_dim: 128,
+        ffn: 3072,
+        vocab: 151_936,
+        context: 40_960,
+        rope_theta: 1_000_000.0,
+        rms_eps: 1e-6,
+        tied: true,
+        bos: None,
+        sliding_window: 0,
+    },
+    Preset {
         name: "llama-3.2-1b",
         arch: "llama",
         n_layer: 16,
@@ -771,6 +788,7 @@ mod tests {
             ("phi-3-mini", 3750.0, 3830.0),
             ("llama-3.1-8b", 8000.0, 8050.0),
             ("gemma-3-1b", 995.0, 1005.0),
+            ("qwen3-0.6b", 590.0, 600.0),
         ] {
             let m = parameter_count(preset(name).unwrap()) as f64 / 1e6;
             assert!((lo..hi).contains(&m), "{name}: {m} M");
