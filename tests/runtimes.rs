@@ -362,6 +362,62 @@ fn an_unknown_runtime_lists_the_choices() {
     );
 }
 
+/// `auto` runs odai's engine where it can and says why where it cannot: an F16 synthetic file
+/// (a tensor type odai's kernels do not multiply) goes to candle, and the row's backend names the
+/// reason; the same file on `--runtime odai` is refused with it.
+#[test]
+fn auto_says_why_a_file_went_to_candle() {
+    let out = odai()
+        .args([
+            "bench",
+            "--synthetic",
+            "toy:f16",
+            "-p",
+            "4",
+            "-n",
+            "2",
+            "--reps",
+            "1",
+            "--warmup",
+            "0",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &v["provenance"];
+    assert_eq!(p["runtime"], "candle");
+    let backend = p["backend"].as_str().unwrap();
+    assert!(
+        backend.ends_with("(odai's engine cannot run it: token_embd.weight is F16)"),
+        "{backend}"
+    );
+    let out = odai()
+        .args([
+            "bench",
+            "--synthetic",
+            "toy:f16",
+            "--runtime",
+            "odai",
+            "-p",
+            "4",
+            "-n",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "odai's engine cannot run it: token_embd.weight is F16 (--runtime candle or auto runs it on candle)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Hybrid evidence: a device's results and an endpoint's, measured apart; the report sets each
 /// class's figures beside the cloud's and cites both in the verdict's reasons.
 #[test]

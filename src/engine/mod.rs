@@ -106,7 +106,7 @@ impl Model {
 
     /// Loads `path` on candle, `why` saying why odai's engine did not take it (for the error
     /// where candle cannot run here either).
-    fn load_candle_because(path: &Path, why: Option<String>) -> Result<Self, Error> {
+    pub fn load_candle_because(path: &Path, why: Option<String>) -> Result<Self, Error> {
         let g = Gguf::open(path)?;
         let info = ModelInfo::from_gguf(&g)?;
         if !candle_runs_here() {

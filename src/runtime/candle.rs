@@ -14,6 +14,13 @@ pub fn load(path: &Path) -> Result<EngineRuntime, Error> {
     Ok(EngineRuntime::new(Model::load_candle(path)?))
 }
 
+/// Loads `path` on candle because odai's engine cannot run it (`why`, which the rep's backend
+/// then carries).
+pub fn load_because(path: &Path, why: String) -> Result<EngineRuntime, Error> {
+    let model = Model::load_candle_because(path, Some(why.clone()))?;
+    Ok(EngineRuntime::fallback(model, why))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -189,7 +189,7 @@ pub fn load(kind: RuntimeKind, path: &Path, opts: &LoadOptions) -> Result<Box<dy
     match kind {
         RuntimeKind::Auto => match odai::EngineRuntime::load_own(path)? {
             Ok(m) => Ok(Box::new(m)),
-            Err(_) => Ok(Box::new(candle::load(path)?)),
+            Err(why) => Ok(Box::new(candle::load_because(path, why)?)),
         },
         RuntimeKind::Odai => match odai::EngineRuntime::load_own(path)? {
             Ok(m) => Ok(Box::new(m)),

@@ -11,11 +11,25 @@ use crate::error::Error;
 pub struct EngineRuntime {
     model: Model,
     pos: usize,
+    /// Why odai's engine did not take a file `--runtime auto` gave to candle (the row says so).
+    fallback: Option<String>,
 }
 
 impl EngineRuntime {
     pub(super) fn new(model: Model) -> EngineRuntime {
-        EngineRuntime { model, pos: 0 }
+        EngineRuntime {
+            model,
+            pos: 0,
+            fallback: None,
+        }
+    }
+
+    /// A candle model that `auto` chose because odai's engine cannot run the file (`why`).
+    pub(super) fn fallback(model: Model, why: String) -> EngineRuntime {
+        EngineRuntime {
+            fallback: Some(why),
+            ..EngineRuntime::new(model)
+        }
     }
 
     /// Loads `path` on odai's engine; the inner error says why it cannot run it (then candle
@@ -40,10 +54,14 @@ impl Runtime for EngineRuntime {
             "odai" => ("odai", env!("CARGO_PKG_VERSION"), kernels::simd_path()),
             _ => ("candle", super::candle::CANDLE_VERSION, engine::simd_path()),
         };
+        let backend = match &self.fallback {
+            Some(why) => format!("cpu {simd} (odai's engine cannot run it: {why})"),
+            None => format!("cpu {simd}"),
+        };
         RuntimeInfo {
             runtime: runtime.into(),
             runtime_version: version.into(),
-            backend: format!("cpu {simd}"),
+            backend,
         }
     }
 
