@@ -455,10 +455,19 @@ pub(crate) fn avx2() -> bool {
         && is_x86_feature_detected!("f16c")
 }
 
-/// AVX-VNNI (`vpdpbusd` on 256-bit registers: Zen 4+, Alder Lake+), for repacked Q8_0.
+/// `vpdpbusd` on 256-bit registers, for the repacked kernels (and repacked Q8_0): AVX-VNNI
+/// (Alder Lake+, Zen 5) or AVX512-VNNI with AVX512VL (Ice Lake+, Sapphire Rapids, Zen 4).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn vnni() -> bool {
-    avx2() && is_x86_feature_detected!("avxvnni")
+    avx2()
+        && (avxvnni()
+            || (is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")))
+}
+
+/// AVX-VNNI's VEX encoding (else [`vnni`] means the EVEX one).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avxvnni() -> bool {
+    is_x86_feature_detected!("avxvnni")
 }
 
 /// The Arm dot-product extension (`sdot`, ARMv8.2+: Cortex-A55/A76 and later, Apple M1+); the

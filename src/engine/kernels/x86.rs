@@ -71,6 +71,21 @@ unsafe fn dot_u8i8(x: __m256i, y: __m256i) -> __m256i {
     unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1)) }
 }
 
+/// `vpdpbusd` (unsigned × signed bytes, four pairs summed into each i32 lane): the VEX form
+/// (AVX-VNNI: Alder Lake+, Zen 5) when `V` is 1, the EVEX form on the same 256-bit registers
+/// (AVX512-VNNI with AVX512VL: Ice Lake+, Sapphire Rapids, Zen 4) when `V` is 2. The caller's
+/// target features must match.
+#[inline(always)]
+unsafe fn dpbusd<const V: u8>(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    unsafe {
+        if V == 2 {
+            _mm256_dpbusd_epi32(acc, a, b)
+        } else {
+            _mm256_dpbusd_avx_epi32(acc, a, b)
+        }
+    }
+}
+
 /// A block type's SIMD dot product in two halves, so that a tile of R weight rows × C
 /// activation rows does the weight half once per weight block and the pair half R·C times.
 pub trait Tile: WeightBlock {
@@ -480,24 +495,40 @@ impl X8 for super::packed::BlockQ5_0x8 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub fn dot_x8<P: X8, const C: usize>(w: &[P], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
     // SAFETY: this function's target features.
-    unsafe { x8::<P, C, false>(w, a) }
+    unsafe { x8::<P, C, 0>(w, a) }
 }
 
 /// [`dot_x8`] with AVX-VNNI: `vpdpbusd` multiplies and sums four byte pairs straight into i32
 /// lanes, replacing each `maddubs` + i16 add (and the widening) — about a third fewer
 /// instructions per block in prefill. Two accumulator chains hide its latency.
-#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-pub fn dot_x8_vnni<P: X8, const C: usize>(w: &[P], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
-    // SAFETY: this function's target features.
-    unsafe { x8::<P, C, true>(w, a) }
+///
+/// # Safety
+/// `super::vnni()` is true.
+pub unsafe fn dot_x8_vnni<P: X8, const C: usize>(w: &[P], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    fn vex<P: X8, const C: usize>(w: &[P], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
+        // SAFETY: this function's target features.
+        unsafe { x8::<P, C, 1>(w, a) }
+    }
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    fn evex<P: X8, const C: usize>(w: &[P], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
+        // SAFETY: this function's target features.
+        unsafe { x8::<P, C, 2>(w, a) }
+    }
+    // SAFETY: vnni() said one of the two is here.
+    unsafe {
+        if super::avxvnni() {
+            vex(w, a)
+        } else {
+            evex(w, a)
+        }
+    }
 }
 
-/// The body of both: `VNNI` picks the inner product (the caller has the features it needs).
+/// The body of all three: `V` picks the inner product (0 `maddubs`, else [`dpbusd`]; the caller
+/// has the features it needs).
 #[inline(always)]
-unsafe fn x8<P: X8, const C: usize, const VNNI: bool>(
-    w: &[P],
-    a: [&[BlockQ8_1]; C],
-) -> [[f32; 8]; C] {
+unsafe fn x8<P: X8, const C: usize, const V: u8>(w: &[P], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
     let n = group_len(w, &a);
     // SAFETY: the caller has AVX2 (and AVX-VNNI when VNNI).
     unsafe {
@@ -517,11 +548,11 @@ unsafe fn x8<P: X8, const C: usize, const VNNI: bool>(
                     let at = if j < 4 { 4 * j } else { 16 + 4 * (j - 4) };
                     _mm256_set1_epi32(y.add(at).cast::<i32>().read_unaligned())
                 };
-                let sums = if VNNI {
+                let sums = if V > 0 {
                     let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
                     for k in 0..4 {
-                        lo = _mm256_dpbusd_avx_epi32(lo, v[k], bcast(k));
-                        hi = _mm256_dpbusd_avx_epi32(hi, v[4 + k], bcast(4 + k));
+                        lo = dpbusd::<V>(lo, v[k], bcast(k));
+                        hi = dpbusd::<V>(hi, v[4 + k], bcast(4 + k));
                     }
                     _mm256_add_epi32(lo, hi)
                 } else {
@@ -542,15 +573,49 @@ unsafe fn x8<P: X8, const C: usize, const VNNI: bool>(
     }
 }
 
-/// Eight repacked Q8_0 rows (offset-binary) against C activation rows with AVX-VNNI: per
+/// Eight repacked Q8_0 rows (offset-binary) against C activation rows with VNNI: per
 /// activation row, eight `vpdpbusd` on two independent chains.
-#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-pub fn dot_q8_0x8<const C: usize>(
+///
+/// # Safety
+/// `super::vnni()` is true.
+pub unsafe fn dot_q8_0x8<const C: usize>(
+    w: &[super::packed::BlockQ8_0x8],
+    a: [&[BlockQ8_1]; C],
+) -> [[f32; 8]; C] {
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    fn vex<const C: usize>(
+        w: &[super::packed::BlockQ8_0x8],
+        a: [&[BlockQ8_1]; C],
+    ) -> [[f32; 8]; C] {
+        // SAFETY: this function's target features.
+        unsafe { q8_0x8::<C, 1>(w, a) }
+    }
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    fn evex<const C: usize>(
+        w: &[super::packed::BlockQ8_0x8],
+        a: [&[BlockQ8_1]; C],
+    ) -> [[f32; 8]; C] {
+        // SAFETY: this function's target features.
+        unsafe { q8_0x8::<C, 2>(w, a) }
+    }
+    // SAFETY: vnni() said one of the two is here.
+    unsafe {
+        if super::avxvnni() {
+            vex(w, a)
+        } else {
+            evex(w, a)
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn q8_0x8<const C: usize, const V: u8>(
     w: &[super::packed::BlockQ8_0x8],
     a: [&[BlockQ8_1]; C],
 ) -> [[f32; 8]; C] {
     let n = group_len(w, &a);
-    let mut acc = [_mm256_setzero_ps(); C];
+    // SAFETY: the caller has AVX2.
+    let mut acc = unsafe { [_mm256_setzero_ps(); C] };
     for b in 0..n {
         // SAFETY: b < n ≤ every length; loads stay inside the blocks.
         unsafe {
@@ -566,8 +631,8 @@ pub fn dot_q8_0x8<const C: usize>(
                 let mut even = _mm256_setzero_si256();
                 let mut odd = _mm256_setzero_si256();
                 for k in (0..8).step_by(2) {
-                    even = _mm256_dpbusd_avx_epi32(even, v[k], bcast(k));
-                    odd = _mm256_dpbusd_avx_epi32(odd, v[k + 1], bcast(k + 1));
+                    even = dpbusd::<V>(even, v[k], bcast(k));
+                    odd = dpbusd::<V>(odd, v[k + 1], bcast(k + 1));
                 }
                 let sums = _mm256_cvtepi32_ps(_mm256_add_epi32(even, odd));
                 // Values were stored as q + 128.
@@ -600,23 +665,41 @@ pub fn dot_q4_kx8<const C: usize>(
     a: [&[BlockQ8K]; C],
 ) -> [[f32; 8]; C] {
     // SAFETY: this function's target features.
-    unsafe { q4_kx8::<C, false>(w, a) }
+    unsafe { q4_kx8::<C, 0>(w, a) }
 }
 
-/// [`dot_q4_kx8`] with AVX-VNNI: per sub-block, eight `vpdpbusd` into i32 and one multiply by
+/// [`dot_q4_kx8`] with VNNI: per sub-block, eight `vpdpbusd` into i32 and one multiply by
 /// the rows' scales replace the `maddubs`/i16-add chain.
-#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-pub fn dot_q4_kx8_vnni<const C: usize>(
+///
+/// # Safety
+/// `super::vnni()` is true.
+pub unsafe fn dot_q4_kx8_vnni<const C: usize>(
     w: &[super::packed::BlockQ4Kx8],
     a: [&[BlockQ8K]; C],
 ) -> [[f32; 8]; C] {
-    // SAFETY: this function's target features.
-    unsafe { q4_kx8::<C, true>(w, a) }
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    fn vex<const C: usize>(w: &[super::packed::BlockQ4Kx8], a: [&[BlockQ8K]; C]) -> [[f32; 8]; C] {
+        // SAFETY: this function's target features.
+        unsafe { q4_kx8::<C, 1>(w, a) }
+    }
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    fn evex<const C: usize>(w: &[super::packed::BlockQ4Kx8], a: [&[BlockQ8K]; C]) -> [[f32; 8]; C] {
+        // SAFETY: this function's target features.
+        unsafe { q4_kx8::<C, 2>(w, a) }
+    }
+    // SAFETY: vnni() said one of the two is here.
+    unsafe {
+        if super::avxvnni() {
+            vex(w, a)
+        } else {
+            evex(w, a)
+        }
+    }
 }
 
-/// The body of both: `VNNI` picks the inner product (the caller has the features it needs).
+/// The body of both: `V` picks the inner product (the caller has the features it needs).
 #[inline(always)]
-unsafe fn q4_kx8<const C: usize, const VNNI: bool>(
+unsafe fn q4_kx8<const C: usize, const V: u8>(
     w: &[super::packed::BlockQ4Kx8],
     a: [&[BlockQ8K]; C],
 ) -> [[f32; 8]; C] {
@@ -639,12 +722,12 @@ unsafe fn q4_kx8<const C: usize, const VNNI: bool>(
                     let y = a[c].get_unchecked(b).qs.as_ptr().add(64 * ch);
                     let bcast =
                         |at: usize| _mm256_set1_epi32(y.add(at).cast::<i32>().read_unaligned());
-                    if VNNI {
+                    if V > 0 {
                         let mut p = _mm256_setzero_si256();
                         let mut q = _mm256_setzero_si256();
                         for k in 0..8 {
-                            p = _mm256_dpbusd_avx_epi32(p, lo[k], bcast(4 * k));
-                            q = _mm256_dpbusd_avx_epi32(q, hi[k], bcast(32 + 4 * k));
+                            p = dpbusd::<V>(p, lo[k], bcast(4 * k));
+                            q = dpbusd::<V>(q, hi[k], bcast(32 + 4 * k));
                         }
                         // The scale pairs' low halves are the scales themselves.
                         let (sl, sh) = (_mm256_srli_epi32(s_lo, 16), _mm256_srli_epi32(s_hi, 16));
