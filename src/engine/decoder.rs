@@ -47,7 +47,7 @@ enum Kind {
     Q4_0x8,
     Q4_1x8,
     Q5_0x8,
-    /// Q8_0 repacked where the CPU has AVX-VNNI.
+    /// Q8_0 repacked where the CPU has VNNI (AVX-VNNI or AVX512-VNNI).
     Q8_0x8,
     Q4Kx8,
     Q4_1,

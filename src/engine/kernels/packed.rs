@@ -40,10 +40,10 @@ pub struct BlockQ5_0x8 {
     pub qs: [u8; 128],
 }
 
-/// Q8_0, eight rows, for CPUs with AVX-VNNI: byte 32k + 4i + l is row i's element 4k + l,
-/// stored offset-binary (q + 128) so `vpdpbusd` (unsigned × signed bytes into i32, no 16-bit
-/// stage to overflow) takes it as its unsigned side; the +128 comes back through the
-/// activations' sums. Without VNNI, Q8_0 stays in rows (maddubs would saturate).
+/// Q8_0, eight rows, for CPUs with VNNI (AVX-VNNI or AVX512-VNNI): byte 32k + 4i + l is row i's
+/// element 4k + l, stored offset-binary (q + 128) so `vpdpbusd` (unsigned × signed bytes into
+/// i32, no 16-bit stage to overflow) takes it as its unsigned side; the +128 comes back through
+/// the activations' sums. Without VNNI, Q8_0 stays in rows (maddubs would saturate).
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[repr(C)]
 pub struct BlockQ8_0x8 {
@@ -81,7 +81,7 @@ impl Packed8 for BlockQ8_0x8 {
     fn dot<const C: usize>(w: &[Self], a: [&[BlockQ8_1]; C]) -> [[f32; 8]; C] {
         #[cfg(target_arch = "x86_64")]
         if super::vnni() {
-            // SAFETY: AVX2, FMA, F16C and AVX-VNNI were detected at run time.
+            // SAFETY: AVX2, FMA, F16C and VNNI (kernels::vnni) were detected at run time.
             return unsafe { super::x86::dot_q8_0x8(w, a) };
         }
         dot_scalar(w, a)
@@ -150,7 +150,7 @@ impl Packed8 for BlockQ4Kx8 {
         #[cfg(target_arch = "x86_64")]
         {
             if super::vnni() {
-                // SAFETY: AVX2, FMA, F16C and AVX-VNNI were detected at run time.
+                // SAFETY: AVX2, FMA, F16C and VNNI (kernels::vnni) were detected at run time.
                 return unsafe { super::x86::dot_q4_kx8_vnni(w, a) };
             }
             if super::avx2() {
@@ -207,7 +207,7 @@ macro_rules! packed_dot {
             #[cfg(target_arch = "x86_64")]
             {
                 if super::vnni() {
-                    // SAFETY: AVX2, FMA, F16C and AVX-VNNI were detected at run time.
+                    // SAFETY: AVX2, FMA, F16C and VNNI (kernels::vnni) were detected at run time.
                     return unsafe { super::x86::dot_x8_vnni(w, a) };
                 }
                 if super::avx2() {
@@ -470,7 +470,7 @@ mod tests {
                 );
             }
             if super::super::vnni() {
-                // SAFETY: AVX-VNNI was detected too.
+                // SAFETY: VNNI (kernels::vnni) was detected too.
                 let fast = unsafe { super::super::x86::dot_x8_vnni(w, [a]) };
                 assert_eq!(fast, plain, "integer sums, same float steps");
             }
@@ -505,7 +505,7 @@ mod tests {
             let x = floats(&mut rng, 2 * 256);
             let mut ak = Vec::new();
             super::super::quantize_q8k_into(&x, &mut ak);
-            // SAFETY: AVX2, FMA, F16C and AVX-VNNI were detected.
+            // SAFETY: AVX2, FMA, F16C and VNNI were detected.
             let (plain, fast) = unsafe {
                 (
                     super::super::x86::dot_q4_kx8(&packed, [&ak[..]]),
