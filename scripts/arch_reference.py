@@ -43,7 +43,7 @@ for case in manifest["cases"]:
         recs.append(record(logits, False))
     # The last record has no greedy token after it: the test checks as many steps as tokens.
     recs = recs[:steps]
-    entry = {k: case[k] for k in ("name", "arch", "quant", "prompt") if k in case}
+    entry = {k: case[k] for k in ("name", "fetch", "arch", "quant", "prompt") if k in case}
     if "sha256" in case:
         entry["sha256"] = case["sha256"]
     entry["greedy"] = greedy

