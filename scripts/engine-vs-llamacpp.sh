@@ -9,15 +9,16 @@
 #
 #   scripts/engine-vs-llamacpp.sh [THREADS] [P] [N] [ROUNDS] [SHAPES]
 #
-# SHAPES (default "smollm2 llama-3.2-1b qwen2.5-0.5b qwen3-0.6b gemma-3-1b phi-3-mini") picks
-# which rows run; "smollm2" is the real test model and its re-quantizations.
+# SHAPES (default "smollm2 gemma3-270m llama-3.2-1b qwen2.5-0.5b qwen3-0.6b gemma-3-1b
+# phi-3-mini") picks which rows run; "smollm2" is the real test model and its re-quantizations,
+# "gemma3-270m" the real Gemma 3 270M Q4_K_M (scripts/fetch-test-model.sh), the rest synthetic.
 #
 # llama-cpp-python 0.3.36 comes from scripts/llamacpp-venv.sh (built once; pip compiles
 # llama.cpp: several minutes). Re-quantized files are cached under target/test-models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}; p=${2:-64}; n=${3:-64}; rounds=${4:-3}
-shapes=${5:-smollm2 llama-3.2-1b qwen2.5-0.5b qwen3-0.6b gemma-3-1b phi-3-mini}
+shapes=${5:-smollm2 gemma3-270m llama-3.2-1b qwen2.5-0.5b qwen3-0.6b gemma-3-1b phi-3-mini}
 base=$(scripts/fetch-test-model.sh)
 py=$(scripts/llamacpp-venv.sh)
 cargo build --release --quiet
@@ -38,7 +39,7 @@ for shape in $shapes; do
   done
 done
 for shape in $shapes; do
-  [ "$shape" = smollm2 ] && continue
+  case $shape in smollm2) continue ;; gemma3-270m) models+=("gemma3-270m:Q4_K_M@$(scripts/fetch-test-model.sh gemma3-270m)"); continue ;; esac
   for q in q4_0 q4_k; do
     out="target/test-models/synthetic-$shape-$q.gguf"
     [ -s "$out" ] || target/release/odai model synth --preset "$shape" --quant "$q" -o "$out" >/dev/null
