@@ -125,7 +125,7 @@ fn csv_has_one_row_per_rep_and_out_writes_the_file() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 3);
     assert!(lines[0].starts_with("rep,model_file,model_sha256,architecture,quant,threads,"));
-    assert!(lines[1].starts_with("1,smollm2-135m-q8_0-v1.gguf,"));
+    assert!(lines[1].starts_with("1,smollm2-135m-q8_0-v2.gguf,"));
     // The text summary still goes to the terminal.
     assert!(String::from_utf8_lossy(&out.stdout).contains("decode_tps"));
 }
@@ -159,7 +159,7 @@ fn a_model_bigger_than_headroom_is_refused_before_loading() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
         err.starts_with("odai: error: ")
-            && err.contains("smollm2-135m-q8_0-v1.gguf: does not fit: needs "),
+            && err.contains("smollm2-135m-q8_0-v2.gguf: does not fit: needs "),
         "{err}"
     );
     assert!(
