@@ -399,7 +399,7 @@ mod tests {
     //! against the scalar reference; under qemu that is dotprod with QEMU_CPU=max and plain NEON
     //! with QEMU_CPU=cortex-a53 (scripts/test.sh runs both). Here the two paths also meet each
     //! other directly, wherever the CPU has dotprod.
-    use super::super::tests::{bytes, close, floats, q4_0, q4_k, scale};
+    use super::super::tests::{close, floats, q4_0, q4_1_like, q4_k, q5_0_like, q6_k, q8_0_raw};
     use super::*;
     use crate::engine::kernels::packed::{Packed8, repack};
     use crate::rng::Rng;
@@ -431,45 +431,14 @@ mod tests {
             let x = floats(&mut rng, blocks * 32);
             let w4 = q4_0(&mut rng, blocks);
             agree(&w4, &x);
-            // Every byte value, −128 included (the synthetic generator writes it).
-            let w8: Vec<BlockQ8_0> = (0..blocks)
-                .map(|_| BlockQ8_0 {
-                    d: scale(&mut rng),
-                    qs: bytes::<32>(&mut rng).map(|b| b as i8),
-                })
-                .collect();
-            agree(&w8, &x);
-            let w41: Vec<BlockQ4_1> = w4
-                .iter()
-                .map(|b| BlockQ4_1 {
-                    d: b.d,
-                    m: scale(&mut rng),
-                    qs: b.qs,
-                })
-                .collect();
-            agree(&w41, &x);
-            let w5: Vec<BlockQ5_0> = w4
-                .iter()
-                .map(|b| BlockQ5_0 {
-                    d: b.d,
-                    qh: bytes(&mut rng),
-                    qs: b.qs,
-                })
-                .collect();
-            agree(&w5, &x);
+            agree(&q8_0_raw(&mut rng, blocks), &x);
+            agree(&q4_1_like(&mut rng, &w4), &x);
+            agree(&q5_0_like(&mut rng, &w4), &x);
         }
         for supers in [1, 3] {
             let x = floats(&mut rng, supers * 256);
             agree(&q4_k(&mut rng, supers), &x);
-            let w6: Vec<BlockQ6K> = (0..supers)
-                .map(|_| BlockQ6K {
-                    ql: bytes(&mut rng),
-                    qh: bytes(&mut rng),
-                    scales: bytes::<16>(&mut rng).map(|b| b as i8),
-                    d: scale(&mut rng),
-                })
-                .collect();
-            agree(&w6, &x);
+            agree(&q6_k(&mut rng, supers), &x);
         }
     }
 
@@ -500,23 +469,7 @@ mod tests {
         let x = floats(&mut rng, per_row * 32);
         let w4 = q4_0(&mut rng, 8 * per_row);
         agree_x8::<BlockQ4_0x8>(&w4, per_row, &x);
-        let w41: Vec<BlockQ4_1> = w4
-            .iter()
-            .map(|b| BlockQ4_1 {
-                d: b.d,
-                m: scale(&mut rng),
-                qs: b.qs,
-            })
-            .collect();
-        agree_x8::<BlockQ4_1x8>(&w41, per_row, &x);
-        let w5: Vec<BlockQ5_0> = w4
-            .iter()
-            .map(|b| BlockQ5_0 {
-                d: b.d,
-                qh: bytes(&mut rng),
-                qs: b.qs,
-            })
-            .collect();
-        agree_x8::<BlockQ5_0x8>(&w5, per_row, &x);
+        agree_x8::<BlockQ4_1x8>(&q4_1_like(&mut rng, &w4), per_row, &x);
+        agree_x8::<BlockQ5_0x8>(&q5_0_like(&mut rng, &w4), per_row, &x);
     }
 }

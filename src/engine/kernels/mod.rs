@@ -729,7 +729,40 @@ mod tests {
             .collect()
     }
 
-    fn q6_k(rng: &mut Rng, n: usize) -> Vec<BlockQ6K> {
+    /// Q4_1 blocks with `w4`'s scales and nibbles and random offsets.
+    pub(super) fn q4_1_like(rng: &mut Rng, w4: &[BlockQ4_0]) -> Vec<BlockQ4_1> {
+        w4.iter()
+            .map(|b| BlockQ4_1 {
+                d: b.d,
+                m: scale(rng),
+                qs: b.qs,
+            })
+            .collect()
+    }
+
+    /// Q5_0 blocks with `w4`'s scales and nibbles and random fifth bits.
+    pub(super) fn q5_0_like(rng: &mut Rng, w4: &[BlockQ4_0]) -> Vec<BlockQ5_0> {
+        w4.iter()
+            .map(|b| BlockQ5_0 {
+                d: b.d,
+                qh: bytes(rng),
+                qs: b.qs,
+            })
+            .collect()
+    }
+
+    /// Q8_0 blocks of random bytes, −128 included (quantize_q8_0 never writes it; synthetic
+    /// files do).
+    pub(super) fn q8_0_raw(rng: &mut Rng, n: usize) -> Vec<BlockQ8_0> {
+        (0..n)
+            .map(|_| BlockQ8_0 {
+                d: scale(rng),
+                qs: bytes::<32>(rng).map(|b| b as i8),
+            })
+            .collect()
+    }
+
+    pub(super) fn q6_k(rng: &mut Rng, n: usize) -> Vec<BlockQ6K> {
         (0..n)
             .map(|_| BlockQ6K {
                 ql: bytes(rng),
@@ -786,33 +819,12 @@ mod tests {
                 a.qs.iter().map(|&q| f32::from(q) * a.d).collect()
             });
             check(&quantize_q8_0(&floats(&mut rng, blocks * QK)), &x, q8);
-            // Every byte value, −128 included: quantize_q8_0 never writes it, synthetic files do.
-            let raw: Vec<BlockQ8_0> = (0..blocks)
-                .map(|_| BlockQ8_0 {
-                    d: scale(&mut rng),
-                    qs: bytes::<32>(&mut rng).map(|b| b as i8),
-                })
-                .collect();
-            check(&raw, &x, q8);
-            let w41: Vec<BlockQ4_1> = w4
-                .iter()
-                .map(|b| BlockQ4_1 {
-                    d: b.d,
-                    m: f16::from_f32(-0.05).to_bits(),
-                    qs: b.qs,
-                })
-                .collect();
+            check(&q8_0_raw(&mut rng, blocks), &x, q8);
+            let w41 = q4_1_like(&mut rng, &w4);
             check(&w41, &x, |a: &BlockQ8_1| {
                 a.qs.iter().map(|&q| f32::from(q) * a.d).collect()
             });
-            let w5: Vec<BlockQ5_0> = w4
-                .iter()
-                .map(|b| BlockQ5_0 {
-                    d: b.d,
-                    qh: bytes(&mut rng),
-                    qs: b.qs,
-                })
-                .collect();
+            let w5 = q5_0_like(&mut rng, &w4);
             check(&w5, &x, |a: &BlockQ8_1| {
                 a.qs.iter().map(|&q| f32::from(q) * a.d).collect()
             });

@@ -481,14 +481,7 @@ mod tests {
         let a = super::super::quantize_q8_1(&x);
         let q4 = q4_0(&mut rng, 8 * per);
         both(&repack::<BlockQ4_0x8>(&q4, 8, per), &a);
-        let q41: Vec<BlockQ4_1> = q4
-            .iter()
-            .map(|b| BlockQ4_1 {
-                d: b.d,
-                m: scale(&mut rng),
-                qs: b.qs,
-            })
-            .collect();
+        let q41 = super::super::tests::q4_1_like(&mut rng, &q4);
         both(&repack::<BlockQ4_1x8>(&q41, 8, per), &a);
         let q5: Vec<BlockQ5_0> = q4
             .iter()
