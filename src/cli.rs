@@ -83,14 +83,18 @@ DIR/report.html (self-contained), DIR/report.md and DIR/report.json; prints the 
 Built-in profiles: chat-assistant (default), typing-assistant, document-summarizer, voice-command, offline-translation.\n\n\
 Examples:\n  odai report results/r1\n  odai report results/r1 --profile typing-assistant --out review/\n  \
 odai report results/r1 --profile my-workload.toml --format csv,md\n  \
-odai report results/r1 --fail-on hybrid   # exit 1 unless every class is on-device first"
+odai report results/r1 --fail-on hybrid   # exit 5 unless every class is on-device first"
     )]
     Report(ReportArgs),
 
     /// Compare two results (directories or measurements.csv): per cell and metric the change,
     /// its significance (Welch's t-test on the repetitions) and regressions past a threshold
     #[command(
-        after_help = "Exit status 1 when a significant regression exceeds the threshold.\n\n\
+        after_help = "A regression is a change worse than --threshold that Welch's t-test on the \
+repetitions finds significant (p < 0.05); where a side has fewer than two repetitions (a \
+measurements.csv holds none) the threshold alone decides, and the output says so.\n\n\
+Exit status: 0 no regression, 5 a regression (the gate tripped), 1 the comparison itself \
+failed, 3 an input is missing or malformed.\n\n\
 Examples:\n  odai compare results/q4_0 results/q4_k\n  odai compare base/ new/ --threshold 10% --format json"
     )]
     Compare(CompareArgs),
@@ -450,7 +454,7 @@ pub struct ReportArgs {
     )]
     pub format: Vec<ReportFormat>,
 
-    /// Exit 1 when a verdict is at or below this level (gate a release in CI)
+    /// Exit 5 when a verdict is at or below this level (gate a release in CI)
     #[arg(long, value_enum, value_name = "LEVEL")]
     pub fail_on: Option<FailOn>,
 

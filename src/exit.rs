@@ -12,6 +12,11 @@ pub const INPUT: i32 = 3;
 /// The model does not fit the device's memory headroom (odai refused to run it).
 pub const DOES_NOT_FIT: i32 = 4;
 
+/// A release gate tripped: `odai compare` found a regression past its threshold, or `odai report
+/// --fail-on` found a class below the level asked for. Apart from FAILURE so a pipeline can tell
+/// "the candidate is worse" from "the check itself broke" (a missing file, a full disk).
+pub const GATE: i32 = 5;
+
 /// Stopped by Ctrl-C or SIGTERM before the work was done (128 + SIGINT, the shell convention);
 /// what finished is on disk.
 pub const INTERRUPTED: i32 = 130;

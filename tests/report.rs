@@ -115,7 +115,7 @@ fn fail_on_gates_a_release() {
         out.path(),
         &["--format", "json", "--fail-on", "hybrid"],
     );
-    assert_eq!(gate.status.code(), Some(1));
+    assert_eq!(gate.status.code(), Some(5));
     let err = String::from_utf8_lossy(&gate.stderr);
     assert!(
         err.starts_with("odai: gate failed (--fail-on hybrid): synthetic:llama-3.2-3b:q4_0 on Midrange phone: cloud-only"),
@@ -143,7 +143,7 @@ fn fail_on_gates_a_release() {
     );
     // Everything passes but the model that does not fit the phone: no profile makes that
     // on-device.
-    assert_eq!(lenient_run.status.code(), Some(1));
+    assert_eq!(lenient_run.status.code(), Some(5));
     assert_eq!(
         String::from_utf8_lossy(&lenient_run.stderr),
         "odai: gate failed (--fail-on hybrid): synthetic:llama-3.2-3b:q4_0 on Midrange phone: cloud-only\n"
@@ -328,7 +328,7 @@ fn compare_flags_a_significant_regression() {
         .output()
         .unwrap();
     assert!(same.status.success());
-    assert!(String::from_utf8_lossy(&same.stdout).contains("0 significant regression(s)"));
+    assert!(String::from_utf8_lossy(&same.stdout).contains("; 0 regression(s)"));
     // A baseline with six repetitions per cell (each recorded one three times: the fixture has
     // two, too few for a t-test to find anything), and a "new" run decoding 30 % slower.
     let rewrite = |to: &Path, factor: f64| {
@@ -363,7 +363,7 @@ fn compare_flags_a_significant_regression() {
         .args(["--threshold", "10%", "--format", "json"])
         .output()
         .unwrap();
-    assert_eq!(cmp.status.code(), Some(1));
+    assert_eq!(cmp.status.code(), Some(5));
     let v: Value = serde_json::from_slice(&cmp.stdout).unwrap();
     let decode: Vec<&Value> = v["changes"]
         .as_array()
@@ -396,19 +396,107 @@ fn compare_flags_a_significant_regression() {
             .filter(|c| c["metric"] != "decode_tps")
             .all(|c| c["change_pct"] == 0.0)
     );
+}
 
-    // From two measurements.csv files: changes, but no per-repetition samples to test.
+#[test]
+fn regression_compare_of_two_csvs_trips_the_gate() {
+    // Found in review: two measurements.csv where decode is 30 % slower reported "0 significant
+    // regression(s)" and exited 0 — with no repetitions nothing was significant, so the gate
+    // could never trip. Now the threshold alone decides, and the output says so.
+    let dir = tempfile::tempdir().unwrap();
+    let (base, slower) = (dir.path().join("base"), dir.path().join("slower"));
+    copy_tree(&results(), &base);
+    copy_tree(&results(), &slower);
+    let text = fs::read_to_string(slower.join("results.jsonl")).unwrap();
+    let mut lines = Vec::new();
+    for l in text.lines() {
+        let mut v: Value = serde_json::from_str(l).unwrap();
+        if let Some(reps) = v["report"]["reps"].as_array_mut() {
+            for r in reps {
+                let d = r["decode_tps"].as_f64().unwrap();
+                r["decode_tps"] = Value::from(d * 0.7);
+            }
+        }
+        lines.push(serde_json::to_string(&v).unwrap());
+    }
+    fs::write(slower.join("results.jsonl"), lines.join("\n") + "\n").unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     assert!(report(&base, &a, &["--format", "csv"]).status.success());
     assert!(report(&slower, &b, &["--format", "csv"]).status.success());
-    let csv = odai()
+    let run = |fmt: &str| {
+        odai()
+            .arg("compare")
+            .arg(a.join("measurements.csv"))
+            .arg(b.join("measurements.csv"))
+            .args(["--threshold", "10%", "--format", fmt])
+            .output()
+            .unwrap()
+    };
+    let text_run = run("text");
+    assert_eq!(text_run.status.code(), Some(5), "the gate trips");
+    let out = String::from_utf8_lossy(&text_run.stdout);
+    assert!(
+        out.contains("REGRESSION (threshold only: no repetitions)"),
+        "{out}"
+    );
+    assert!(out.contains("gated on the threshold alone"), "{out}");
+    let v: Value = serde_json::from_slice(&run("json").stdout).unwrap();
+    let decode: Vec<&Value> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["metric"] == "decode_tps")
+        .collect();
+    assert!(!decode.is_empty());
+    assert!(decode.iter().all(|c| c["regression"] == true
+        && c["basis"] == "threshold"
+        && c["threads"].as_u64().unwrap() > 0));
+    assert_eq!(v["regressions"].as_u64().unwrap() as usize, decode.len());
+    // The same files: no change, exit 0.
+    let same = odai()
         .arg("compare")
         .arg(a.join("measurements.csv"))
-        .arg(b.join("measurements.csv"))
+        .arg(a.join("measurements.csv"))
         .output()
         .unwrap();
-    assert!(csv.status.success(), "no significance, so no gate");
+    assert_eq!(same.status.code(), Some(0));
+}
+
+#[test]
+fn regression_compare_rows_name_the_cell_and_threads() {
+    // Found in review: text rows had no cell id or thread count, so two cells of one model on
+    // one device printed identically.
+    let run = odai()
+        .arg("compare")
+        .arg(results())
+        .arg(results())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&run.stdout);
+    let rows: Vec<&str> = out.lines().skip(1).take_while(|l| !l.is_empty()).collect();
+    assert!(rows.len() > 1);
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &rows {
+        assert!(seen.insert(*r), "two rows print the same: {r}");
+    }
     assert!(
-        String::from_utf8_lossy(&csv.stdout).contains("significance unknown (no per-rep samples)")
+        rows[0].contains("21e23b18229109e0") || rows.iter().any(|r| r.contains("21e23b18229109e0"))
+    );
+}
+
+#[test]
+fn regression_compare_io_failure_is_not_a_tripped_gate() {
+    // A missing input is "the check broke" (3), never the gate's 5.
+    let run = odai()
+        .arg("compare")
+        .arg("/nonexistent/base")
+        .arg(results())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&run.stderr),
+        "odai: error: /nonexistent/base: no such results directory (name a directory `odai matrix \
+         run --out` or `odai profile --out` wrote, or its measurements.csv)\n"
     );
 }

@@ -2,6 +2,7 @@
 //! reviewer should see before trusting the numbers.
 
 use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, StudentsT};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
@@ -18,13 +19,12 @@ pub struct Summary {
     pub ci95_high: f64,
 }
 
-/// Two-sided 97.5 % quantiles of Student's t for 1..=30 degrees of freedom (standard tables);
-/// beyond 30 the normal 1.96 is within 2 %.
-const T975: [f64; 30] = [
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-    2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-    2.052, 2.048, 2.045, 2.042,
-];
+/// The 97.5 % quantile of Student's t with `df` degrees of freedom: the half-width factor of a
+/// two-sided 95 % interval. From statrs's inverse CDF, for any df (a table that stopped at 30 and
+/// then used the normal 1.96 made intervals 3.9 % too narrow at 31 degrees of freedom).
+pub fn t975(df: f64) -> f64 {
+    StudentsT::new(0.0, 1.0, df).map_or(f64::NAN, |t| t.inverse_cdf(0.975))
+}
 
 pub fn median(sorted: &[f64]) -> f64 {
     let n = sorted.len();
@@ -67,8 +67,7 @@ pub fn summarize(values: &[f64]) -> Summary {
         0.0
     };
     let half = if n > 1 {
-        let t = T975.get(n - 2).copied().unwrap_or(1.96);
-        t * stddev / (n as f64).sqrt()
+        t975((n - 1) as f64) * stddev / (n as f64).sqrt()
     } else {
         0.0
     };
@@ -154,9 +153,26 @@ mod tests {
         assert_eq!(s.stddev, 2.0);
         assert!((s.cov_pct - 16.666_666).abs() < 1e-3);
         // 12 ± 4.303 * 2 / sqrt(3)
-        assert!((s.ci95_low - (12.0 - 4.303 * 2.0 / 3f64.sqrt())).abs() < 1e-9);
+        // (the table's 4.303 is rounded to three places: 4.302653 exactly)
+        assert!((s.ci95_low - (12.0 - 4.302_653 * 2.0 / 3f64.sqrt())).abs() < 1e-5);
         let one = summarize(&[5.0]);
         assert_eq!((one.stddev, one.ci95_low, one.ci95_high), (0.0, 5.0, 5.0));
+    }
+
+    #[test]
+    fn ci95_uses_students_t_beyond_30_degrees_of_freedom() {
+        // Standard tables: t(0.975; 1) = 12.706, t(0.975; 30) = 2.042, t(0.975; 31) = 2.040,
+        // t(0.975; 120) = 1.980. The old table fell to 1.96 at 31.
+        for (df, t) in [(1.0, 12.706), (30.0, 2.042), (31.0, 2.040), (120.0, 1.980)] {
+            assert!((t975(df) - t).abs() < 5e-4, "df {df}: {}", t975(df));
+        }
+        let v: Vec<f64> = (0..32).map(|i| f64::from(i % 4)).collect();
+        let s = summarize(&v);
+        let half = (s.ci95_high - s.ci95_low) / 2.0;
+        assert!(
+            (half - 2.0395 * s.stddev / 32f64.sqrt()).abs() < 1e-3 * half,
+            "{s:?}"
+        );
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub fn write(cfg: &Config) -> anyhow::Result<(Report, Vec<PathBuf>)> {
     Ok((r, written))
 }
 
-/// The gate: 1 when any verdict is at or below the level.
+/// The gate: [`exit::GATE`] when any verdict is at or below the level.
 pub fn gate(r: &Report, fail_on: Option<FailOn>) -> i32 {
     let Some(level) = fail_on else {
         return exit::SUCCESS;
@@ -114,7 +114,7 @@ pub fn gate(r: &Report, fail_on: Option<FailOn>) -> i32 {
             },
             low.join("; ")
         );
-        exit::FAILURE
+        exit::GATE
     }
 }
 

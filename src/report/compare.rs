@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use super::measurements::{METRICS, Row};
 use crate::error::Error;
@@ -25,11 +26,27 @@ pub const COMPARED: &[(&str, &str, bool)] = &[
 /// Two-sided p-values below this are significant.
 pub const ALPHA: f64 = 0.05;
 
+/// What a regression verdict rests on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// Welch's t-test on the repetitions, and the threshold.
+    Welch,
+    /// The threshold alone: one side has fewer than two repetitions (or none recorded, as in a
+    /// measurements.csv), so significance cannot be tested. A gate that could never trip without
+    /// repetitions would pass any slowdown; this one trips on the size of the change.
+    Threshold,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Change {
     pub device: String,
     pub cell_id: String,
     pub model: String,
+    /// The cell's thread count (0 where a measurements.csv did not say).
+    pub threads: u32,
+    pub prompt_tokens: u32,
+    pub gen_tokens: u32,
     pub metric: &'static str,
     pub base: f64,
     pub new: f64,
@@ -37,97 +54,10 @@ pub struct Change {
     /// Welch's two-sided p-value; null without two or more samples on each side.
     pub p_value: Option<f64>,
     pub significant: Option<bool>,
-    /// Worse than the threshold and significant.
+    pub basis: Basis,
+    /// Worse than the threshold and, where the basis is Welch's test, significant.
     pub regression: bool,
     pub worse: bool,
-}
-
-/// ln Γ(x), Lanczos approximation (g = 7, n = 9; Numerical Recipes §6.1 coefficients).
-fn ln_gamma(x: f64) -> f64 {
-    const C: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        let pi = std::f64::consts::PI;
-        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
-    }
-    let x = x - 1.0;
-    let mut a = C[0];
-    let t = x + 7.5;
-    for (i, c) in C.iter().enumerate().skip(1) {
-        a += c / (x + i as f64);
-    }
-    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
-}
-
-/// The continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes
-/// §6.4, betacf).
-fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
-    const TINY: f64 = 1e-300;
-    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
-    let mut c = 1.0;
-    let mut d = 1.0 - qab * x / qap;
-    if d.abs() < TINY {
-        d = TINY;
-    }
-    d = 1.0 / d;
-    let mut h = d;
-    for m in 1..300 {
-        let m = f64::from(m);
-        let m2 = 2.0 * m;
-        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
-        h *= d * c;
-        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
-        let del = d * c;
-        h *= del;
-        if (del - 1.0).abs() < 1e-12 {
-            break;
-        }
-    }
-    h
-}
-
-/// The regularized incomplete beta function I_x(a, b).
-fn inc_beta(a: f64, b: f64, x: f64) -> f64 {
-    if x <= 0.0 {
-        return 0.0;
-    }
-    if x >= 1.0 {
-        return 1.0;
-    }
-    let front =
-        (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln()).exp();
-    if x < (a + 1.0) / (a + b + 2.0) {
-        front * beta_cf(a, b, x) / a
-    } else {
-        1.0 - front * beta_cf(b, a, 1.0 - x) / b
-    }
 }
 
 /// Mean and sample variance, from the summary `odai bench` already computes.
@@ -149,10 +79,13 @@ pub fn welch_p(a: &[f64], b: &[f64]) -> Option<f64> {
         return Some(if ma == mb { 1.0 } else { 0.0 });
     }
     let t = (ma - mb) / (sa + sb).sqrt();
+    // Welch–Satterthwaite degrees of freedom.
     let df = (sa + sb).powi(2)
         / (sa.powi(2) / (a.len() as f64 - 1.0) + sb.powi(2) / (b.len() as f64 - 1.0));
-    // P(|T| > t) for Student's t with df degrees of freedom.
-    Some(inc_beta(df / 2.0, 0.5, df / (df + t * t)))
+    // P(|T| > |t|) for Student's t with df degrees of freedom; the survival function keeps its
+    // precision in the far tail, where 1 − cdf would round to 0.
+    let dist = StudentsT::new(0.0, 1.0, df).ok()?;
+    Some((2.0 * dist.sf(t.abs())).min(1.0))
 }
 
 pub fn compare(base: &[Row], new: &[Row], threshold_pct: f64) -> Vec<Change> {
@@ -181,17 +114,27 @@ pub fn compare(base: &[Row], new: &[Row], threshold_pct: f64) -> Vec<Change> {
                 _ => None,
             };
             let significant = p.map(|p| p < ALPHA);
+            let basis = if p.is_some() {
+                Basis::Welch
+            } else {
+                Basis::Threshold
+            };
+            let past_threshold = worse && change_pct.abs() > threshold_pct;
             out.push(Change {
                 device: n.device.clone(),
                 cell_id: n.cell_id.clone(),
                 model: n.model.clone(),
+                threads: n.threads,
+                prompt_tokens: n.prompt_tokens,
+                gen_tokens: n.gen_tokens,
                 metric,
                 base: bm,
                 new: nm,
                 change_pct,
                 p_value: p,
                 significant,
-                regression: worse && change_pct.abs() > threshold_pct && significant == Some(true),
+                basis,
+                regression: past_threshold && significant != Some(false),
                 worse,
             });
         }
@@ -222,6 +165,11 @@ pub fn rows_from_csv(path: &Path) -> Result<Vec<Row>, Error> {
     for (i, rec) in rd.records().enumerate() {
         let rec = rec.map_err(|e| bad(format!("row {}: {e}", i + 2)))?;
         let get = |c: usize| rec.get(c).unwrap_or_default().to_owned();
+        let int = |name: &str| {
+            col(name)
+                .and_then(|c| rec.get(c)?.parse().ok())
+                .unwrap_or(0)
+        };
         rows.push(Row {
             device: get(device),
             class: None,
@@ -231,9 +179,9 @@ pub fn rows_from_csv(path: &Path) -> Result<Vec<Row>, Error> {
             runtime: col("runtime").map(&get).unwrap_or_default(),
             runtime_version: col("runtime_version").map(&get).unwrap_or_default(),
             backend: col("backend").map(&get).unwrap_or_default(),
-            threads: 0,
-            prompt_tokens: 0,
-            gen_tokens: 0,
+            threads: int("threads"),
+            prompt_tokens: int("prompt_tokens"),
+            gen_tokens: int("gen_tokens"),
             cold: false,
             sustained_s: None,
             load: String::new(),
@@ -272,9 +220,74 @@ mod tests {
     }
 
     #[test]
-    fn incomplete_beta_agrees_with_closed_forms() {
-        // I_x(1, 1) = x; I_x(a, 1) = x^a.
-        assert!((inc_beta(1.0, 1.0, 0.3) - 0.3).abs() < 1e-10);
-        assert!((inc_beta(3.0, 1.0, 0.5) - 0.125).abs() < 1e-10);
+    fn welch_p_keeps_precision_in_the_far_tail() {
+        // t = -50 on ~18 degrees of freedom: p ≈ 1e-20, which 1 − cdf would round to 0.
+        let a: Vec<f64> = (0..10).map(|i| 100.0 + f64::from(i % 3)).collect();
+        let b: Vec<f64> = (0..10).map(|i| 150.0 + f64::from(i % 3)).collect();
+        let p = welch_p(&a, &b).unwrap();
+        assert!(p > 0.0 && p < 1e-15, "{p}");
+    }
+
+    fn row(cell: &str, decode: f64, samples: Option<Vec<f64>>) -> Row {
+        let mut values = vec![None; METRICS.len()];
+        values[METRICS
+            .iter()
+            .position(|m| *m == "decode_tps_mean")
+            .unwrap()] = Some(decode);
+        Row {
+            device: "d".into(),
+            class: None,
+            cell_id: cell.into(),
+            model: "m".into(),
+            quant: None,
+            runtime: "odai".into(),
+            runtime_version: String::new(),
+            backend: String::new(),
+            threads: 2,
+            prompt_tokens: 64,
+            gen_tokens: 32,
+            cold: false,
+            sustained_s: None,
+            load: "none".into(),
+            reps: 1,
+            status: "ok".into(),
+            reason: None,
+            values,
+            missing: BTreeMap::new(),
+            token_ms: Vec::new(),
+            samples: samples
+                .map(|s| BTreeMap::from([("decode_tps", s)]))
+                .unwrap_or_default(),
+            odai_version: None,
+            model_sha256: None,
+        }
+    }
+
+    #[test]
+    fn regression_compare_without_repetitions_gates_on_the_threshold() {
+        // Found in review: without samples nothing was ever significant, so nothing was ever a
+        // regression, and a 30 % slower decode passed the gate.
+        let c = compare(&[row("a", 100.0, None)], &[row("a", 70.0, None)], 10.0);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].basis, Basis::Threshold);
+        assert!(c[0].regression, "{c:?}");
+        // Within the threshold, or better: no regression.
+        assert!(!compare(&[row("a", 100.0, None)], &[row("a", 95.0, None)], 10.0)[0].regression);
+        assert!(!compare(&[row("a", 100.0, None)], &[row("a", 130.0, None)], 10.0)[0].regression);
+        // With repetitions, significance decides: noisy samples whose means differ by 30 %
+        // are not a regression, tight ones are.
+        let noisy = compare(
+            &[row("a", 100.0, Some(vec![40.0, 160.0]))],
+            &[row("a", 70.0, Some(vec![20.0, 120.0]))],
+            10.0,
+        );
+        assert_eq!(noisy[0].basis, Basis::Welch);
+        assert!(!noisy[0].regression);
+        let tight = compare(
+            &[row("a", 100.0, Some(vec![99.0, 100.0, 101.0]))],
+            &[row("a", 70.0, Some(vec![69.0, 70.0, 71.0]))],
+            10.0,
+        );
+        assert!(tight[0].regression && tight[0].threads == 2, "{tight:?}");
     }
 }

@@ -30,7 +30,11 @@ impl ResultsSet {
             problem,
         };
         if !dir.is_dir() {
-            return Err(bad("no such results directory".into()));
+            return Err(bad(
+                "no such results directory (name a directory `odai matrix run --out` or `odai \
+                 profile --out` wrote, or its measurements.csv)"
+                    .into(),
+            ));
         }
         let path = Store::results_path(dir);
         let text = std::fs::read_to_string(&path).map_err(|_| {
