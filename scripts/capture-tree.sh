@@ -36,6 +36,9 @@ grab /proc/sys/kernel/hostname /proc/sys/kernel/osrelease /proc/sys/kernel/arch
 grab /etc/os-release /usr/lib/os-release /system/build.prop /vendor/build.prop /odm/etc/build.prop
 grab /proc/cpuinfo /proc/meminfo /proc/pressure/memory /proc/self/cgroup
 grab /proc/device-tree/model /proc/device-tree/compatible
+# The CPU affinity lines only (the rest of /proc/self/status describes this shell, not the device).
+mkdir -p "$out/proc/self"
+grep -E '^(Cpus_allowed|Cpus_allowed_list|Mems_allowed_list):' /proc/self/status >"$out/proc/self/status" || true
 grab /sys/class/dmi/id/sys_vendor /sys/class/dmi/id/product_name
 
 cpu=/sys/devices/system/cpu
@@ -52,11 +55,12 @@ while IFS=: read -r id ctrls path; do
     0:) base=/sys/fs/cgroup ;;
     *memory*) base=/sys/fs/cgroup/memory ;;
     *cpu,*|*cpu) base=/sys/fs/cgroup/cpu ;;
+    *cpuset*) base=/sys/fs/cgroup/cpuset ;;
     *) continue ;;
   esac
   dir=$base${path%/}
   while :; do
-    grab "$dir"/{memory.max,memory.current,cpu.max,memory.limit_in_bytes,memory.usage_in_bytes,cpu.cfs_quota_us,cpu.cfs_period_us}
+    grab "$dir"/{memory.max,memory.current,cpu.max,memory.limit_in_bytes,memory.usage_in_bytes,cpu.cfs_quota_us,cpu.cfs_period_us,cpuset.cpus.effective,cpuset.effective_cpus,cpuset.cpus}
     [ "$dir" = "$base" ] && break
     dir=$(dirname "$dir")
   done

@@ -161,7 +161,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PRESET[:QUANT]")]
     pub synthetic: Option<String>,
 
-    /// CPU threads (default: every CPU the process may use)
+    /// CPU threads (default: one per physical core the process may use — its CPU affinity and
+    /// cgroup cpuset — capped by the cgroup CPU quota; `odai probe` shows the figure and why)
     #[arg(short, long, value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: Option<u32>,
 
@@ -536,7 +537,7 @@ pub struct GenerateArgs {
     #[arg(short = 'n', long = "gen-tokens", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub gen_tokens: u32,
 
-    /// CPU threads (default: all the process may use)
+    /// CPU threads (default: one per physical core the process may use, within the cgroup quota)
     #[arg(short, long, value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: Option<u32>,
 

@@ -335,3 +335,82 @@ fn unknown_headroom_runs_with_a_warning_not_a_guess() {
     );
     assert_eq!(v["provenance"]["device"]["headroom_bytes"], Value::Null);
 }
+
+/// `odai` with its CPU affinity narrowed to CPU 0 before exec, as `taskset -c 0` does.
+fn on_cpu_0(args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_odai"));
+    cmd.env_remove("ODAI_ROOT")
+        .env("ODAI_CACHE_DIR", cache())
+        .args(args);
+    // SAFETY: sched_setaffinity on the child between fork and exec touches no shared state.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn regression_threads_follow_cpu_affinity() {
+    // Found in review: under `taskset -c 0` odai reported every CPU and ran one thread per CPU
+    // of the machine on the one it was allowed.
+    let probe = on_cpu_0(&["probe", "--no-gpu", "--format", "json"]);
+    assert!(probe.status.success());
+    let p: Value = serde_json::from_slice(&probe.stdout).unwrap();
+    assert_eq!(p["cpu"]["allowed_cpus"], "0");
+    assert_eq!(p["cpu"]["allowed_cores"], 1);
+    assert_eq!(p["cpu"]["allowed_physical_cores"], 1);
+    let text = on_cpu_0(&["probe", "--no-gpu"]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout)
+            .contains("default threads   1 (1 physical core(s) the process may use)"),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--synthetic",
+            "smollm2-135m:q8_0",
+            "-p",
+            "8",
+            "-n",
+            "4",
+            "--reps",
+            "1",
+            "--warmup",
+            "0",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let out = on_cpu_0(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    // The default: one thread on the one allowed CPU.
+    let v = run(&[]);
+    assert_eq!(v["provenance"]["threads"], 1);
+    assert_eq!(v["reps"][0]["threads"], 1);
+    // Asking for more is honoured, with a warning that says what the figures then mean.
+    let v = run(&["--threads", "2"]);
+    assert_eq!(v["reps"][0]["threads"], 2);
+    assert!(
+        v["warnings"].as_array().unwrap().iter().any(|w| w
+            == "--threads 2 on 1 allowed CPU(s) (0): threads share CPUs, so the figures include time-slicing"),
+        "{}",
+        v["warnings"]
+    );
+}

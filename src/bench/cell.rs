@@ -237,7 +237,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
     let device = probe::run(&cfg.root, &probe::Options::quick());
     let mut warnings = Vec::new();
     let needs = check_fit(cfg, &target, &device, &mut warnings)?;
-    let threads = choose_threads(cfg, &device);
+    let threads = choose_threads(cfg, &device, &mut warnings);
     let spec = cell_spec(cfg, &target);
     let idle = idle_baseline(cfg);
     let (reps, failed_reps) = measure(cfg, &spec, &target, threads, &mut warnings)?;
@@ -348,15 +348,23 @@ fn check_fit(
     Ok(Some(needs))
 }
 
-/// Stage 3: `--threads`, else every CPU the process may use (the cgroup quota, rounded up).
-fn choose_threads(cfg: &Config, device: &probe::Probe) -> u32 {
-    cfg.threads.unwrap_or_else(|| {
-        let cores = device.cpu.logical_cores.value().copied().unwrap_or(1);
-        match device.cpu.quota_cores.value() {
-            Some(Some(q)) => (q.ceil() as u32).clamp(1, cores),
-            _ => cores,
-        }
-    })
+/// Stage 3: `--threads`, else one per physical core the process may use, within the cgroup
+/// quota ([`probe::cpu::Cpu::default_threads`] says why). More threads than allowed CPUs is
+/// measured as asked, with a warning: the figures then include time-slicing.
+fn choose_threads(cfg: &Config, device: &probe::Probe, warnings: &mut Vec<String>) -> u32 {
+    let Some(t) = cfg.threads else {
+        return device.cpu.default_threads().0;
+    };
+    if let Some(&allowed) = device.cpu.allowed_cores.value()
+        && t > allowed
+    {
+        warnings.push(format!(
+            "--threads {t} on {allowed} allowed CPU(s) ({}): threads share CPUs, so the figures \
+             include time-slicing",
+            device.cpu.allowed_cpus.value().map_or("?", String::as_str)
+        ));
+    }
+    t
 }
 
 fn cell_spec(cfg: &Config, target: &Target) -> CellSpec {

@@ -80,11 +80,15 @@ struct Output {
 }
 
 pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
-    if let Some(n) = cfg.threads {
-        // SAFETY: odai has started no thread yet in this command, so nothing reads the
-        // environment concurrently; candle sizes its thread pool from RAYON_NUM_THREADS.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
-    }
+    // The same default as `odai bench`: one thread per physical core the process may use.
+    let threads = cfg.threads.unwrap_or_else(|| {
+        crate::probe::cpu::probe(&crate::sysroot::SysRoot::live())
+            .default_threads()
+            .0
+    });
+    // SAFETY: odai has started no thread yet in this command, so nothing reads the environment
+    // concurrently; candle sizes its thread pool from RAYON_NUM_THREADS.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
     let g = Gguf::open(&cfg.model)?;
     let tokenizer = text::tokenizer(&g);
     let prompt_ids = match &cfg.prompt {
@@ -100,7 +104,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
     };
     drop(g);
     let opts = LoadOptions {
-        threads: cfg.threads,
+        threads: Some(threads),
         context: (prompt_ids.len() as u32).saturating_add(cfg.gen_tokens),
         batch: prompt_ids.len() as u32,
         gpu_layers: cfg.gpu_layers,

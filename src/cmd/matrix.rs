@@ -57,8 +57,9 @@ pub fn plan(cfg: &PlanConfig) -> anyhow::Result<i32> {
         None => {
             let device = probe::run(&cfg.root, &probe::Options::quick());
             let bw = if cfg.root.is_live() {
-                let threads = device.cpu.logical_cores.value().copied().unwrap_or(1);
-                Reading::Value(bandwidth::measure(&cfg.root, threads, 3).triad_gb_s)
+                Reading::Value(
+                    bandwidth::measure(&cfg.root, device.cpu.usable_cores(), 3).triad_gb_s,
+                )
             } else {
                 Reading::unavailable("not measured: --root points at a captured device tree")
             };

@@ -75,7 +75,7 @@ pub fn execute(root: &SysRoot) -> anyhow::Result<i32> {
                     "not measured: the device reads a captured tree (ODAI_ROOT)",
                 );
             } else if bandwidth {
-                let threads = p.cpu.logical_cores.value().copied().unwrap_or(1);
+                let threads = p.cpu.usable_cores();
                 p.bandwidth = crate::sysroot::Reading::Value(bandwidth::measure_cached(
                     root,
                     threads,

@@ -12,6 +12,16 @@ pub struct Cpu {
     pub model_name: Reading<String>,
     pub logical_cores: Reading<u32>,
     pub physical_cores: Reading<u32>,
+    /// The online CPUs this process may run on, as a kernel CPU list ("0-3,6"): its affinity mask
+    /// (`taskset`, Android's cpusets, a container's `--cpuset-cpus` all narrow it).
+    #[serde(default = "not_recorded")]
+    pub allowed_cpus: Reading<String>,
+    /// How many CPUs `allowed_cpus` names.
+    #[serde(default = "not_recorded")]
+    pub allowed_cores: Reading<u32>,
+    /// Physical cores with at least one allowed CPU (SMT siblings count once).
+    #[serde(default = "not_recorded")]
+    pub allowed_physical_cores: Reading<u32>,
     /// CPUs this process may use per its cgroup quota (`cpu.max` / `cpu.cfs_quota_us`); null when
     /// no quota is set.
     pub quota_cores: Reading<Option<f64>>,
@@ -20,6 +30,52 @@ pub struct Cpu {
     pub isa: Reading<String>,
     /// Each inference-relevant feature of the ISA, present or not.
     pub simd: Reading<BTreeMap<String, bool>>,
+}
+
+/// For probes written before a field existed (results directories from older odai versions).
+fn not_recorded<T>() -> Reading<T> {
+    Reading::unavailable("not recorded: the probe predates this reading")
+}
+
+impl Cpu {
+    /// CPUs the process may run on: the allowed ones where known, else the online ones.
+    pub fn usable_cores(&self) -> u32 {
+        self.allowed_cores
+            .value()
+            .or(self.logical_cores.value())
+            .copied()
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// odai's default thread count, and where it came from: one thread per physical core the
+    /// process may run on, no more than the cgroup quota allows (rounded up).
+    ///
+    /// Why physical cores: SMT siblings share one core's vector units and load ports, so a second
+    /// thread per core adds little to compute-bound prefill and contends in memory-bound decode,
+    /// while odai's spinning thread team makes oversubscription costly; it is also llama.cpp's
+    /// and llama-bench's default (`cpu_get_num_math`), so the two compare like for like. On
+    /// big.LITTLE phones (no SMT) it is every allowed core.
+    pub fn default_threads(&self) -> (u32, String) {
+        let (mut n, mut why) = if let Some(&p) = self.allowed_physical_cores.value() {
+            (p, format!("{p} physical core(s) the process may use"))
+        } else if let Some(&a) = self.allowed_cores.value() {
+            (a, format!("{a} allowed CPU(s)"))
+        } else if let Some(&p) = self.physical_cores.value() {
+            (p, format!("{p} physical core(s)"))
+        } else {
+            let l = self.logical_cores.value().copied().unwrap_or(1);
+            (l, format!("{l} logical CPU(s)"))
+        };
+        if let Some(Some(q)) = self.quota_cores.value() {
+            let cap = (q.ceil() as u32).max(1);
+            if cap < n {
+                n = cap;
+                why = format!("the cgroup quota of {q} CPU(s)");
+            }
+        }
+        (n.max(1), why)
+    }
 }
 
 /// One cpufreq policy (a group of CPUs sharing a clock), frequencies in MHz.
@@ -76,10 +132,14 @@ pub fn probe(root: &SysRoot) -> Cpu {
         Reading::Value(_) => simd_features(&first),
     };
 
+    let allowed = allowed_cpus(root);
     Cpu {
         model_name: model_name(&cpuinfo, &blocks),
         logical_cores: logical_cores(root, &blocks),
         physical_cores: physical_cores(root, &blocks),
+        allowed_cpus: allowed.clone().map(|l| format_cpu_list(&l)),
+        allowed_cores: allowed.clone().map(|l| l.len() as u32),
+        allowed_physical_cores: allowed.and_then(|l| allowed_physical(root, &l)),
         quota_cores: quota_cores(root),
         policies: policies(root),
         isa,
@@ -202,6 +262,138 @@ fn logical_cores(root: &SysRoot, blocks: &[BTreeMap<String, String>]) -> Reading
                 Reading::unavailable(format!("missing: {ONLINE} and /proc/cpuinfo processors"))
             }
         })
+}
+
+/// The online CPUs this process may run on. The affinity mask comes from `Cpus_allowed_list` in
+/// `/proc/self/status` (proc(5)); the kernel keeps it inside the cgroup's cpuset, so it already
+/// reflects `taskset`, `sched_setaffinity`, Docker's `--cpuset-cpus` and Android's cpusets.
+/// Without it (a captured tree from a tool that did not save it), the cgroup's effective cpuset
+/// (v2 `cpuset.cpus.effective`, v1 `cpuset.effective_cpus`; Documentation/admin-guide/cgroup-v2.rst).
+fn allowed_cpus(root: &SysRoot) -> Reading<Vec<u32>> {
+    const STATUS: &str = "/proc/self/status";
+    let from_status = root.read_str(STATUS).and_then(|s| {
+        let Some(line) = s.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")) else {
+            return Reading::unavailable(format!("unparsable: {STATUS} has no Cpus_allowed_list"));
+        };
+        match parse_cpu_list(line) {
+            Some(l) if !l.is_empty() => Reading::Value(l),
+            _ => Reading::unavailable(format!(
+                "unparsable: {STATUS} Cpus_allowed_list holds {}, not a CPU list",
+                excerpt(line.trim())
+            )),
+        }
+    });
+    let allowed = match from_status {
+        Reading::Value(l) => Reading::Value(l),
+        // A status file that is there but unreadable says more than the fallback's "missing".
+        Reading::Unavailable(why) => match cpuset_cpus(root) {
+            Reading::Unavailable(_) if !why.starts_with("missing") => Reading::Unavailable(why),
+            other => other,
+        },
+    };
+    let Reading::Value(mut list) = allowed else {
+        return allowed;
+    };
+    // The mask may name CPUs that are offline (hotplug, Android's core control): they run nothing.
+    if let Some(online) = root
+        .read_str("/sys/devices/system/cpu/online")
+        .into_value()
+        .and_then(|s| parse_cpu_list(&s))
+        .filter(|o| !o.is_empty())
+    {
+        list.retain(|c| online.contains(c));
+    }
+    if list.is_empty() {
+        return Reading::unavailable("unparsable: no allowed CPU is online");
+    }
+    Reading::Value(list)
+}
+
+/// The effective cpuset of the process's cgroup, the innermost that says.
+fn cpuset_cpus(root: &SysRoot) -> Reading<Vec<u32>> {
+    let groups = match super::memory::read_proc_cgroup(root) {
+        Reading::Value(g) => g,
+        Reading::Unavailable(r) => return Reading::Unavailable(r),
+    };
+    let candidates: Vec<String> = if let Some(path) = groups.v1_path("cpuset") {
+        let mount = super::memory::v1_mount(root, "cpuset");
+        super::memory::ancestors(root, &mount, path)
+            .into_iter()
+            .flat_map(|d| {
+                [
+                    format!("{d}/cpuset.effective_cpus"),
+                    format!("{d}/cpuset.cpus"),
+                ]
+            })
+            .collect()
+    } else if let Some(path) = groups.v2_path() {
+        super::memory::ancestors(root, "/sys/fs/cgroup", path)
+            .into_iter()
+            .map(|d| format!("{d}/cpuset.cpus.effective"))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // ancestors() runs from the innermost group outwards.
+    for file in &candidates {
+        if let Some(l) = root
+            .read_str(file)
+            .into_value()
+            .and_then(|s| parse_cpu_list(&s))
+            .filter(|l| !l.is_empty())
+        {
+            return Reading::Value(l);
+        }
+    }
+    Reading::unavailable("missing: /proc/self/status Cpus_allowed_list and the cgroup's cpuset")
+}
+
+/// A CPU list in the kernel's compact form: `[0, 1, 2, 3, 6]` → "0-3,6".
+pub fn format_cpu_list(cpus: &[u32]) -> String {
+    let mut sorted = cpus.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
+/// Physical cores among `allowed`: distinct SMT sibling sets containing an allowed CPU.
+fn allowed_physical(root: &SysRoot, allowed: &[u32]) -> Reading<u32> {
+    let mut sets = BTreeSet::new();
+    for &cpu in allowed {
+        let topo = format!("/sys/devices/system/cpu/cpu{cpu}/topology");
+        match root
+            .read_str(&format!("{topo}/core_cpus_list"))
+            .or_else(|| root.read_str(&format!("{topo}/thread_siblings_list")))
+            .into_value()
+            .and_then(|s| parse_cpu_list(&s))
+        {
+            Some(list) => {
+                sets.insert(list);
+            }
+            None => {
+                return Reading::unavailable(format!(
+                    "missing: {topo}/core_cpus_list (SMT siblings unknown)"
+                ));
+            }
+        }
+    }
+    Reading::Value(sets.len() as u32)
 }
 
 /// Physical cores: distinct SMT sibling sets (`core_cpus_list`, older kernels
@@ -339,6 +531,53 @@ mod tests {
             model_name(&Reading::Value(info.into()), &blocks),
             Reading::Value("2x Cortex-A55 + 1x Cortex-A76".into())
         );
+    }
+
+    #[test]
+    fn cpu_lists_print_compactly() {
+        assert_eq!(format_cpu_list(&[0, 1, 2, 3, 6]), "0-3,6");
+        assert_eq!(format_cpu_list(&[5]), "5");
+        assert_eq!(format_cpu_list(&[3, 1, 2, 8, 9]), "1-3,8-9");
+    }
+
+    fn cpu_with(allowed_phys: Reading<u32>, allowed: Reading<u32>, quota: Option<f64>) -> Cpu {
+        Cpu {
+            model_name: Reading::unavailable("x"),
+            logical_cores: Reading::Value(16),
+            physical_cores: Reading::Value(8),
+            allowed_cpus: Reading::unavailable("x"),
+            allowed_cores: allowed,
+            allowed_physical_cores: allowed_phys,
+            quota_cores: Reading::Value(quota),
+            policies: Reading::unavailable("x"),
+            isa: Reading::unavailable("x"),
+            simd: Reading::unavailable("x"),
+        }
+    }
+
+    #[test]
+    fn default_threads_follow_affinity_physical_cores_and_quota() {
+        // Found in review: under `taskset -c 0` odai ran 2 threads on 1 allowed CPU.
+        let one = cpu_with(Reading::Value(1), Reading::Value(1), None);
+        assert_eq!(one.default_threads().0, 1);
+        assert_eq!(one.usable_cores(), 1);
+        // SMT: 8 allowed CPUs on 4 cores → 4 threads.
+        let smt = cpu_with(Reading::Value(4), Reading::Value(8), None);
+        assert_eq!(
+            smt.default_threads(),
+            (4, "4 physical core(s) the process may use".into())
+        );
+        assert_eq!(smt.usable_cores(), 8);
+        // A 2.5-CPU quota caps at 3.
+        let quota = cpu_with(Reading::Value(4), Reading::Value(8), Some(2.5));
+        assert_eq!(
+            quota.default_threads(),
+            (3, "the cgroup quota of 2.5 CPU(s)".into())
+        );
+        // Nothing known about affinity: the machine's physical cores.
+        let unknown = cpu_with(Reading::unavailable("x"), Reading::unavailable("x"), None);
+        assert_eq!(unknown.default_threads().0, 8);
+        assert_eq!(unknown.usable_cores(), 16);
     }
 
     #[test]

@@ -82,8 +82,7 @@ pub fn run(root: &SysRoot, opts: &Options) -> Probe {
     } else if !root.is_live() {
         Reading::unavailable("not measured: --root points at a captured device tree")
     } else {
-        let threads = cpu.logical_cores.value().copied().unwrap_or(1);
-        Reading::Value(bandwidth::measure(root, threads, 5))
+        Reading::Value(bandwidth::measure(root, cpu.usable_cores(), 5))
     };
     Probe {
         schema_version: SCHEMA_VERSION,

@@ -68,10 +68,19 @@ pub fn render(p: &Probe) -> String {
     o.reading("model", &p.cpu.model_name, s);
     o.reading("logical cores", &p.cpu.logical_cores, u32::to_string);
     o.reading("physical cores", &p.cpu.physical_cores, u32::to_string);
+    o.reading("allowed CPUs", &p.cpu.allowed_cpus, |l| {
+        let n = p.cpu.allowed_cores.value().copied().unwrap_or(0);
+        match p.cpu.allowed_physical_cores.value() {
+            Some(ph) => format!("{l} ({n} CPUs on {ph} physical cores)"),
+            None => format!("{l} ({n} CPUs)"),
+        }
+    });
     o.reading("cgroup quota", &p.cpu.quota_cores, |q| match q {
         Some(c) => format!("{c} CPUs"),
         None => "none".into(),
     });
+    let (threads, why) = p.cpu.default_threads();
+    o.line("default threads", format!("{threads} ({why})"));
     match &p.cpu.simd {
         Reading::Value(map) => {
             let isa = p.cpu.isa.value().map_or("", String::as_str);
