@@ -4,7 +4,13 @@
 //! the scheduler each time (perf showed more time in sched_yield than in the kernels), so members
 //! spin on a generation counter between rounds and park only after a quiet spell, as ggml's
 //! threadpool does.
+//!
+//! Panic safety: a panicking job, in a member or in the caller's share, is caught; `run` waits
+//! until every member is done with the round (none may still hold the job's pointer when the
+//! caller's stack unwinds), then resumes the first panic on the caller. The team stays usable.
 
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle, Thread};
@@ -25,6 +31,8 @@ struct Shared {
     stop: AtomicBool,
     /// The current job, valid while a round is in flight (see `run`).
     job: std::sync::Mutex<Option<JobPtr>>,
+    /// The first panic a member hit in the current round, for `run` to resume on the caller.
+    panic: std::sync::Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 #[derive(Clone, Copy)]
@@ -45,6 +53,7 @@ impl Team {
             done: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             job: std::sync::Mutex::new(None),
+            panic: std::sync::Mutex::new(None),
         });
         let members = (1..size.max(1))
             .map(|id| {
@@ -65,7 +74,7 @@ impl Team {
     }
 
     /// Runs `job(id)` for every id in 0..size, id 0 on the calling thread; returns when all are
-    /// done.
+    /// done. If any of them panicked, the panic is resumed here once all are done.
     pub fn run(&self, job: &(dyn Fn(usize) + Sync)) {
         if self.members.is_empty() {
             job(0);
@@ -75,18 +84,31 @@ impl Team {
         // SAFETY (lifetime erasure): members only dereference the pointer during this round,
         // and this function does not return before every member has reported done.
         let ptr: *const Job = unsafe { std::mem::transmute(job as *const (dyn Fn(usize) + Sync)) };
-        *sh.job.lock().unwrap() = Some(JobPtr(ptr));
+        *lock(&sh.job) = Some(JobPtr(ptr));
         sh.done.store(0, Ordering::SeqCst);
         sh.generation.fetch_add(1, Ordering::SeqCst);
         for (t, _) in &self.members {
             // A no-op for a spinning member (it just leaves a token); wakes a parked one.
             t.unpark();
         }
-        job(0);
+        // The caller's share may panic too: its stack (which `job` may borrow from) must not
+        // unwind while members still run the round.
+        let mine = catch_unwind(AssertUnwindSafe(|| job(0)));
         while sh.done.load(Ordering::Acquire) < self.members.len() {
             std::hint::spin_loop();
         }
+        *lock(&sh.job) = None;
+        let theirs = lock(&sh.panic).take();
+        match (mine, theirs) {
+            (Err(p), _) | (Ok(()), Some(p)) => resume_unwind(p),
+            (Ok(()), None) => {}
+        }
     }
+}
+
+/// A mutex's guard even if a panic poisoned it: the data (a pointer, a payload) stays valid.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn member(sh: &Shared, id: usize) {
@@ -114,13 +136,15 @@ fn member(sh: &Shared, id: usize) {
             std::hint::spin_loop();
         };
         seen = generation;
-        let job = sh
-            .job
-            .lock()
-            .unwrap()
-            .expect("a job is set before the generation moves");
-        // SAFETY: run() keeps the job alive until this member reports done below.
-        unsafe { (*job.0)(id) };
+        let job = *lock(&sh.job);
+        if let Some(job) = job {
+            // SAFETY: run() keeps the job alive until this member reports done below.
+            let ran = catch_unwind(AssertUnwindSafe(|| unsafe { (*job.0)(id) }));
+            if let Err(p) = ran {
+                lock(&sh.panic).get_or_insert(p);
+            }
+        }
+        // Done even after a panic: run() must never wait for a member that will not report.
         sh.done.fetch_add(1, Ordering::Release);
     }
 }
@@ -174,6 +198,55 @@ mod tests {
             n.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(n.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn regression_a_member_panic_reaches_the_caller_instead_of_a_hang() {
+        // Found in review: a panicking member never reported done, and run() spun forever.
+        let team = Team::new(3);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            team.run(&|id| {
+                if id == 2 {
+                    panic!("member two broke");
+                }
+            })
+        }));
+        let payload = r.expect_err("the member's panic is resumed on the caller");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"member two broke"));
+        // The team still works afterwards.
+        let n = AtomicUsize::new(0);
+        team.run(&|_| {
+            n.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(n.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn regression_a_caller_panic_waits_for_the_members() {
+        // Found in review: a panic in the caller's share unwound its stack while members still
+        // ran the job borrowing from it. Now run() waits for them before the panic goes on.
+        let team = Team::new(2);
+        let started = AtomicBool::new(false);
+        let member_finished = AtomicBool::new(false);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            team.run(&|id| {
+                if id == 0 {
+                    while !started.load(Ordering::Acquire) {
+                        std::hint::spin_loop();
+                    }
+                    panic!("caller broke");
+                }
+                started.store(true, Ordering::Release);
+                // Still working after the caller's share has panicked.
+                thread::sleep(Duration::from_millis(20));
+                member_finished.store(true, Ordering::Release);
+            })
+        }));
+        assert!(r.is_err());
+        assert!(
+            member_finished.load(Ordering::Acquire),
+            "run() returned while a member was still in the round"
+        );
     }
 
     #[test]
