@@ -45,8 +45,9 @@ pub struct Options<'a> {
     pub deadline: Option<Duration>,
     /// Stop the worker when Ctrl-C was pressed (see [`crate::interrupt`]).
     pub interruptible: bool,
-    /// Whether an exit status means the transport failed rather than the worker (ssh's 255).
-    pub transport_exit: &'a dyn Fn(&ExitStatus) -> bool,
+    /// Whether an exit status and the last stderr line mean the transport failed rather than
+    /// the worker (ssh's 255, adb's 0 without an answer).
+    pub transport_exit: &'a dyn Fn(&ExitStatus, &str) -> bool,
     pub on_progress: &'a dyn Fn(&str),
 }
 
@@ -55,7 +56,7 @@ impl Default for Options<'_> {
         Options {
             deadline: None,
             interruptible: false,
-            transport_exit: &|_| false,
+            transport_exit: &|_, _| false,
             on_progress: &|_| {},
         }
     }
@@ -254,7 +255,7 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
             Failure::Worker(format!("the worker was stopped by signal {sig}"))
         }
         Some(sig) => Failure::Worker(format!("the worker died from signal {sig}")),
-        None if (opts.transport_exit)(&status) => Failure::Transport(said(format!(
+        None if (opts.transport_exit)(&status, &last) => Failure::Transport(said(format!(
             "the connection was lost ({program} {})",
             describe(&status)
         ))),

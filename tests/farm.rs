@@ -516,6 +516,83 @@ fn adb_devices_run_through_adb_shell_with_a_stand_in() {
     );
 }
 
+/// An `adb` whose link drops once: the first cell request gets the worker's hello and then the
+/// connection ends with exit 0 and nothing more, as adb's shell-protocol client ends when the
+/// stream closes before the exit packet. Every other request runs as the stand-in above does.
+const ADB_DROPS_ONCE: &str = r#"#!/bin/sh
+shift 2
+case "$1" in
+  push) cp -- "$2" "$3"; exit ;;
+  shell) shift ;;
+esac
+case "$1" in *worker*) ;; *) exec sh -c "$1" ;; esac
+read -r line
+case "$line" in
+  *'"request":"probe"'*) ;;
+  *) if [ ! -e "$ADB_DROPPED" ]; then
+       : >"$ADB_DROPPED"
+       echo '{"event":"hello","protocol":3,"odai_version":"0.1.0"}'
+       exit 0
+     fi ;;
+esac
+{ printf '%s\n' "$line"; cat; } | sh -c "$1"
+"#;
+
+#[test]
+fn regression_an_adb_link_lost_after_hello_is_retried_as_a_transport_failure() {
+    // Found in review: a link that dropped after the worker's hello was recorded as a worker
+    // failure, so the cell failed instead of being retried.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let adb = dir.path().join("adb");
+    fs::write(&adb, ADB_DROPS_ONCE).unwrap();
+    fs::set_permissions(&adb, fs::Permissions::from_mode(0o755)).unwrap();
+    let farm = dir.path().join("farm.toml");
+    fs::write(
+        &farm,
+        format!(
+            "[[device]]\nname = \"pixel\"\ntransport = \"adb\"\nserial = \"emulator-5554\"\n\
+             odai = {}\nenv = {{ ODAI_CACHE_DIR = {} }}\n",
+            toml_str(&bin().display().to_string()),
+            toml_str(&cache_env()),
+        ),
+    )
+    .unwrap();
+    let matrix = dir.path().join("toy.toml");
+    fs::write(&matrix, TOY).unwrap();
+    let out = dir.path().join("out");
+    let dropped = dir.path().join("dropped");
+    let run = odai()
+        .env("ODAI_ADB", &adb)
+        .env("ADB_DROPPED", &dropped)
+        .env("ODAI_CACHE_DIR", cache())
+        .args(["matrix", "run"])
+        .arg(&matrix)
+        .arg("--farm")
+        .arg(&farm)
+        .arg("--out")
+        .arg(&out)
+        .args(["--retries", "2", "--retry-backoff", "50ms"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        dropped.exists(),
+        "the link never dropped: the test tested nothing"
+    );
+    assert!(
+        stderr(&run).contains(&format!(
+            "pixel: attempt 1 failed (the connection was lost ({} exit 0)); retrying in",
+            adb.display()
+        )),
+        "{}",
+        stderr(&run)
+    );
+    let recs = records(&out);
+    assert_eq!(recs.len(), 2);
+    assert!(recs.iter().all(|r| r["status"] == "ok"), "{recs:?}");
+}
+
 /// A stand-in for odai on a device: probes are answered by the real odai; a cell request runs
 /// `cell` (shell) after the worker's hello.
 fn stand_in_odai(dir: &Path, cell: &str) -> PathBuf {

@@ -247,3 +247,55 @@ fn killing_the_coordinator_loses_nothing_and_resume_finishes_the_run() {
     assert_eq!(ids.len(), 6, "a cell was recorded twice");
     assert!(recs.iter().all(|r| r["status"] == "ok"));
 }
+
+#[test]
+fn regression_two_runs_cannot_share_one_out() {
+    // Found in review: two `matrix run`s could write into one --out at once. The directory's
+    // lock is held here, as a running odai holds it; a second run must refuse, touching nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.toml");
+    fs::write(&m, TINY).unwrap();
+    let out = dir.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    let lock = fs::File::create(out.join(".odai-lock")).unwrap();
+    lock.lock().unwrap();
+    std::io::Write::write_all(&mut &lock, b"4242\n").unwrap();
+    let second = odai()
+        .env("ODAI_CACHE_DIR", cache())
+        .args(["matrix", "run"])
+        .arg(&m)
+        .arg("--out")
+        .arg(&out)
+        .arg("--root")
+        .arg(fixture("container-cgroup-v2"))
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&second.stderr),
+        format!(
+            "odai: error: {}: is in use by another odai run (pid 4242): wait for it to finish, or choose another --out\n",
+            out.display()
+        )
+    );
+    assert!(!out.join("results.jsonl").exists());
+    assert!(!out.join("manifest.json").exists());
+    // Once the holder is gone, the run goes ahead.
+    drop(lock);
+    let third = odai()
+        .env("ODAI_CACHE_DIR", cache())
+        .args(["matrix", "run"])
+        .arg(&m)
+        .arg("--out")
+        .arg(&out)
+        .arg("--root")
+        .arg(fixture("container-cgroup-v2"))
+        .output()
+        .unwrap();
+    assert!(
+        third.status.success(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    assert_eq!(records(&out).len(), 4);
+}

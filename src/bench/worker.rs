@@ -37,13 +37,29 @@ pub fn evict_from_page_cache(path: &Path) -> Result<(), String> {
 pub fn peak_rss_bytes() -> Result<u64, String> {
     // SAFETY: getrusage fills the zeroed struct.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    peak_from(rc, ru.ru_maxrss, std::io::Error::last_os_error)
+}
+
+/// getrusage's answer as a peak: an error for a failed call (its zeroed struct would read as 0
+/// bytes), and for a zero maximum, which a process that loaded a model cannot have.
+fn peak_from(
+    rc: libc::c_int,
+    maxrss_kib: libc::c_long,
+    err: impl FnOnce() -> std::io::Error,
+) -> Result<u64, String> {
+    if rc != 0 {
         return Err(format!(
-            "getrusage failed: {}",
-            std::io::Error::last_os_error()
+            "peak memory unreadable: getrusage failed: {}",
+            err()
         ));
     }
-    Ok(ru.ru_maxrss.max(0) as u64 * 1024)
+    if maxrss_kib <= 0 {
+        return Err(format!(
+            "peak memory unreadable: getrusage reported {maxrss_kib} KiB"
+        ));
+    }
+    Ok(maxrss_kib as u64 * 1024)
 }
 
 /// llama-bench-style prompt: BOS first where the model has one, then seeded random ids below
@@ -264,7 +280,20 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::prompt_ids;
+    use super::{peak_from, prompt_ids};
+
+    #[test]
+    fn regression_failed_getrusage_is_not_zero_bytes() {
+        // Found in review: a failed getrusage left the zeroed struct, reported as 0 bytes.
+        let e = peak_from(-1, 0, || std::io::Error::from_raw_os_error(libc::EFAULT)).unwrap_err();
+        assert!(
+            e.starts_with("peak memory unreadable: getrusage failed: Bad address"),
+            "{e}"
+        );
+        assert!(peak_from(0, 0, || unreachable!()).is_err());
+        assert_eq!(peak_from(0, 2048, || unreachable!()), Ok(2048 * 1024));
+        assert!(super::peak_rss_bytes().unwrap() > 0);
+    }
 
     #[test]
     fn prompts_start_with_bos_and_stay_below_the_vocabulary() {

@@ -4,7 +4,7 @@
 //! in full. `ODAI_ADB` names another adb binary.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 
 use super::inventory::DeviceEntry;
 use super::{Transport, remote_line};
@@ -54,6 +54,19 @@ impl Transport for Adb {
         Ok(c)
     }
 
+    /// adb's shell-protocol client returns the remote exit code from the exit packet; when the
+    /// link drops (cable, adbd restart, device reboot) before one arrives it returns 0
+    /// (`read_and_dump` in AOSP's adb/client/commandline.cpp), and a worker that greeted never
+    /// exits 0 without an answer. adb's own failures exit 1 with its "error: …" / "adb: …" on
+    /// stderr, where odai's say "odai: …".
+    fn transport_failed(&self, status: &ExitStatus, last_stderr: &str) -> bool {
+        match status.code() {
+            Some(0) => true,
+            Some(1) => last_stderr.starts_with("error: ") || last_stderr.starts_with("adb: "),
+            _ => false,
+        }
+    }
+
     fn odai_path(&self) -> String {
         self.entry
             .odai
@@ -66,6 +79,23 @@ impl Transport for Adb {
 mod tests {
     use super::*;
     use crate::farm::inventory::Farm;
+
+    #[test]
+    fn a_link_lost_is_told_apart_from_a_worker_failure() {
+        use std::os::unix::process::ExitStatusExt;
+        let farm = Farm::parse(
+            "[[device]]\nname = \"p\"\ntransport = \"adb\"\nserial = \"S\"\n",
+            Path::new("farm.toml"),
+        )
+        .unwrap();
+        let t = Adb::new(&farm.devices[0]);
+        let exit = |c: i32| ExitStatus::from_raw(c << 8);
+        assert!(t.transport_failed(&exit(0), ""));
+        assert!(t.transport_failed(&exit(1), "error: device offline"));
+        assert!(t.transport_failed(&exit(1), "adb: device 'S' not found"));
+        assert!(!t.transport_failed(&exit(1), "odai: error: cannot load the model"));
+        assert!(!t.transport_failed(&exit(3), ""));
+    }
 
     #[test]
     fn the_worker_runs_through_adb_shell_as_one_quoted_line() {

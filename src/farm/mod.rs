@@ -28,8 +28,9 @@ pub trait Transport: Send + Sync {
     fn push(&self, local: &Path, remote: &str) -> std::io::Result<Command>;
     /// Where odai lives on the device.
     fn odai_path(&self) -> String;
-    /// Whether an exit status of a command means the transport failed, not the program.
-    fn transport_failed(&self, _status: &ExitStatus) -> bool {
+    /// Whether a command that greeted and then ended without an answer, with this exit status
+    /// and this last line on stderr, lost its connection rather than failed in the program.
+    fn transport_failed(&self, _status: &ExitStatus, _last_stderr: &str) -> bool {
         false
     }
     /// This machine itself: nothing to deploy.

@@ -100,7 +100,7 @@ impl Transport for Ssh {
     }
 
     /// ssh exits 255 when it, not the remote command, failed (ssh(1), EXIT STATUS).
-    fn transport_failed(&self, status: &ExitStatus) -> bool {
+    fn transport_failed(&self, status: &ExitStatus, _last_stderr: &str) -> bool {
         status.code() == Some(255)
     }
 }

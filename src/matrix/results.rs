@@ -57,6 +57,70 @@ pub fn now_unix_s() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// An exclusive lock on a results directory for the life of a run (`.odai-lock` in it, holding
+/// the owner's pid): two `matrix run`s into one `--out` would interleave records and race on
+/// `--resume`'s rewrite. The kernel drops the lock when the process ends, however it ends, so a
+/// crash never leaves a stale lock behind.
+pub struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    pub const NAME: &'static str = ".odai-lock";
+
+    pub fn acquire(dir: &Path) -> anyhow::Result<DirLock> {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "cannot create the results directory {} (choose a writable --out)",
+                dir.display()
+            )
+        })?;
+        let path = dir.join(Self::NAME);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| {
+                format!(
+                    "cannot write in the results directory {} (choose a writable --out)",
+                    dir.display()
+                )
+            })?;
+        match file.try_lock() {
+            Ok(()) => {
+                // Who holds it, for the message another run prints; best effort (a full disk
+                // must not stop a run that only appends to an existing results file).
+                let _ = file
+                    .set_len(0)
+                    .and_then(|()| writeln!(file, "{}", std::process::id()));
+                Ok(DirLock { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut owner = String::new();
+                let _ = file.read_to_string(&mut owner);
+                let owner = owner.trim();
+                Err(crate::error::Error::ConfigFile {
+                    file: dir.to_owned(),
+                    problem: format!(
+                        "is in use by another odai run{}: wait for it to finish, or choose another --out",
+                        if owner.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (pid {owner})")
+                        }
+                    ),
+                }
+                .into())
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+}
+
 pub struct Store {
     pub dir: PathBuf,
     results: File,

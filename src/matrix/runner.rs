@@ -165,7 +165,7 @@ fn call_retrying(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let transport_exit = |s: &std::process::ExitStatus| t.transport_failed(s);
+        let transport_exit = |s: &std::process::ExitStatus, last: &str| t.transport_failed(s, last);
         let outcome = client::call(
             t.odai(&["worker"]),
             request,
@@ -507,6 +507,8 @@ pub struct Device {
 /// Runs `matrix` on `devices` into `opts.out`.
 pub fn run(matrix: &Matrix, devices: &[Device], opts: &Options) -> anyhow::Result<Summary> {
     let out = &opts.out;
+    // Before anything is read or written there: a second run into this --out stops here.
+    let _lock = super::results::DirLock::acquire(out)?;
     let manifest_path = out.join("manifest.json");
     let has_results = Store::results_path(out)
         .metadata()

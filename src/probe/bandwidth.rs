@@ -96,7 +96,6 @@ pub fn measure_cached(
     cache_file: &std::path::Path,
 ) -> Bandwidth {
     use std::io::Write;
-    use std::os::fd::AsRawFd;
     let Some(boot) = root
         .read_str("/proc/sys/kernel/random/boot_id")
         .into_value()
@@ -120,10 +119,8 @@ pub fn measure_cached(
                 .open(cache_file.with_extension("lock"))
                 .ok()
         });
-    // SAFETY: flock on a descriptor we own; released when `lock` is dropped (closed).
-    let locked = lock
-        .as_ref()
-        .is_some_and(|f| unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0);
+    // std's advisory lock (flock(2) on Linux), released when `lock` is dropped (closed).
+    let locked = lock.as_ref().is_some_and(|f| f.lock().is_ok());
     if let Some(hit) = std::fs::read_to_string(cache_file)
         .unwrap_or_default()
         .lines()
