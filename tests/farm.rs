@@ -11,20 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cache, fixture, odai};
+use common::{cache, fixture, odai, records};
 use serde_json::Value;
 use sshd::{Sshd, toml_str};
 
 fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("odai")
-}
-
-fn records(dir: &Path) -> Vec<Value> {
-    fs::read_to_string(dir.join("results.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 /// Two cells per device of the toy model: the harness, not a model, is under test.

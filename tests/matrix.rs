@@ -5,7 +5,7 @@ mod common;
 
 use std::fs;
 
-use common::{cache, fixture, odai};
+use common::{cache, fixture, odai, records};
 use serde_json::Value;
 
 fn plan(args: &[&str], root: Option<&std::path::Path>) -> (i32, Value, String) {
@@ -95,14 +95,6 @@ fn a_malformed_matrix_names_file_line_and_column() {
              `prompt_tokens`, `gen_tokens`, `reps`, `warmup`, `cold`, `sustained`, `load`, `runtimes`\n",
             m.display()
         ));
-}
-
-fn records(dir: &std::path::Path) -> Vec<Value> {
-    fs::read_to_string(dir.join("results.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 const TINY: &str = "[matrix]\nmodels = [\"synthetic:smollm2-135m:q8_0\", \"synthetic:llama-3.1-8b:q4_0\"]\n\

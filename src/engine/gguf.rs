@@ -52,7 +52,14 @@ impl Gguf {
         }
         let map = super::mapped::Mapped::open(path, false)
             .map_err(|e| model_error(path, format!("cannot open it: {e}")))?;
-        let content = Content::read(&mut std::io::Cursor::new(map.bytes())).map_err(|e| {
+        Self::parse(path, map.bytes())
+    }
+
+    /// The header and tensor table of a GGUF file's bytes (`path` names it in errors); checks
+    /// that every tensor's data lies inside them. What `open` runs on the mapped file, and what
+    /// the fuzz target feeds arbitrary bytes.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, Error> {
+        let content = Content::read(&mut std::io::Cursor::new(bytes)).map_err(|e| {
             let msg = candle_message(&e);
             if msg.contains("unknown dtype") {
                 model_error(
@@ -68,10 +75,13 @@ impl Gguf {
                 )
             }
         })?;
-        let file_size = meta.len();
+        let file_size = bytes.len() as u64;
         for (name, info) in &content.tensor_infos {
             let bytes = tensor_bytes(info.ggml_dtype, info.shape.elem_count());
-            let end = content.tensor_data_offset + info.offset + bytes;
+            let end = content
+                .tensor_data_offset
+                .saturating_add(info.offset)
+                .saturating_add(bytes);
             if end > file_size {
                 return Err(model_error(
                     path,

@@ -231,10 +231,24 @@ impl Store {
             .context("cannot serialize a result")?;
         line.push(b'\n');
         let path = Self::results_path(&self.dir);
-        self.results
+        let before = self.results.metadata().map(|m| m.len());
+        let written = self
+            .results
             .write_all(&line)
-            .and_then(|()| self.results.sync_data())
-            .with_context(|| format!("cannot write a result to {} (disk full?)", path.display()))
+            .and_then(|()| self.results.sync_data());
+        if written.is_err()
+            && let Ok(len) = before
+        {
+            // A write cut short by a full disk leaves part of a line: take it back, so the file
+            // holds whole records only (a later `--resume` would also drop it, as a torn line).
+            let _ = self.results.set_len(len);
+        }
+        written.with_context(|| {
+            format!(
+                "cannot write a result to {} (disk full? free space, then run again with --resume)",
+                path.display()
+            )
+        })
     }
 
     /// Writes `name` in the directory atomically (temporary file, fsync, rename).

@@ -104,6 +104,8 @@ pub struct Options {
     /// A cell running longer is stopped and recorded as failed; `None`: 30 minutes plus the
     /// cell's sustained time.
     pub cell_timeout: Option<Duration>,
+    /// A probe answered later than this is a failed attempt.
+    pub probe_timeout: Duration,
     /// Attempts after the first when the transport fails.
     pub retries: u32,
     /// The first wait before a retry; it doubles each time.
@@ -143,7 +145,7 @@ impl Summary {
 const BACKOFF_STEP: Duration = Duration::from_millis(50);
 
 /// Probes are quick; a device that takes longer than this to answer one is not answering.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(120);
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn cell_deadline(opts: &Options, cell: &Cell) -> Duration {
     opts.cell_timeout.unwrap_or_else(|| {
@@ -205,7 +207,7 @@ pub fn probe_device(
         protocol: protocol::PROTOCOL_VERSION,
         bandwidth,
     };
-    match call_retrying(t, &req, PROBE_TIMEOUT, opts, &|_| {}, &|_, _, _| {})? {
+    match call_retrying(t, &req, opts.probe_timeout, opts, &|_| {}, &|_, _, _| {})? {
         Event::Probe(p) => Ok(*p),
         _ => Err((
             Failure::Worker("the worker answered a probe with something else".into()),

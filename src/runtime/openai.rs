@@ -217,10 +217,10 @@ impl<R: BufRead> Read for Body<R> {
             if self.left == Some(0) {
                 // The CRLF that ends the previous chunk's data.
                 let mut crlf = String::new();
-                self.inner.read_line(&mut crlf)?;
+                read_line_bounded(&mut self.inner, &mut crlf)?;
             }
             let mut line = String::new();
-            if self.inner.read_line(&mut line)? == 0 {
+            if read_line_bounded(&mut self.inner, &mut line)? == 0 {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "the connection closed inside a chunked body",
@@ -273,7 +273,7 @@ struct Head {
 
 fn read_head(r: &mut impl BufRead) -> std::io::Result<Option<Head>> {
     let mut line = String::new();
-    if r.read_line(&mut line)? == 0 {
+    if read_line_bounded(r, &mut line)? == 0 {
         return Ok(None);
     }
     let mut parts = line.trim_end().splitn(3, ' ');
@@ -294,7 +294,7 @@ fn read_head(r: &mut impl BufRead) -> std::io::Result<Option<Head>> {
     };
     loop {
         line.clear();
-        if r.read_line(&mut line)? == 0 || line.trim().is_empty() {
+        if read_line_bounded(r, &mut line)? == 0 || line.trim().is_empty() {
             break;
         }
         if let Some((k, v)) = line.split_once(':') {
@@ -412,7 +412,29 @@ fn exchange(
         .and_then(|()| conn.write_all(body))
         .and_then(|()| conn.flush())
         .map_err(|err| io_reason(&err, timeout, "sending the request"))?;
-    let mut r = BufReader::new(conn);
+    read_response(BufReader::new(conn), timeout).map(|s| (sent, s))
+}
+
+/// The longest line odai reads from an endpoint: far above any real event (a chunk is a few
+/// hundred bytes), and a bound on memory against a server that never ends a line.
+const MAX_LINE: usize = 1 << 20;
+
+/// `read_line` that fails, instead of growing without bound, past `MAX_LINE` bytes.
+fn read_line_bounded(r: &mut impl BufRead, line: &mut String) -> std::io::Result<usize> {
+    let n = r.take(MAX_LINE as u64 + 1).read_line(line)?;
+    if n > MAX_LINE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a line longer than {} MiB", MAX_LINE >> 20),
+        ));
+    }
+    Ok(n)
+}
+
+/// A streaming chat/completions response, from its status line to `data: [DONE]`: HTTP/1.1
+/// head, plain or chunked body, server-sent events. Every byte of it comes from the endpoint, so
+/// it is one of the parsers the fuzz targets feed (`fuzz/fuzz_targets/sse.rs`).
+fn read_response(mut r: impl BufRead, timeout: Duration) -> Result<Stream, String> {
     let h = read_head(&mut r)
         .map_err(|err| io_reason(&err, timeout, "waiting for the response"))?
         .ok_or("the endpoint closed the connection or answered something other than HTTP")?;
@@ -457,7 +479,7 @@ fn exchange(
                 stream.arrivals.len()
             )
         };
-        let n = match lines.read_line(&mut line) {
+        let n = match read_line_bounded(&mut lines, &mut line) {
             Ok(n) => n,
             // A server killed mid-stream: EOF inside a chunk, or a reset connection.
             Err(err)
@@ -548,7 +570,13 @@ fn exchange(
                 .map(str::to_owned);
         }
     }
-    Ok((sent, stream))
+    Ok(stream)
+}
+
+/// Fuzzing entry: an endpoint's whole response as bytes.
+#[doc(hidden)]
+pub fn fuzz_response(bytes: &[u8]) -> Result<usize, String> {
+    read_response(bytes, Duration::from_secs(1)).map(|s| s.arrivals.len())
 }
 
 /// The API key from the environment variable the spec names; never from anywhere else.

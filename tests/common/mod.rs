@@ -102,3 +102,12 @@ pub fn cache() -> PathBuf {
     fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The readable records of a results directory's results.jsonl.
+pub fn records(dir: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(dir.join("results.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
