@@ -7,6 +7,7 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #   FUZZ_JOBS=2 scripts/fuzz.sh 1200          # two targets at a time
+#   FUZZ_TARGET_DIR=~/.cache/x scripts/fuzz.sh # build there, not in fuzz/target
 #
 # Needs a nightly toolchain (libFuzzer's instrumentation); installs cargo-fuzz from crates.io
 # when it is missing. The corpus grows under fuzz/corpus/ (ignored by git) across runs.
@@ -29,11 +30,13 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # sanitizer: the parsers are safe Rust, whose faults are panics and unbounded allocations, which
 # libFuzzer catches on its own (-rss_limit_mb / -malloc_limit_mb); ASan would only slow it.
 build=(--release --debug-assertions --sanitizer none)
+# FUZZ_TARGET_DIR: build outside the clone (CI keeps it in a per-machine cache).
+if [ -n "${FUZZ_TARGET_DIR:-}" ]; then build+=(--target-dir "$FUZZ_TARGET_DIR"); fi
 (cd fuzz && cargo +nightly fuzz build "${build[@]}")
 
 # Seeds: real inputs of each kind, from the repository.
 seed() { mkdir -p "fuzz/corpus/$1"; }
-for t in "${targets[@]}"; do seed "$t"; done
+for t in "${all[@]}"; do seed "$t"; done
 if [[ " ${targets[*]} " == *" gguf "* ]]; then
   bin=target/release/odai
   [ -x "$bin" ] || bin=target/debug/odai

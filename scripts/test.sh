@@ -90,3 +90,13 @@ for cpu in max:neon+dotprod cortex-a53:neon; do
   cargo test --target aarch64-unknown-linux-gnu --lib engine::
   cargo test --target aarch64-unknown-linux-gnu --test arch_fidelity
 done
+
+# Fuzz smoke: each target for 20 s, where a nightly toolchain is installed (scripts/fuzz.sh;
+# its build is cached outside the clone). A crash it finds fails the suite.
+unset CARGO_TARGET_DIR QEMU_CPU ODAI_EXPECT_SIMD
+if rustup run nightly rustc --version >/dev/null 2>&1; then
+  echo "test.sh: fuzz smoke, 20 s per target" >&2
+  FUZZ_TARGET_DIR=$cache/target-fuzz scripts/fuzz.sh 20
+else
+  echo "test.sh: no nightly toolchain: fuzz smoke skipped" >&2
+fi

@@ -77,7 +77,26 @@ impl Gguf {
         })?;
         let file_size = bytes.len() as u64;
         for (name, info) in &content.tensor_infos {
-            let bytes = tensor_bytes(info.ggml_dtype, info.shape.elem_count());
+            // The dimensions come from the file: their product may overflow (found by the
+            // `gguf` fuzz target), and a block type's tensor must hold whole blocks. Checked
+            // here once, so every later `elem_count` of this content is safe.
+            let dims = info.shape.dims();
+            let elems = dims
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .filter(|&e| e % info.ggml_dtype.block_size() == 0)
+                .ok_or_else(|| {
+                    model_error(
+                        path,
+                        format!(
+                            "is corrupt: tensor {name} has an impossible shape {dims:?} for {} — fetch it again",
+                            type_name(info.ggml_dtype)
+                        ),
+                    )
+                })?;
+            let bytes = (elems / info.ggml_dtype.block_size())
+                .checked_mul(info.ggml_dtype.type_size())
+                .map_or(u64::MAX, |b| b as u64);
             let end = content
                 .tensor_data_offset
                 .saturating_add(info.offset)
@@ -335,4 +354,53 @@ pub struct MemoryNeeds {
     pub kv_cache_bytes: u64,
     pub working_bytes: u64,
     pub total_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GGUF v3 file of one F32 tensor of shape `dims` and `data` bytes after the header.
+    fn one_tensor(dims: &[u64], data: usize) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(b"GGUF");
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&1u64.to_le_bytes()); // tensors
+        b.extend_from_slice(&0u64.to_le_bytes()); // metadata pairs
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.push(b'w');
+        b.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+        for d in dims {
+            b.extend_from_slice(&d.to_le_bytes());
+        }
+        b.extend_from_slice(&0u32.to_le_bytes()); // F32
+        b.extend_from_slice(&0u64.to_le_bytes()); // offset
+        b.resize(b.len().div_ceil(32) * 32 + data, 0);
+        b
+    }
+
+    #[test]
+    fn regression_fuzz_gguf_shape_overflow_is_an_error_not_a_panic() {
+        // Found by the `gguf` fuzz target: dimensions whose product overflows usize panicked
+        // (debug) or wrapped (release) in the bounds check.
+        let path = Path::new("x.gguf");
+        let e = Gguf::parse(path, &one_tensor(&[1 << 40, 1 << 40], 64))
+            .err()
+            .expect("refused");
+        assert_eq!(
+            e.to_string(),
+            "x.gguf: is corrupt: tensor w has an impossible shape [1099511627776, 1099511627776] for F32 — fetch it again"
+        );
+        // A sound file of the same layout parses.
+        assert!(Gguf::parse(path, &one_tensor(&[4, 4], 64)).is_ok());
+        // Past the end of the file: truncated.
+        let e = Gguf::parse(path, &one_tensor(&[1 << 20], 64))
+            .err()
+            .expect("refused");
+        assert!(
+            e.to_string()
+                .contains("is truncated: tensor w ends at byte"),
+            "{e}"
+        );
+    }
 }
