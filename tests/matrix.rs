@@ -291,3 +291,52 @@ fn regression_two_runs_cannot_share_one_out() {
     );
     assert_eq!(records(&out).len(), 4);
 }
+
+#[test]
+fn auto_threads_run_each_devices_default_and_record_what_ran() {
+    // threads = ["auto"]: the pod's fixture allows CPUs 0-3 (4 physical cores) under a 2-CPU
+    // quota, so its default is 2 threads; that is what runs and what the results say.
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.toml");
+    fs::write(
+        &m,
+        "[matrix]\nmodels = [\"synthetic:toy:q8_0\"]\nthreads = [\"auto\"]\n\
+         prompt_tokens = [8]\ngen_tokens = [4]\nreps = 1\nwarmup = 0\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = odai()
+        .env("ODAI_CACHE_DIR", cache())
+        .args(["matrix", "run"])
+        .arg(&m)
+        .arg("--out")
+        .arg(&out)
+        .arg("--root")
+        .arg(fixture("container-cgroup-v2"))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let recs = records(&out);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["cell"]["threads"], 0, "the cell says auto");
+    assert_eq!(recs[0]["report"]["provenance"]["threads"], 2, "what ran");
+    let report = dir.path().join("report");
+    let csv = odai()
+        .args(["report"])
+        .arg(&out)
+        .arg("--out")
+        .arg(&report)
+        .args(["--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(csv.status.success());
+    let text = fs::read_to_string(report.join("measurements.csv")).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "threads").unwrap();
+    let row: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(row[col], "2");
+}

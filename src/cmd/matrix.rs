@@ -187,7 +187,7 @@ fn render(m: &Matrix, p: &plan::DevicePlan) -> String {
             "  {:<16} {:<32} {:>3} {:>6} {:>5} {:>5} {:>9} {:<10} {:>10}  {}\n",
             cell.id,
             cell.model.label(),
-            cell.threads,
+            cell.threads_label(),
             cell.prompt_tokens,
             cell.gen_tokens,
             if cell.cold { "yes" } else { "no" },

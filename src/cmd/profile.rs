@@ -162,7 +162,10 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
             "{:<32} {:<10} {:>3} {:>5} {:>4} {:>10} {:>12} {:>12} {:>10}  {status}\n",
             r.cell.model.label(),
             runtime,
-            r.cell.threads,
+            r.report.as_ref().map_or_else(
+                || r.cell.threads_label(),
+                |rep| rep.provenance.threads.to_string()
+            ),
             r.cell.prompt_tokens,
             r.cell.gen_tokens,
             get("ttft_ms"),

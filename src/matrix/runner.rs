@@ -67,7 +67,7 @@ pub fn bench_config(
     Ok(cell::Config {
         root: root.clone(),
         source,
-        threads: Some(cell.threads),
+        threads: (cell.threads > 0).then_some(cell.threads),
         prompt_tokens: cell.prompt_tokens,
         gen_tokens: cell.gen_tokens,
         reps: cell.reps,
@@ -255,7 +255,7 @@ fn label(cell: &Cell) -> String {
         cell.id,
         cell.model.label(),
         cell.runtime,
-        cell.threads,
+        cell.threads_label(),
         cell.prompt_tokens,
         cell.gen_tokens
     )
@@ -368,7 +368,7 @@ fn run_device(s: &Shared, t: &dyn Transport, tags: &[String]) -> anyhow::Result<
             let short = format!(
                 "{} t={} p={} n={}",
                 cell.model.label(),
-                cell.threads,
+                cell.threads_label(),
                 cell.prompt_tokens,
                 cell.gen_tokens
             );

@@ -27,7 +27,7 @@ struct MatrixFile {
 #[serde(deny_unknown_fields)]
 struct Axes {
     models: Spanned<Vec<Spanned<ModelEntry>>>,
-    threads: Spanned<Vec<u32>>,
+    threads: Spanned<Vec<Threads>>,
     prompt_tokens: Spanned<Vec<u32>>,
     gen_tokens: Spanned<Vec<u32>>,
     reps: Spanned<u32>,
@@ -43,6 +43,14 @@ struct Axes {
     /// runs on `openai` only.
     #[serde(default)]
     runtimes: Option<Spanned<Vec<String>>>,
+}
+
+/// A thread count, or `"auto"`: each device's own default (one per physical core it may use).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Threads {
+    Count(u32),
+    Word(String),
 }
 
 /// A model reference: a GGUF path or `synthetic:PRESET:QUANT`, optionally pinned by sha256.
@@ -128,6 +136,7 @@ pub struct Cell {
     /// Stable across runs of the same matrix: what `--resume` matches on.
     pub id: String,
     pub model: ModelRef,
+    /// Threads; 0 = `auto`, each device's default ([`crate::probe::cpu::Cpu::default_threads`]).
     pub threads: u32,
     pub prompt_tokens: u32,
     pub gen_tokens: u32,
@@ -139,6 +148,17 @@ pub struct Cell {
     /// The runtime; `auto` in results written before runtimes were an axis.
     #[serde(default)]
     pub runtime: RuntimeKind,
+}
+
+impl Cell {
+    /// The thread count as a matrix names it: a number, or `auto`.
+    pub fn threads_label(&self) -> String {
+        if self.threads == 0 {
+            "auto".into()
+        } else {
+            self.threads.to_string()
+        }
+    }
 }
 
 /// A validated matrix.
@@ -227,8 +247,30 @@ impl Matrix {
             }
         };
         non_empty("models", axes.models.span(), models.len())?;
+        non_empty("threads", axes.threads.span(), axes.threads.get_ref().len())?;
+        let mut threads_axis = Vec::new();
+        for t in axes.threads.get_ref() {
+            threads_axis.push(match t {
+                Threads::Count(0) => {
+                    return Err(err(
+                        axes.threads.span().start,
+                        "threads must be 1 or more (or \"auto\")".into(),
+                    ));
+                }
+                Threads::Count(n) => *n,
+                Threads::Word(w) if w == "auto" => 0,
+                Threads::Word(w) => {
+                    return Err(err(
+                        axes.threads.span().start,
+                        format!(
+                            "threads: {w:?} is not a thread count (a number, or \"auto\": one per \
+                             physical core each device may use)"
+                        ),
+                    ));
+                }
+            });
+        }
         for (name, v) in [
-            ("threads", &axes.threads),
             ("prompt_tokens", &axes.prompt_tokens),
             ("gen_tokens", &axes.gen_tokens),
         ] {
@@ -308,7 +350,7 @@ impl Matrix {
                 runtimes.clone()
             };
             for &runtime in &model_runtimes {
-                for &threads in axes.threads.get_ref() {
+                for &threads in &threads_axis {
                     for &p in axes.prompt_tokens.get_ref() {
                         for &n in axes.gen_tokens.get_ref() {
                             for &cold in &colds {
@@ -450,6 +492,21 @@ reps = 1
 
     fn parse(text: &str) -> Result<Matrix, String> {
         Matrix::parse(text, Path::new("m.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn auto_threads_are_each_devices_default() {
+        let m = parse(&SMALLEST.replace("threads = [1, 2]", "threads = [\"auto\", 4]")).unwrap();
+        assert_eq!(m.cells[0].threads, 0);
+        assert_eq!(m.cells[0].threads_label(), "auto");
+        assert_eq!(m.cells[1].threads_label(), "4");
+        let e = parse(&SMALLEST.replace("threads = [1, 2]", "threads = [\"many\"]")).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "threads: \"many\" is not a thread count (a number, or \"auto\": one per physical core each device may use)"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

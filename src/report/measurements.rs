@@ -355,7 +355,11 @@ pub fn row(r: &Record, class: Option<String>) -> Row {
             .report
             .as_ref()
             .map_or_else(String::new, |x| x.provenance.ran.backend.clone()),
-        threads: c.threads,
+        // What ran (an `auto` cell's count differs by device); the cell's own where nothing did.
+        threads: r
+            .report
+            .as_ref()
+            .map_or(c.threads, |x| x.provenance.threads),
         prompt_tokens: c.prompt_tokens,
         gen_tokens: c.gen_tokens,
         cold: c.cold,
