@@ -97,3 +97,19 @@ fn prompt_ids_outside_the_vocabulary_are_a_usage_error() {
         .code(2)
         .stderr("odai: error: --prompt-ids: token id 99999 is outside the vocabulary (0..49152)\n");
 }
+
+#[test]
+fn regression_fuzz_a_gguf_that_crashed_the_reader_is_one_line() {
+    // Found by the `gguf` fuzz target (the file is its finding, kept as it was): a
+    // `general.alignment` of 0 made candle's GGUF reader divide by zero, and odai panicked.
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fuzz/gguf-zero-alignment.gguf");
+    assert_eq!(
+        inspect_error(&file),
+        format!(
+            "odai: error: {}: is not a readable GGUF file (the GGUF reader failed: attempt to \
+             divide by zero); it may be truncated or corrupt — fetch it again\n",
+            file.display()
+        )
+    );
+}

@@ -59,7 +59,18 @@ impl Gguf {
     /// that every tensor's data lies inside them. What `open` runs on the mapped file, and what
     /// the fuzz target feeds arbitrary bytes.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, Error> {
-        let content = Content::read(&mut std::io::Cursor::new(bytes)).map_err(|e| {
+        // candle's reader trusts the file's numbers: a `general.alignment` of 0 divides by zero
+        // (found by the `gguf` fuzz target). Its panics are caught here and become the same
+        // corrupt-file error as any other unreadable header.
+        let read = contained(|| Content::read(&mut std::io::Cursor::new(bytes))).map_err(|why| {
+            model_error(
+                path,
+                format!(
+                    "is not a readable GGUF file (the GGUF reader failed: {why}); it may be truncated or corrupt — fetch it again"
+                ),
+            )
+        })?;
+        let content = read.map_err(|e| {
             let msg = candle_message(&e);
             if msg.contains("unknown dtype") {
                 model_error(
@@ -178,6 +189,35 @@ impl Gguf {
                 .map(|t| t.shape.dims()[0] as u64)
         })
     }
+}
+
+thread_local! {
+    /// Set while [`contained`] runs: its panics are caught and reported, not printed.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into an error with its message. The panic hook stays quiet for this
+/// thread meanwhile (a user sees one line, `odai: error: …`, not a panic report); other threads'
+/// panics are reported as before.
+fn contained<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    r.map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into())
+    })
 }
 
 /// candle's error text without the backtrace candle appends when RUST_BACKTRACE is set.
@@ -362,11 +402,23 @@ mod tests {
 
     /// A GGUF v3 file of one F32 tensor of shape `dims` and `data` bytes after the header.
     fn one_tensor(dims: &[u64], data: usize) -> Vec<u8> {
+        with_alignment(dims, data, None)
+    }
+
+    /// The same, with a `general.alignment` (u32) entry when `alignment` is given.
+    fn with_alignment(dims: &[u64], data: usize, alignment: Option<u32>) -> Vec<u8> {
         let mut b = Vec::new();
         b.extend_from_slice(b"GGUF");
         b.extend_from_slice(&3u32.to_le_bytes());
         b.extend_from_slice(&1u64.to_le_bytes()); // tensors
-        b.extend_from_slice(&0u64.to_le_bytes()); // metadata pairs
+        b.extend_from_slice(&u64::from(alignment.is_some()).to_le_bytes()); // metadata pairs
+        if let Some(a) = alignment {
+            let key = b"general.alignment";
+            b.extend_from_slice(&(key.len() as u64).to_le_bytes());
+            b.extend_from_slice(key);
+            b.extend_from_slice(&4u32.to_le_bytes()); // UINT32
+            b.extend_from_slice(&a.to_le_bytes());
+        }
         b.extend_from_slice(&1u64.to_le_bytes());
         b.push(b'w');
         b.extend_from_slice(&(dims.len() as u32).to_le_bytes());
@@ -402,5 +454,18 @@ mod tests {
                 .contains("is truncated: tensor w ends at byte"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn regression_fuzz_gguf_zero_alignment_is_an_error_not_a_panic() {
+        // Found by the `gguf` fuzz target: candle's reader divides by `general.alignment`.
+        let e = Gguf::parse(Path::new("x.gguf"), &with_alignment(&[4, 4], 64, Some(0)))
+            .err()
+            .expect("refused");
+        assert_eq!(
+            e.to_string(),
+            "x.gguf: is not a readable GGUF file (the GGUF reader failed: attempt to divide by zero); it may be truncated or corrupt — fetch it again"
+        );
+        assert!(Gguf::parse(Path::new("x.gguf"), &with_alignment(&[4, 4], 64, Some(32))).is_ok());
     }
 }
