@@ -33,6 +33,8 @@ struct Shared {
     job: std::sync::Mutex<Option<JobPtr>>,
     /// The first panic a member hit in the current round, for `run` to resume on the caller.
     panic: std::sync::Mutex<Option<Box<dyn Any + Send>>>,
+    /// Set with `panic`: the caller looks at the mutex only after a round that had one.
+    panicked: AtomicBool,
 }
 
 #[derive(Clone, Copy)]
@@ -54,6 +56,7 @@ impl Team {
             stop: AtomicBool::new(false),
             job: std::sync::Mutex::new(None),
             panic: std::sync::Mutex::new(None),
+            panicked: AtomicBool::new(false),
         });
         let members = (1..size.max(1))
             .map(|id| {
@@ -98,7 +101,11 @@ impl Team {
             std::hint::spin_loop();
         }
         *lock(&sh.job) = None;
-        let theirs = lock(&sh.panic).take();
+        let theirs = if sh.panicked.swap(false, Ordering::AcqRel) {
+            lock(&sh.panic).take()
+        } else {
+            None
+        };
         match (mine, theirs) {
             (Err(p), _) | (Ok(()), Some(p)) => resume_unwind(p),
             (Ok(()), None) => {}
@@ -142,6 +149,7 @@ fn member(sh: &Shared, id: usize) {
             let ran = catch_unwind(AssertUnwindSafe(|| unsafe { (*job.0)(id) }));
             if let Err(p) = ran {
                 lock(&sh.panic).get_or_insert(p);
+                sh.panicked.store(true, Ordering::Release);
             }
         }
         // Done even after a panic: run() must never wait for a member that will not report.
