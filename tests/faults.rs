@@ -139,6 +139,10 @@ fn a_full_disk_mid_matrix_loses_no_finished_result_and_resume_finishes() {
         serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("a torn record ({e}): {l}"));
     }
     let before = records(&out);
+    eprintln!(
+        "{} of 6 cells recorded before the disk filled",
+        before.len()
+    );
     assert!(
         (1..6).contains(&before.len()),
         "{} records: the disk did not fill mid-matrix",
