@@ -240,6 +240,20 @@ fn killing_the_coordinator_loses_nothing_and_resume_finishes_the_run() {
     assert!(recs.iter().all(|r| r["status"] == "ok"));
 }
 
+/// `odai matrix run M --out OUT` on the pod's captured tree.
+fn run_on_pod(m: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    odai()
+        .env("ODAI_CACHE_DIR", cache())
+        .args(["matrix", "run"])
+        .arg(m)
+        .arg("--out")
+        .arg(out)
+        .arg("--root")
+        .arg(fixture("container-cgroup-v2"))
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn regression_two_runs_cannot_share_one_out() {
     // Found in review: two `matrix run`s could write into one --out at once. The directory's
@@ -252,16 +266,7 @@ fn regression_two_runs_cannot_share_one_out() {
     let lock = fs::File::create(out.join(".odai-lock")).unwrap();
     lock.lock().unwrap();
     std::io::Write::write_all(&mut &lock, b"4242\n").unwrap();
-    let second = odai()
-        .env("ODAI_CACHE_DIR", cache())
-        .args(["matrix", "run"])
-        .arg(&m)
-        .arg("--out")
-        .arg(&out)
-        .arg("--root")
-        .arg(fixture("container-cgroup-v2"))
-        .output()
-        .unwrap();
+    let second = run_on_pod(&m, &out);
     assert_eq!(second.status.code(), Some(3));
     assert_eq!(
         String::from_utf8_lossy(&second.stderr),
@@ -274,16 +279,7 @@ fn regression_two_runs_cannot_share_one_out() {
     assert!(!out.join("manifest.json").exists());
     // Once the holder is gone, the run goes ahead.
     drop(lock);
-    let third = odai()
-        .env("ODAI_CACHE_DIR", cache())
-        .args(["matrix", "run"])
-        .arg(&m)
-        .arg("--out")
-        .arg(&out)
-        .arg("--root")
-        .arg(fixture("container-cgroup-v2"))
-        .output()
-        .unwrap();
+    let third = run_on_pod(&m, &out);
     assert!(
         third.status.success(),
         "{}",
@@ -305,16 +301,7 @@ fn auto_threads_run_each_devices_default_and_record_what_ran() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let run = odai()
-        .env("ODAI_CACHE_DIR", cache())
-        .args(["matrix", "run"])
-        .arg(&m)
-        .arg("--out")
-        .arg(&out)
-        .arg("--root")
-        .arg(fixture("container-cgroup-v2"))
-        .output()
-        .unwrap();
+    let run = run_on_pod(&m, &out);
     assert!(
         run.status.success(),
         "{}",
