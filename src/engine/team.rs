@@ -235,18 +235,30 @@ mod tests {
         // ran the job borrowing from it. Now run() waits for them before the panic goes on.
         let team = Team::new(2);
         let started = AtomicBool::new(false);
+        let unwinding = AtomicBool::new(false);
         let member_finished = AtomicBool::new(false);
+        /// Marks the caller's share as unwinding: dropped only by its panic.
+        struct Unwinds<'a>(&'a AtomicBool);
+        impl Drop for Unwinds<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Release);
+            }
+        }
         let r = catch_unwind(AssertUnwindSafe(|| {
             team.run(&|id| {
                 if id == 0 {
+                    let _mark = Unwinds(&unwinding);
                     while !started.load(Ordering::Acquire) {
                         std::hint::spin_loop();
                     }
                     panic!("caller broke");
                 }
                 started.store(true, Ordering::Release);
-                // Still working after the caller's share has panicked.
-                thread::sleep(Duration::from_millis(20));
+                // Still working once the caller's share has begun to unwind: a run() that
+                // did not wait would return before this store.
+                while !unwinding.load(Ordering::Acquire) {
+                    std::hint::spin_loop();
+                }
                 member_finished.store(true, Ordering::Release);
             })
         }));
