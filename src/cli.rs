@@ -54,7 +54,7 @@ pub enum Command {
         after_help = "Each repetition runs in a fresh worker process (real thread counts, honest peak memory, \
 cold starts that are cold).\n\nExamples:\n  odai bench --synthetic llama-3.2-1b:q4_0\n  odai bench --model model.gguf --threads 2 -p 64 -n 64\n  odai bench --model model.gguf --cold --reps 10 --format json --out result.json"
     )]
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
 
     /// Benchmark matrices: plan them (cells per device, skips, time) and run them on this device
     /// or a device farm, resumably
@@ -116,8 +116,9 @@ Examples:\n  odai compare results/q4_0 results/q4_k\n  odai compare base/ new/ -
 /// Which runtime runs the model, shared by `bench` and `generate`.
 #[derive(Debug, Args)]
 pub struct RuntimeArgs {
-    /// Runtime: auto (odai's engine where it runs the model, else candle), odai, candle,
-    /// llama.cpp (builds with --features llama-cpp), or openai (an endpoint: --endpoint). ODAI_ENGINE=candle is an older spelling
+    /// Runtime: auto (odai's engine where it runs the model, else candle; ONNX Runtime for .onnx,
+    /// TF Lite for .tflite), odai, candle, llama.cpp (builds with --features llama-cpp), openai
+    /// (an endpoint: --endpoint), onnxruntime, or tflite. ODAI_ENGINE=candle is an older spelling
     #[arg(long, value_name = "NAME", default_value = "auto", value_parser = runtime_kind)]
     pub runtime: crate::runtime::RuntimeKind,
 
@@ -132,7 +133,8 @@ fn runtime_kind(s: &str) -> Result<crate::runtime::RuntimeKind, String> {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// GGUF model file; with --endpoint, the model name the endpoint serves
+    /// Model file: GGUF, or a tensor model (.onnx, .tflite: --mode burst|stream); with
+    /// --endpoint, the model name the endpoint serves
     #[arg(
         long,
         value_name = "FILE|NAME",
@@ -240,6 +242,92 @@ pub struct BenchArgs {
     /// Also write the result to FILE in --format (text goes to stdout)
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Tensor models: burst (inferences back to back) or stream (paced at --rate for
+    /// --duration: deadline misses, CPU duty, energy per inference, battery %/h)
+    #[arg(long, value_enum, default_value_t = TensorMode::Burst, help_heading = "Tensor models (.onnx, .tflite)")]
+    pub mode: TensorMode,
+
+    /// Burst: measured inferences [default: 1000, or as many as fit --duration]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Tensor models (.onnx, .tflite)")]
+    pub iterations: Option<u64>,
+
+    /// Stream: how long to run [default: 1m]; burst: run for this long instead of --iterations
+    #[arg(long, value_name = "DURATION", value_parser = duration, help_heading = "Tensor models (.onnx, .tflite)")]
+    pub duration: Option<std::time::Duration>,
+
+    /// Stream: the input rate, frames per second (e.g. 31.25 or 31.25/s)
+    #[arg(long, value_name = "HZ", value_parser = rate, conflicts_with = "frame", help_heading = "Tensor models (.onnx, .tflite)")]
+    pub rate: Option<f64>,
+
+    /// Stream: samples per frame; with --sample-rate gives the rate (512 at 16000 Hz: 31.25/s)
+    #[arg(long, value_name = "SAMPLES", requires = "sample_rate", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Tensor models (.onnx, .tflite)")]
+    pub frame: Option<u64>,
+
+    /// Stream: the audio's sample rate in Hz, with --frame
+    #[arg(long, value_name = "HZ", requires = "frame", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Tensor models (.onnx, .tflite)")]
+    pub sample_rate: Option<u64>,
+
+    /// A further model run on each frame after the previous one (a pipeline: melspectrogram,
+    /// then embedding, then the wake-word head); repeat for each stage
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Tensor models (.onnx, .tflite)"
+    )]
+    pub then: Vec<PathBuf>,
+
+    /// An input's shape, for symbolic dims (e.g. input=1x512); repeatable
+    #[arg(
+        long,
+        value_name = "NAME=DIMS",
+        help_heading = "Tensor models (.onnx, .tflite)"
+    )]
+    pub shape: Vec<String>,
+
+    /// An input's values: a constant (sr=16000) or a recorded array (audio=clip.npy, the input's
+    /// shape or frames × it, cycled); other inputs get seeded random values; repeatable
+    #[arg(
+        long,
+        value_name = "NAME=VALUE|FILE.npy",
+        help_heading = "Tensor models (.onnx, .tflite)"
+    )]
+    pub input: Vec<String>,
+
+    /// ONNX Runtime execution provider (cpu, xnnpack, nnapi, coreml, qnn, cuda) or TF Lite
+    /// delegate (default, xnnpack)
+    #[arg(
+        long,
+        value_name = "NAME",
+        help_heading = "Tensor models (.onnx, .tflite)"
+    )]
+    pub provider: Option<String>,
+
+    /// The runtime's shared library ([RUNTIME=]PATH: libonnxruntime.so, libtensorflowlite_c.so);
+    /// default: ORT_DYLIB_PATH / ODAI_TFLITE_LIB, else the loader's search path
+    #[arg(
+        long,
+        value_name = "[RUNTIME=]PATH",
+        help_heading = "Tensor models (.onnx, .tflite)"
+    )]
+    pub runtime_lib: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TensorMode {
+    Burst,
+    Stream,
+}
+
+/// `31.25`, `31.25/s` or `31.25hz`: frames per second.
+fn rate(s: &str) -> Result<f64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.trim_end_matches("/s").trim_end_matches("hz").trim();
+    match t.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a rate in frames per second (e.g. 31.25/s)"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -222,7 +222,9 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
             }
             Ok(Event::Progress { message }) if greeted => (opts.on_progress)(&message),
             Ok(Event::Error { message }) if greeted => answer = Some(Err(worker_failure(message))),
-            Ok(e @ (Event::Result(_) | Event::Report(_) | Event::Probe(_))) if greeted => {
+            Ok(e @ (Event::Result(_) | Event::Report(_) | Event::Probe(_) | Event::Tensor(_)))
+                if greeted =>
+            {
                 answer = Some(Ok(e));
                 // The answer is the last line: a worker that lingers after it is not waited
                 // on past a grace period.

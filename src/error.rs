@@ -33,6 +33,10 @@ pub enum Error {
         headroom: String,
     },
 
+    /// A runtime's library is missing or refused what was asked (ONNX Runtime, TF Lite).
+    #[error("{runtime}: {problem}")]
+    Runtime { runtime: String, problem: String },
+
     /// A command-line value that parses but cannot be used (clap checks the syntax).
     #[error("{flag}: {problem}")]
     Invalid { flag: String, problem: String },

@@ -75,6 +75,9 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Model(cli::ModelCommand::Inspect(args)) => {
             cmd::model::inspect(&cmd::model::InspectConfig::new(args))
         }
+        Command::Bench(args) if cmd::bench_tensor::wanted(args) => {
+            cmd::bench_tensor::execute(&cmd::bench_tensor::Config::new(root, args)?)
+        }
         Command::Bench(args) => cmd::bench::execute(
             &bench::cell::Config::new(root, args)?,
             args.format,

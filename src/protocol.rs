@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::runtime::RuntimeKind;
 
 /// Bump on any incompatible change to [`CellSpec`] or [`Event`]. 3: the runtime axis (a worker
-/// of protocol 2 would ignore `runtime` and measure the wrong one).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// of protocol 2 would ignore `runtime` and measure the wrong one). 4: tensor-model benchmarks
+/// (`tensor` requests and answers, which a protocol 3 worker cannot read).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// One benchmark repetition to run.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -110,6 +111,9 @@ pub enum Request {
         #[serde(default)]
         bandwidth: bool,
     },
+    /// A tensor-model benchmark (burst or stream, one model or a pipeline) in this fresh
+    /// process; answered by `tensor`.
+    Tensor(Box<crate::bench::tensor::TensorBenchSpec>),
 }
 
 impl Request {
@@ -118,6 +122,7 @@ impl Request {
             Request::Rep(s) => s.protocol,
             Request::Cell(c) => c.protocol,
             Request::Probe { protocol, .. } => *protocol,
+            Request::Tensor(s) => s.protocol,
         }
     }
 }
@@ -146,6 +151,8 @@ pub enum Event {
     Report(Box<crate::bench::cell::Report>),
     /// The device's probe; the last line.
     Probe(Box<crate::probe::Probe>),
+    /// A tensor-model benchmark's figures; the last line.
+    Tensor(Box<crate::bench::tensor::TensorResult>),
     /// The worker could not do what was asked; the last line.
     Error { message: String },
 }

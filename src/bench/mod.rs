@@ -6,6 +6,7 @@ pub mod load;
 pub mod stats;
 pub mod sustained;
 pub mod telemetry;
+pub mod tensor;
 pub mod worker;
 
 use std::os::unix::process::CommandExt;
@@ -46,6 +47,34 @@ pub fn run_rep(exe: &Path, spec: &CellSpec, threads: Option<u32>) -> Result<RepR
     }
 }
 
+/// Runs a tensor-model benchmark in a fresh `odai worker` child of the binary at `exe`.
+pub fn run_tensor(
+    exe: &Path,
+    spec: &tensor::TensorBenchSpec,
+) -> Result<tensor::TensorResult, String> {
+    let mut cmd = Command::new(exe);
+    cmd.arg("worker");
+    // SAFETY: as in run_rep.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    match client::call(
+        cmd,
+        &Request::Tensor(Box::new(spec.clone())),
+        &client::Options::default(),
+    ) {
+        Ok(Event::Tensor(r)) => Ok(*r),
+        Ok(_) => Err(format!(
+            "the worker answered a tensor benchmark with something else (protocol {})",
+            protocol::PROTOCOL_VERSION
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,7 +106,7 @@ mod tests {
         p
     }
 
-    const HELLO: &str = r#"echo '{"event":"hello","protocol":3,"odai_version":"0.1.0"}'"#;
+    const HELLO: &str = r#"echo '{"event":"hello","protocol":4,"odai_version":"0.1.0"}'"#;
 
     #[test]
     fn a_worker_killed_by_sigkill_is_reported_as_likely_out_of_memory() {
@@ -105,13 +134,18 @@ mod tests {
     #[test]
     fn a_worker_of_another_protocol_is_refused() {
         let dir = tempfile::tempdir().unwrap();
+        let newer = protocol::PROTOCOL_VERSION + 1;
         let w = fake_worker(
             dir.path(),
-            r#"echo '{"event":"hello","protocol":4,"odai_version":"9.0.0"}'; sleep 30"#,
+            &format!(
+                r#"echo '{{"event":"hello","protocol":{newer},"odai_version":"9.0.0"}}'; sleep 30"#
+            ),
         );
         let e = run_rep(&w, &spec(), None).unwrap_err();
         assert!(
-            e.starts_with("the worker speaks protocol 4 (odai 9.0.0) but this odai"),
+            e.starts_with(&format!(
+                "the worker speaks protocol {newer} (odai 9.0.0) but this odai"
+            )),
             "{e}"
         );
     }
@@ -123,7 +157,10 @@ mod tests {
         let e = run_rep(&w, &spec(), None).unwrap_err();
         assert_eq!(
             e,
-            "the worker said something outside protocol 3: \"Segmentation fault\""
+            format!(
+                "the worker said something outside protocol {}: \"Segmentation fault\"",
+                protocol::PROTOCOL_VERSION
+            )
         );
     }
 }

@@ -202,6 +202,7 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
         context: spec.prompt_tokens + spec.gen_tokens,
         batch: spec.prompt_tokens,
         gpu_layers: spec.gpu_layers,
+        ..Default::default()
     };
     let started = Instant::now();
     let mut rt = runtime::load(spec.runtime, &spec.model, &opts).map_err(|e| e.to_string())?;

@@ -108,6 +108,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         context: (prompt_ids.len() as u32).saturating_add(cfg.gen_tokens),
         batch: prompt_ids.len() as u32,
         gpu_layers: cfg.gpu_layers,
+        ..Default::default()
     };
     let started = Instant::now();
     let mut model = runtime::load(cfg.runtime, &cfg.model, &opts)?;

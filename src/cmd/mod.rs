@@ -2,6 +2,7 @@
 //! `execute(&Config)`; shared output helpers live here.
 
 pub mod bench;
+pub mod bench_tensor;
 pub mod compare;
 pub mod farm;
 pub mod generate;

@@ -61,6 +61,9 @@ pub fn execute(root: &SysRoot) -> anyhow::Result<i32> {
     };
     let answer = request.and_then(|r| match r {
         Request::Rep(spec) => worker::run(&spec).map(|r| Event::Result(Box::new(r))),
+        Request::Tensor(spec) => {
+            crate::bench::tensor::run(&spec).map(|r| Event::Tensor(Box::new(r)))
+        }
         Request::Cell(req) => {
             exit_when_the_coordinator_goes();
             cell::set_progress_sink(say_progress);

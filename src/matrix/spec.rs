@@ -327,6 +327,14 @@ impl Matrix {
                              { endpoint = \"URL\", model = \"NAME\" }"
                                 .into(),
                         )),
+                        Ok(k @ (RuntimeKind::Onnxruntime | RuntimeKind::Tflite)) => Err(err(
+                            list.span().start,
+                            format!(
+                                "runtimes: {k} runs tensor models (.onnx, .tflite), which \
+                                 matrices do not run yet: benchmark them with odai bench \
+                                 --model FILE --mode burst|stream"
+                            ),
+                        )),
                         Ok(k) => Ok(k),
                         Err(m) => Err(err(list.span().start, format!("runtimes: {m}"))),
                     })
@@ -602,7 +610,12 @@ reps = 1
             "{e}"
         );
         let e = parse(&format!("{SMALLEST}runtimes = [\"tflite\"]\n")).unwrap_err();
-        assert!(e.contains("runtimes: unknown runtime \"tflite\""), "{e}");
+        assert!(
+            e.starts_with("m.toml:7:12: runtimes: tflite runs tensor models (.onnx, .tflite)"),
+            "{e}"
+        );
+        let e = parse(&format!("{SMALLEST}runtimes = [\"tensorrt\"]\n")).unwrap_err();
+        assert!(e.contains("runtimes: unknown runtime \"tensorrt\""), "{e}");
         let e = parse(&SMALLEST.replace(
             "[\"synthetic:smollm2-135m:q8_0\"]",
             "[{ endpoint = \"ftp://x\", model = \"m\" }]",

@@ -12,7 +12,10 @@ pub mod candle;
 #[cfg(feature = "llama-cpp")]
 pub mod llama_cpp;
 pub mod odai;
+pub mod onnxruntime;
 pub mod openai;
+pub mod tensor;
+pub mod tflite;
 
 use std::path::Path;
 
@@ -37,10 +40,24 @@ pub enum RuntimeKind {
     /// Any OpenAI-compatible HTTP endpoint (llama-server, ollama, vLLM, a hosted API).
     #[serde(rename = "openai")]
     Openai,
+    /// ONNX Runtime, for `.onnx` tensor models (wake word, VAD, classifiers).
+    #[serde(rename = "onnxruntime")]
+    Onnxruntime,
+    /// TensorFlow Lite, for `.tflite` tensor models.
+    #[serde(rename = "tflite")]
+    Tflite,
 }
 
 /// Every name `--runtime` and matrix files accept, in the order `--help` lists them.
-pub const NAMES: &[&str] = &["auto", "odai", "candle", "llama.cpp", "openai"];
+pub const NAMES: &[&str] = &[
+    "auto",
+    "odai",
+    "candle",
+    "llama.cpp",
+    "openai",
+    "onnxruntime",
+    "tflite",
+];
 
 impl RuntimeKind {
     pub fn name(self) -> &'static str {
@@ -50,6 +67,8 @@ impl RuntimeKind {
             RuntimeKind::Candle => "candle",
             RuntimeKind::LlamaCpp => "llama.cpp",
             RuntimeKind::Openai => "openai",
+            RuntimeKind::Onnxruntime => "onnxruntime",
+            RuntimeKind::Tflite => "tflite",
         }
     }
 
@@ -61,6 +80,8 @@ impl RuntimeKind {
             "candle" => Ok(RuntimeKind::Candle),
             "llama.cpp" | "llama-cpp" | "llamacpp" => Ok(RuntimeKind::LlamaCpp),
             "openai" => Ok(RuntimeKind::Openai),
+            "onnxruntime" | "onnx" | "ort" => Ok(RuntimeKind::Onnxruntime),
+            "tflite" | "tensorflow-lite" | "litert" => Ok(RuntimeKind::Tflite),
             other => Err(format!(
                 "unknown runtime {other:?}: choose one of {}",
                 NAMES.join(", ")
@@ -150,6 +171,18 @@ pub struct LoadOptions {
     pub batch: u32,
     /// Layers to offload to a GPU (llama.cpp); `None`: none.
     pub gpu_layers: Option<u32>,
+    /// The runtime's shared library (ONNX Runtime, TF Lite: `--runtime-lib`); `None`: the
+    /// runtime's environment variable, else the loader's search path.
+    pub library: Option<std::path::PathBuf>,
+    /// ONNX Runtime's execution provider or TF Lite's delegate (`--provider`); `None`: the
+    /// runtime's default (`cpu`, `default`).
+    pub provider: Option<String>,
+    /// Idle pool threads sleep instead of spinning (ONNX Runtime's intra-op spinning off): for
+    /// paced runs, where spinning would burn the idle time between frames.
+    pub no_spin: bool,
+    /// Input shapes set before the first allocation (`--shape`), by input name (TF Lite sizes
+    /// its tensors once, at load).
+    pub shapes: Vec<(String, Vec<usize>)>,
 }
 
 /// A runtime with a model loaded, run token by token (greedy). Positions are the runtime's own:
@@ -167,6 +200,28 @@ pub trait Runtime {
     /// Layers the runtime put on a GPU and where, when it can offload (llama.cpp).
     fn offload(&self) -> Option<Offload> {
         None
+    }
+    /// A tensor model's inputs and outputs (ONNX Runtime, TF Lite); `None` for a language model.
+    fn signature(&self) -> Option<&tensor::Signature> {
+        None
+    }
+    /// Runs one inference of a tensor model on `inputs` (in the signature's order); returns the
+    /// outputs in theirs.
+    fn infer(&mut self, _inputs: &[tensor::Tensor]) -> Result<Vec<tensor::Tensor>, String> {
+        Err("this runtime runs language models token by token, not tensor models".into())
+    }
+}
+
+/// What a tensor runtime says when asked to prefill or decode.
+pub const NOT_A_TOKEN_MODEL: &str = "a tensor model (ONNX, TF Lite) has no tokens to prefill or decode: benchmark it with --mode burst or stream";
+
+/// Whether `path` is a tensor model file by its extension (`.onnx`, `.tflite`), and the runtime
+/// that runs it.
+pub fn tensor_runtime_for(path: &Path) -> Option<RuntimeKind> {
+    match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+        "onnx" | "ort" => Some(RuntimeKind::Onnxruntime),
+        "tflite" => Some(RuntimeKind::Tflite),
+        _ => None,
     }
 }
 
@@ -187,6 +242,11 @@ pub struct Offload {
 pub fn load(kind: RuntimeKind, path: &Path, opts: &LoadOptions) -> Result<Box<dyn Runtime>, Error> {
     kind.available()?;
     match kind {
+        RuntimeKind::Auto if tensor_runtime_for(path).is_some() => {
+            load(tensor_runtime_for(path).unwrap(), path, opts)
+        }
+        RuntimeKind::Onnxruntime => Ok(Box::new(onnxruntime::OrtRuntime::load(path, opts)?)),
+        RuntimeKind::Tflite => Ok(Box::new(tflite::TfliteRuntime::load(path, opts)?)),
         RuntimeKind::Auto => match odai::EngineRuntime::load_own(path)? {
             Ok(m) => Ok(Box::new(m)),
             Err(why) => Ok(Box::new(candle::load_because(path, why)?)),
@@ -233,7 +293,8 @@ mod tests {
         );
         assert_eq!(
             RuntimeKind::parse("tensorrt").unwrap_err(),
-            "unknown runtime \"tensorrt\": choose one of auto, odai, candle, llama.cpp, openai"
+            "unknown runtime \"tensorrt\": choose one of auto, odai, candle, llama.cpp, openai, \
+             onnxruntime, tflite"
         );
     }
 
