@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
-all=(gguf toml results protocol probe_tree sse)
+all=(gguf toml results protocol probe_tree sse tensor_file)
 targets=("${@:-${all[@]}}")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 jobs=${FUZZ_JOBS:-1}
@@ -52,11 +52,23 @@ cp -f matrices/*.toml profiles/device-classes.toml profiles/workloads/*.toml \
 r=tests/fixtures/results/three-classes
 cp -f "$r"/results.jsonl "$r"/manifest.json "$r"/probe-*.json fuzz/corpus/results/ 2>/dev/null || true
 printf '%s\n' \
-  '{"event":"hello","protocol":3,"odai_version":"0.1.0"}' \
+  '{"event":"hello","protocol":4,"odai_version":"0.1.0"}' \
   '{"event":"progress","message":"rep 1/3"}' \
   '{"event":"error","message":"cannot load the model"}' \
-  '{"request":"probe","protocol":3,"bandwidth":true}' >fuzz/corpus/protocol/lines
+  '{"request":"probe","protocol":4,"bandwidth":true}' >fuzz/corpus/protocol/lines
 head -c 4000 "$r/results.jsonl" >fuzz/corpus/protocol/record-like
+# Tensor models: the small real ones the tests fetch (where fetched), and a .npy array.
+for m in target/test-models/micro-hey_jarvis.tflite target/test-models/oww-hey_jarvis.tflite \
+  target/test-models/oww-embedding_model.onnx; do
+  if [ -s "$m" ]; then cp -f "$m" fuzz/corpus/tensor_file/; fi
+done
+python3 -c '
+import struct
+h = "{\x27descr\x27: \x27<f4\x27, \x27fortran_order\x27: False, \x27shape\x27: (2,), }"
+h += " " * ((64 - (10 + len(h) + 1) % 64) % 64) + "\n"
+open("fuzz/corpus/tensor_file/two.npy", "wb").write(
+    b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h.encode() + struct.pack("<2f", 0.5, -1))
+'
 # Probe trees: each fixture device's files, in src/fuzzing.rs's PROBE_FILES order, cut by 0xFF.
 python3 - <<'EOF'
 import os, re

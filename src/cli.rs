@@ -644,7 +644,8 @@ pub struct GenerateArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// GGUF model file
+    /// Model file: GGUF, or a tensor model (.onnx, .tflite: operators, parameters, and the
+    /// signature through ONNX Runtime / TF Lite, found by ORT_DYLIB_PATH / ODAI_TFLITE_LIB)
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 

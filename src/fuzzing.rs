@@ -155,6 +155,15 @@ mod tempfile_dir {
     }
 }
 
+/// A tensor model file (.onnx protobuf, .tflite flatbuffer) as `odai model inspect` reads it:
+/// both readers on the same bytes, and the TF Lite input-shape reader the runtime uses at load.
+pub fn tensor_file(bytes: &[u8]) {
+    let _ = crate::runtime::inspect::onnx(bytes);
+    let _ = crate::runtime::inspect::tflite(bytes);
+    let _ = crate::runtime::inspect::tflite_input_shapes(bytes);
+    let _ = crate::runtime::tensor::parse_npy(bytes);
+}
+
 #[cfg(test)]
 mod tests {
     /// Each entry point takes empty, text and binary input without panicking (the fuzz targets
@@ -174,6 +183,7 @@ mod tests {
             super::protocol(i);
             super::probe_tree(i);
             super::sse(i);
+            super::tensor_file(i);
         }
     }
 }

@@ -233,11 +233,11 @@ fn worker_greets_then_refuses_a_spec_of_another_protocol() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines[0]["event"], "hello");
-    assert_eq!(lines[0]["protocol"], 3);
+    assert_eq!(lines[0]["protocol"], 4);
     assert_eq!(lines[1]["event"], "error");
     assert_eq!(
         lines[1]["message"],
-        "the coordinator speaks protocol 99 but this worker speaks 3: run the same odai version on both sides (odai farm deploy)"
+        "the coordinator speaks protocol 99 but this worker speaks 4: run the same odai version on both sides (odai farm deploy)"
     );
     let out = odai()
         .arg("worker")

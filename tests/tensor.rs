@@ -252,6 +252,8 @@ fn the_open_wake_word_pipeline_runs_three_models_per_frame() {
         .args([
             "--shape",
             "serving_default_input:0=1x1760",
+            "--shape",
+            "serving_default_input_1:0=1x76x32x1",
             "--iterations",
             "10",
             "--provider",
@@ -340,4 +342,75 @@ fn tensor_model_errors_name_the_file_and_what_to_do() {
     );
     let out = bench(&model).args(["--sustained", "1m"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn inspect_lists_operators_parameters_and_the_signature() {
+    let v = json(
+        odai()
+            .env("ORT_DYLIB_PATH", ort_lib())
+            .args(["model", "inspect"])
+            .arg(fetch_model("silero-vad")),
+    );
+    assert_eq!(v["format"], "onnx");
+    assert_eq!(v["file_size_bytes"], 2327524);
+    assert_eq!(v["format_version"], "IR 8, opset 16");
+    // silero-vad keeps its weights in Constant nodes (and If branches), not initializers.
+    assert_eq!(v["operators"]["LSTM"], 4);
+    assert_eq!(v["operators"]["If"], 25);
+    assert_eq!(v["operator_total"], 689);
+    assert_eq!(v["parameters"], 545601);
+    assert_eq!(v["runtime"]["runtime"], "onnxruntime");
+    assert_eq!(v["signature"]["inputs"][1]["name"], "state");
+
+    let v = json(
+        odai()
+            .env("ODAI_TFLITE_LIB", tflite_lib())
+            .args(["model", "inspect"])
+            .arg(fetch_model("oww-mel")),
+    );
+    assert_eq!(v["format"], "tflite");
+    assert_eq!(v["operators"]["BATCH_MATMUL"], 1);
+    assert_eq!(v["operator_total"], 26);
+    // The input's samples are dynamic in the flatbuffer (shape_signature -1).
+    assert_eq!(
+        v["signature"]["inputs"][0]["shape"],
+        serde_json::json!(["?", "?"])
+    );
+}
+
+#[test]
+fn inspect_without_the_runtime_says_why_the_signature_is_missing() {
+    let out = odai()
+        .env("ODAI_TFLITE_LIB", "/nonexistent/libtensorflowlite_c.so")
+        .args(["model", "inspect"])
+        .arg(fetch_model("micro-hey-jarvis"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("operators         57 ("), "{text}");
+    assert!(
+        text.contains(
+            "signature         unavailable: tflite: TensorFlow Lite's library \
+             /nonexistent/libtensorflowlite_c.so does not exist"
+        ),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.onnx");
+    std::fs::write(&bad, [0x0a, 0xff, 0x01]).unwrap();
+    let out = odai()
+        .args(["model", "inspect"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "odai: error: {}: not a valid onnxruntime model: a length-delimited field runs past the end",
+            bad.display()
+        )
+    );
 }

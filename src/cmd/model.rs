@@ -42,6 +42,9 @@ struct Inspection {
 const DEFAULT_CONTEXT: u64 = 4096;
 
 pub fn inspect(cfg: &InspectConfig) -> anyhow::Result<i32> {
+    if let Some(kind) = crate::runtime::tensor_runtime_for(&cfg.file) {
+        return inspect_tensor(cfg, kind);
+    }
     let g = Gguf::open(&cfg.file)?;
     let info = ModelInfo::from_gguf(&g)?;
     let context = cfg
@@ -120,6 +123,116 @@ fn render(o: &Inspection) -> String {
             units::bytes(m.working_bytes)
         ),
     );
+    s
+}
+
+#[derive(Serialize)]
+struct TensorInspection {
+    file: String,
+    file_size_bytes: u64,
+    sha256: Option<String>,
+    #[serde(flatten)]
+    contents: crate::runtime::inspect::Contents,
+    /// The runtime that read the signature, or why none could.
+    runtime: crate::sysroot::Reading<crate::runtime::RuntimeInfo>,
+    signature: Option<crate::runtime::tensor::Signature>,
+}
+
+/// `odai model inspect` on an .onnx or .tflite file: operators and parameters from the file, the
+/// signature from the runtime (ORT_DYLIB_PATH / ODAI_TFLITE_LIB), or why it is unavailable.
+fn inspect_tensor(cfg: &InspectConfig, kind: crate::runtime::RuntimeKind) -> anyhow::Result<i32> {
+    use crate::error::Error;
+    let bytes = std::fs::read(&cfg.file).map_err(|e| Error::Model {
+        file: cfg.file.clone(),
+        problem: e.to_string(),
+    })?;
+    let contents = match kind {
+        crate::runtime::RuntimeKind::Tflite => crate::runtime::inspect::tflite(&bytes),
+        _ => crate::runtime::inspect::onnx(&bytes),
+    }
+    .map_err(|e| Error::Model {
+        file: cfg.file.clone(),
+        problem: format!("not a valid {} model: {e}", kind),
+    })?;
+    let (runtime, signature) =
+        match crate::runtime::load(kind, &cfg.file, &crate::runtime::LoadOptions::default()) {
+            Ok(rt) => (
+                crate::sysroot::Reading::Value(rt.info()),
+                rt.signature().cloned(),
+            ),
+            Err(e) => (crate::sysroot::Reading::Unavailable(e.to_string()), None),
+        };
+    let sha256 = if cfg.sha256 {
+        Some(fingerprint::sha256_file(&cfg.file)?)
+    } else {
+        None
+    };
+    let out = TensorInspection {
+        file: cfg.file.display().to_string(),
+        file_size_bytes: bytes.len() as u64,
+        sha256,
+        contents,
+        runtime,
+        signature,
+    };
+    let text = match cfg.format {
+        Format::Json => super::json_text(&out)?,
+        Format::Text => render_tensor(&out),
+    };
+    super::print(&text)?;
+    Ok(exit::SUCCESS)
+}
+
+fn render_tensor(o: &TensorInspection) -> String {
+    let c = &o.contents;
+    let mut s = String::new();
+    let mut line = |k: &str, v: String| s.push_str(&format!("  {k:<17} {v}\n"));
+    line(
+        "file",
+        format!("{} ({})", o.file, units::bytes(o.file_size_bytes)),
+    );
+    line(
+        "format",
+        format!(
+            "{}{}",
+            c.format,
+            c.format_version
+                .as_ref()
+                .map_or(String::new(), |v| format!(" ({v})"))
+        ),
+    );
+    if let Some(p) = &c.producer {
+        line("producer", p.clone());
+    }
+    line(
+        "parameters",
+        format!("{} ({})", c.parameters, units::bytes(c.parameter_bytes)),
+    );
+    let mut ops: Vec<(&String, &u64)> = c.operators.iter().collect();
+    ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let listed: Vec<String> = ops.iter().map(|(n, k)| format!("{n} {k}")).collect();
+    line(
+        "operators",
+        format!("{} ({})", c.operator_total, listed.join(", ")),
+    );
+    match (&o.runtime, &o.signature) {
+        (crate::sysroot::Reading::Value(r), Some(sig)) => {
+            line("runtime", format!("{} {}", r.runtime, r.runtime_version));
+            for i in &sig.inputs {
+                line("input", i.to_string());
+            }
+            for out in &sig.outputs {
+                line("output", out.to_string());
+            }
+        }
+        (crate::sysroot::Reading::Unavailable(why), _) => {
+            line("signature", format!("unavailable: {why}"));
+        }
+        _ => line("signature", "unavailable: the runtime gave none".into()),
+    }
+    if let Some(h) = &o.sha256 {
+        line("sha256", h.clone());
+    }
     s
 }
 

@@ -9,6 +9,7 @@
 //! repetition's figures.
 
 pub mod candle;
+pub mod inspect;
 #[cfg(feature = "llama-cpp")]
 pub mod llama_cpp;
 pub mod odai;

@@ -188,6 +188,8 @@ pub struct TfliteRuntime {
     interpreter: *mut c_void,
     delegate: *mut c_void,
     signature: Signature,
+    /// The inputs' declared shapes from the flatbuffer (-1: dynamic).
+    declared: Vec<Vec<i32>>,
     allocated: bool,
     threads: u32,
     provider: String,
@@ -294,6 +296,7 @@ impl TfliteRuntime {
                 interpreter,
                 delegate,
                 signature: Signature::default(),
+                declared: Vec::new(),
                 allocated: false,
                 threads: opts.threads.unwrap_or(1),
                 provider,
@@ -322,7 +325,21 @@ impl TfliteRuntime {
                     }
                 }
             }
-            rt.allocated = (api.TfLiteInterpreterAllocateTensors)(interpreter) == OK;
+            // An input still dynamic (no --shape for it) cannot allocate at its placeholder
+            // shape: allocation waits for the first inference's shapes, and the signature says
+            // which dim is dynamic.
+            rt.declared = std::fs::read(path)
+                .ok()
+                .and_then(|b| super::inspect::tflite_input_shapes(&b).ok())
+                .unwrap_or_default();
+            let dynamic = rt.declared.iter().enumerate().any(|(i, d)| {
+                d.contains(&-1) && {
+                    let t = (api.TfLiteInterpreterGetInputTensor)(interpreter, i as i32);
+                    let (name, _, _) = describe(api, t);
+                    !opts.shapes.iter().any(|(n, _)| *n == name)
+                }
+            });
+            rt.allocated = !dynamic && (api.TfLiteInterpreterAllocateTensors)(interpreter) == OK;
             rt.signature = rt.read_signature();
             Ok(rt)
         }
@@ -342,7 +359,19 @@ impl TfliteRuntime {
         unsafe {
             Signature {
                 inputs: (0..(a.TfLiteInterpreterGetInputTensorCount)(self.interpreter))
-                    .map(|i| spec((a.TfLiteInterpreterGetInputTensor)(self.interpreter, i)))
+                    .map(|i| {
+                        let mut s = spec((a.TfLiteInterpreterGetInputTensor)(self.interpreter, i));
+                        if let Some(d) = self.declared.get(i as usize)
+                            && d.len() == s.shape.len()
+                        {
+                            for (dim, &decl) in s.shape.iter_mut().zip(d) {
+                                if decl < 0 {
+                                    *dim = Dim::Symbolic("?".into());
+                                }
+                            }
+                        }
+                        s
+                    })
                     .collect(),
                 outputs: (0..(a.TfLiteInterpreterGetOutputTensorCount)(self.interpreter))
                     .map(|i| spec((a.TfLiteInterpreterGetOutputTensor)(self.interpreter, i)))
