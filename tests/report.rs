@@ -47,7 +47,9 @@ fn golden_csv_and_markdown() {
          reps,status,reason,load_ms_mean,cold_start_ms,ttft_ms_mean,ttft_ms_p95,prefill_tps_mean,\
          decode_tps_mean,decode_tps_p10,token_ms_p50,token_ms_p90,token_ms_p99,peak_rss_mib,\
          headroom_mib,memory_headroom_frac,roofline_pct,mean_power_w,energy_j_per_token,\
-         battery_drain_pct_per_hour,sustained_decode_tps,sustained_stability,failure_rate_pct,odai_version,\
+         battery_drain_pct_per_hour,sustained_decode_tps,sustained_stability,failure_rate_pct,\
+         inference_ms_p50,inference_ms_p99,inferences_per_s,frame_deadline_miss_pct,\
+         frame_latency_ms_p99,cpu_duty_pct,energy_j_per_inference,odai_version,\
          model_sha256"
     );
     let s = text(out.path(), "scorecard.csv");

@@ -414,3 +414,112 @@ fn inspect_without_the_runtime_says_why_the_signature_is_missing() {
         )
     );
 }
+
+/// A matrix of tensor cells: silero-vad paced at its frame rate, the openWakeWord pipeline in a
+/// burst; then reports with a tensor workload and a language one.
+#[test]
+fn tensor_matrices_run_record_and_score_against_tensor_workloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = dir.path().join("tensor.toml");
+    std::fs::write(
+        &matrix,
+        format!(
+            r#"[[tensor]]
+workload = "voice-activity"
+models = ["{vad}"]
+mode = "stream"
+frame = 512
+sample_rate = 16000
+duration = "2s"
+window = "1s"
+threads = [1]
+shapes = {{ input = [1, 512], state = [2, 1, 128] }}
+inputs = {{ sr = 16000 }}
+
+[[tensor]]
+models = ["{mel}", "{emb}", "{head}"]
+mode = "burst"
+iterations = 5
+threads = [1]
+shapes = {{ "serving_default_input:0" = [1, 1760], "serving_default_input_1:0" = [1, 76, 32, 1] }}
+"#,
+            vad = fetch_model("silero-vad").display(),
+            mel = fetch_model("oww-mel").display(),
+            emb = fetch_model("oww-embedding").display(),
+            head = fetch_model("oww-hey-jarvis").display(),
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = odai()
+        .env("ORT_DYLIB_PATH", ort_lib())
+        .env("ODAI_TFLITE_LIB", tflite_lib())
+        .args(["matrix", "run", "--sample-interval", "off", "--out"])
+        .arg(&out)
+        .arg(&matrix)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let records = common::records(&out);
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["report"], Value::Null);
+    }
+    let stream = &records[0]["tensor"];
+    assert_eq!(stream["stream"]["frames"], 62);
+    assert_eq!(records[0]["cell"]["tensor"]["workload"], "voice-activity");
+    assert_eq!(records[1]["tensor"]["stages"].as_array().unwrap().len(), 3);
+
+    let report = |profile: &str| {
+        let o = odai()
+            .args(["report", "--format", "csv", "--profile", profile])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read_to_string(out.join("report/scorecard.csv")).unwrap()
+    };
+    let card = report("voice-activity");
+    let vad_row = |criterion: &str| {
+        card.lines()
+            .find(|l| l.contains("silero_vad.onnx") && l.contains(&format!(",{criterion},")))
+            .unwrap_or_else(|| panic!("no {criterion} row: {card}"))
+            .to_owned()
+    };
+    assert!(vad_row("frame_deadline_miss_pct").contains(",%,max,0.1,3,"));
+    assert!(!vad_row("cpu_duty_pct").contains(",N/A,"), "measured");
+    // The burst-only pipeline has no paced figures: said, not made up.
+    let oww = card
+        .lines()
+        .find(|l| l.contains("oww-hey_jarvis.tflite") && l.contains(",cpu_duty_pct,"))
+        .unwrap();
+    assert!(
+        oww.contains("N/A") && oww.contains("no paced stream of this model"),
+        "{oww}"
+    );
+    // A language workload does not judge tensor cells.
+    let chat = report("chat-assistant");
+    assert!(!chat.contains("silero_vad"), "{chat}");
+    let csv = std::fs::read_to_string(out.join("report/measurements.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let vad: Vec<&str> = csv
+        .lines()
+        .find(|l| l.contains("silero_vad"))
+        .unwrap()
+        .split(',')
+        .collect();
+    assert_eq!(vad[col("runtime")], "onnxruntime");
+    assert!(vad[col("inference_ms_p99")].parse::<f64>().unwrap() > 0.0);
+    assert!(vad[col("frame_deadline_miss_pct")].parse::<f64>().is_ok());
+    assert_eq!(
+        vad[col("decode_tps_mean")],
+        "",
+        "no tokens: empty, not zero"
+    );
+}

@@ -188,10 +188,21 @@ fn render(m: &Matrix, p: &plan::DevicePlan) -> String {
             cell.id,
             cell.model.label(),
             cell.threads_label(),
-            cell.prompt_tokens,
-            cell.gen_tokens,
+            // A tensor cell has no tokens: its mode stands where a sustained run's length does.
+            if cell.tensor.is_some() {
+                "-".to_string()
+            } else {
+                cell.prompt_tokens.to_string()
+            },
+            if cell.tensor.is_some() {
+                "-".to_string()
+            } else {
+                cell.gen_tokens.to_string()
+            },
             if cell.cold { "yes" } else { "no" },
-            cell.sustained_s.map_or("-".into(), |d| format!("{d:.0} s")),
+            cell.tensor_label().unwrap_or_else(|| {
+                cell.sustained_s.map_or("-".into(), |d| format!("{d:.0} s"))
+            }),
             cell.load,
             c.needs_bytes
                 .value()

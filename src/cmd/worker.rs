@@ -64,6 +64,16 @@ pub fn execute(root: &SysRoot) -> anyhow::Result<i32> {
         Request::Tensor(spec) => {
             crate::bench::tensor::run(&spec).map(|r| Event::Tensor(Box::new(r)))
         }
+        Request::Cell(req) if req.cell.tensor.is_some() => {
+            exit_when_the_coordinator_goes();
+            // In a fresh child, as `odai bench` runs it: the load is cold to the runtime and the
+            // peak memory the cell's alone.
+            runner::tensor_spec(root, &req.cell, req.sample_interval_s).and_then(|spec| {
+                let exe =
+                    std::env::current_exe().map_err(|e| format!("odai's own executable: {e}"))?;
+                crate::bench::run_tensor(&exe, &spec).map(|r| Event::Tensor(Box::new(r)))
+            })
+        }
         Request::Cell(req) => {
             exit_when_the_coordinator_goes();
             cell::set_progress_sink(say_progress);

@@ -46,6 +46,7 @@ fn model_info(m: &ModelRef) -> Result<ModelInfo, String> {
             .and_then(|g| ModelInfo::from_gguf(&g))
             .map_err(|e| e.to_string()),
         ModelRef::Endpoint { .. } => Err("an endpoint model has no file to plan".into()),
+        ModelRef::Tensor { .. } => Err("a tensor model is planned by plan_tensor".into()),
     }
 }
 
@@ -58,6 +59,9 @@ pub fn plan(matrix: &Matrix, probe: &Probe, bandwidth_gb_s: Reading<f64>) -> Dev
         .iter()
         .filter(|c| !c.model.is_endpoint())
         .map(|c| {
+            if let ModelRef::Tensor { models } = &c.model {
+                return plan_tensor(c, models, &headroom);
+            }
             let info = model_info(&c.model);
             let context = u64::from(c.prompt_tokens) + u64::from(c.gen_tokens);
             let needs = match &info {
@@ -117,6 +121,48 @@ pub fn plan(matrix: &Matrix, probe: &Probe, bandwidth_gb_s: Reading<f64>) -> Dev
         skipped: cells.len() - runs,
         min_seconds: total_seconds(&cells),
         cells,
+    }
+}
+
+/// A tensor cell's plan: its files must be there; it needs at least their bytes in memory (the
+/// runtime's own allocations come on top, measured by the run); a stream lasts its duration, a
+/// burst of iterations as long as the model takes (not known before it runs).
+fn plan_tensor(c: &Cell, models: &[std::path::PathBuf], headroom: &Reading<u64>) -> PlannedCell {
+    let mut bytes = 0u64;
+    let mut missing = None;
+    for m in models {
+        match std::fs::metadata(m) {
+            Ok(md) if md.is_file() => bytes += md.len(),
+            Ok(_) => missing = Some(format!("{}: not a file", m.display())),
+            Err(e) => missing = Some(format!("{}: {e}", m.display())),
+        }
+    }
+    let needs = match &missing {
+        Some(e) => Reading::unavailable(e.clone()),
+        None => Reading::Value(bytes),
+    };
+    let skip = match (&missing, &needs, headroom) {
+        (Some(e), _, _) => Some(e.clone()),
+        (_, Reading::Value(n), Reading::Value(h)) if n > h => Some(format!(
+            "does not fit: needs {}, headroom {}",
+            crate::units::bytes(*n),
+            crate::units::bytes(*h)
+        )),
+        _ => None,
+    };
+    let min_seconds = match c.tensor.as_ref().map(|t| &t.mode) {
+        Some(crate::bench::tensor::Mode::Stream { duration_s, .. }) => Reading::Value(*duration_s),
+        Some(crate::bench::tensor::Mode::Burst {
+            duration_s: Some(d),
+            ..
+        }) => Reading::Value(*d),
+        _ => Reading::unavailable("a burst of iterations lasts as long as the model takes"),
+    };
+    PlannedCell {
+        cell: c.clone(),
+        needs_bytes: needs,
+        skip,
+        min_seconds,
     }
 }
 

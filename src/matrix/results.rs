@@ -31,6 +31,9 @@ pub struct Record {
     /// Why it failed or was skipped.
     pub reason: Option<String>,
     pub report: Option<Report>,
+    /// A tensor cell's figures (`[[tensor]]` in the matrix); absent for language-model cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensor: Option<crate::bench::tensor::TensorResult>,
     pub finished_unix_s: f64,
 }
 

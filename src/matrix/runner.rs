@@ -29,6 +29,43 @@ use crate::sysroot::{Reading, SysRoot};
 pub const LOCAL: &str = "local";
 
 /// The cell on the device it runs on: what its worker gives `cell::run`.
+/// A tensor cell as its device runs it: the device's own default threads for `auto`, its own
+/// tree for telemetry, its own libraries (ORT_DYLIB_PATH, ODAI_TFLITE_LIB there).
+pub fn tensor_spec(
+    root: &SysRoot,
+    cell: &Cell,
+    sample_interval_s: Option<f64>,
+) -> Result<crate::bench::tensor::TensorBenchSpec, String> {
+    let (ModelRef::Tensor { models }, Some(run)) = (&cell.model, &cell.tensor) else {
+        return Err("not a tensor cell".into());
+    };
+    let threads = if cell.threads > 0 {
+        cell.threads
+    } else {
+        crate::probe::cpu::probe(root).default_threads().0
+    };
+    Ok(crate::bench::tensor::TensorBenchSpec {
+        protocol: protocol::PROTOCOL_VERSION,
+        stages: models
+            .iter()
+            .map(|m| crate::bench::tensor::StageSpec {
+                model: m.clone(),
+                runtime: crate::runtime::tensor_runtime_for(m).unwrap_or(cell.runtime),
+            })
+            .collect(),
+        mode: run.mode.clone(),
+        threads: Some(threads),
+        provider: run.provider.clone(),
+        libraries: Vec::new(),
+        inputs: run.inputs.clone(),
+        shapes: run.shapes.clone(),
+        seed: 42,
+        cold: cell.cold,
+        root: (!root.is_live()).then(|| root.base().to_owned()),
+        sample_interval_s,
+    })
+}
+
 pub fn bench_config(
     root: &SysRoot,
     cell: &Cell,
@@ -52,6 +89,9 @@ pub fn bench_config(
                 }
             }
             Source::File(path.clone())
+        }
+        ModelRef::Tensor { .. } => {
+            return Err("a tensor cell runs through tensor_spec, not bench_config".into());
         }
         ModelRef::Endpoint {
             url,
@@ -149,7 +189,16 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn cell_deadline(opts: &Options, cell: &Cell) -> Duration {
     opts.cell_timeout.unwrap_or_else(|| {
-        let sustained = cell.sustained_s.unwrap_or(0.0) * f64::from(cell.reps + cell.warmup);
+        let stream = match cell.tensor.as_ref().map(|t| &t.mode) {
+            Some(crate::bench::tensor::Mode::Stream { duration_s, .. }) => *duration_s,
+            Some(crate::bench::tensor::Mode::Burst {
+                duration_s: Some(d),
+                ..
+            }) => *d,
+            _ => 0.0,
+        };
+        let sustained =
+            cell.sustained_s.unwrap_or(0.0) * f64::from(cell.reps + cell.warmup) + stream;
         Duration::from_secs(1800) + Duration::from_secs_f64(sustained)
     })
 }
@@ -233,6 +282,18 @@ impl Shared<'_> {
         reason: Option<String>,
         report: Option<Report>,
     ) -> anyhow::Result<()> {
+        self.record_with(device, cell, status, reason, report, None)
+    }
+
+    fn record_with(
+        &self,
+        device: &str,
+        cell: &Cell,
+        status: Status,
+        reason: Option<String>,
+        report: Option<Report>,
+        tensor: Option<crate::bench::tensor::TensorResult>,
+    ) -> anyhow::Result<()> {
         let record = Record {
             device: device.to_owned(),
             cell_id: cell.id.clone(),
@@ -240,6 +301,7 @@ impl Shared<'_> {
             status,
             reason,
             report,
+            tensor,
             finished_unix_s: now_unix_s(),
         };
         self.store
@@ -250,6 +312,15 @@ impl Shared<'_> {
 }
 
 fn label(cell: &Cell) -> String {
+    if let Some(how) = cell.tensor_label() {
+        return format!(
+            "{} {} runtime={} threads={} {how}",
+            cell.id,
+            cell.model.label(),
+            cell.runtime,
+            cell.threads_label()
+        );
+    }
     format!(
         "{} {} runtime={} threads={} p={} n={}",
         cell.id,
@@ -353,6 +424,7 @@ fn run_device(s: &Shared, t: &dyn Transport, tags: &[String]) -> anyhow::Result<
             tick(s, format!("{}: already recorded", label(cell)));
             continue;
         }
+        let mut tensor = None;
         let (status, reason, report) = if let Some(why) = &offline {
             (Status::Failed, Some(why.clone()), None)
         } else if let Some(why) = &pc.skip {
@@ -387,6 +459,10 @@ fn run_device(s: &Shared, t: &dyn Transport, tags: &[String]) -> anyhow::Result<
             };
             match call_retrying(t, &req, cell_deadline(s.opts, cell), s.opts, &said, &retry) {
                 Ok(Event::Report(r)) => (Status::Ok, None, Some(*r)),
+                Ok(Event::Tensor(t)) if cell.tensor.is_some() => {
+                    tensor = Some(*t);
+                    (Status::Ok, None, None)
+                }
                 Ok(_) => (
                     Status::Failed,
                     Some("the worker answered a cell with something else".into()),
@@ -413,11 +489,24 @@ fn run_device(s: &Shared, t: &dyn Transport, tags: &[String]) -> anyhow::Result<
                 "ok, decode {:.1} tok/s",
                 r.summary.get("decode_tps").map_or(0.0, |s| s.mean)
             ),
+            (Status::Ok, None, _) if tensor.is_some() => {
+                let t = tensor.as_ref().unwrap();
+                match &t.stream {
+                    Some(st) => format!(
+                        "ok, {:.3} % deadline misses, p99 {:.2} ms, CPU {:.1} %",
+                        st.deadline_miss_pct, st.latency_ms_p99, st.cpu_duty_pct
+                    ),
+                    None => format!(
+                        "ok, p99 {:.3} ms, {:.0} inferences/s",
+                        t.latency_ms_p99, t.inferences_per_s
+                    ),
+                }
+            }
             (Status::Skipped, _, Some(why)) => format!("skipped: {why}"),
             (_, _, Some(why)) => format!("failed: {why}"),
             _ => "failed".into(),
         };
-        s.record(name, cell, status, reason, report)?;
+        s.record_with(name, cell, status, reason, report, tensor)?;
         tick(s, format!("{}: {how}", label(cell)));
     }
     s.progress.device_done(

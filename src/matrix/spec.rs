@@ -16,7 +16,12 @@ use crate::units;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MatrixFile {
-    matrix: Spanned<Axes>,
+    /// Language-model cells; optional when the file has `[[tensor]]` entries.
+    #[serde(default)]
+    matrix: Option<Spanned<Axes>>,
+    /// Tensor-model cells (wake word, VAD, classifiers): one entry per model or pipeline.
+    #[serde(default)]
+    tensor: Vec<Spanned<TensorEntry>>,
     #[serde(default)]
     exclude: Vec<Spanned<Exclude>>,
     #[serde(default)]
@@ -43,6 +48,54 @@ struct Axes {
     /// runs on `openai` only.
     #[serde(default)]
     runtimes: Option<Spanned<Vec<String>>>,
+}
+
+/// A `[[tensor]]` entry: a tensor model (or a pipeline of them) and how to drive it, run on each
+/// thread count and provider listed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TensorEntry {
+    models: Vec<String>,
+    /// The workload profile this entry is meant for (`wake-word`, `voice-activity`…): kept in
+    /// results, for reports to name.
+    #[serde(default)]
+    workload: Option<String>,
+    /// `burst` or `stream`.
+    mode: String,
+    #[serde(default)]
+    rate: Option<f64>,
+    #[serde(default)]
+    frame: Option<u64>,
+    #[serde(default)]
+    sample_rate: Option<u64>,
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default)]
+    window: Option<String>,
+    #[serde(default)]
+    iterations: Option<u64>,
+    #[serde(default)]
+    warmup: Option<u32>,
+    threads: Vec<Threads>,
+    #[serde(default)]
+    providers: Option<Vec<String>>,
+    #[serde(default)]
+    shapes: std::collections::BTreeMap<String, Vec<usize>>,
+    #[serde(default)]
+    inputs: std::collections::BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    cold: Option<Vec<bool>>,
+}
+
+/// How a tensor cell drives its model: the part of a `[[tensor]]` entry that is not an axis.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TensorRun {
+    pub workload: Option<String>,
+    pub mode: crate::bench::tensor::Mode,
+    /// ONNX Runtime's execution provider / TF Lite's delegate; `None`: the runtime's default.
+    pub provider: Option<String>,
+    pub shapes: Vec<(String, Vec<usize>)>,
+    pub inputs: Vec<(String, crate::runtime::tensor::InputSource)>,
 }
 
 /// A thread count, or `"auto"`: each device's own default (one per physical core it may use).
@@ -112,6 +165,10 @@ pub enum ModelRef {
         model: String,
         api_key_env: Option<String>,
     },
+    /// A tensor model (.onnx, .tflite), or a pipeline of them run in order per frame.
+    Tensor {
+        models: Vec<PathBuf>,
+    },
 }
 
 impl ModelRef {
@@ -122,6 +179,11 @@ impl ModelRef {
             ModelRef::File { path, .. } => path.display().to_string(),
             ModelRef::Synthetic { preset, quant } => format!("synthetic:{preset}:{quant}"),
             ModelRef::Endpoint { url, model, .. } => format!("{model}@{url}"),
+            ModelRef::Tensor { models } => models
+                .iter()
+                .map(|m| m.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" → "),
         }
     }
 
@@ -148,9 +210,44 @@ pub struct Cell {
     /// The runtime; `auto` in results written before runtimes were an axis.
     #[serde(default)]
     pub runtime: RuntimeKind,
+    /// How a tensor cell runs (`[[tensor]]`); null for a language-model cell, whose
+    /// `prompt_tokens`/`gen_tokens` a tensor cell leaves at 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensor: Option<TensorRun>,
 }
 
 impl Cell {
+    /// How a tensor cell is driven, short: `stream 31.25/s 10m`, `burst 1000`; None for a
+    /// language-model cell.
+    pub fn tensor_label(&self) -> Option<String> {
+        use crate::bench::tensor::Mode;
+        let t = self.tensor.as_ref()?;
+        let mut s = match &t.mode {
+            Mode::Stream {
+                rate_hz,
+                duration_s,
+                ..
+            } => format!(
+                "stream {rate_hz}/s {}",
+                units::duration(std::time::Duration::from_secs_f64(*duration_s))
+            ),
+            Mode::Burst {
+                iterations: Some(n),
+                ..
+            } => format!("burst {n}"),
+            Mode::Burst { duration_s, .. } => format!(
+                "burst {}",
+                units::duration(std::time::Duration::from_secs_f64(
+                    duration_s.unwrap_or(0.0)
+                ))
+            ),
+        };
+        if let Some(p) = &t.provider {
+            s.push_str(&format!(" {p}"));
+        }
+        Some(s)
+    }
+
     /// The thread count as a matrix names it: a number, or `auto`.
     pub fn threads_label(&self) -> String {
         if self.threads == 0 {
@@ -199,189 +296,198 @@ impl Matrix {
             at(file, text, offset, e.message().trim().to_owned())
         })?;
         let err = |offset: usize, m: String| at(file, text, offset, m);
-        let axes = raw.matrix.get_ref();
-
-        let mut models = Vec::new();
-        for entry in axes.models.get_ref() {
-            let off = entry.span().start;
-            let (reference, sha256) = match entry.get_ref() {
-                ModelEntry::Plain(m) => (m.as_str(), None),
-                ModelEntry::Pinned { model, sha256 } => (model.as_str(), Some(sha256.clone())),
-                ModelEntry::Endpoint { model, .. } => (model.as_str(), None),
-            };
-            if let Some(h) = &sha256
-                && !(h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
-            {
-                return Err(err(off, format!("sha256 {h:?} is not 64 hex digits")));
-            }
-            if let ModelEntry::Endpoint {
-                endpoint,
-                model,
-                api_key_env,
-            } = entry.get_ref()
-            {
-                crate::runtime::openai::Url::parse(endpoint).map_err(|m| err(off, m))?;
-                if model.trim().is_empty() {
-                    return Err(err(
-                        off,
-                        "an endpoint entry needs the model name it serves".into(),
-                    ));
-                }
-                models.push(ModelRef::Endpoint {
-                    url: endpoint.clone(),
-                    model: model.clone(),
-                    api_key_env: api_key_env.clone(),
-                });
-                continue;
-            }
-            models.push(parse_model(reference, sha256).map_err(|m| err(off, m))?);
-        }
-        let non_empty = |name: &str, span: std::ops::Range<usize>, len: usize| {
-            if len == 0 {
-                Err(err(
-                    span.start,
-                    format!("{name} is empty: give at least one value"),
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        non_empty("models", axes.models.span(), models.len())?;
-        non_empty("threads", axes.threads.span(), axes.threads.get_ref().len())?;
-        let mut threads_axis = Vec::new();
-        for t in axes.threads.get_ref() {
-            threads_axis.push(match t {
-                Threads::Count(0) => {
-                    return Err(err(
-                        axes.threads.span().start,
-                        "threads must be 1 or more (or \"auto\")".into(),
-                    ));
-                }
-                Threads::Count(n) => *n,
-                Threads::Word(w) if w == "auto" => 0,
-                Threads::Word(w) => {
-                    return Err(err(
-                        axes.threads.span().start,
-                        format!(
-                            "threads: {w:?} is not a thread count (a number, or \"auto\": one per \
-                             physical core each device may use)"
-                        ),
-                    ));
-                }
-            });
-        }
-        for (name, v) in [
-            ("prompt_tokens", &axes.prompt_tokens),
-            ("gen_tokens", &axes.gen_tokens),
-        ] {
-            non_empty(name, v.span(), v.get_ref().len())?;
-            if v.get_ref().contains(&0) {
-                return Err(err(v.span().start, format!("{name} must be 1 or more")));
-            }
-        }
-        if *axes.reps.get_ref() == 0 {
-            return Err(err(axes.reps.span().start, "reps must be 1 or more".into()));
-        }
-        let sustained: Vec<Option<f64>> = match &axes.sustained {
-            None => vec![None],
-            Some(list) => {
-                non_empty("sustained", list.span(), list.get_ref().len())?;
-                list.get_ref()
-                    .iter()
-                    .map(|d| {
-                        // "none": the matrix's ordinary, not sustained, cells beside sustained ones.
-                        if d == "none" {
-                            return Ok(None);
-                        }
-                        units::parse_duration(d)
-                            .map(|d| Some(d.as_secs_f64()))
-                            .map_err(|m| err(list.span().start, format!("sustained: {m}")))
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-        };
-        let loads: Vec<String> = match &axes.load {
-            None => vec!["none".into()],
-            Some(list) => {
-                non_empty("load", list.span(), list.get_ref().len())?;
-                list.get_ref()
-                    .iter()
-                    .map(|l| {
-                        Load::parse(l)
-                            .map(|l| l.label())
-                            .map_err(|e| err(list.span().start, e.to_string()))
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-        };
-        let runtimes: Vec<RuntimeKind> = match &axes.runtimes {
-            None => vec![RuntimeKind::Auto],
-            Some(list) => {
-                non_empty("runtimes", list.span(), list.get_ref().len())?;
-                list.get_ref()
-                    .iter()
-                    .map(|r| match RuntimeKind::parse(r) {
-                        Ok(RuntimeKind::Openai) => Err(err(
-                            list.span().start,
-                            "runtimes: openai runs endpoint models: list them under models as \
-                             { endpoint = \"URL\", model = \"NAME\" }"
-                                .into(),
-                        )),
-                        Ok(k @ (RuntimeKind::Onnxruntime | RuntimeKind::Tflite)) => Err(err(
-                            list.span().start,
-                            format!(
-                                "runtimes: {k} runs tensor models (.onnx, .tflite), which \
-                                 matrices do not run yet: benchmark them with odai bench \
-                                 --model FILE --mode burst|stream"
-                            ),
-                        )),
-                        Ok(k) => Ok(k),
-                        Err(m) => Err(err(list.span().start, format!("runtimes: {m}"))),
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-        };
-        let colds = axes.cold.clone().unwrap_or_else(|| vec![false]);
-        if colds.is_empty() {
+        if raw.matrix.is_none() && raw.tensor.is_empty() {
             return Err(err(
-                raw.matrix.span().start,
-                "cold is empty: give [false], [true] or both".into(),
+                0,
+                "a matrix needs a [matrix] table (language models) or [[tensor]] entries (tensor \
+                 models)"
+                    .into(),
             ));
         }
-
         let mut cells = Vec::new();
-        for model in &models {
-            // An endpoint runs on its own runtime, once; a local model on each listed one.
-            let model_runtimes = if model.is_endpoint() {
-                vec![RuntimeKind::Openai]
-            } else {
-                runtimes.clone()
+        if let Some(matrix) = &raw.matrix {
+            let axes = matrix.get_ref();
+
+            let mut models = Vec::new();
+            for entry in axes.models.get_ref() {
+                let off = entry.span().start;
+                let (reference, sha256) = match entry.get_ref() {
+                    ModelEntry::Plain(m) => (m.as_str(), None),
+                    ModelEntry::Pinned { model, sha256 } => (model.as_str(), Some(sha256.clone())),
+                    ModelEntry::Endpoint { model, .. } => (model.as_str(), None),
+                };
+                if let Some(h) = &sha256
+                    && !(h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+                {
+                    return Err(err(off, format!("sha256 {h:?} is not 64 hex digits")));
+                }
+                if let ModelEntry::Endpoint {
+                    endpoint,
+                    model,
+                    api_key_env,
+                } = entry.get_ref()
+                {
+                    crate::runtime::openai::Url::parse(endpoint).map_err(|m| err(off, m))?;
+                    if model.trim().is_empty() {
+                        return Err(err(
+                            off,
+                            "an endpoint entry needs the model name it serves".into(),
+                        ));
+                    }
+                    models.push(ModelRef::Endpoint {
+                        url: endpoint.clone(),
+                        model: model.clone(),
+                        api_key_env: api_key_env.clone(),
+                    });
+                    continue;
+                }
+                models.push(parse_model(reference, sha256).map_err(|m| err(off, m))?);
+            }
+            let non_empty = |name: &str, span: std::ops::Range<usize>, len: usize| {
+                if len == 0 {
+                    Err(err(
+                        span.start,
+                        format!("{name} is empty: give at least one value"),
+                    ))
+                } else {
+                    Ok(())
+                }
             };
-            for &runtime in &model_runtimes {
-                for &threads in &threads_axis {
-                    for &p in axes.prompt_tokens.get_ref() {
-                        for &n in axes.gen_tokens.get_ref() {
-                            for &cold in &colds {
-                                for &sus in &sustained {
-                                    for load in &loads {
-                                        let cell = Cell {
-                                            id: String::new(),
-                                            model: model.clone(),
-                                            threads,
-                                            prompt_tokens: p,
-                                            gen_tokens: n,
-                                            cold,
-                                            sustained_s: sus,
-                                            load: load.clone(),
-                                            reps: *axes.reps.get_ref(),
-                                            warmup: axes.warmup.unwrap_or(if sus.is_some() {
-                                                0
-                                            } else {
-                                                1
-                                            }),
-                                            runtime,
-                                        };
-                                        cells.push(cell);
+            non_empty("models", axes.models.span(), models.len())?;
+            non_empty("threads", axes.threads.span(), axes.threads.get_ref().len())?;
+            let mut threads_axis = Vec::new();
+            for t in axes.threads.get_ref() {
+                threads_axis.push(match t {
+                    Threads::Count(0) => {
+                        return Err(err(
+                            axes.threads.span().start,
+                            "threads must be 1 or more (or \"auto\")".into(),
+                        ));
+                    }
+                    Threads::Count(n) => *n,
+                    Threads::Word(w) if w == "auto" => 0,
+                    Threads::Word(w) => {
+                        return Err(err(
+                            axes.threads.span().start,
+                            format!(
+                                "threads: {w:?} is not a thread count (a number, or \"auto\": one per \
+                                 physical core each device may use)"
+                            ),
+                        ));
+                    }
+                });
+            }
+            for (name, v) in [
+                ("prompt_tokens", &axes.prompt_tokens),
+                ("gen_tokens", &axes.gen_tokens),
+            ] {
+                non_empty(name, v.span(), v.get_ref().len())?;
+                if v.get_ref().contains(&0) {
+                    return Err(err(v.span().start, format!("{name} must be 1 or more")));
+                }
+            }
+            if *axes.reps.get_ref() == 0 {
+                return Err(err(axes.reps.span().start, "reps must be 1 or more".into()));
+            }
+            let sustained: Vec<Option<f64>> = match &axes.sustained {
+                None => vec![None],
+                Some(list) => {
+                    non_empty("sustained", list.span(), list.get_ref().len())?;
+                    list.get_ref()
+                        .iter()
+                        .map(|d| {
+                            // "none": the matrix's ordinary, not sustained, cells beside sustained ones.
+                            if d == "none" {
+                                return Ok(None);
+                            }
+                            units::parse_duration(d)
+                                .map(|d| Some(d.as_secs_f64()))
+                                .map_err(|m| err(list.span().start, format!("sustained: {m}")))
+                        })
+                        .collect::<Result<_, _>>()?
+                }
+            };
+            let loads: Vec<String> = match &axes.load {
+                None => vec!["none".into()],
+                Some(list) => {
+                    non_empty("load", list.span(), list.get_ref().len())?;
+                    list.get_ref()
+                        .iter()
+                        .map(|l| {
+                            Load::parse(l)
+                                .map(|l| l.label())
+                                .map_err(|e| err(list.span().start, e.to_string()))
+                        })
+                        .collect::<Result<_, _>>()?
+                }
+            };
+            let runtimes: Vec<RuntimeKind> = match &axes.runtimes {
+                None => vec![RuntimeKind::Auto],
+                Some(list) => {
+                    non_empty("runtimes", list.span(), list.get_ref().len())?;
+                    list.get_ref()
+                        .iter()
+                        .map(|r| match RuntimeKind::parse(r) {
+                            Ok(RuntimeKind::Openai) => Err(err(
+                                list.span().start,
+                                "runtimes: openai runs endpoint models: list them under models as \
+                                 { endpoint = \"URL\", model = \"NAME\" }"
+                                    .into(),
+                            )),
+                            Ok(k @ (RuntimeKind::Onnxruntime | RuntimeKind::Tflite)) => Err(err(
+                                list.span().start,
+                                format!(
+                                    "runtimes: {k} runs tensor models (.onnx, .tflite): list \
+                                     them in [[tensor]] entries (models, mode, threads)"
+                                ),
+                            )),
+                            Ok(k) => Ok(k),
+                            Err(m) => Err(err(list.span().start, format!("runtimes: {m}"))),
+                        })
+                        .collect::<Result<_, _>>()?
+                }
+            };
+            let colds = axes.cold.clone().unwrap_or_else(|| vec![false]);
+            if colds.is_empty() {
+                return Err(err(
+                    matrix.span().start,
+                    "cold is empty: give [false], [true] or both".into(),
+                ));
+            }
+
+            for model in &models {
+                // An endpoint runs on its own runtime, once; a local model on each listed one.
+                let model_runtimes = if model.is_endpoint() {
+                    vec![RuntimeKind::Openai]
+                } else {
+                    runtimes.clone()
+                };
+                for &runtime in &model_runtimes {
+                    for &threads in &threads_axis {
+                        for &p in axes.prompt_tokens.get_ref() {
+                            for &n in axes.gen_tokens.get_ref() {
+                                for &cold in &colds {
+                                    for &sus in &sustained {
+                                        for load in &loads {
+                                            let cell =
+                                                Cell {
+                                                    id: String::new(),
+                                                    model: model.clone(),
+                                                    threads,
+                                                    prompt_tokens: p,
+                                                    gen_tokens: n,
+                                                    cold,
+                                                    sustained_s: sus,
+                                                    load: load.clone(),
+                                                    reps: *axes.reps.get_ref(),
+                                                    warmup: axes.warmup.unwrap_or(
+                                                        if sus.is_some() { 0 } else { 1 },
+                                                    ),
+                                                    runtime,
+                                                    tensor: None,
+                                                };
+                                            cells.push(cell);
+                                        }
                                     }
                                 }
                             }
@@ -389,6 +495,9 @@ impl Matrix {
                     }
                 }
             }
+        }
+        for entry in &raw.tensor {
+            cells.extend(tensor_cells(entry.get_ref()).map_err(|m| err(entry.span().start, m))?);
         }
         for ex in &raw.exclude {
             let e = ex.get_ref();
@@ -411,6 +520,134 @@ impl Matrix {
             sha256: crate::engine::fingerprint::sha256_hex(text.as_bytes()),
         })
     }
+}
+
+/// The cells of one `[[tensor]]` entry: each thread count × provider × cold.
+fn tensor_cells(e: &TensorEntry) -> Result<Vec<Cell>, String> {
+    use crate::bench::tensor::Mode;
+    use crate::runtime::tensor::InputSource;
+    if e.models.is_empty() {
+        return Err(
+            "tensor: models is empty: give a model, or a pipeline's models in order".into(),
+        );
+    }
+    let mut runtimes = Vec::new();
+    for m in &e.models {
+        runtimes.push(
+            crate::runtime::tensor_runtime_for(Path::new(m)).ok_or_else(|| {
+                format!("tensor: {m:?} is not a tensor model by its name (.onnx, .tflite)")
+            })?,
+        );
+    }
+    let duration = |d: &Option<String>| {
+        d.as_deref()
+            .map(|d| {
+                units::parse_duration(d)
+                    .map(|d| d.as_secs_f64())
+                    .map_err(|m| format!("tensor: {m}"))
+            })
+            .transpose()
+    };
+    let mode = match e.mode.as_str() {
+        "burst" => Mode::Burst {
+            warmup: e.warmup.unwrap_or(10),
+            iterations: match (e.iterations, &e.duration) {
+                (Some(n), _) => Some(n),
+                (None, Some(_)) => None,
+                (None, None) => Some(1000),
+            },
+            duration_s: duration(&e.duration)?,
+        },
+        "stream" => {
+            let rate_hz = match (e.rate, e.frame, e.sample_rate) {
+                (Some(r), None, None) if r.is_finite() && r > 0.0 => r,
+                (None, Some(f), Some(sr)) if f > 0 && sr > 0 => sr as f64 / f as f64,
+                _ => {
+                    return Err(
+                        "tensor: a stream needs its input rate: rate = 31.25, or frame = \
+                                512 and sample_rate = 16000"
+                            .into(),
+                    );
+                }
+            };
+            let duration_s = duration(&e.duration)?.unwrap_or(60.0);
+            if duration_s * rate_hz < 1.0 {
+                return Err(format!(
+                    "tensor: {duration_s} s at {rate_hz}/s is not one frame"
+                ));
+            }
+            Mode::Stream {
+                rate_hz,
+                duration_s,
+                window_s: duration(&e.window)?.unwrap_or(10.0).min(duration_s),
+            }
+        }
+        m => return Err(format!("tensor: mode {m:?} is not burst or stream")),
+    };
+    if e.threads.is_empty() {
+        return Err("tensor: threads is empty: give at least one value".into());
+    }
+    let mut threads = Vec::new();
+    for t in &e.threads {
+        threads.push(match t {
+            Threads::Count(n) if *n > 0 => *n,
+            Threads::Word(w) if w == "auto" => 0,
+            _ => return Err("tensor: threads must be 1 or more (or \"auto\")".into()),
+        });
+    }
+    let mut inputs = Vec::new();
+    for (name, v) in &e.inputs {
+        let src = match v {
+            toml::Value::Integer(i) => InputSource::Constant { value: *i as f64 },
+            toml::Value::Float(f) => InputSource::Constant { value: *f },
+            toml::Value::String(p) if p.ends_with(".npy") => InputSource::Npy { path: p.into() },
+            _ => {
+                return Err(format!(
+                    "tensor: inputs.{name}: a number (a constant) or a .npy file"
+                ));
+            }
+        };
+        inputs.push((name.clone(), src));
+    }
+    let providers: Vec<Option<String>> = match &e.providers {
+        None => vec![None],
+        Some(p) if p.is_empty() => return Err("tensor: providers is empty".into()),
+        Some(p) => p.iter().map(|x| Some(x.clone())).collect(),
+    };
+    let mut cells = Vec::new();
+    for &t in &threads {
+        for provider in &providers {
+            for &cold in e.cold.as_deref().unwrap_or(&[false]) {
+                cells.push(Cell {
+                    id: String::new(),
+                    model: ModelRef::Tensor {
+                        models: e.models.iter().map(PathBuf::from).collect(),
+                    },
+                    threads: t,
+                    prompt_tokens: 0,
+                    gen_tokens: 0,
+                    cold,
+                    sustained_s: None,
+                    load: "none".into(),
+                    reps: 1,
+                    warmup: 0,
+                    runtime: runtimes[0],
+                    tensor: Some(TensorRun {
+                        workload: e.workload.clone(),
+                        mode: mode.clone(),
+                        provider: provider.clone(),
+                        shapes: e
+                            .shapes
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                        inputs: inputs.clone(),
+                    }),
+                });
+            }
+        }
+    }
+    Ok(cells)
 }
 
 fn parse_model(reference: &str, sha256: Option<String>) -> Result<ModelRef, String> {
@@ -468,8 +705,12 @@ fn cell_id(c: &Cell) -> String {
         RuntimeKind::Auto => String::new(),
         r => format!("|rt{r}"),
     };
+    // A tensor cell's run is part of its identity (a stream at another rate is another cell).
+    let tensor = c.tensor.as_ref().map_or(String::new(), |t| {
+        format!("|tensor{}", serde_json::to_string(t).unwrap_or_default())
+    });
     let key = format!(
-        "{}|t{}|p{}|n{}|cold{}|sus{:?}|load{}|reps{}|warm{}{runtime}",
+        "{}|t{}|p{}|n{}|cold{}|sus{:?}|load{}|reps{}|warm{}{runtime}{tensor}",
         c.model.label(),
         c.threads,
         c.prompt_tokens,
@@ -500,6 +741,85 @@ reps = 1
 
     fn parse(text: &str) -> Result<Matrix, String> {
         Matrix::parse(text, Path::new("m.toml")).map_err(|e| e.to_string())
+    }
+
+    const TENSOR: &str = r#"[[tensor]]
+workload = "voice-activity"
+models = ["vad.onnx"]
+mode = "stream"
+frame = 512
+sample_rate = 16000
+duration = "10m"
+threads = [1, "auto"]
+providers = ["cpu", "xnnpack"]
+shapes = { input = [1, 512] }
+inputs = { sr = 16000, clip = "clip.npy" }
+"#;
+
+    #[test]
+    fn tensor_entries_expand_into_cells_of_their_own() {
+        use crate::bench::tensor::Mode;
+        let m = parse(TENSOR).unwrap();
+        assert_eq!(m.cells.len(), 4, "threads × providers");
+        let c = &m.cells[0];
+        assert_eq!(c.runtime, RuntimeKind::Onnxruntime);
+        assert_eq!(c.model.label(), "vad.onnx");
+        let t = c.tensor.as_ref().unwrap();
+        assert_eq!(
+            t.mode,
+            Mode::Stream {
+                rate_hz: 31.25,
+                duration_s: 600.0,
+                window_s: 10.0
+            }
+        );
+        assert_eq!(c.tensor_label().unwrap(), "stream 31.25/s 10m cpu");
+        assert_eq!(m.cells[1].threads, 1);
+        assert_eq!(m.cells[2].threads, 0, "auto");
+        let ids: std::collections::HashSet<_> = m.cells.iter().map(|c| &c.id).collect();
+        assert_eq!(ids.len(), 4);
+        // The rate is part of the cell: another rate is another id.
+        let other = parse(&TENSOR.replace("frame = 512", "frame = 1024")).unwrap();
+        assert_ne!(other.cells[0].id, m.cells[0].id);
+        assert_eq!(parse(TENSOR).unwrap().cells[0].id, m.cells[0].id, "stable");
+        // Beside a [matrix] table: both kinds of cell.
+        let both = parse(&format!("{SMALLEST}\n{TENSOR}")).unwrap();
+        assert_eq!(both.cells.len(), 2 + 4);
+        // A pipeline is one model reference.
+        let p =
+            parse(&TENSOR.replace(r#"["vad.onnx"]"#, r#"["mel.tflite", "head.tflite"]"#)).unwrap();
+        assert_eq!(p.cells[0].model.label(), "mel.tflite → head.tflite");
+        assert_eq!(p.cells[0].runtime, RuntimeKind::Tflite);
+    }
+
+    #[test]
+    fn tensor_entry_mistakes_name_the_line_and_the_fix() {
+        assert_eq!(
+            parse("").unwrap_err(),
+            "m.toml:1:1: a matrix needs a [matrix] table (language models) or [[tensor]] \
+             entries (tensor models)"
+        );
+        let e = parse(&TENSOR.replace("frame = 512\n", "")).unwrap_err();
+        assert!(
+            e.starts_with("m.toml:1:1: tensor: a stream needs its input rate"),
+            "{e}"
+        );
+        let e = parse(&TENSOR.replace("vad.onnx", "model.gguf")).unwrap_err();
+        assert!(
+            e.contains("tensor: \"model.gguf\" is not a tensor model"),
+            "{e}"
+        );
+        let e = parse(&TENSOR.replace("\"stream\"", "\"paced\"")).unwrap_err();
+        assert!(e.contains("mode \"paced\" is not burst or stream"), "{e}");
+        let e = parse(&TENSOR.replace("clip = \"clip.npy\"", "clip = true")).unwrap_err();
+        assert!(
+            e.contains("inputs.clip: a number (a constant) or a .npy file"),
+            "{e}"
+        );
+        let e = parse(&TENSOR.replace("duration = \"10m\"", "duration = \"10ms\"")).unwrap_err();
+        assert!(e.contains("is not one frame"), "{e}");
+        let e = parse(&TENSOR.replace("threads = [1, \"auto\"]", "threads = [0]")).unwrap_err();
+        assert!(e.contains("threads must be 1 or more"), "{e}");
     }
 
     #[test]

@@ -142,6 +142,15 @@ pub const METRICS: &[&str] = &[
     "sustained_decode_tps",
     "sustained_stability",
     "failure_rate_pct",
+    // Tensor cells (schema 2): per-inference latency of a burst (or of a stream's frames),
+    // inferences per second, and a stream's deadline misses, latency from arrival, CPU duty.
+    "inference_ms_p50",
+    "inference_ms_p99",
+    "inferences_per_s",
+    "frame_deadline_miss_pct",
+    "frame_latency_ms_p99",
+    "cpu_duty_pct",
+    "energy_j_per_inference",
 ];
 
 /// One device × cell.
@@ -192,6 +201,11 @@ impl Row {
     pub fn is_ok(&self) -> bool {
         self.status == "ok"
     }
+
+    /// A tensor-model row (ONNX Runtime, TF Lite): scored by tensor workloads only.
+    pub fn is_tensor(&self) -> bool {
+        matches!(self.runtime.as_str(), "onnxruntime" | "tflite")
+    }
 }
 
 fn mean(v: &[f64]) -> Option<f64> {
@@ -208,8 +222,125 @@ fn reading(r: &Reading<f64>) -> Result<f64, String> {
 pub fn rows(set: &ResultsSet) -> Vec<Row> {
     set.records
         .iter()
-        .map(|r| row(r, set.class_of(&r.device).0))
+        .map(|r| {
+            let headroom = set
+                .probes
+                .get(&r.device)
+                .and_then(|p| p.memory.headroom_bytes.value().copied());
+            row_with(r, set.class_of(&r.device).0, headroom)
+        })
         .collect()
+}
+
+/// A tensor cell's metrics (`[[tensor]]`): the same columns where they mean the same thing
+/// (load, cold start, peak memory and headroom, power, battery), and the tensor columns.
+fn tensor_values(
+    t: &crate::bench::tensor::TensorResult,
+    cold: bool,
+    headroom: Option<f64>,
+    values: &mut BTreeMap<&'static str, f64>,
+    missing: &mut BTreeMap<&'static str, String>,
+) {
+    let mut put = |k: &'static str, v: Option<f64>| {
+        if let Some(v) = v.filter(|v| v.is_finite()) {
+            values.insert(k, v);
+        }
+    };
+    put("load_ms_mean", Some(t.load_ms));
+    if cold {
+        put("cold_start_ms", Some(t.load_ms + t.first_inference_ms));
+    }
+    put("inference_ms_p50", Some(t.latency_ms_p50));
+    put("inference_ms_p99", Some(t.latency_ms_p99));
+    put("inferences_per_s", Some(t.inferences_per_s));
+    if let Some(s) = &t.stream {
+        put("frame_deadline_miss_pct", Some(s.deadline_miss_pct));
+        put("frame_latency_ms_p99", Some(s.latency_ms_p99));
+        put("cpu_duty_pct", Some(s.cpu_duty_pct));
+    } else {
+        for k in [
+            "frame_deadline_miss_pct",
+            "frame_latency_ms_p99",
+            "cpu_duty_pct",
+        ] {
+            missing.insert(
+                k,
+                "not measured: a burst, not a paced stream (mode = \"stream\")".into(),
+            );
+        }
+    }
+    let peak = t.peak_rss_bytes.map(|b| b as f64);
+    put("peak_rss_mib", peak.map(|b| b / 1048576.0));
+    put("headroom_mib", headroom.map(|h| h / 1048576.0));
+    match (peak, headroom) {
+        (Some(p), Some(h)) if h > 0.0 => put("memory_headroom_frac", Some(p / h)),
+        _ => {
+            missing.insert(
+                "memory_headroom_frac",
+                "the device's headroom is unavailable".to_owned(),
+            );
+        }
+    }
+    match &t.energy {
+        Some(e) => {
+            for (k, v) in [
+                ("mean_power_w", &e.mean_power_w),
+                ("battery_drain_pct_per_hour", &e.battery_drain_pct_per_hour),
+            ] {
+                match reading(v) {
+                    Ok(x) => put(k, Some(x)),
+                    Err(why) => {
+                        missing.insert(k, why);
+                    }
+                }
+            }
+        }
+        None => {
+            for k in [
+                "mean_power_w",
+                "battery_drain_pct_per_hour",
+                "energy_j_per_inference",
+            ] {
+                missing.insert(k, "not measured: the sampler was off".into());
+            }
+        }
+    }
+    if let Some(j) = &t.energy_j_per_inference {
+        match reading(j) {
+            Ok(x) => put("energy_j_per_inference", Some(x)),
+            Err(why) => {
+                missing.insert("energy_j_per_inference", why);
+            }
+        }
+    }
+}
+
+/// The metrics of one record, with the device's headroom from its probe (a tensor cell's
+/// report carries none).
+pub fn row_with(r: &Record, class: Option<String>, headroom_bytes: Option<u64>) -> Row {
+    let mut row = row(r, class);
+    if let Some(t) = &r.tensor {
+        let mut values = BTreeMap::new();
+        let mut missing = BTreeMap::new();
+        tensor_values(
+            t,
+            r.cell.cold,
+            headroom_bytes.map(|h| h as f64),
+            &mut values,
+            &mut missing,
+        );
+        row.values = METRICS.iter().map(|m| values.get(m).copied()).collect();
+        row.missing = missing;
+        if let Some(st) = t.stages.first() {
+            row.runtime = st.ran.runtime.clone();
+            row.runtime_version = st.ran.runtime_version.clone();
+            row.backend = st.ran.backend.clone();
+        }
+        row.threads = t.threads;
+        row.samples
+            .insert("inference_ms_p99", vec![t.latency_ms_p99]);
+    }
+    row
 }
 
 /// The metrics of one record.

@@ -33,6 +33,18 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "offline-translation",
         include_str!("../../profiles/workloads/offline-translation.toml"),
     ),
+    (
+        "wake-word",
+        include_str!("../../profiles/workloads/wake-word.toml"),
+    ),
+    (
+        "voice-activity",
+        include_str!("../../profiles/workloads/voice-activity.toml"),
+    ),
+    (
+        "image-classifier",
+        include_str!("../../profiles/workloads/image-classifier.toml"),
+    ),
 ];
 
 /// A measured criterion: its name in profiles and CSV, whether the threshold is a maximum, its
@@ -49,10 +61,17 @@ pub enum Criterion {
     SustainedStability,
     BatteryDrainPctPerHour,
     EnergyJPerToken,
+    /// Tensor workloads: a frame's compute latency, 99th percentile (a paced stream's when
+    /// measured, else a burst's).
+    InferenceMsP99,
+    /// Tensor workloads: frames of a paced stream not done before the next was due.
+    FrameDeadlineMissPct,
+    /// Tensor workloads: CPU time of the duty cycle at the input's rate, % of one core.
+    CpuDutyPct,
 }
 
 impl Criterion {
-    pub const ALL: [Criterion; 9] = [
+    pub const ALL: [Criterion; 12] = [
         Criterion::TtftMsP95,
         Criterion::DecodeTpsP10,
         Criterion::TokenMsP99,
@@ -62,6 +81,9 @@ impl Criterion {
         Criterion::SustainedStability,
         Criterion::BatteryDrainPctPerHour,
         Criterion::EnergyJPerToken,
+        Criterion::InferenceMsP99,
+        Criterion::FrameDeadlineMissPct,
+        Criterion::CpuDutyPct,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +97,9 @@ impl Criterion {
             Criterion::SustainedStability => "sustained_stability",
             Criterion::BatteryDrainPctPerHour => "battery_drain_pct_per_hour",
             Criterion::EnergyJPerToken => "energy_j_per_token",
+            Criterion::InferenceMsP99 => "inference_ms_p99",
+            Criterion::FrameDeadlineMissPct => "frame_deadline_miss_pct",
+            Criterion::CpuDutyPct => "cpu_duty_pct",
         }
     }
 
@@ -95,7 +120,28 @@ impl Criterion {
             Criterion::SustainedStability => "slowest/fastest",
             Criterion::BatteryDrainPctPerHour => "%/h",
             Criterion::EnergyJPerToken => "J/token",
+            Criterion::InferenceMsP99 => "ms",
+            Criterion::FrameDeadlineMissPct => "%",
+            Criterion::CpuDutyPct => "% of a core",
         }
+    }
+
+    /// Whether it judges tensor-model cells (`[[tensor]]`) rather than language-model ones.
+    pub fn is_tensor(self) -> bool {
+        matches!(
+            self,
+            Criterion::InferenceMsP99 | Criterion::FrameDeadlineMissPct | Criterion::CpuDutyPct
+        )
+    }
+
+    /// Criteria that mean the same for both kinds of cell.
+    pub fn is_shared(self) -> bool {
+        matches!(
+            self,
+            Criterion::MemoryHeadroomFrac
+                | Criterion::ColdStartMs
+                | Criterion::BatteryDrainPctPerHour
+        )
     }
 
     fn from_name(s: &str) -> Option<Criterion> {
@@ -201,7 +247,11 @@ pub struct Workload {
     pub label: String,
     pub description: String,
     pub source: String,
-    /// The shape of a request: results are read from the cells closest to it.
+    /// A tensor workload (`kind = "tensor"`: wake word, VAD, classifiers) is judged on tensor
+    /// cells only, a language one on language-model cells only.
+    pub tensor: bool,
+    /// The shape of a request: results are read from the cells closest to it (0 for a tensor
+    /// workload, which has none).
     pub prompt_tokens: u32,
     pub gen_tokens: u32,
     pub token_deadline_ms: Option<f64>,
@@ -220,8 +270,13 @@ struct File {
     label: String,
     #[serde(default)]
     description: String,
-    prompt_tokens: u32,
-    gen_tokens: u32,
+    /// `language` (default) or `tensor`.
+    #[serde(default)]
+    kind: Option<Spanned<String>>,
+    #[serde(default)]
+    prompt_tokens: Option<u32>,
+    #[serde(default)]
+    gen_tokens: Option<u32>,
     token_deadline_ms: Option<f64>,
     criteria: BTreeMap<Spanned<String>, Spanned<Limit>>,
     #[serde(default)]
@@ -303,6 +358,34 @@ impl Workload {
                 ),
             ));
         }
+        let tensor = match &f.kind {
+            None => false,
+            Some(k) if k.get_ref() == "language" => false,
+            Some(k) if k.get_ref() == "tensor" => true,
+            Some(k) => {
+                return Err(at(
+                    k.span().start,
+                    format!("kind {:?} is not \"language\" or \"tensor\"", k.get_ref()),
+                ));
+            }
+        };
+        let (prompt_tokens, gen_tokens) = match (tensor, f.prompt_tokens, f.gen_tokens) {
+            (true, None, None) => (0, 0),
+            (true, _, _) => {
+                return Err(at(
+                    0,
+                    "a tensor workload has no tokens: drop prompt_tokens and gen_tokens".into(),
+                ));
+            }
+            (false, Some(p), Some(n)) => (p, n),
+            (false, _, _) => {
+                return Err(at(
+                    0,
+                    "a language workload needs prompt_tokens and gen_tokens (or kind = \"tensor\")"
+                        .into(),
+                ));
+            }
+        };
         let mut thresholds = Vec::new();
         for (name, limit) in &f.criteria {
             let off = name.span().start;
@@ -316,6 +399,26 @@ impl Workload {
                     ),
                 ));
             };
+            if !c.is_shared() && c.is_tensor() != tensor {
+                return Err(at(
+                    off,
+                    format!(
+                        "{} judges {} cells; this is a {} workload{}",
+                        c.name(),
+                        if c.is_tensor() {
+                            "tensor-model"
+                        } else {
+                            "language-model"
+                        },
+                        if tensor { "tensor" } else { "language" },
+                        if tensor {
+                            ""
+                        } else {
+                            " (kind = \"tensor\" for wake word, VAD, classifiers)"
+                        }
+                    ),
+                ));
+            }
             let l = limit.get_ref();
             let (want, other) = if c.is_max() {
                 (l.max, l.min)
@@ -407,8 +510,9 @@ impl Workload {
             label: f.label,
             description: f.description,
             source: path.display().to_string(),
-            prompt_tokens: f.prompt_tokens,
-            gen_tokens: f.gen_tokens,
+            tensor,
+            prompt_tokens,
+            gen_tokens,
             token_deadline_ms: f.token_deadline_ms,
             thresholds,
             factors,
@@ -445,12 +549,61 @@ mod tests {
     }
 
     #[test]
+    fn tensor_workloads_judge_tensor_criteria_only() {
+        for id in ["wake-word", "voice-activity", "image-classifier"] {
+            let w = Workload::resolve(id).unwrap();
+            assert!(w.tensor, "{id}");
+            assert_eq!((w.prompt_tokens, w.gen_tokens), (0, 0));
+            assert!(
+                w.thresholds
+                    .iter()
+                    .any(|t| t.criterion == Criterion::FrameDeadlineMissPct)
+            );
+        }
+        assert!(!Workload::resolve("chat-assistant").unwrap().tensor);
+        let head = "schema_version = 1\nid = \"x\"\nlabel = \"X\"\n";
+        let e = err(&format!(
+            "{head}kind = \"tensor\"\n[criteria]\nttft_ms_p95 = {{ max = 1 }}\n"
+        ));
+        assert!(
+            e.contains("ttft_ms_p95 judges language-model cells; this is a tensor workload"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{head}prompt_tokens = 1\ngen_tokens = 1\n[criteria]\ncpu_duty_pct = {{ max = 1 }}\n"
+        ));
+        assert!(
+            e.contains("cpu_duty_pct judges tensor-model cells; this is a language workload"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{head}kind = \"tensor\"\nprompt_tokens = 1\n[criteria]\ncpu_duty_pct = {{ max = 1 }}\n"
+        ));
+        assert!(e.contains("a tensor workload has no tokens"), "{e}");
+        let e = err(&format!(
+            "{head}kind = \"audio\"\n[criteria]\ncpu_duty_pct = {{ max = 1 }}\n"
+        ));
+        assert!(e.contains("kind \"audio\" is not"), "{e}");
+        // Shared criteria are fine in either kind.
+        assert!(
+            Workload::parse(
+                &format!(
+                    "{head}kind = \"tensor\"\n[criteria]\nmemory_headroom_frac = {{ max = 0.1 }}\n"
+                ),
+                Path::new("w.toml")
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn mistakes_name_the_line_and_the_fix() {
         assert_eq!(
             err(&format!("{BASE}tokens_per_joule = {{ min = 3 }}\n")),
             "w.toml:9:1: unknown criterion \"tokens_per_joule\" (criteria: ttft_ms_p95, \
              decode_tps_p10, token_ms_p99, deadline_miss_pct, memory_headroom_frac, \
-             cold_start_ms, sustained_stability, battery_drain_pct_per_hour, energy_j_per_token)"
+             cold_start_ms, sustained_stability, battery_drain_pct_per_hour, energy_j_per_token, \
+             inference_ms_p99, frame_deadline_miss_pct, cpu_duty_pct)"
         );
         assert_eq!(
             err(&format!("{BASE}decode_tps_p10 = {{ max = 3 }}\n")),
