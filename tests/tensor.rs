@@ -87,8 +87,9 @@ fn npy(path: &Path, shape: &[usize], values: &[f32]) {
 
 #[test]
 fn silero_vad_bursts_on_onnx_runtime_with_its_signature_and_figures() {
-    let v = json(silero().args(["--iterations", "50"]));
+    let v = json(silero().args(["--iterations", "50", "--load", "cpu:1"]));
     assert_eq!(v["mode"], "burst");
+    assert_eq!(v["load"], "cpu:1", "the contention it ran under");
     assert_eq!(v["inferences"], 50);
     let st = &v["stages"][0];
     assert_eq!(st["runtime"], "onnxruntime");
@@ -342,6 +343,13 @@ fn tensor_model_errors_name_the_file_and_what_to_do() {
     );
     let out = bench(&model).args(["--sustained", "1m"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let out = bench(&model).args(["--reps", "3"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "odai: error: --reps: applies to language models; a tensor model runs once in one \
+         process: --iterations N or --duration D (burst), --mode stream --rate HZ --duration D"
+    );
 }
 
 #[test]

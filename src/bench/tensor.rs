@@ -155,11 +155,18 @@ pub struct TensorResult {
     pub latency_ms_p999: f64,
     pub latency_ms_max: f64,
     pub threads: u32,
+    /// Background contention during the run (`--load`), as the coordinator started it.
+    #[serde(default = "no_load")]
+    pub load: String,
     pub peak_rss_bytes: Option<u64>,
     pub stream: Option<StreamFigures>,
     pub energy: Option<Energy>,
     pub energy_j_per_inference: Option<Reading<f64>>,
     pub telemetry: Option<Telemetry>,
+}
+
+fn no_load() -> String {
+    "none".into()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -611,6 +618,7 @@ pub fn run(spec: &TensorBenchSpec) -> Result<TensorResult, String> {
         latency_ms_p999: pct(99.9),
         latency_ms_max: *sorted.last().unwrap(),
         threads,
+        load: no_load(),
         peak_rss_bytes: Some(crate::bench::worker::peak_rss_bytes()?),
         stream,
         energy,

@@ -34,6 +34,7 @@ const DEFAULT_BURST_WARMUP: u32 = 10;
 
 pub struct Config {
     pub spec: TensorBenchSpec,
+    pub load: crate::bench::load::Load,
     pub format: BenchFormat,
     pub out: Option<PathBuf>,
 }
@@ -61,11 +62,16 @@ impl Config {
             (a.token_deadline_ms.is_some(), "--token-deadline-ms"),
             (a.runtime.gpu_layers.is_some(), "--gpu-layers"),
             (a.idle_baseline.is_some(), "--idle-baseline"),
+            (a.reps.is_some(), "--reps"),
+            (a.cooldown.is_some(), "--cooldown"),
+            (a.cooldown_to.is_some(), "--cooldown-to"),
         ] {
             if given {
                 return Err(invalid(
                     flag,
-                    "applies to language models; a tensor model's paced run is --mode stream --rate HZ --duration D".into(),
+                    "applies to language models; a tensor model runs once in one process: \
+                     --iterations N or --duration D (burst), --mode stream --rate HZ --duration D"
+                        .into(),
                 ));
             }
         }
@@ -223,6 +229,7 @@ impl Config {
                 root: (!root.is_live()).then(|| root.base().to_owned()),
                 sample_interval_s: a.sample_interval.0.map(|d| d.as_secs_f64()),
             },
+            load: crate::bench::load::Load::parse(&a.load)?,
             format: a.format,
             out: a.out.clone(),
         })
@@ -231,7 +238,13 @@ impl Config {
 
 pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
     let exe = std::env::current_exe().context("cannot find odai's own executable for workers")?;
-    let result = crate::bench::run_tensor(&exe, &cfg.spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Contention (`--load`) runs beside the worker for the whole run, as for language models.
+    let contention =
+        crate::bench::load::Contention::start(&exe, cfg.load).map_err(|e| anyhow::anyhow!(e))?;
+    let mut result =
+        crate::bench::run_tensor(&exe, &cfg.spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    drop(contention);
+    result.load = cfg.load.label();
     let rendered = match cfg.format {
         BenchFormat::Text => render_text(&result),
         BenchFormat::Json => super::json_text(&result)?,
@@ -275,7 +288,13 @@ fn render_text(r: &TensorResult) -> String {
             line("  mean per frame", format!("{:.3} ms", st.mean_ms));
         }
     }
-    line("mode", format!("{}, {} threads", r.mode, r.threads));
+    line(
+        "mode",
+        format!(
+            "{}, {} threads, background load {}",
+            r.mode, r.threads, r.load
+        ),
+    );
     line(
         "load",
         format!(
