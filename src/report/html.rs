@@ -81,7 +81,14 @@ fn charts_section(r: &Report) -> String {
     }
     let mut mains: Vec<&Row> = groups
         .values()
-        .filter_map(|rows| super::scorecard::main_row(rows, w))
+        .filter(|rows| rows.iter().any(|r| r.is_tensor() == w.tensor))
+        .filter_map(|rows| {
+            if w.tensor {
+                super::scorecard::main_tensor_row(rows)
+            } else {
+                super::scorecard::main_row(rows, w)
+            }
+        })
         .collect();
     mains.sort_by_key(|m| (m.class.clone(), m.model.clone(), m.device.clone()));
     let items = |metric: &str| -> Vec<(String, f64)> {
@@ -90,6 +97,29 @@ fn charts_section(r: &Report) -> String {
             .filter_map(|m| m.get(metric).map(|v| (label(m), v)))
             .collect()
     };
+    if w.tensor {
+        // A tensor workload's figures: the frame's compute, the paced run's misses and duty.
+        for (title, unit, metric) in [
+            (
+                "Inference latency by device class (p99)",
+                "ms",
+                "inference_ms_p99",
+            ),
+            (
+                "Frames missing their deadline at the input rate",
+                "%",
+                "frame_deadline_miss_pct",
+            ),
+            (
+                "CPU duty cycle at the input rate",
+                "% of a core",
+                "cpu_duty_pct",
+            ),
+        ] {
+            out.push_str(&chart(charts::bars(title, unit, &items(metric))));
+        }
+        return out;
+    }
     out.push_str(&chart(charts::bars(
         "Time to first token by device class (p95 over repetitions)",
         "ms",
