@@ -510,6 +510,22 @@ shapes = {{ "serving_default_input:0" = [1, 1760], "serving_default_input_1:0" =
         oww.contains("N/A") && oww.contains("no paced stream of this model"),
         "{oww}"
     );
+    // The HTML report charts a tensor workload's own figures.
+    let html = odai()
+        .args(["report", "--format", "html", "--profile", "voice-activity"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(html.status.success());
+    let page = std::fs::read_to_string(out.join("report/report.html")).unwrap();
+    assert!(
+        page.contains("CPU duty cycle at the input rate"),
+        "tensor charts"
+    );
+    assert!(
+        !page.contains("Decode speed by device class"),
+        "no token charts"
+    );
     // A language workload does not judge tensor cells.
     let chat = report("chat-assistant");
     assert!(!chat.contains("silero_vad"), "{chat}");
