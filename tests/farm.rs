@@ -595,8 +595,9 @@ fn stand_in_odai(dir: &Path, cell: &str) -> PathBuf {
         format!(
             "#!/bin/sh\nread line\ncase \"$line\" in *'\"request\":\"probe\"'*)\n  \
              printf '%s\\n' \"$line\" | {real} worker; exit ;;\nesac\n\
-             echo '{{\"event\":\"hello\",\"protocol\":3,\"odai_version\":\"0.1.0\"}}'\n{cell}\n",
-            real = bin().display()
+             echo '{{\"event\":\"hello\",\"protocol\":{protocol},\"odai_version\":\"0.1.0\"}}'\n{cell}\n",
+            real = bin().display(),
+            protocol = odai::protocol::PROTOCOL_VERSION
         ),
     )
     .unwrap();

@@ -239,7 +239,13 @@ fn on_cell(cell: &str) -> String {
     )
 }
 
-const HELLO: &str = "echo '{\"event\":\"hello\",\"protocol\":3,\"odai_version\":\"0.1.0\"}'";
+/// A stand-in worker's greeting, in this odai's protocol.
+fn hello() -> String {
+    format!(
+        "echo '{{\"event\":\"hello\",\"protocol\":{},\"odai_version\":\"0.1.0\"}}'",
+        odai::protocol::PROTOCOL_VERSION
+    )
+}
 
 fn reasons(out: &Path) -> Vec<String> {
     records(out)
@@ -404,12 +410,13 @@ fn output_and_peak_rss(mut cmd: Command) -> (std::process::ExitStatus, String, u
 
 #[test]
 fn a_worker_that_floods_one_line_cannot_exhaust_the_coordinators_memory() {
+    let hello = hello();
     // 400 MB without a newline after the hello: read whole, that line alone would be 400 MB of
     // the coordinator's memory.
     let dir = tempfile::tempdir().unwrap();
     let (farm, m) = stand_in(
         dir.path(),
-        &on_cell(&format!("{HELLO}\nexec head -c 400000000 /dev/zero")),
+        &on_cell(&format!("{hello}\nexec head -c 400000000 /dev/zero")),
     );
     let out = dir.path().join("out");
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("odai"));
@@ -438,11 +445,12 @@ fn a_worker_that_floods_one_line_cannot_exhaust_the_coordinators_memory() {
 
 #[test]
 fn a_worker_that_never_ends_its_line_fails_the_cell_at_its_timeout() {
+    let hello = hello();
     let dir = tempfile::tempdir().unwrap();
     let (farm, m) = stand_in(
         dir.path(),
         &on_cell(&format!(
-            "{HELLO}\nprintf '{{\"event\":\"progress\",\"message\":\"rep'\nexec sleep 3600"
+            "{hello}\nprintf '{{\"event\":\"progress\",\"message\":\"rep'\nexec sleep 3600"
         )),
     );
     let out = dir.path().join("out");
@@ -479,11 +487,12 @@ fn a_device_answering_a_newer_protocol_is_given_up_with_what_to_do() {
 
 #[test]
 fn a_device_answering_garbage_fails_its_cells_with_what_it_said() {
+    let hello = hello();
     let dir = tempfile::tempdir().unwrap();
     let (farm, m) = stand_in(
         dir.path(),
         &on_cell(&format!(
-            "{HELLO}\necho 'Welcome to BusyBox v1.36'\nexec sleep 3600"
+            "{hello}\necho 'Welcome to BusyBox v1.36'\nexec sleep 3600"
         )),
     );
     let out = dir.path().join("out");
@@ -497,8 +506,9 @@ fn a_device_answering_garbage_fails_its_cells_with_what_it_said() {
 
 #[test]
 fn a_device_that_hangs_after_hello_on_its_probe_is_offline_not_a_hung_run() {
+    let hello = hello();
     let dir = tempfile::tempdir().unwrap();
-    let (farm, m) = stand_in(dir.path(), &format!("read line\n{HELLO}\nexec sleep 3600"));
+    let (farm, m) = stand_in(dir.path(), &format!("read line\n{hello}\nexec sleep 3600"));
     let out = dir.path().join("out");
     let run = matrix_run(
         &m,

@@ -92,6 +92,11 @@ pub struct OutputSummary {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StageResult {
     pub model: String,
+    /// The file's size and sha256: which model these figures are of.
+    #[serde(default)]
+    pub model_bytes: Option<u64>,
+    #[serde(default)]
+    pub model_sha256: Option<String>,
     #[serde(flatten)]
     pub ran: RuntimeInfo,
     pub load_ms: f64,
@@ -136,6 +141,12 @@ pub struct StreamFigures {
 /// A tensor benchmark's figures.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TensorResult {
+    /// `1`: the keys of docs/results.md (`tensor`).
+    #[serde(default = "schema_one")]
+    pub schema_version: u32,
+    /// The odai that measured (the worker's).
+    #[serde(default)]
+    pub odai_version: String,
     /// `burst` or `stream`.
     pub mode: String,
     pub stages: Vec<StageResult>,
@@ -163,6 +174,10 @@ pub struct TensorResult {
     pub energy: Option<Energy>,
     pub energy_j_per_inference: Option<Reading<f64>>,
     pub telemetry: Option<Telemetry>,
+}
+
+fn schema_one() -> u32 {
+    1
 }
 
 fn no_load() -> String {
@@ -588,6 +603,10 @@ pub fn run(spec: &TensorBenchSpec) -> Result<TensorResult, String> {
         .enumerate()
         .map(|(i, s)| StageResult {
             model: spec.stages[i].model.display().to_string(),
+            model_bytes: std::fs::metadata(&spec.stages[i].model)
+                .ok()
+                .map(|m| m.len()),
+            model_sha256: crate::engine::fingerprint::sha256_file(&spec.stages[i].model).ok(),
             ran: s.rt.info(),
             load_ms: s.load_ms,
             signature: s.rt.signature().cloned().unwrap_or_default(),
@@ -601,6 +620,8 @@ pub fn run(spec: &TensorBenchSpec) -> Result<TensorResult, String> {
         })
         .collect();
     Ok(TensorResult {
+        schema_version: 1,
+        odai_version: env!("CARGO_PKG_VERSION").into(),
         mode: match spec.mode {
             Mode::Burst { .. } => "burst".into(),
             Mode::Stream { .. } => "stream".into(),

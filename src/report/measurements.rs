@@ -337,6 +337,8 @@ pub fn row_with(r: &Record, class: Option<String>, headroom_bytes: Option<u64>) 
             row.backend = st.ran.backend.clone();
         }
         row.threads = t.threads;
+        row.odai_version = (!t.odai_version.is_empty()).then(|| t.odai_version.clone());
+        row.model_sha256 = t.stages.first().and_then(|s| s.model_sha256.clone());
         row.samples
             .insert("inference_ms_p99", vec![t.latency_ms_p99]);
     }
