@@ -234,3 +234,69 @@ fn a_short_sustained_run_here_has_windows_and_says_why_energy_is_missing() {
     );
     assert_eq!(lines.len(), 3);
 }
+
+#[test]
+fn a_paced_tensor_stream_gets_energy_battery_and_temperature_from_the_same_sampler() {
+    // silero-vad at its frame rate on the simulated 10 W device: energy per inference, battery
+    // %/h at that duty cycle and each window's temperature come from the sampler LLM cells use.
+    let root = tempfile::tempdir().unwrap();
+    device(root.path());
+    let done = AtomicBool::new(false);
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            let start = Instant::now();
+            while !done.load(Ordering::SeqCst) {
+                device_at(root.path(), start.elapsed().as_secs_f64());
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        let out = odai()
+            .env("ORT_DYLIB_PATH", common::fetch_model("onnxruntime-lib"))
+            .args(["bench", "--threads", "1", "--model"])
+            .arg(common::fetch_model("silero-vad"))
+            .args([
+                "--shape",
+                "input=1x512",
+                "--shape",
+                "state=2x1x128",
+                "--input",
+                "sr=16000",
+            ])
+            .args([
+                "--mode",
+                "stream",
+                "--rate",
+                "31.25/s",
+                "--duration",
+                "3s",
+                "--window",
+                "1s",
+            ])
+            .args(["--sample-interval", "100ms", "--format", "json", "--root"])
+            .arg(root.path())
+            .output()
+            .unwrap();
+        done.store(true, Ordering::SeqCst);
+        out
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e = &v["energy"];
+    assert_eq!(e["energy_source"], "rapl:package-0");
+    let watts = e["mean_power_w"].as_f64().unwrap();
+    assert!((7.0..13.0).contains(&watts), "mean power {watts} W");
+    // About 10 W × 3 s over 93 frames.
+    let j = v["energy_j_per_inference"].as_f64().unwrap();
+    assert!((0.15..0.5).contains(&j), "{j} J per inference");
+    let drain = e["battery_drain_pct_per_hour"].as_f64().unwrap();
+    assert!((12.0..21.0).contains(&drain), "drain {drain} %/h");
+    let windows = v["stream"]["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 3);
+    let first = windows[0]["max_temp_c"].as_f64().unwrap();
+    let last = windows[2]["max_temp_c"].as_f64().unwrap();
+    assert!(last > first, "heating shows per window: {first} → {last}");
+}
