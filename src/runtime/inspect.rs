@@ -521,7 +521,8 @@ pub fn tflite(bytes: &[u8]) -> Result<Contents, String> {
         };
         *slot = (n as u64).max(size);
     }
-    c.parameter_bytes = buffer_bytes.iter().sum();
+    // Saturating: a buffer's size field is the file's word, and may be anything (fuzz finding 1).
+    c.parameter_bytes = buffer_bytes.iter().fold(0u64, |a, &b| a.saturating_add(b));
     let subgraphs = fb.vector(model, 2)?;
     for s in 0..subgraphs.1 {
         let sg = fb.table_in(subgraphs, s)?;
@@ -618,5 +619,19 @@ mod tests {
         let mut b = vec![0u8; 32];
         b[0] = 200;
         assert!(tflite(&b).is_err());
+    }
+}
+
+#[cfg(test)]
+mod regression {
+    #[test]
+    fn regression_fuzz_finding_1_is_an_answer_not_a_crash() {
+        // Found by the fuzz smoke (target tensor_file): a Buffer whose `size` field is near
+        // u64::MAX overflowed the sum of parameter bytes.
+        let b = include_bytes!("../../tests/data/fuzz/tensor-file-fuzz-1.tflite");
+        let _ = super::tflite(b);
+        let _ = super::tflite_input_shapes(b);
+        let _ = super::onnx(b);
+        let _ = crate::runtime::tensor::parse_npy(b);
     }
 }
