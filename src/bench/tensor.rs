@@ -26,7 +26,7 @@ use crate::bench::telemetry::{Energy, Sampler, Telemetry};
 use crate::rng::Rng;
 use crate::runtime::tensor::{self, InputSource, Signature, Tensor};
 use crate::runtime::{self, LoadOptions, RuntimeInfo, RuntimeKind};
-use crate::sysroot::{Reading, SysRoot};
+use crate::sysroot::Reading;
 
 /// How the inferences are driven.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -431,17 +431,6 @@ fn frame(stages: &mut [Stage], n: u64) -> Result<Vec<Tensor>, String> {
     Ok(prev)
 }
 
-fn start_sampler(spec: &TensorBenchSpec, t0: Instant) -> Result<Option<Sampler>, String> {
-    let root = match &spec.root {
-        Some(dir) => SysRoot::at(dir).map_err(|e| e.to_string())?,
-        None => SysRoot::live(),
-    };
-    Ok(match spec.sample_interval_s {
-        Some(s) if s > 0.0 => Some(Sampler::start(root, Duration::from_secs_f64(s), t0)),
-        _ => None,
-    })
-}
-
 /// Runs the benchmark in this process.
 pub fn run(spec: &TensorBenchSpec) -> Result<TensorResult, String> {
     if spec.stages.is_empty() {
@@ -461,7 +450,8 @@ pub fn run(spec: &TensorBenchSpec) -> Result<TensorResult, String> {
     let mut latencies: Vec<f64> = Vec::new();
     let mut stream = None;
     let t0 = Instant::now();
-    let sampler = start_sampler(spec, t0)?;
+    let sampler =
+        crate::bench::worker::sampler_at(spec.root.as_deref(), spec.sample_interval_s, t0)?;
     let wall_s;
     match &spec.mode {
         Mode::Burst {

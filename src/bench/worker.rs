@@ -174,11 +174,21 @@ pub fn finish(
 
 /// The telemetry sampler of a repetition's decode phase, as the spec asks.
 pub fn start_sampler(spec: &CellSpec, t0: Instant) -> Result<Option<Sampler>, String> {
-    let root = match &spec.root {
+    sampler_at(spec.root.as_deref(), spec.sample_interval_s, t0)
+}
+
+/// A sampler on the device tree `root` (`None`: the live device) every `interval_s`, if asked
+/// for: shared by language-model repetitions and tensor runs.
+pub fn sampler_at(
+    root: Option<&Path>,
+    interval_s: Option<f64>,
+    t0: Instant,
+) -> Result<Option<Sampler>, String> {
+    let root = match root {
         Some(dir) => SysRoot::at(dir).map_err(|e| e.to_string())?,
         None => SysRoot::live(),
     };
-    Ok(match spec.sample_interval_s {
+    Ok(match interval_s {
         Some(s) if s > 0.0 => Some(Sampler::start(root, Duration::from_secs_f64(s), t0)),
         _ => None,
     })

@@ -190,14 +190,25 @@ pub struct LoadOptions {
 /// `prefill` starts a sequence at position 0, each `decode` appends one token.
 pub trait Runtime {
     fn info(&self) -> RuntimeInfo;
-    fn vocab(&self) -> Vocab;
+    /// The vocabulary; a tensor model has none (size 0, which `bench` never uses for it).
+    fn vocab(&self) -> Vocab {
+        Vocab {
+            size: 0,
+            bos: None,
+            context_length: None,
+        }
+    }
     /// Threads its kernels run on.
     fn threads(&self) -> u32;
     /// Forgets the sequence (KV cache) and runs `tokens` from position 0; returns the greedy next
     /// token.
-    fn prefill(&mut self, tokens: &[u32]) -> Result<u32, String>;
+    fn prefill(&mut self, _tokens: &[u32]) -> Result<u32, String> {
+        Err(NOT_A_TOKEN_MODEL.into())
+    }
     /// Runs one token at the next position; returns the greedy next token.
-    fn decode(&mut self, token: u32) -> Result<u32, String>;
+    fn decode(&mut self, _token: u32) -> Result<u32, String> {
+        Err(NOT_A_TOKEN_MODEL.into())
+    }
     /// Layers the runtime put on a GPU and where, when it can offload (llama.cpp).
     fn offload(&self) -> Option<Offload> {
         None

@@ -15,7 +15,7 @@ use ort::value::{DynTensor, TensorElementType, ValueType};
 
 use crate::error::Error;
 use crate::runtime::tensor::{DType, Dim, Signature, Tensor, TensorSpec};
-use crate::runtime::{LoadOptions, Runtime, RuntimeInfo, Vocab};
+use crate::runtime::{LoadOptions, Runtime, RuntimeInfo};
 
 /// The providers `--provider` accepts for ONNX Runtime, in the order `--help` lists them.
 pub const PROVIDERS: &[&str] = &["cpu", "xnnpack", "nnapi", "coreml", "qnn", "cuda"];
@@ -310,24 +310,8 @@ impl Runtime for OrtRuntime {
         }
     }
 
-    fn vocab(&self) -> Vocab {
-        Vocab {
-            size: 0,
-            bos: None,
-            context_length: None,
-        }
-    }
-
     fn threads(&self) -> u32 {
         self.threads
-    }
-
-    fn prefill(&mut self, _tokens: &[u32]) -> Result<u32, String> {
-        Err(super::NOT_A_TOKEN_MODEL.into())
-    }
-
-    fn decode(&mut self, _token: u32) -> Result<u32, String> {
-        Err(super::NOT_A_TOKEN_MODEL.into())
     }
 
     fn signature(&self) -> Option<&Signature> {

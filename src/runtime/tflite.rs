@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use crate::error::Error;
 use crate::runtime::tensor::{DType, Dim, Signature, Tensor, TensorSpec};
-use crate::runtime::{LoadOptions, Runtime, RuntimeInfo, Vocab};
+use crate::runtime::{LoadOptions, Runtime, RuntimeInfo};
 
 /// The delegates `--provider` accepts for TF Lite.
 pub const PROVIDERS: &[&str] = &["default", "xnnpack"];
@@ -390,24 +390,8 @@ impl Runtime for TfliteRuntime {
         }
     }
 
-    fn vocab(&self) -> Vocab {
-        Vocab {
-            size: 0,
-            bos: None,
-            context_length: None,
-        }
-    }
-
     fn threads(&self) -> u32 {
         self.threads
-    }
-
-    fn prefill(&mut self, _tokens: &[u32]) -> Result<u32, String> {
-        Err(super::NOT_A_TOKEN_MODEL.into())
-    }
-
-    fn decode(&mut self, _token: u32) -> Result<u32, String> {
-        Err(super::NOT_A_TOKEN_MODEL.into())
     }
 
     fn signature(&self) -> Option<&Signature> {
