@@ -16,22 +16,27 @@ use std::process::Command;
 use crate::client;
 use crate::protocol::{self, CellSpec, Event, RepResult, Request};
 
-/// Runs one repetition in a fresh `odai worker` child of the binary at `exe`.
-pub fn run_rep(exe: &Path, spec: &CellSpec, threads: Option<u32>) -> Result<RepResult, String> {
+/// `exe worker`, dying with the thread that starts it: a cell worker stopped by its coordinator
+/// leaves no benchmark running on the device.
+fn worker_command(exe: &Path) -> Command {
     let mut cmd = Command::new(exe);
     cmd.arg("worker");
-    if let Some(t) = threads {
-        // candle sizes its thread pool from RAYON_NUM_THREADS, once per process.
-        cmd.env("RAYON_NUM_THREADS", t.to_string());
-    }
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
-            // The repetition dies with the thread that started it: a cell worker stopped by its
-            // coordinator leaves no benchmark running on the device.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
+    }
+    cmd
+}
+
+/// Runs one repetition in a fresh `odai worker` child of the binary at `exe`.
+pub fn run_rep(exe: &Path, spec: &CellSpec, threads: Option<u32>) -> Result<RepResult, String> {
+    let mut cmd = worker_command(exe);
+    if let Some(t) = threads {
+        // candle sizes its thread pool from RAYON_NUM_THREADS, once per process.
+        cmd.env("RAYON_NUM_THREADS", t.to_string());
     }
     match client::call(
         cmd,
@@ -52,15 +57,7 @@ pub fn run_tensor(
     exe: &Path,
     spec: &tensor::TensorBenchSpec,
 ) -> Result<tensor::TensorResult, String> {
-    let mut cmd = Command::new(exe);
-    cmd.arg("worker");
-    // SAFETY: as in run_rep.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    let cmd = worker_command(exe);
     match client::call(
         cmd,
         &Request::Tensor(Box::new(spec.clone())),

@@ -115,7 +115,8 @@ pub struct StreamWindow {
     pub start_s: f64,
     pub frames: u64,
     pub deadline_misses: u64,
-    pub latency_ms_p99: f64,
+    /// None for a window in which no frame finished (never a made-up zero).
+    pub latency_ms_p99: Option<f64>,
     pub max_temp_c: Option<f64>,
 }
 
@@ -536,11 +537,7 @@ pub fn run(spec: &TensorBenchSpec) -> Result<TensorResult, String> {
                     start_s: w0,
                     frames: idx.len() as u64,
                     deadline_misses: idx.iter().filter(|&&i| misses[i]).count() as u64,
-                    latency_ms_p99: if lat.is_empty() {
-                        0.0
-                    } else {
-                        stats::percentile_sorted(&lat, 99.0)
-                    },
+                    latency_ms_p99: (!lat.is_empty()).then(|| stats::percentile_sorted(&lat, 99.0)),
                     max_temp_c: None,
                 });
                 w0 = w1;

@@ -210,6 +210,18 @@ impl Drop for TfliteRuntime {
     }
 }
 
+/// A tensor's current dims (no allocation beyond the Vec: called per input per inference).
+///
+/// # Safety
+/// `t` is a live TfLiteTensor of an interpreter.
+unsafe fn dims_of(api: &Api, t: *const c_void) -> Vec<usize> {
+    unsafe {
+        (0..(api.TfLiteTensorNumDims)(t))
+            .map(|i| (api.TfLiteTensorDim)(t, i).max(0) as usize)
+            .collect()
+    }
+}
+
 /// A tensor's name, dtype and current dims.
 ///
 /// # Safety
@@ -222,10 +234,7 @@ unsafe fn describe(api: &Api, t: *const c_void) -> (String, DType, Vec<usize>) {
         } else {
             CStr::from_ptr(name).to_string_lossy().into_owned()
         };
-        let dims = (0..(api.TfLiteTensorNumDims)(t))
-            .map(|i| (api.TfLiteTensorDim)(t, i).max(0) as usize)
-            .collect();
-        (name, dtype((api.TfLiteTensorType)(t)), dims)
+        (name, dtype((api.TfLiteTensorType)(t)), dims_of(api, t))
     }
 }
 
@@ -413,8 +422,7 @@ impl Runtime for TfliteRuntime {
             let mut resized = false;
             for (i, t) in inputs.iter().enumerate() {
                 let tensor = (a.TfLiteInterpreterGetInputTensor)(self.interpreter, i as i32);
-                let (_, _, dims) = describe(a, tensor);
-                if dims != t.shape {
+                if dims_of(a, tensor) != t.shape {
                     let d: Vec<i32> = t.shape.iter().map(|&d| d as i32).collect();
                     if (a.TfLiteInterpreterResizeInputTensor)(
                         self.interpreter,
