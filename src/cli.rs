@@ -99,6 +99,27 @@ Examples:\n  odai compare results/q4_0 results/q4_k\n  odai compare base/ new/ -
     )]
     Compare(CompareArgs),
 
+    /// Measure a model's quality: perplexity over a text and KL divergence against a reference
+    /// (llama.cpp's method), task accuracy on greedy answers, and agreement with a cloud endpoint
+    #[command(
+        after_help = "Perplexity follows llama-perplexity: the text is cut into non-overlapping windows of --ctx \
+tokens (at least two), each scored on its second half, so the figure compares with what llama.cpp prints.\n\
+With --reference (the same vocabulary: an f16 or q8_0 of the same model) the same windows also give KL \
+divergence (mean, p99), top-1 agreement and the perplexity change, as llama-perplexity --kl-divergence does.\n\
+With --tasks each line of a JSONL file is a prompt, an expected answer and a check (exact, contains, \
+choice, regex), answered greedily; --shadow sends the same prompts to an endpoint and reports agreement \
+and both latencies. --out DIR appends the figures to DIR/quality.jsonl, where odai report's quality \
+criteria read them. Results hold figures, counts and hashes, never a text, prompt or answer.\n\n\
+Examples:\n  odai quality --model m-q4_0.gguf --text \"$(scripts/fetch-corpus.sh)\" --chunks 20\n  \
+odai quality --model m-q4_0.gguf --reference m-q8_0.gguf --text corpus.txt --out results/r1\n  \
+odai quality --model m.gguf --tasks tasks.jsonl --shadow openai:http://127.0.0.1:8080/v1 --format json"
+    )]
+    Quality(Box<QualityArgs>),
+
+    /// Routing rules from measured evidence: which requests can run on each device class
+    #[command(subcommand)]
+    Route(RouteCommand),
+
     /// Serves one coordinator request (worker protocol on stdin/stdout)
     #[command(hide = true)]
     Worker,
@@ -557,6 +578,150 @@ pub struct ReportArgs {
     /// cells, if any]
     #[arg(long, value_name = "DIR")]
     pub baseline: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct QualityArgs {
+    /// GGUF model file
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+
+    /// CPU threads (default: one per physical core the process may use)
+    #[arg(short, long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Option<u32>,
+
+    /// A UTF-8 text to measure perplexity on (scripts/fetch-corpus.sh fetches one)
+    #[arg(long, value_name = "FILE")]
+    pub text: Option<PathBuf>,
+
+    /// Tokens per window (llama-perplexity's -c)
+    #[arg(long, default_value_t = 512, value_name = "TOKENS", value_parser = clap::value_parser!(u32).range(4..))]
+    pub ctx: u32,
+
+    /// Score only the first N windows (llama-perplexity's --chunks) [default: all]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub chunks: Option<u32>,
+
+    /// A reference model with the same vocabulary (f16 or q8_0): KL divergence, top-1 agreement
+    /// and the perplexity change on --text's windows
+    #[arg(long, value_name = "FILE", requires = "text")]
+    pub reference: Option<PathBuf>,
+
+    /// The reference's runtime [default: --runtime]
+    #[arg(long, value_name = "NAME", value_parser = runtime_kind)]
+    pub reference_runtime: Option<crate::runtime::RuntimeKind>,
+
+    /// A JSONL task file: {"prompt", "expected", "check": exact|contains|choice|regex} per line
+    #[arg(long, value_name = "FILE")]
+    pub tasks: Option<PathBuf>,
+
+    /// Tokens to generate per task, where a task gives no max_tokens
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tokens: u32,
+
+    /// Shadow mode: send the tasks to an OpenAI-compatible endpoint too, as openai:URL
+    #[arg(long, value_name = "openai:URL", requires = "tasks")]
+    pub shadow: Option<String>,
+
+    /// The model name the shadow endpoint is asked for [default: the model file's stem]
+    #[arg(long, value_name = "NAME", requires = "shadow")]
+    pub shadow_model: Option<String>,
+
+    /// Environment variable holding the shadow endpoint's API key
+    #[arg(long, value_name = "VAR", requires = "shadow")]
+    pub api_key_env: Option<String>,
+
+    /// A shadow request that sends nothing for this long fails
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    pub timeout: std::time::Duration,
+
+    /// Append the figures to DIR/quality.jsonl (a results directory odai report reads)
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// The device name recorded (as a farm inventory names it)
+    #[arg(long, default_value = "local", value_name = "NAME")]
+    pub device: String,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCommand {
+    /// Derive routing rules from a results directory: per device class, the largest prompt that
+    /// meets the workload's TTFT budget, the longest generation within the latency budget, and
+    /// the memory headroom the model needs
+    #[command(
+        after_help = "Needs a prompt-length sweep: cells at several prompt_tokens (a matrix axis) per class, model \
+and runtime. TTFT is fitted as a line in prompt length (its form and error are written beside the rule) \
+and solved for the budget; a rule is only written where cells stand behind it.\n\n\
+Examples:\n  odai route build results/r1 --profile chat-assistant -o routing.json\n  \
+odai route build results/r1 --profile my-workload.toml -o routing.json --format json"
+    )]
+    Build(RouteBuildArgs),
+
+    /// Say which rule of a routing file fires for a request, and why (for support)
+    #[command(
+        after_help = "Examples:\n  odai route explain routing.json --class midrange-phone --prompt-tokens 900\n  \
+odai route explain routing.json --class laptop --prompt-tokens 300 --gen-tokens 400 --headroom 2GiB --format json"
+    )]
+    Explain(RouteExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RouteBuildArgs {
+    /// A results directory with a prompt-length sweep
+    #[arg(value_name = "RESULTS_DIR")]
+    pub results: PathBuf,
+
+    /// Workload profile: its ttft_ms_p95 budget, its total-latency budget
+    /// (total_latency_ms_p95) and its request shape
+    #[arg(long, default_value = "chat-assistant", value_name = "NAME|FILE")]
+    pub profile: String,
+
+    /// Device classes file (default: the built-in one)
+    #[arg(long, env = "ODAI_CLASSES", value_name = "FILE")]
+    pub classes: Option<PathBuf>,
+
+    /// Where to write the rules
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// What to print: a summary, or the rules document itself
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct RouteExplainArgs {
+    /// A routing file (odai route build -o)
+    #[arg(value_name = "ROUTING_JSON")]
+    pub rules: PathBuf,
+
+    /// The requesting device's class id
+    #[arg(long, value_name = "ID")]
+    pub class: String,
+
+    /// The request's prompt length
+    #[arg(long, value_name = "TOKENS")]
+    pub prompt_tokens: u32,
+
+    /// Tokens the request will generate [default: the workload's]
+    #[arg(long, value_name = "TOKENS")]
+    pub gen_tokens: Option<u32>,
+
+    /// The device's free memory now (e.g. 1.5GiB, 800MB) [default: not checked]
+    #[arg(long, value_name = "BYTES", value_parser = crate::units::parse_bytes)]
+    pub headroom: Option<u64>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,7 @@ pub mod interrupt;
 pub mod matrix;
 pub mod probe;
 pub mod protocol;
+pub mod quality;
 pub mod report;
 pub mod rng;
 pub mod runtime;
@@ -98,6 +99,13 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         }
         Command::Report(args) => cmd::report::execute(&cmd::report::Config::new(args)?),
         Command::Compare(args) => cmd::compare::execute(&cmd::compare::Config::new(args)),
+        Command::Quality(args) => cmd::quality::execute(&cmd::quality::Config::new(args)?),
+        Command::Route(cli::RouteCommand::Build(args)) => {
+            cmd::route::build(&cmd::route::BuildConfig::new(args))
+        }
+        Command::Route(cli::RouteCommand::Explain(args)) => {
+            cmd::route::explain(&cmd::route::ExplainConfig::new(args))
+        }
         Command::Profile(args) => cmd::profile::execute(&cmd::profile::Config::new(root, args)?),
         Command::Contend { cpu, mem } => bench::load::contend(*cpu, *mem),
         Command::Model(cli::ModelCommand::Synth(args)) => {

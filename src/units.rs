@@ -57,6 +57,13 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(|| format!("{s:?} must be a positive duration"))
 }
 
+/// A size such as `1.5GiB`, `800MB`, `512M` or plain bytes (binary multiples, as
+/// `bench::load::parse_size` reads them).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    crate::bench::load::parse_size(s)
+        .ok_or_else(|| format!("{s:?} is not a size (examples: 1.5GiB, 800MiB, 512M)"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -56,7 +56,7 @@ fn golden_csv_and_markdown() {
     assert_eq!(
         s.lines().next().unwrap(),
         "workload,class,class_label,fleet_share,model,criterion,measured,unit,op,threshold,weight,\
-         result,reason,score_pct,verdict"
+         result,reason,score_pct,coverage_pct,verdict"
     );
     insta::assert_snapshot!("measurements_csv", m);
     insta::assert_snapshot!("scorecard_csv", s);
@@ -500,5 +500,165 @@ fn regression_compare_io_failure_is_not_a_tripped_gate() {
         String::from_utf8_lossy(&run.stderr),
         "odai: error: /nonexistent/base: no such results directory (name a directory `odai matrix \
          run --out` or `odai profile --out` wrote, or its measurements.csv)\n"
+    );
+}
+
+/// A quality record as `odai quality --out` writes it, for a model of the fixture.
+fn quality_line(model: &str, runtime: &str, kld_mean: f64, accuracy: f64, finished: f64) -> String {
+    serde_json::json!({
+        "schema_version": 1, "odai_version": "0.1.0", "device": "local", "model": model,
+        "model_sha256": null,
+        "runtime": {"runtime": runtime, "runtime_version": "x", "backend": "cpu"},
+        "threads": 2, "perplexity": null,
+        "kld": {"reference": "ref-q8_0.gguf", "reference_sha256": null,
+                "reference_runtime": {"runtime": runtime, "runtime_version": "x", "backend": "cpu"},
+                "reference_ppl": 10.0, "reference_ppl_stderr": 0.1, "ppl_delta_pct": 3.0,
+                "tokens": 5000, "kld_mean": kld_mean, "kld_mean_stderr": 0.001,
+                "kld_median": 0.01, "kld_p99": 0.4, "kld_max": 2.0, "top1_agreement_pct": 93.0},
+        "tasks": {"tasks_sha256": "ab", "tasks": 40, "correct": (accuracy * 0.4) as u64,
+                  "accuracy_pct": accuracy, "ci95_low_pct": 60.0, "ci95_high_pct": 90.0,
+                  "by_check": {}, "latency_ms_p50": 10.0, "latency_ms_p95": 20.0, "items": []},
+        "shadow": null, "interrupted": false, "finished_unix_s": finished
+    })
+    .to_string()
+}
+
+#[test]
+fn measured_quality_criteria_win_over_the_stated_factor_per_model_and_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set");
+    copy_tree(&results(), &set);
+    let model = "synthetic:smollm2-135m:q8_0";
+    // An older record that fails, the newest that passes, and a newer one on another runtime
+    // (the fixture's cells predate recorded runtimes: any runtime's record counts, the newest
+    // wins — so the candle one is written first here).
+    let lines = [
+        quality_line(model, "candle", 9.0, 1.0, 50.0),
+        quality_line(model, "odai", 0.5, 50.0, 100.0),
+        quality_line(model, "odai", 0.02, 80.0, 200.0),
+    ];
+    fs::write(set.join("quality.jsonl"), lines.join("\n") + "\n").unwrap();
+    let profile = dir.path().join("q.toml");
+    fs::write(
+        &profile,
+        "schema_version = 1\nid = \"q\"\nlabel = \"Quality\"\nprompt_tokens = 32\ngen_tokens = 16\n\n\
+         [criteria]\nttft_ms_p95 = { max = 600000 }\nkld_mean = { max = 0.05 }\n\
+         task_accuracy_pct = { min = 75 }\n\n[factors]\nquality_threshold_met = { value = false }\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = report(
+        &set,
+        &out,
+        &["--format", "json", "--profile", profile.to_str().unwrap()],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let j: Value = serde_json::from_str(&text(&out, "report.json")).unwrap();
+    let cards = j["scorecards"].as_array().unwrap();
+    let small: Vec<&Value> = cards.iter().filter(|c| c["model"] == model).collect();
+    assert!(!small.is_empty());
+    for c in &small {
+        let kld = c["criteria"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["criterion"] == "kld_mean")
+            .unwrap();
+        assert_eq!(
+            kld["measured"], 0.02,
+            "the newest record on the cells' runtime: {kld}"
+        );
+        assert_eq!(kld["outcome"], "PASS");
+        assert_eq!(
+            kld["reason"],
+            "odai quality on odai (local): 5000 tokens against ref-q8_0.gguf"
+        );
+        assert_eq!(c["quality_source"], "measured");
+        // The stated "quality not met" would make it cloud-only; the measurement decides.
+        assert_eq!(c["verdict"], "on-device first", "{c}");
+        assert!(
+            c["reasons"].as_array().unwrap().iter().any(|r| r == "quality measured (kld_mean 0.020 meets 0.050, task_accuracy_pct 80.0 meets 75.0); the stated quality_threshold_met is not used"),
+            "{}", c["reasons"]
+        );
+    }
+    // The model with no record: N/A with the command that measures it, the stated factor used.
+    let big = cards
+        .iter()
+        .find(|c| c["model"] == "synthetic:llama-3.2-3b:q4_0" && c["class"] == "laptop")
+        .unwrap();
+    let kld = big["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["criterion"] == "kld_mean")
+        .unwrap();
+    assert_eq!(kld["outcome"], "N/A");
+    assert_eq!(
+        kld["reason"],
+        "not measured: no odai quality record of this model (odai quality --model \
+         synthetic:llama-3.2-3b:q4_0 --reference REF.gguf --text FILE --out RESULTS_DIR)"
+    );
+    assert_eq!(big["quality_source"], "stated");
+    assert_eq!(big["verdict"], "cloud-only");
+}
+
+#[test]
+fn regression_a_verdict_on_half_the_weight_is_insufficient_evidence_not_a_pass() {
+    // Before: on-device first (100 %) with cold start, sustained stability, battery and energy
+    // never measured. Now the coverage is stated and below min_coverage the verdict says so.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("half.toml");
+    fs::write(
+        &profile,
+        "schema_version = 1\nid = \"half\"\nlabel = \"Half\"\nprompt_tokens = 32\ngen_tokens = 16\n\
+         min_coverage = 0.75\n\n[criteria]\nttft_ms_p95 = { max = 600000 }\n\
+         decode_tps_p10 = { min = 0.1 }\nkld_mean = { max = 0.1, weight = 2 }\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = report(
+        &results(),
+        &out,
+        &[
+            "--format",
+            "json",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--fail-on",
+            "fail",
+        ],
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(5),
+        "insufficient evidence fails the gate"
+    );
+    let j: Value = serde_json::from_str(&text(&out, "report.json")).unwrap();
+    let laptop = j["scorecards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["class"] == "laptop" && c["model"] == "synthetic:smollm2-135m:q8_0")
+        .unwrap();
+    assert_eq!(laptop["verdict"], "insufficient evidence", "{laptop}");
+    assert_eq!(laptop["coverage_pct"], 50.0);
+    assert_eq!(laptop["min_coverage_pct"], 75.0);
+    assert_eq!(laptop["missing"][0]["criterion"], "kld_mean");
+    assert_eq!(
+        laptop["reasons"][0],
+        "insufficient evidence on Laptop: 50 % of the profile's weight measured, 75 % needed \
+         (min_coverage)"
+    );
+    assert!(
+        laptop["reasons"].as_array().unwrap().iter().any(|r| r
+            .as_str()
+            .unwrap()
+            .starts_with("to measure kld_mean: not measured: no odai quality record")),
+        "{}",
+        laptop["reasons"]
     );
 }

@@ -10,7 +10,9 @@ pub mod matrix;
 pub mod model;
 pub mod probe;
 pub mod profile;
+pub mod quality;
 pub mod report;
+pub mod route;
 pub mod worker;
 
 use std::io::{self, Write};

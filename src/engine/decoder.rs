@@ -691,7 +691,22 @@ impl Decoder {
 
     /// Runs `tokens` at positions `pos..pos + len`; returns the last position's logits.
     pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, String> {
+        self.forward_rows(tokens, pos, tokens.len().saturating_sub(1))
+    }
+
+    /// Runs `tokens` at positions `pos..pos + len`; returns the logits of rows `first..len`
+    /// (row-major, `vocab` each): perplexity and KL divergence score every position of a window's
+    /// second half, in one pass.
+    pub fn forward_rows(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        first: usize,
+    ) -> Result<Vec<f32>, String> {
         let m = tokens.len();
+        if first >= m.max(1) {
+            return Err(format!("no logits asked for: row {first} of {m}"));
+        }
         if m == 0 {
             return Err("no tokens to run".into());
         }
@@ -882,16 +897,22 @@ impl Decoder {
                 *x += o;
             }
         }
-        // Only the last position's logits are needed: the output matrix (the largest) runs once.
-        let last = &s.x[(m - 1) * d..m * d];
-        rms_norm(last, &self.output_norm, sp.eps, &mut s.xn[..d]);
-        s.acts.prepare(&s.xn[..d], &[&self.output]);
-        let mut logits = vec![0f32; self.vocab];
+        // Only the rows asked for run through the output matrix (the largest): one, when
+        // generating.
+        let rows = m - first;
+        rms_norm(
+            &s.x[first * d..m * d],
+            &self.output_norm,
+            sp.eps,
+            &mut s.xn[..rows * d],
+        );
+        s.acts.prepare(&s.xn[..rows * d], &[&self.output]);
+        let mut logits = vec![0f32; rows * self.vocab];
         {
             let y = Disjoint::new(&mut logits);
             let (acts, out) = (&s.acts, &self.output);
             // SAFETY: one round, distinct ids.
-            team.run(&|id| unsafe { out.share(acts, 1, &y, id, size) });
+            team.run(&|id| unsafe { out.share(acts, rows, &y, id, size) });
         }
         if let Some(c) = sp.softcap {
             logits.iter_mut().for_each(|v| *v = c * (*v / c).tanh());

@@ -173,6 +173,34 @@ impl Model {
             .to_vec1()
     }
 
+    /// Runs `tokens` at positions `pos..pos+len` and returns the logits of rows `first..len`,
+    /// row-major. odai's engine scores them in one pass; candle's models give only the last
+    /// position's logits, so after the first row the rest run a token at a time (the same
+    /// figures, slower).
+    pub fn forward_rows(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        first: usize,
+    ) -> candle_core::Result<Vec<f32>> {
+        if let Arch::Own(m) = &mut self.arch {
+            return m
+                .forward_rows(tokens, pos, first)
+                .map_err(candle_core::Error::Msg);
+        }
+        if first >= tokens.len() {
+            return Err(candle_core::Error::Msg(format!(
+                "no logits asked for: row {first} of {}",
+                tokens.len()
+            )));
+        }
+        let mut out = self.forward(&tokens[..=first], pos)?;
+        for (i, t) in tokens.iter().enumerate().skip(first + 1) {
+            out.extend(self.forward(std::slice::from_ref(t), pos + i)?);
+        }
+        Ok(out)
+    }
+
     /// Which engine runs this model: `odai` (its own kernels) or `candle`.
     pub fn engine(&self) -> &'static str {
         match self.arch {

@@ -208,6 +208,86 @@ pub fn bars(title: &str, unit: &str, items: &[(String, f64)]) -> Result<String, 
     Ok(svg)
 }
 
+/// TTFT p95 against prompt length for one class: each model × runtime's measured points joined by
+/// a line (marked with circles), and the workload's budget as a dashed horizontal line.
+pub fn ttft_curve(
+    title: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    budget_ms: Option<f64>,
+) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let x_max = series
+            .iter()
+            .flat_map(|s| s.1.iter().map(|p| p.0))
+            .fold(1.0, f64::max)
+            * 1.05;
+        let y_max = series
+            .iter()
+            .flat_map(|s| s.1.iter().map(|p| p.1))
+            .chain(budget_ms)
+            .fold(1.0, f64::max)
+            * 1.15;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("prompt tokens")
+            .y_desc("TTFT p95 ms")
+            .draw()
+            .map_err(err)?;
+        let palette = [BLUE, GREEN, MAGENTA, CYAN, BLACK];
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let colour = palette[i % palette.len()];
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), colour))
+                .map_err(err)?
+                .label(format!("{name} (measured)"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+            chart
+                .draw_series(pts.iter().map(|p| Circle::new(*p, 4, colour.filled())))
+                .map_err(err)?;
+        }
+        if let Some(b) = budget_ms {
+            let dashes: Vec<Vec<(f64, f64)>> = (0..40)
+                .filter(|i| i % 2 == 0)
+                .map(|i| {
+                    let step = x_max / 40.0;
+                    vec![(f64::from(i) * step, b), (f64::from(i + 1) * step, b)]
+                })
+                .collect();
+            let mut first = true;
+            for d in dashes {
+                let series = chart
+                    .draw_series(LineSeries::new(d, ShapeStyle::from(&RED).stroke_width(2)))
+                    .map_err(err)?;
+                if first {
+                    series
+                        .label(format!("TTFT budget {b:.0} ms (dashed)"))
+                        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+                    first = false;
+                }
+            }
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(err)?;
+        finish(&root)?;
+    }
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +300,19 @@ mod tests {
         assert!(h.contains("<rect") && h.contains("p99"));
         let b = bars("ttft", "ms", &[("phone smollm2".into(), 120.0)]).unwrap();
         assert!(b.contains("phone smollm2") && b.contains("120.0 ms"));
+        let c = ttft_curve(
+            "laptop",
+            &[(
+                "smollm2 on odai".into(),
+                vec![(128.0, 90.0), (512.0, 400.0)],
+            )],
+            Some(1500.0),
+        )
+        .unwrap();
+        assert!(
+            c.contains("prompt tokens")
+                && c.contains("TTFT budget 1500 ms")
+                && c.contains("smollm2 on odai")
+        );
     }
 }

@@ -43,6 +43,7 @@ pub const SCORECARD_COLUMNS: &[&str] = &[
     "result",
     "reason",
     "score_pct",
+    "coverage_pct",
     "verdict",
 ];
 
@@ -107,6 +108,7 @@ pub fn scorecard(r: &Report) -> anyhow::Result<Vec<u8>> {
                 c.outcome.text().to_owned(),
                 c.reason.clone(),
                 opt(s.score_pct),
+                num(s.coverage_pct),
                 s.verdict.text().to_owned(),
             ])?;
         }

@@ -23,7 +23,7 @@ h1 { margin-bottom: 0.2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid 
 table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.9rem; }
 th, td { border: 1px solid #bbb; padding: 0.3rem 0.5rem; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; }
-.v-on { background: #d8f5d0; } .v-hybrid { background: #fff2c2; } .v-cloud { background: #ffd9d6; }
+.v-on { background: #d8f5d0; } .v-hybrid { background: #fff2c2; } .v-cloud { background: #ffd9d6; } .v-none { background: #e4e4e4; }
 .r-PASS { background: #e6f7e1; } .r-FAIL { background: #ffe3e0; font-weight: bold; } .r-NA { color: #555; }
 .meta { color: #444; } .chart { margin: 0.6rem 0; } .small { font-size: 0.8rem; color: #555; }
 ul.reasons { margin-top: 0.2rem; }
@@ -39,14 +39,15 @@ document.getElementById('filter').addEventListener('input', function (e) {
 });
 "#;
 
-fn verdict_cell(v: Verdict, score: Option<f64>) -> String {
+fn verdict_cell(v: Verdict, score: Option<f64>, coverage_pct: f64) -> String {
     let (class, mark) = match v {
         Verdict::OnDeviceFirst => ("v-on", "✔"),
         Verdict::Hybrid => ("v-hybrid", "◐"),
         Verdict::CloudOnly => ("v-cloud", "✖"),
+        Verdict::InsufficientEvidence => ("v-none", "?"),
     };
     format!(
-        "<td class=\"{class}\">{mark} {}{}</td>",
+        "<td class=\"{class}\">{mark} {}{} <span class=\"small\">{coverage_pct:.0} % measured</span></td>",
         v.text(),
         score.map_or(String::new(), |p| format!(" ({p:.0} %)"))
     )
@@ -125,6 +126,33 @@ fn charts_section(r: &Report) -> String {
         "ms",
         &items("ttft_ms_p95"),
     )));
+    // A prompt-length sweep: TTFT against prompt length per class, with the budget line (what
+    // `odai route build` solves).
+    let curves = super::routing::curves(&r.rows);
+    let budget = super::routing::ttft_budget(w);
+    let mut classes: Vec<&String> = curves.keys().map(|k| &k.0).collect();
+    classes.dedup();
+    for class in classes {
+        let series: Vec<(String, Vec<(f64, f64)>)> = curves
+            .iter()
+            .filter(|((c, _, _), pts)| c == class && pts.len() >= 2)
+            .map(|((_, m, rt), pts)| {
+                (
+                    format!("{} on {rt}", m.trim_start_matches("synthetic:")),
+                    pts.iter()
+                        .map(|p| (f64::from(p.prompt_tokens), p.ttft_ms_p95))
+                        .collect(),
+                )
+            })
+            .collect();
+        if !series.is_empty() {
+            out.push_str(&chart(charts::ttft_curve(
+                &format!("TTFT p95 against prompt length: {class} (worst device)"),
+                &series,
+                budget,
+            )));
+        }
+    }
     out.push_str(&chart(charts::bars(
         "Decode speed by device class (mean over repetitions)",
         "tok/s",
@@ -192,7 +220,7 @@ pub fn render(r: &Report) -> String {
                 .iter()
                 .find(|c| c.class == *id && c.model == cov.model)
             {
-                Some(c) => out.push_str(&verdict_cell(c.verdict, c.score_pct)),
+                Some(c) => out.push_str(&verdict_cell(c.verdict, c.score_pct, c.coverage_pct)),
                 None => out.push_str("<td>—</td>"),
             }
         }
@@ -203,7 +231,7 @@ pub fn render(r: &Report) -> String {
             cov.measured_share * 100.0
         ));
     }
-    out.push_str("</tbody></table>\n<p class=\"small\">✔ on-device first · ◐ hybrid · ✖ cloud-only; the score is the passed share of the measured criteria' weight.</p>\n");
+    out.push_str("</tbody></table>\n<p class=\"small\">✔ on-device first · ◐ hybrid · ✖ cloud-only · ? insufficient evidence (less of the profile's weight measured than its min_coverage); the score is the passed share of the measured criteria' weight, ‘measured’ the share of the profile's weight with a measurement behind it.</p>\n");
     if !r.set.warnings.is_empty() {
         out.push_str("<h2>Left out</h2>\n<ul>\n");
         for w in &r.set.warnings {
@@ -215,13 +243,16 @@ pub fn render(r: &Report) -> String {
     out.push_str("<h2>Scorecards</h2>\n");
     for c in &s.scorecards {
         out.push_str(&format!(
-            "<h3>{} on {}: {}</h3>\n<p class=\"meta\">Devices: {}. Fleet share: {}.</p>\n",
+            "<h3>{} on {}: {}</h3>\n<p class=\"meta\">Devices: {}. Fleet share: {}. Evidence: {:.0} % of the profile's weight measured (min_coverage {:.0} %); quality {}.</p>\n",
             esc(&c.model),
             esc(&c.class_label),
             c.verdict.text(),
             esc(&c.devices.join(", ")),
             c.fleet_share
-                .map_or("not set".into(), |f| format!("{:.0} %", f * 100.0))
+                .map_or("not set".into(), |f| format!("{:.0} %", f * 100.0)),
+            c.coverage_pct,
+            c.min_coverage_pct,
+            c.quality_source
         ));
         out.push_str("<table class=\"scorecard\"><thead><tr><th>criterion</th><th>measured</th><th>threshold</th><th>weight</th><th>result</th><th>note</th></tr></thead><tbody>\n");
         for k in &c.criteria {

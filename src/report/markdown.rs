@@ -36,10 +36,11 @@ pub fn verdict_matrix(r: &Report) -> String {
                     .find(|c| c.class == *id && c.model == cov.model)
                     .map_or("—".into(), |c| {
                         format!(
-                            "**{}**{}",
+                            "**{}**{}, {:.0} % measured",
                             c.verdict.text(),
                             c.score_pct
-                                .map_or(String::new(), |p| format!(" ({p:.0} %)"))
+                                .map_or(String::new(), |p| format!(" ({p:.0} %)")),
+                            c.coverage_pct
                         )
                     })
             })
@@ -64,11 +65,15 @@ fn scorecard(s: &Scorecard) -> String {
         s.verdict.text()
     );
     out.push_str(&format!(
-        "Devices: {}. Score: {}. Fleet share: {}.\n\n",
+        "Devices: {}. Score: {}. Fleet share: {}. Evidence: {:.0} % of the profile's weight \
+         measured (min_coverage {:.0} %); quality {}.\n\n",
         s.devices.join(", "),
         s.score_pct
             .map_or("not measured".into(), |p| format!("{p:.0} %")),
-        s.fleet_share.map_or("not set".into(), pct)
+        s.fleet_share.map_or("not set".into(), pct),
+        s.coverage_pct,
+        s.min_coverage_pct,
+        s.quality_source
     ));
     out.push_str("| criterion | measured | threshold | weight | result | note |\n|---|---|---|---|---|---|\n");
     for c in &s.criteria {

@@ -19,6 +19,8 @@ pub struct ResultsSet {
     pub manifest: Option<Manifest>,
     pub records: Vec<Record>,
     pub probes: BTreeMap<String, Probe>,
+    /// `odai quality` records (`quality.jsonl`): the quality criteria's figures.
+    pub quality: Vec<crate::quality::QualityRecord>,
     /// What could not be read and was left out (a line torn by a crash, a missing probe).
     pub warnings: Vec<String>,
 }
@@ -97,11 +99,14 @@ impl ResultsSet {
                 )),
             }
         }
+        let (quality, quality_warnings) = crate::quality::load(dir);
+        warnings.extend(quality_warnings);
         Ok(ResultsSet {
             dir: dir.to_owned(),
             manifest,
             records,
             probes,
+            quality,
             warnings,
         })
     }

@@ -10,6 +10,7 @@ pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod measurements;
+pub mod routing;
 pub mod scorecard;
 pub mod workload;
 

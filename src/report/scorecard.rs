@@ -32,8 +32,12 @@ impl Outcome {
     }
 }
 
+/// Lowest first: `--fail-on` fails a verdict at or below its level, and insufficient evidence is
+/// below them all — a verdict is never a pass by omission.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum Verdict {
+    #[serde(rename = "insufficient evidence")]
+    InsufficientEvidence,
     #[serde(rename = "cloud-only")]
     CloudOnly,
     #[serde(rename = "hybrid")]
@@ -48,6 +52,7 @@ impl Verdict {
             Verdict::OnDeviceFirst => "on-device first",
             Verdict::Hybrid => "hybrid",
             Verdict::CloudOnly => "cloud-only",
+            Verdict::InsufficientEvidence => "insufficient evidence",
         }
     }
 }
@@ -81,8 +86,27 @@ pub struct Scorecard {
     pub factor_lean_pct: f64,
     pub verdict: Verdict,
     pub reasons: Vec<String>,
+    /// Measured weight ÷ the profile's total criteria weight, in percent: how much of what the
+    /// profile weighs the verdict rests on.
+    pub coverage_pct: f64,
+    /// The profile's `min_coverage`, in percent: below it the verdict is insufficient evidence.
+    pub min_coverage_pct: f64,
+    /// The criteria not measured, and what would measure them.
+    pub missing: Vec<Missing>,
+    /// Where quality came from: `measured` (an `odai quality` record met a quality criterion),
+    /// `stated` (the profile's quality_threshold_met), or `none`.
+    pub quality_source: &'static str,
     /// The device's figures beside the cloud baseline's, when the report has one.
     pub cloud: Option<CloudComparison>,
+}
+
+/// A criterion with no measurement behind it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Missing {
+    pub criterion: Criterion,
+    pub weight: f64,
+    /// Why it is not measured, which says the cell (or command) that would measure it.
+    pub why: String,
 }
 
 /// The cloud path, measured: an endpoint's figures from a results set (`odai report
@@ -304,6 +328,10 @@ fn value_on_device(c: Criterion, rows: &[&Row], w: &Workload) -> Result<f64, Str
                     .to_owned()
             })
         }
+        Criterion::KldMean
+        | Criterion::Top1AgreementPct
+        | Criterion::TaskAccuracyPct
+        | Criterion::PplDeltaPct => Err("measured by odai quality, per model × runtime".into()),
         Criterion::TtftMsP95 => metric(need_main()?, "ttft_ms_p95"),
         Criterion::DecodeTpsP10 => metric(need_main()?, "decode_tps_p10"),
         Criterion::TokenMsP99 => metric(need_main()?, "token_ms_p99"),
@@ -413,14 +441,7 @@ pub fn score(
     };
     let mut class_ids: Vec<&String> = by.keys().collect();
     class_ids.sort_by_key(|id| (class_order(id), (*id).clone()));
-    let lean = {
-        let total: f64 = w.factors.iter().map(|f| f.weight).sum();
-        if total > 0.0 {
-            100.0 * w.factors.iter().map(|f| f.lean() * f.weight).sum::<f64>() / total
-        } else {
-            50.0
-        }
-    };
+    let lean = lean_of(w, &[]);
     let mut scorecards = Vec::new();
     for class in class_ids {
         let def = classes.classes.iter().find(|c| &c.id == class);
@@ -437,6 +458,10 @@ pub fn score(
         for (model, devices) in &by[class] {
             let mut criteria = Vec::new();
             for t in &w.thresholds {
+                if t.criterion.is_quality() {
+                    criteria.push(quality_criterion(t, model, devices, &set.quality, w));
+                    continue;
+                }
                 let mut worst: Option<(f64, &str)> = None;
                 let mut why_not = None;
                 let mut fit_fail = None;
@@ -515,6 +540,41 @@ pub fn score(
                 .iter()
                 .find_map(|(device, rs)| does_not_fit(rs).map(|why| format!("{device}: {why}")));
             let score_pct = (measured_w > 0.0).then(|| 100.0 * passed_w / measured_w + 0.0);
+            let total_w: f64 = criteria.iter().map(|c| c.weight).sum();
+            let coverage_pct = if total_w > 0.0 {
+                100.0 * measured_w / total_w + 0.0
+            } else {
+                100.0
+            };
+            let missing: Vec<Missing> = criteria
+                .iter()
+                .filter(|c| c.outcome == Outcome::NotApplicable)
+                .map(|c| Missing {
+                    criterion: c.criterion,
+                    weight: c.weight,
+                    why: c.reason.clone(),
+                })
+                .collect();
+            let quality_measured = criteria
+                .iter()
+                .any(|c| c.criterion.is_quality() && c.outcome != Outcome::NotApplicable);
+            let stated_quality = w
+                .factors
+                .iter()
+                .any(|f| f.factor == Factor::QualityThresholdMet);
+            let quality_source = if quality_measured {
+                "measured"
+            } else if stated_quality {
+                "stated"
+            } else {
+                "none"
+            };
+            // A measured quality criterion wins over the stated factor: it leaves the lean.
+            let lean = if quality_measured {
+                lean_of(w, &[Factor::QualityThresholdMet])
+            } else {
+                lean
+            };
             let (verdict, mut reasons) = decide(
                 &criteria,
                 w,
@@ -522,6 +582,10 @@ pub fn score(
                 score_pct,
                 lean,
                 fit_failure.as_deref(),
+                Evidence {
+                    coverage_pct,
+                    quality_measured,
+                },
             );
             let cloud = baseline.as_ref().map(|b| {
                 let (c, why) = compare_with_cloud(devices, w, b, &label);
@@ -540,6 +604,10 @@ pub fn score(
                 factor_lean_pct: lean,
                 verdict,
                 reasons,
+                coverage_pct,
+                min_coverage_pct: 100.0 * w.min_coverage,
+                missing,
+                quality_source,
                 cloud,
             });
         }
@@ -574,6 +642,147 @@ pub fn score(
     }
 }
 
+/// How much the stated factors lean on-device, in percent, leaving out `except`.
+fn lean_of(w: &Workload, except: &[Factor]) -> f64 {
+    let stated: Vec<&Stated> = w
+        .factors
+        .iter()
+        .filter(|f| !except.contains(&f.factor))
+        .collect();
+    let total: f64 = stated.iter().map(|f| f.weight).sum();
+    if total > 0.0 {
+        100.0 * stated.iter().map(|f| f.lean() * f.weight).sum::<f64>() / total
+    } else {
+        50.0
+    }
+}
+
+/// A quality criterion of one class × model: from the newest `odai quality` record of the model
+/// on the runtime its cells ran on (quality is the model's and the runtime's, not the device's).
+fn quality_criterion(
+    t: &super::workload::Threshold,
+    model: &str,
+    devices: &BTreeMap<String, Vec<&Row>>,
+    records: &[crate::quality::QualityRecord],
+    w: &Workload,
+) -> CriterionResult {
+    let rows: Vec<&Row> = devices.values().flatten().copied().collect();
+    let main = main_row(&rows, w).or_else(|| rows.iter().find(|r| r.is_ok()).copied());
+    // Results written before runtimes were recorded say `unrecorded`: any runtime's record then.
+    let runtime = main
+        .map(|r| r.runtime.clone())
+        .filter(|r| !r.is_empty() && r != "unrecorded");
+    let sha = main.and_then(|r| r.model_sha256.clone());
+    let file_name = |p: &str| {
+        std::path::Path::new(p)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+    };
+    let same_model = |q: &crate::quality::QualityRecord| match (&sha, &q.model_sha256) {
+        (Some(a), Some(b)) => a == b,
+        _ => q.model == model || file_name(&q.model).is_some_and(|n| Some(n) == file_name(model)),
+    };
+    let c = t.criterion;
+    let figure = |q: &crate::quality::QualityRecord| match c {
+        Criterion::KldMean => q.kld.as_ref().map(|k| k.summary.kld_mean),
+        Criterion::Top1AgreementPct => q.kld.as_ref().map(|k| k.summary.top1_agreement_pct),
+        Criterion::PplDeltaPct => q.kld.as_ref().map(|k| k.ppl_delta_pct),
+        Criterion::TaskAccuracyPct => q.tasks.as_ref().map(|t| t.accuracy_pct),
+        _ => None,
+    };
+    let of_model: Vec<&crate::quality::QualityRecord> = records
+        .iter()
+        .filter(|q| same_model(q) && !q.interrupted && figure(q).is_some())
+        .collect();
+    let on_runtime = of_model
+        .iter()
+        .filter(|q| runtime.as_deref().is_none_or(|r| q.runtime.runtime == r))
+        .max_by(|a, b| a.finished_unix_s.total_cmp(&b.finished_unix_s));
+    let how = match c {
+        Criterion::TaskAccuracyPct => "--tasks FILE",
+        _ => "--reference REF.gguf --text FILE",
+    };
+    let (measured, outcome, reason) = match on_runtime {
+        Some(q) => {
+            let v = figure(q).expect("filtered on it");
+            let pass = if c.is_max() {
+                v <= t.limit
+            } else {
+                v >= t.limit
+            };
+            let basis = match c {
+                Criterion::TaskAccuracyPct => q
+                    .tasks
+                    .as_ref()
+                    .map(|t| format!("{}/{} tasks", t.correct, t.tasks)),
+                _ => q
+                    .kld
+                    .as_ref()
+                    .map(|k| format!("{} tokens against {}", k.summary.tokens, k.reference)),
+            }
+            .unwrap_or_default();
+            (
+                Some(v),
+                if pass { Outcome::Pass } else { Outcome::Fail },
+                format!(
+                    "odai quality on {} ({}): {basis}",
+                    q.runtime.runtime, q.device
+                ),
+            )
+        }
+        None => {
+            let others: Vec<&str> = of_model
+                .iter()
+                .map(|q| q.runtime.runtime.as_str())
+                .collect();
+            let why = if others.is_empty() {
+                format!(
+                    "not measured: no odai quality record of this model (odai quality --model \
+                     {model} {how} --out RESULTS_DIR)"
+                )
+            } else {
+                format!(
+                    "not measured on {}: odai quality measured it on {} (run it with --runtime {})",
+                    runtime.as_deref().unwrap_or("this runtime"),
+                    others.join(", "),
+                    runtime.as_deref().unwrap_or("RUNTIME")
+                )
+            };
+            (None, Outcome::NotApplicable, why)
+        }
+    };
+    CriterionResult {
+        criterion: c,
+        measured,
+        unit: c.unit(),
+        op: if c.is_max() { "max" } else { "min" },
+        threshold: t.limit,
+        weight: t.weight,
+        outcome,
+        reason,
+    }
+}
+
+/// The combined score (measured 70 %, stated lean 30 %) if every criterion not measured passed.
+fn best_case_combined(criteria: &[CriterionResult], lean: f64) -> f64 {
+    let total: f64 = criteria.iter().map(|c| c.weight).sum();
+    if total <= 0.0 {
+        return 100.0;
+    }
+    let could_pass: f64 = criteria
+        .iter()
+        .filter(|c| c.outcome != Outcome::Fail)
+        .map(|c| c.weight)
+        .sum();
+    0.7 * 100.0 * could_pass / total + 0.3 * lean
+}
+
+/// What a verdict rests on, besides the criteria.
+struct Evidence {
+    coverage_pct: f64,
+    quality_measured: bool,
+}
+
 /// The verdict and the reasons that decided it.
 fn decide(
     criteria: &[CriterionResult],
@@ -582,6 +791,7 @@ fn decide(
     score_pct: Option<f64>,
     lean: f64,
     fit_failure: Option<&str>,
+    evidence: Evidence,
 ) -> (Verdict, Vec<String>) {
     let mut reasons = Vec::new();
     let not_measured: Vec<&str> = criteria
@@ -629,18 +839,85 @@ fn decide(
     if !not_measured.is_empty() {
         reasons.push(format!("not measured: {}", not_measured.join(", ")));
     }
+    let stated_quality = stated(Factor::QualityThresholdMet).and_then(|s| s.met);
+    if evidence.quality_measured {
+        let q: Vec<String> = criteria
+            .iter()
+            .filter(|c| c.criterion.is_quality() && c.measured.is_some())
+            .map(|c| {
+                format!(
+                    "{} {} {} {}",
+                    c.criterion.name(),
+                    fmt(c.measured.unwrap_or_default()),
+                    if c.outcome == Outcome::Pass {
+                        "meets"
+                    } else {
+                        "misses"
+                    },
+                    fmt(c.threshold)
+                )
+            })
+            .collect();
+        reasons.push(format!(
+            "quality measured ({}){}",
+            q.join(", "),
+            if stated_quality.is_some() {
+                "; the stated quality_threshold_met is not used"
+            } else {
+                ""
+            }
+        ));
+    } else if let Some(m) = stated_quality {
+        reasons.push(format!(
+            "quality stated, not measured (quality_threshold_met = {m}; odai quality measures it)"
+        ));
+    }
+    let min_pct = 100.0 * w.min_coverage;
     let verdict = if let Some(why) = fit_failure {
         reasons.insert(0, format!("fails memory fit on {class}: {why}"));
         Verdict::CloudOnly
-    } else if stated(Factor::QualityThresholdMet).and_then(|s| s.met) == Some(false) {
+    } else if !evidence.quality_measured && stated_quality == Some(false) {
         reasons.insert(0, "quality threshold not met (stated)".into());
         Verdict::CloudOnly
+    } else if evidence.coverage_pct + 1e-9 < min_pct && best_case_combined(criteria, lean) < 60.0 {
+        // Too little measured for a pass, but what failed already decides: even if every
+        // missing criterion passed, the combined score stays below hybrid.
+        reasons.push(format!(
+            "cloud-only whatever the missing criteria show: {:.0} % combined at best ({:.0} % of \
+             the weight measured)",
+            best_case_combined(criteria, lean),
+            evidence.coverage_pct
+        ));
+        Verdict::CloudOnly
+    } else if evidence.coverage_pct + 1e-9 < min_pct {
+        reasons.insert(
+            0,
+            format!(
+                "insufficient evidence on {class}: {:.0} % of the profile's weight measured, {:.0} % \
+                 needed (min_coverage)",
+                evidence.coverage_pct, min_pct
+            ),
+        );
+        for c in criteria
+            .iter()
+            .filter(|c| c.outcome == Outcome::NotApplicable)
+        {
+            reasons.push(format!("to measure {}: {}", c.criterion.name(), c.reason));
+        }
+        Verdict::InsufficientEvidence
     } else if score_pct.is_none() {
         reasons.insert(0, format!("nothing measured on {class}"));
         Verdict::CloudOnly
     } else if fails.is_empty() {
         let n = criteria.len() - not_measured.len();
-        reasons.insert(0, format!("passes all {n} measured criteria on {class}"));
+        reasons.insert(
+            0,
+            format!(
+                "passes all {n} measured criteria on {class} ({:.0} % of the profile's weight \
+                 measured)",
+                evidence.coverage_pct
+            ),
+        );
         Verdict::OnDeviceFirst
     } else {
         // Measurements weigh most; what the team states tips the balance.

@@ -11,6 +11,13 @@ use toml::Spanned;
 
 use crate::error::Error;
 
+/// The share of a profile's criteria weight a verdict needs measured, when the profile does not
+/// say (`min_coverage`). 0.6 rather than 0.5: a verdict must rest on more of what the profile
+/// weighs than it leaves out, so a run that measured only half (the quick matrix on a machine
+/// without battery or energy meter, no cold or sustained cells) says "insufficient evidence" and
+/// which cells would complete it, instead of passing by omission.
+pub const DEFAULT_MIN_COVERAGE: f64 = 0.6;
+
 /// The built-in workloads, by id.
 pub const BUILT_IN: &[(&str, &str)] = &[
     (
@@ -68,10 +75,19 @@ pub enum Criterion {
     FrameDeadlineMissPct,
     /// Tensor workloads: CPU time of the duty cycle at the input's rate, % of one core.
     CpuDutyPct,
+    /// Quality (`odai quality --reference`): mean per-token KL divergence from the reference,
+    /// nats.
+    KldMean,
+    /// Quality: tokens where the model's top choice is the reference's, %.
+    Top1AgreementPct,
+    /// Quality (`odai quality --tasks`): tasks answered right, %.
+    TaskAccuracyPct,
+    /// Quality: perplexity above the reference's, % (negative: below).
+    PplDeltaPct,
 }
 
 impl Criterion {
-    pub const ALL: [Criterion; 12] = [
+    pub const ALL: [Criterion; 16] = [
         Criterion::TtftMsP95,
         Criterion::DecodeTpsP10,
         Criterion::TokenMsP99,
@@ -84,6 +100,10 @@ impl Criterion {
         Criterion::InferenceMsP99,
         Criterion::FrameDeadlineMissPct,
         Criterion::CpuDutyPct,
+        Criterion::KldMean,
+        Criterion::Top1AgreementPct,
+        Criterion::TaskAccuracyPct,
+        Criterion::PplDeltaPct,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +120,10 @@ impl Criterion {
             Criterion::InferenceMsP99 => "inference_ms_p99",
             Criterion::FrameDeadlineMissPct => "frame_deadline_miss_pct",
             Criterion::CpuDutyPct => "cpu_duty_pct",
+            Criterion::KldMean => "kld_mean",
+            Criterion::Top1AgreementPct => "top1_agreement_pct",
+            Criterion::TaskAccuracyPct => "task_accuracy_pct",
+            Criterion::PplDeltaPct => "ppl_delta_pct",
         }
     }
 
@@ -107,7 +131,10 @@ impl Criterion {
     pub fn is_max(self) -> bool {
         !matches!(
             self,
-            Criterion::DecodeTpsP10 | Criterion::SustainedStability
+            Criterion::DecodeTpsP10
+                | Criterion::SustainedStability
+                | Criterion::Top1AgreementPct
+                | Criterion::TaskAccuracyPct
         )
     }
 
@@ -123,7 +150,23 @@ impl Criterion {
             Criterion::InferenceMsP99 => "ms",
             Criterion::FrameDeadlineMissPct => "%",
             Criterion::CpuDutyPct => "% of a core",
+            Criterion::KldMean => "nats",
+            Criterion::Top1AgreementPct | Criterion::TaskAccuracyPct | Criterion::PplDeltaPct => {
+                "%"
+            }
         }
+    }
+
+    /// Measured by `odai quality` (its records in `quality.jsonl`), per model × runtime, not by
+    /// a matrix cell.
+    pub fn is_quality(self) -> bool {
+        matches!(
+            self,
+            Criterion::KldMean
+                | Criterion::Top1AgreementPct
+                | Criterion::TaskAccuracyPct
+                | Criterion::PplDeltaPct
+        )
     }
 
     /// Whether it judges tensor-model cells (`[[tensor]]`) rather than language-model ones.
@@ -257,6 +300,12 @@ pub struct Workload {
     pub token_deadline_ms: Option<f64>,
     pub thresholds: Vec<Threshold>,
     pub factors: Vec<Stated>,
+    /// The least share of the criteria's weight a verdict must rest on (0..=1); below it the
+    /// verdict is `insufficient evidence`.
+    pub min_coverage: f64,
+    /// The longest a whole answer may take at p95 (TTFT + generation), ms: what `odai route
+    /// build` solves the generation limit for; `None`: no such budget.
+    pub total_latency_ms: Option<f64>,
     /// A results directory measured on an endpoint, the cloud path to compare with (`baseline`
     /// in the profile, relative to the profile's directory; `odai report --baseline` wins).
     pub baseline: Option<std::path::PathBuf>,
@@ -278,6 +327,10 @@ struct File {
     #[serde(default)]
     gen_tokens: Option<u32>,
     token_deadline_ms: Option<f64>,
+    #[serde(default)]
+    min_coverage: Option<Spanned<f64>>,
+    #[serde(default)]
+    total_latency_ms: Option<Spanned<f64>>,
     criteria: BTreeMap<Spanned<String>, Spanned<Limit>>,
     #[serde(default)]
     factors: BTreeMap<Spanned<String>, Spanned<FactorEntry>>,
@@ -505,7 +558,41 @@ impl Workload {
             });
         }
         factors.sort_by_key(|s| Factor::ALL.iter().position(|x| *x == s.factor));
+        let min_coverage = match &f.min_coverage {
+            None => DEFAULT_MIN_COVERAGE,
+            Some(m) if (0.0..=1.0).contains(m.get_ref()) => *m.get_ref(),
+            Some(m) => {
+                return Err(at(
+                    m.span().start,
+                    format!(
+                        "min_coverage {} must be a share from 0 to 1 (0.6: most of the weight)",
+                        m.get_ref()
+                    ),
+                ));
+            }
+        };
+        let total_latency_ms = match &f.total_latency_ms {
+            None => None,
+            Some(t) if tensor => {
+                return Err(at(
+                    t.span().start,
+                    "total_latency_ms is a language workload's budget (TTFT + generation)".into(),
+                ));
+            }
+            Some(t) if t.get_ref().is_finite() && *t.get_ref() > 0.0 => Some(*t.get_ref()),
+            Some(t) => {
+                return Err(at(
+                    t.span().start,
+                    format!(
+                        "total_latency_ms {} must be a positive number of ms",
+                        t.get_ref()
+                    ),
+                ));
+            }
+        };
         Ok(Workload {
+            min_coverage,
+            total_latency_ms,
             id: f.id,
             label: f.label,
             description: f.description,
@@ -603,7 +690,7 @@ mod tests {
             "w.toml:9:1: unknown criterion \"tokens_per_joule\" (criteria: ttft_ms_p95, \
              decode_tps_p10, token_ms_p99, deadline_miss_pct, memory_headroom_frac, \
              cold_start_ms, sustained_stability, battery_drain_pct_per_hour, energy_j_per_token, \
-             inference_ms_p99, frame_deadline_miss_pct, cpu_duty_pct)"
+             inference_ms_p99, frame_deadline_miss_pct, cpu_duty_pct, kld_mean, top1_agreement_pct, task_accuracy_pct, ppl_delta_pct)"
         );
         assert_eq!(
             err(&format!("{BASE}decode_tps_p10 = {{ max = 3 }}\n")),

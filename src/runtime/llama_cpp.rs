@@ -259,6 +259,42 @@ impl Runtime for LlamaCpp {
         self.run(&[token])
     }
 
+    fn logits(&mut self, tokens: &[u32], from: usize) -> Result<Vec<f32>, String> {
+        if from >= tokens.len() {
+            return Err(format!(
+                "no logits asked for: row {from} of {}",
+                tokens.len()
+            ));
+        }
+        self.ctx.clear_kv_cache();
+        self.pos = 0;
+        let vocab = self.model.n_vocab().max(0) as usize;
+        let mut out = Vec::with_capacity((tokens.len() - from) * vocab);
+        for (c, piece) in tokens.chunks(self.batch_cap).enumerate() {
+            let start = c * self.batch_cap;
+            self.batch.clear();
+            for (i, &t) in piece.iter().enumerate() {
+                // Logits only where they are scored: llama.cpp's output buffer is sized by them.
+                self.batch
+                    .add(
+                        LlamaToken(t as i32),
+                        self.pos + i as i32,
+                        &[0],
+                        start + i >= from,
+                    )
+                    .map_err(|e| e.to_string())?;
+            }
+            self.ctx
+                .decode(&mut self.batch)
+                .map_err(|e| format!("llama.cpp decode: {e}"))?;
+            self.pos += piece.len() as i32;
+            for i in (0..piece.len()).filter(|i| start + i >= from) {
+                out.extend_from_slice(self.ctx.get_logits_ith(i as i32));
+            }
+        }
+        Ok(out)
+    }
+
     fn offload(&self) -> Option<Offload> {
         self.offload.clone()
     }

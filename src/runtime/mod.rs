@@ -209,6 +209,15 @@ pub trait Runtime {
     fn decode(&mut self, _token: u32) -> Result<u32, String> {
         Err(NOT_A_TOKEN_MODEL.into())
     }
+    /// Forgets the sequence and runs `tokens` from position 0; returns the logits of positions
+    /// `from..tokens.len()` (each one's distribution over the token after it), `vocab().size`
+    /// floats each, row-major: what perplexity and KL divergence score (`odai quality`).
+    fn logits(&mut self, _tokens: &[u32], _from: usize) -> Result<Vec<f32>, String> {
+        Err(format!(
+            "{} gives no logits: perplexity and KL divergence need odai, candle or llama.cpp",
+            self.info().runtime
+        ))
+    }
     /// Layers the runtime put on a GPU and where, when it can offload (llama.cpp).
     fn offload(&self) -> Option<Offload> {
         None

@@ -87,4 +87,15 @@ impl Runtime for EngineRuntime {
     fn decode(&mut self, token: u32) -> Result<u32, String> {
         self.step(&[token])
     }
+
+    fn logits(&mut self, tokens: &[u32], from: usize) -> Result<Vec<f32>, String> {
+        self.model.reset();
+        self.pos = 0;
+        let out = self
+            .model
+            .forward_rows(tokens, 0, from)
+            .map_err(|e| engine::gguf::candle_message(&e))?;
+        self.pos = tokens.len();
+        Ok(out)
+    }
 }

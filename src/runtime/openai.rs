@@ -12,8 +12,9 @@
 //!
 //! The exchange is HTTP/1.1 written here over std's `TcpStream` and rustls rather than through an
 //! HTTP client crate: each phase has to be timed apart (set-up, first byte, every chunk), which
-//! ureq and reqwest fold into one request call. Prompt and completion text never leave this file:
-//! results hold counts and times only.
+//! ureq and reqwest fold into one request call. Prompt and completion text never reach results:
+//! a benchmark drops the text, and shadow mode ([`complete`]) hands it to `odai quality`, which
+//! keeps only its verdict.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -375,6 +376,8 @@ fn learn(e: &EndpointSpec, words: usize, prompt_tokens: u64) {
 struct Stream {
     /// Content chunks' arrival times.
     arrivals: Vec<Instant>,
+    /// The content, for shadow mode's verdicts ([`complete`]); a benchmark drops it.
+    text: String,
     usage_prompt: Option<u64>,
     usage_completion: Option<u64>,
     timings: Option<ServerTimings>,
@@ -465,6 +468,7 @@ fn read_response(mut r: impl BufRead, timeout: Duration) -> Result<Stream, Strin
     let mut lines = BufReader::new(body);
     let mut stream = Stream {
         arrivals: Vec::new(),
+        text: String::new(),
         usage_prompt: None,
         usage_completion: None,
         timings: None,
@@ -546,6 +550,7 @@ fn read_response(mut r: impl BufRead, timeout: Duration) -> Result<Stream, Strin
             && !c.is_empty()
         {
             stream.arrivals.push(at);
+            stream.text.push_str(c);
         }
         if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
             stream.usage_prompt = u.get("prompt_tokens").and_then(|x| x.as_u64());
@@ -571,6 +576,44 @@ fn read_response(mut r: impl BufRead, timeout: Duration) -> Result<Stream, Strin
         }
     }
     Ok(stream)
+}
+
+/// A shadow request's answer (`odai quality --shadow`): its text, which the caller judges and
+/// drops (results keep the verdict), and odai's timing of it.
+pub struct Completion {
+    pub text: String,
+    /// The request's first byte sent to the first content chunk.
+    pub ttft_ms: f64,
+    /// Connection set-up to the last content chunk: the latency a user waits for the answer.
+    pub total_ms: f64,
+    pub server: Option<String>,
+}
+
+/// One greedy chat completion of `prompt` (temperature 0, at most `max_tokens`), streamed and
+/// timed like a benchmark repetition.
+pub fn complete(e: &EndpointSpec, prompt: &str, max_tokens: u32) -> Result<Completion, String> {
+    let url = Url::parse(&e.url)?;
+    let key = api_key(e)?;
+    let timeout = Duration::from_secs_f64(e.timeout_s);
+    let body = serde_json::json!({
+        "model": e.model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": true,
+    });
+    let body = serde_json::to_vec(&body).map_err(|err| err.to_string())?;
+    let started = Instant::now();
+    let conn = connect(&url, timeout)?;
+    let (sent, s) = exchange(conn, &url, key.as_deref(), &body, timeout)?;
+    let first = s.arrivals.first().copied().unwrap_or(sent);
+    let last = s.arrivals.last().copied().unwrap_or_else(Instant::now);
+    Ok(Completion {
+        text: s.text,
+        ttft_ms: (first - sent).as_secs_f64() * 1e3,
+        total_ms: (last - started).as_secs_f64() * 1e3,
+        server: s.server,
+    })
 }
 
 /// Fuzzing entry: an endpoint's whole response as bytes.
