@@ -536,9 +536,9 @@ pub enum ReportFormat {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum FailOn {
-    /// Exit 1 when any verdict is cloud-only
+    /// Exit 5 when any verdict is cloud-only or insufficient evidence
     Fail,
-    /// Exit 1 when any verdict is hybrid or cloud-only
+    /// Exit 5 when any verdict is hybrid, cloud-only or insufficient evidence
     Hybrid,
 }
 

@@ -153,6 +153,47 @@ fn rules_come_from_the_sweep_cells_and_explain_says_which_fired() {
         "the curve is drawn"
     );
     assert!(page.contains("TTFT budget 600000 ms (dashed)"));
+
+    // Quality is per model × runtime: these cells ran on odai, so a record measured on candle
+    // is not theirs, and the scorecard says where to measure instead of borrowing it.
+    let record = serde_json::json!({
+        "schema_version": 1, "odai_version": "0.1.0", "device": "local",
+        "model": "synthetic:smollm2-135m:q8_0", "model_sha256": null,
+        "runtime": {"runtime": "candle", "runtime_version": "0.11.1", "backend": "cpu"},
+        "threads": 2, "perplexity": null, "kld": null, "shadow": null,
+        "tasks": {"tasks_sha256": "ab", "tasks": 10, "correct": 9, "accuracy_pct": 90.0,
+                  "ci95_low_pct": 60.0, "ci95_high_pct": 98.0, "by_check": {},
+                  "latency_ms_p50": 1.0, "latency_ms_p95": 2.0, "items": []},
+        "interrupted": false, "finished_unix_s": 1.0
+    });
+    fs::write(out.join("quality.jsonl"), format!("{record}\n")).unwrap();
+    let q = dir.path().join("q.toml");
+    fs::write(&q, format!("{LENIENT}task_accuracy_pct = {{ min = 80 }}\n")).unwrap();
+    let rep = odai()
+        .args(["report", "--format", "json", "--profile"])
+        .arg(&q)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        rep.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rep.stderr)
+    );
+    let j: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("report/report.json")).unwrap()).unwrap();
+    let acc = j["scorecards"][0]["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["criterion"] == "task_accuracy_pct")
+        .unwrap()
+        .clone();
+    assert_eq!(acc["outcome"], "N/A");
+    assert_eq!(
+        acc["reason"],
+        "not measured on odai: odai quality measured it on candle (run it with --runtime odai)"
+    );
 }
 
 #[test]
