@@ -73,9 +73,14 @@ pub fn build(cfg: &BuildConfig) -> anyhow::Result<i32> {
             );
             for rule in &r.rules {
                 let f = &rule.evidence.ttft_fit;
+                let square = if f.ms_per_token2 > 0.0 {
+                    format!(" + {:.3e} ms × prompt tokens²", f.ms_per_token2)
+                } else {
+                    String::new()
+                };
                 s.push_str(&format!(
-                    "  {}\n    fit: TTFT p95 ≈ {:.1} ms + {:.3} ms × prompt tokens over {} prompt lengths \
-                     (RMSE {:.1} ms, worst under-estimate {:.1} ms)\n",
+                    "  {}\n    fit: TTFT p95 ≈ {:.1} ms + {:.3} ms × prompt tokens{square} over {} prompt \
+                     lengths (RMSE {:.1} ms, worst under-estimate {:.1} ms)\n",
                     rule.text,
                     f.intercept_ms,
                     f.ms_per_token,

@@ -1,8 +1,10 @@
 //! Routing rules from evidence (`odai route build`): from a prompt-length sweep, TTFT as a
-//! function of prompt length per device class × model × runtime, fitted as a line
-//! (`ttft_ms_p95 ≈ a + b × prompt_tokens`: prefill is linear in the prompt while attention's
-//! quadratic term is small at on-device prompt lengths — the fit's error is written beside it so
-//! a reader sees when that stops holding) and solved for the workload's budgets:
+//! function of prompt length per device class × model × runtime, fitted by least squares as a
+//! line (`ttft_ms_p95 ≈ a + b·p`: prefill's matrix products grow linearly with the prompt) or,
+//! with four or more prompt lengths, a parabola (`a + b·p + c·p²`: attention's share grows with
+//! the square) where the curvature is real — it must be upward and cut the line's RMSE by a
+//! quarter, so three points never get an exact, meaningless fit. The form and its error are
+//! written beside the rule, and the budgets are solved on it:
 //!
 //! - `prompt_tokens_max`: the largest prompt whose fitted TTFT p95, plus the fit's worst
 //!   under-estimate on the measured cells, is within the TTFT budget — never past the longest
@@ -88,6 +90,9 @@ pub struct Fit {
     pub form: String,
     pub intercept_ms: f64,
     pub ms_per_token: f64,
+    /// The parabola's `c` (ms per token²); 0 for a line.
+    #[serde(default)]
+    pub ms_per_token2: f64,
     /// The fit's error on the measured points.
     pub rmse_ms: f64,
     /// The largest amount the fit under-estimates a measured point (0 if it never does): added
@@ -99,7 +104,30 @@ pub struct Fit {
 
 impl Fit {
     pub fn at(&self, prompt_tokens: f64) -> f64 {
-        self.intercept_ms + self.ms_per_token * prompt_tokens
+        self.intercept_ms
+            + self.ms_per_token * prompt_tokens
+            + self.ms_per_token2 * prompt_tokens * prompt_tokens
+    }
+
+    /// The largest prompt length whose fitted TTFT, plus `margin`, is within `budget`
+    /// (infinite where TTFT does not grow with the prompt).
+    pub fn solve(&self, budget: f64, margin: f64) -> f64 {
+        let (a, b, c) = (
+            self.intercept_ms + margin - budget,
+            self.ms_per_token,
+            self.ms_per_token2,
+        );
+        if c > 0.0 {
+            let disc = b * b - 4.0 * c * a;
+            if disc < 0.0 {
+                return f64::NEG_INFINITY;
+            }
+            ((-b + disc.sqrt()) / (2.0 * c)).floor()
+        } else if b > 0.0 {
+            (-a / b).floor()
+        } else {
+            f64::INFINITY
+        }
     }
 }
 
@@ -132,6 +160,50 @@ pub fn fit_line(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
     let b = sxy / sxx;
     Some((my - b * mx, b))
+}
+
+/// Least squares of `y = a + b x + c x²`, through the normal equations (Cramer's rule on the
+/// 3×3 system, with x scaled to 1 for conditioning); `None` with fewer than four distinct x.
+pub fn fit_parabola(points: &[(f64, f64)]) -> Option<(f64, f64, f64)> {
+    let mut xs: Vec<f64> = points.iter().map(|p| p.0).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    if xs.len() < 4 {
+        return None;
+    }
+    let scale = xs.last().copied().filter(|v| *v > 0.0)?;
+    let mut s = [0.0f64; 5];
+    let mut t = [0.0f64; 3];
+    for &(x, y) in points {
+        let u = x / scale;
+        let mut pow = 1.0;
+        for k in 0..5 {
+            s[k] += pow;
+            if k < 3 {
+                t[k] += pow * y;
+            }
+            pow *= u;
+        }
+    }
+    let m = [[s[0], s[1], s[2]], [s[1], s[2], s[3]], [s[2], s[3], s[4]]];
+    let det = |m: &[[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let d = det(&m);
+    if d.abs() < 1e-12 {
+        return None;
+    }
+    let solve = |col: usize| {
+        let mut mm = m;
+        for (r, row) in mm.iter_mut().enumerate() {
+            row[col] = t[r];
+        }
+        det(&mm) / d
+    };
+    let (a, b, c) = (solve(0), solve(1), solve(2));
+    Some((a, b / scale, c / (scale * scale)))
 }
 
 /// The curves a report draws: per class × model × runtime, TTFT p95 at each measured prompt.
@@ -226,17 +298,47 @@ pub fn build(rows: &[Row], w: &Workload, source: &str) -> Result<Routing, String
             )));
             continue;
         };
-        let resid: Vec<f64> = xy.iter().map(|(x, y)| y - (a + b * x)).collect();
-        let rmse = (resid.iter().map(|r| r * r).sum::<f64>() / resid.len() as f64).sqrt();
+        let errors = |f: &dyn Fn(f64) -> f64| -> (Vec<f64>, f64) {
+            let resid: Vec<f64> = xy.iter().map(|(x, y)| y - f(*x)).collect();
+            let rmse = (resid.iter().map(|r| r * r).sum::<f64>() / resid.len() as f64).sqrt();
+            (resid, rmse)
+        };
+        let (line_resid, line_rmse) = errors(&|x| a + b * x);
+        // A parabola only where the curvature is real: upward, and a quarter less error.
+        let parabola = fit_parabola(&xy)
+            .filter(|&(_, _, c)| c > 0.0)
+            .and_then(|(qa, qb, qc)| {
+                let (resid, rmse) = errors(&|x| qa + qb * x + qc * x * x);
+                (rmse < 0.75 * line_rmse).then_some((qa, qb, qc, resid, rmse))
+            });
+        let (fa, fb, fc, resid, rmse, form) = match parabola {
+            Some((qa, qb, qc, resid, rmse)) => (
+                qa,
+                qb,
+                qc,
+                resid,
+                rmse,
+                "ttft_ms_p95 = intercept_ms + ms_per_token × p + ms_per_token2 × p² (least \
+                 squares; the line's RMSE was higher)",
+            ),
+            None => (
+                a,
+                b,
+                0.0,
+                line_resid,
+                line_rmse,
+                "ttft_ms_p95 = intercept_ms + ms_per_token × prompt_tokens (least squares)",
+            ),
+        };
         let max_under = resid.iter().copied().fold(0.0, f64::max);
         let my = xy.iter().map(|p| p.1).sum::<f64>() / xy.len() as f64;
         let sst: f64 = xy.iter().map(|p| (p.1 - my).powi(2)).sum();
         let r2 = (sst > 0.0).then(|| 1.0 - resid.iter().map(|r| r * r).sum::<f64>() / sst);
         let fit = Fit {
-            form: "ttft_ms_p95 = intercept_ms + ms_per_token × prompt_tokens (least squares)"
-                .into(),
-            intercept_ms: a,
-            ms_per_token: b,
+            form: form.into(),
+            intercept_ms: fa,
+            ms_per_token: fb,
+            ms_per_token2: fc,
             rmse_ms: rmse,
             max_under_ms: max_under,
             r2,
@@ -245,11 +347,7 @@ pub fn build(rows: &[Row], w: &Workload, source: &str) -> Result<Routing, String
         let longest = pts.iter().map(|p| p.prompt_tokens).max().unwrap_or(0);
         let mut notes = Vec::new();
         // The largest prompt the fit (made pessimistic by its worst under-estimate) allows.
-        let solved = if b > 0.0 {
-            ((budget - a - max_under) / b).floor()
-        } else {
-            f64::INFINITY
-        };
+        let solved = fit.solve(budget, max_under);
         let measured_ok: Vec<&Point> = pts.iter().filter(|p| p.ttft_ms_p95 <= budget).collect();
         if measured_ok.is_empty() || solved < f64::from(pts[0].prompt_tokens) {
             not_written.push(skip(format!(
@@ -679,6 +777,32 @@ mod tests {
             build(&[], &bad, "dir")
                 .unwrap_err()
                 .contains("tensor workload")
+        );
+    }
+
+    #[test]
+    fn a_real_curvature_gets_a_parabola_and_the_budget_is_solved_on_it() {
+        // ttft = 50 + 1 p + 0.002 p² exactly, at five prompt lengths.
+        let f = |p: f64| 50.0 + p + 0.002 * p * p;
+        let rows: Vec<Row> = [64u32, 128, 256, 512, 1024]
+            .iter()
+            .map(|&p| row("laptop", "l", p, f(f64::from(p)), 20.0, 500.0))
+            .collect();
+        let r = build(&rows, &workload(2000.0, None), "dir").unwrap();
+        let fit = &r.rules[0].evidence.ttft_fit;
+        assert!(fit.form.contains("p²"), "{}", fit.form);
+        assert!((fit.ms_per_token2 - 0.002).abs() < 1e-9, "{fit:?}");
+        assert!(fit.rmse_ms < 1e-6);
+        // 50 + p + 0.002 p² = 2000 at p = (−1 + √(1 + 0.008 × 1950)) / 0.004 = 768.4.
+        assert_eq!(r.rules[0].local_if.prompt_tokens_max, 768);
+        // Three points never get a parabola (it would fit them exactly).
+        let three: Vec<Row> = rows[..3].to_vec();
+        let r = build(&three, &workload(2000.0, None), "dir").unwrap();
+        assert_eq!(r.rules[0].evidence.ttft_fit.ms_per_token2, 0.0);
+        // Nearly straight points keep the line.
+        assert!(
+            fit_parabola(&[(1.0, 1.0), (2.0, 2.0), (3.0, 3.0), (4.0, 4.0)])
+                .is_some_and(|(_, _, c)| c.abs() < 1e-9)
         );
     }
 
