@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Checks odai's perplexity method against llama.cpp's: the test model (SmolLM2-135M Q4_1) on the
-# same slice of the corpus, the same windows, scored by `odai quality` (odai's engine, and candle)
+# same slice of the corpus, the same windows, scored by `odai quality` (odai's engine; candle too
+# with RUNTIMES)
 # and by llama-cpp-python 0.3.36 with all logits (scripts/llamacpp_perplexity.py). Passes when odai's
 # perplexity is within 0.5 % of llama.cpp's. Prints both figures and the difference.
 #
 #   scripts/perplexity-vs-llamacpp.sh [BYTES [CTX]]    # default: the first 120000 bytes, ctx 512
+#   RUNTIMES="odai candle" scripts/perplexity-vs-llamacpp.sh   # candle too (it scores a token at
+#                                                              # a time: ten minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bytes=${1:-120000} ctx=${2:-512}
@@ -19,7 +22,7 @@ head -c "$bytes" "$corpus" | sed '$d' >"$tmp/text.txt"
 llama=$("$py" scripts/llamacpp_perplexity.py "$model" "$tmp/text.txt" "$ctx")
 echo "llama.cpp:  $llama"
 status=0
-for rt in odai candle; do
+for rt in ${RUNTIMES:-odai}; do
   odai=$(target/release/odai quality --model "$model" --runtime "$rt" --threads 2 --text "$tmp/text.txt" --ctx "$ctx" --format json)
   python3 - "$rt" "$llama" "$odai" <<'PY' || status=1
 import json, sys
