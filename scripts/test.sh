@@ -11,14 +11,16 @@
 # cmake, bindgen needs libclang) and its objects are cached outside the clone (ccache under
 # ~/.cache/odai-test), and llama.cpp's real llama-server is built once per machine
 # (scripts/build-llama-server.sh) for the `openai` runtime's tests; and the aarch64 Rust target,
-# Debian's cross gcc and qemu-user, so odai's NEON kernels and its engine's reference tests run on
-# emulated Arm cores, with the dot-product extension (QEMU_CPU=max) and without (cortex-a53);
+# Debian's cross gcc with its libc headers (libc6-dev-arm64-cross: only a Recommends of the gcc,
+# which --no-install-recommends skips, and ring's C needs them) and qemu-user, so odai's NEON
+# kernels and its engine's reference tests run on emulated Arm cores, with the dot-product
+# extension (QEMU_CPU=max) and without (cortex-a53);
 # gcc builds the LD_PRELOAD shim that steps the wall clock back in tests/faults.rs. Where a
 # nightly toolchain is installed, each fuzz target (fuzz/) runs a short smoke at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(gcc libc6-dev mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client chromium cmake libclang-dev ccache gcc-aarch64-linux-gnu qemu-user)
+packages=(gcc libc6-dev mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client chromium cmake libclang-dev ccache gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -602,7 +602,7 @@ pub struct QualityArgs {
     pub ctx: u32,
 
     /// Score only the first N windows (llama-perplexity's --chunks) [default: all]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), requires = "text")]
     pub chunks: Option<u32>,
 
     /// A reference model with the same vocabulary (f16 or q8_0): KL divergence, top-1 agreement
@@ -611,7 +611,7 @@ pub struct QualityArgs {
     pub reference: Option<PathBuf>,
 
     /// The reference's runtime [default: --runtime]
-    #[arg(long, value_name = "NAME", value_parser = runtime_kind)]
+    #[arg(long, value_name = "NAME", value_parser = runtime_kind, requires = "reference")]
     pub reference_runtime: Option<crate::runtime::RuntimeKind>,
 
     /// A JSONL task file: {"prompt", "expected", "check": exact|contains|choice|regex} per line
