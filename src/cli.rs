@@ -626,6 +626,12 @@ pub struct QualityArgs {
     #[arg(long, value_name = "openai:URL", requires = "tasks")]
     pub shadow: Option<String>,
 
+    /// How shadow prompts are sent: chat (a user message; the server applies its chat template)
+    /// or completions (the raw prompt to /completions, as the local model gets it: like with
+    /// like, on llama-server, vLLM, ollama)
+    #[arg(long, value_enum, default_value_t = ShadowApi::Chat, requires = "shadow")]
+    pub shadow_api: ShadowApi,
+
     /// The model name the shadow endpoint is asked for [default: the model file's stem]
     #[arg(long, value_name = "NAME", requires = "shadow")]
     pub shadow_model: Option<String>,
@@ -649,6 +655,12 @@ pub struct QualityArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ShadowApi {
+    Chat,
+    Completions,
 }
 
 #[derive(Debug, Subcommand)]

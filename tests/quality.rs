@@ -249,8 +249,22 @@ fn shadow_mode_compares_with_llama_server_and_a_dead_endpoint_is_one_error() {
     };
     let server = servers::LlamaServer::start(&bin, &test_model(), dir.path(), None);
     let shadow = format!("openai:{}", server.url());
-    let v = json(&quality(&["--tasks", t, "--shadow", &shadow]));
+    // As chat messages (the server applies SmolLM2's chat template): answers differ in form.
+    let chat = json(&quality(&["--tasks", t, "--shadow", &shadow]));
+    assert_eq!(chat["shadow"]["api"], "chat");
+    assert_eq!(chat["shadow"]["compared"], 4);
+    // As raw prompts, like the local model: the same model greedy on llama.cpp answers the same.
+    let v = json(&quality(&[
+        "--tasks",
+        t,
+        "--shadow",
+        &shadow,
+        "--shadow-api",
+        "completions",
+    ]));
     let s = &v["shadow"];
+    assert_eq!(s["api"], "completions");
+    assert_eq!(s["agree"], 4, "same model, same prompt, greedy: {s}");
     assert_eq!(s["compared"], 4, "{s}");
     assert_eq!(s["failures"], 0);
     let agree = s["agree"].as_u64().unwrap();

@@ -32,6 +32,8 @@ pub struct Config {
     pub tasks: Option<PathBuf>,
     pub max_tokens: u32,
     pub shadow: Option<EndpointSpec>,
+    /// Shadow prompts as raw text (`/completions`) rather than chat messages.
+    pub shadow_raw: bool,
     pub out: Option<PathBuf>,
     pub device: String,
     pub format: Format,
@@ -121,6 +123,7 @@ impl Config {
             tasks: args.tasks.clone(),
             max_tokens: args.max_tokens,
             shadow,
+            shadow_raw: args.shadow_api == crate::cli::ShadowApi::Completions,
             out: args.out.clone(),
             device: args.device.clone(),
             format: args.format,
@@ -427,7 +430,7 @@ fn run_tasks(
             cloud_error: None,
         };
         if let Some(e) = &cfg.shadow {
-            match runtime::openai::complete(e, &t.prompt, max as u32) {
+            match runtime::openai::complete(e, &t.prompt, max as u32, cfg.shadow_raw) {
                 Ok(c) => {
                     let cloud = t.judge(&c.text);
                     item.cloud_correct = Some(cloud.correct);
@@ -475,6 +478,12 @@ fn run_tasks(
         let cloud_ms: Vec<f64> = answered.iter().filter_map(|i| i.cloud_latency_ms).collect();
         ShadowResult {
             endpoint: format!("{}@{}", e.model, e.url),
+            api: if cfg.shadow_raw {
+                "completions"
+            } else {
+                "chat"
+            }
+            .into(),
             server: server.clone().unwrap_or_else(|| "unreported".into()),
             compared: compared as u32,
             agree: agree as u32,

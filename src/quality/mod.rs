@@ -135,6 +135,9 @@ pub struct ItemResult {
 pub struct ShadowResult {
     /// `MODEL@URL`, as endpoint cells name it.
     pub endpoint: String,
+    /// How prompts were sent: `chat` (a user message) or `completions` (the raw prompt).
+    #[serde(default = "chat")]
+    pub api: String,
     /// What the server says it is (`system_fingerprint`), or `unreported`.
     pub server: String,
     /// Tasks both answered.
@@ -152,6 +155,10 @@ pub struct ShadowResult {
     pub local_latency_ms_p95: f64,
     pub cloud_latency_ms_p50: Option<f64>,
     pub cloud_latency_ms_p95: Option<f64>,
+}
+
+fn chat() -> String {
+    "chat".into()
 }
 
 /// Appends `record` to `dir/quality.jsonl` and syncs it to disk before returning.

@@ -388,12 +388,13 @@ struct Stream {
 fn exchange(
     conn: Conn,
     url: &Url,
+    route: &str,
     key: Option<&str>,
     body: &[u8],
     timeout: Duration,
 ) -> Result<(Instant, Stream), String> {
     let mut head = format!(
-        "POST {}/chat/completions HTTP/1.1\r\nHost: {}\r\nUser-Agent: odai/{}\r\n\
+        "POST {}{route} HTTP/1.1\r\nHost: {}\r\nUser-Agent: odai/{}\r\n\
          Content-Type: application/json\r\nAccept: text/event-stream\r\nContent-Length: {}\r\n\
          Connection: close\r\n",
         url.path,
@@ -544,8 +545,11 @@ fn read_response(mut r: impl BufRead, timeout: Duration) -> Result<Stream, Strin
                 error_message(data)
             ));
         }
+        // Chat completions stream `delta.content`; text completions (`/completions`, shadow
+        // mode's raw prompts) stream `text`.
         if let Some(c) = v
             .pointer("/choices/0/delta/content")
+            .or_else(|| v.pointer("/choices/0/text"))
             .and_then(|c| c.as_str())
             && !c.is_empty()
         {
@@ -589,23 +593,46 @@ pub struct Completion {
     pub server: Option<String>,
 }
 
-/// One greedy chat completion of `prompt` (temperature 0, at most `max_tokens`), streamed and
-/// timed like a benchmark repetition.
-pub fn complete(e: &EndpointSpec, prompt: &str, max_tokens: u32) -> Result<Completion, String> {
+/// One greedy completion of `prompt` (temperature 0, at most `max_tokens`), streamed and timed
+/// like a benchmark repetition: as a chat message (`/chat/completions`, the server applies its
+/// chat template), or with `raw` as plain text (`/completions`, what a local model given the same
+/// prompt continues: like with like, on servers that have it).
+pub fn complete(
+    e: &EndpointSpec,
+    prompt: &str,
+    max_tokens: u32,
+    raw: bool,
+) -> Result<Completion, String> {
     let url = Url::parse(&e.url)?;
     let key = api_key(e)?;
     let timeout = Duration::from_secs_f64(e.timeout_s);
-    let body = serde_json::json!({
-        "model": e.model,
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "stream": true,
-    });
+    let (route, body) = if raw {
+        (
+            "/completions",
+            serde_json::json!({
+                "model": e.model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "stream": true,
+            }),
+        )
+    } else {
+        (
+            "/chat/completions",
+            serde_json::json!({
+                "model": e.model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "stream": true,
+            }),
+        )
+    };
     let body = serde_json::to_vec(&body).map_err(|err| err.to_string())?;
     let started = Instant::now();
     let conn = connect(&url, timeout)?;
-    let (sent, s) = exchange(conn, &url, key.as_deref(), &body, timeout)?;
+    let (sent, s) = exchange(conn, &url, route, key.as_deref(), &body, timeout)?;
     let first = s.arrivals.first().copied().unwrap_or(sent);
     let last = s.arrivals.last().copied().unwrap_or_else(Instant::now);
     Ok(Completion {
@@ -675,7 +702,14 @@ pub fn run_rep(spec: &CellSpec) -> Result<RepResult, String> {
     let started = Instant::now();
     let conn = connect(&url, timeout)?;
     let connect_ms = started.elapsed().as_secs_f64() * 1e3;
-    let result = exchange(conn, &url, key.as_deref(), &body, timeout);
+    let result = exchange(
+        conn,
+        &url,
+        "/chat/completions",
+        key.as_deref(),
+        &body,
+        timeout,
+    );
     let telemetry = sampler.map(Sampler::finish);
     let (sent, s) = result?;
     if let Some(p) = s.usage_prompt {
