@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::bench::stats::percentile;
 use crate::cli::{Format, QualityArgs};
 use crate::engine::{fingerprint, gguf::Gguf, text};
 use crate::error::Error;
@@ -172,6 +173,11 @@ impl Tokens {
     }
 }
 
+/// A model file's sha256 through the cache `odai bench` keeps (a large model is hashed once).
+fn model_sha256(path: &Path) -> Option<String> {
+    fingerprint::sha256_cached(path, &crate::engine::synth::cache_dir().join("sha256.tsv")).ok()
+}
+
 fn read_text(path: &Path, what: &str) -> Result<String, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::ConfigFile {
         file: path.to_owned(),
@@ -184,14 +190,6 @@ fn read_text(path: &Path, what: &str) -> Result<String, Error> {
             e.utf8_error().valid_up_to()
         ),
     })
-}
-
-fn percentile(v: &[f64], q: f64) -> f64 {
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        crate::bench::stats::percentile(v, q)
-    }
 }
 
 pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
@@ -324,7 +322,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
             let (rppl, rerr) = rn.perplexity();
             kld = Some(KldResult {
                 reference: r.display().to_string(),
-                reference_sha256: fingerprint::sha256_file(r).ok(),
+                reference_sha256: model_sha256(r),
                 reference_runtime: rt.info(),
                 reference_ppl: rppl,
                 reference_ppl_stderr: rerr,
@@ -340,8 +338,11 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         && !stop()
     {
         let (t, s) = run_tasks(cfg, model.as_mut(), &toks, path, ts, &stop, chatty)?;
-        task_result = Some(t);
-        shadow = s;
+        // Interrupted before the first answer: no figures to record, not zeros.
+        if t.tasks > 0 {
+            task_result = Some(t);
+            shadow = s;
+        }
     }
 
     let record = QualityRecord {
@@ -349,7 +350,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         odai_version: env!("CARGO_PKG_VERSION").into(),
         device: cfg.device.clone(),
         model: cfg.model.display().to_string(),
-        model_sha256: fingerprint::sha256_file(&cfg.model).ok(),
+        model_sha256: model_sha256(&cfg.model),
         runtime: model.info(),
         threads: model.threads(),
         perplexity,

@@ -18,7 +18,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::{Runtime, RuntimeInfo};
-use perplexity::{Kld, KldSummary, Nll, Windows};
+use perplexity::{Kld, KldSummary, Nll, Row, Windows};
 
 /// The record's schema; a reader refuses a newer one.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -241,7 +241,7 @@ pub fn score_text(
         let targets = w.targets(tokens, i);
         // The last row predicts the token after the window: computed, not scored.
         let logits = model.logits(&window, first)?;
-        let rows = |l: &[f32], what: &str| -> Result<usize, String> {
+        let check = |l: &[f32], what: &str| -> Result<(), String> {
             if vocab == 0 || l.len() != (w.ctx - first) * vocab {
                 return Err(format!(
                     "{what} gave {} logits for {} rows of a {vocab}-token vocabulary",
@@ -249,22 +249,24 @@ pub fn score_text(
                     w.ctx - first
                 ));
             }
-            Ok(l.len() / vocab)
+            Ok(())
         };
-        rows(&logits, "the model")?;
+        check(&logits, "the model")?;
+        let reference_logits = match reference.as_deref_mut() {
+            Some(rt) => {
+                let rl = rt.logits(&window, first)?;
+                check(&rl, "the reference")?;
+                Some(rl)
+            }
+            None => None,
+        };
         for (r, &t) in targets.iter().enumerate() {
-            nll.add(&logits[r * vocab..(r + 1) * vocab], t)?;
-        }
-        if let (Some(rt), Some((rn, kld))) = (reference.as_deref_mut(), reference_score.as_mut()) {
-            let rl = rt.logits(&window, first)?;
-            rows(&rl, "the reference")?;
-            for (r, &t) in targets.iter().enumerate() {
-                let (a, b) = (
-                    &rl[r * vocab..(r + 1) * vocab],
-                    &logits[r * vocab..(r + 1) * vocab],
-                );
-                rn.add(a, t)?;
-                kld.add(a, b)?;
+            let row = Row::of(&logits[r * vocab..(r + 1) * vocab]);
+            nll.add_scored(&row, t)?;
+            if let (Some(rl), Some((rn, kld))) = (&reference_logits, reference_score.as_mut()) {
+                let reference_row = Row::of(&rl[r * vocab..(r + 1) * vocab]);
+                rn.add_scored(&reference_row, t)?;
+                kld.add_scored(&reference_row, &row)?;
             }
         }
         done += 1;

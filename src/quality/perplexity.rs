@@ -88,6 +88,21 @@ pub fn log_sum_exp(row: &[f32]) -> (f64, usize) {
     (max + sum.ln(), best)
 }
 
+/// One position's logits with their log-normaliser and top token, computed once: perplexity and
+/// KL divergence both need them, and a pass over a 49k-256k vocabulary is the costly part.
+pub struct Row<'a> {
+    pub logits: &'a [f32],
+    pub lse: f64,
+    pub top: usize,
+}
+
+impl<'a> Row<'a> {
+    pub fn of(logits: &'a [f32]) -> Row<'a> {
+        let (lse, top) = log_sum_exp(logits);
+        Row { logits, lse, top }
+    }
+}
+
 /// Negative log-likelihoods, summed as llama.cpp sums them.
 #[derive(Clone, Debug, Default)]
 pub struct Nll {
@@ -99,15 +114,19 @@ pub struct Nll {
 impl Nll {
     /// Scores one row of logits against the token that followed.
     pub fn add(&mut self, row: &[f32], target: u32) -> Result<(), String> {
+        self.add_scored(&Row::of(row), target)
+    }
+
+    /// Scores a row whose normaliser is already computed (shared with [`Kld::add_scored`]).
+    pub fn add_scored(&mut self, row: &Row, target: u32) -> Result<(), String> {
         let t = target as usize;
-        if t >= row.len() {
+        if t >= row.logits.len() {
             return Err(format!(
                 "token id {target} is outside the vocabulary ({})",
-                row.len()
+                row.logits.len()
             ));
         }
-        let (lse, _) = log_sum_exp(row);
-        let nll = lse - f64::from(row[t]);
+        let nll = row.lse - f64::from(row.logits[t]);
         self.sum += nll;
         self.sum2 += nll * nll;
         self.n += 1;
@@ -148,18 +167,23 @@ pub struct Kld {
 impl Kld {
     /// One scored position: the reference's logits and the candidate's, over the same vocabulary.
     pub fn add(&mut self, reference: &[f32], candidate: &[f32]) -> Result<(), String> {
-        if reference.len() != candidate.len() {
+        self.add_scored(&Row::of(reference), &Row::of(candidate))
+    }
+
+    /// One scored position, the normalisers already computed (shared with [`Nll::add_scored`]).
+    pub fn add_scored(&mut self, reference: &Row, candidate: &Row) -> Result<(), String> {
+        if reference.logits.len() != candidate.logits.len() {
             return Err(format!(
                 "the reference's vocabulary has {} tokens, the model's {}: KL divergence needs \
                  the same vocabulary",
-                reference.len(),
-                candidate.len()
+                reference.logits.len(),
+                candidate.logits.len()
             ));
         }
-        let (lr, top_r) = log_sum_exp(reference);
-        let (lc, top_c) = log_sum_exp(candidate);
+        let (lr, top_r) = (reference.lse, reference.top);
+        let (lc, top_c) = (candidate.lse, candidate.top);
         let mut kl = 0.0f64;
-        for (&r, &c) in reference.iter().zip(candidate) {
+        for (&r, &c) in reference.logits.iter().zip(candidate.logits) {
             let log_pr = f64::from(r) - lr;
             let log_pc = f64::from(c) - lc;
             kl += log_pr.exp() * (log_pr - log_pc);

@@ -131,6 +131,12 @@ impl Fit {
     }
 }
 
+/// The most tokens a request may generate when its first token takes `ttft_ms` and each further
+/// one `token_ms`, within `total_ms`: TTFT + (n − 1) × token ≤ total (0 when TTFT alone is over).
+pub fn gen_limit(total_ms: f64, ttft_ms: f64, token_ms: f64) -> u32 {
+    (((total_ms - ttft_ms) / token_ms).floor() + 1.0).clamp(0.0, f64::from(u32::MAX)) as u32
+}
+
 /// A measured prompt length: the class's worst device there.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Point {
@@ -403,17 +409,15 @@ pub fn build(rows: &[Row], w: &Workload, source: &str) -> Result<Routing, String
         let gen_max = match (w.total_latency_ms, token_ms_p95) {
             (Some(total), Some(t)) if t > 0.0 => {
                 let ttft = fit.at(f64::from(w.prompt_tokens)) + max_under;
-                let n = ((total - ttft) / t).floor() + 1.0;
-                if n < 1.0 {
+                let n = gen_limit(total, ttft, t);
+                if n == 0 {
                     notes.push(format!(
                         "at the workload's {} prompt tokens TTFT alone ({ttft:.0} ms) takes the \
                          {total} ms total budget",
                         w.prompt_tokens
                     ));
-                    Some(0)
-                } else {
-                    Some(n.min(f64::from(u32::MAX)) as u32)
                 }
+                Some(n)
             }
             (Some(_), _) => {
                 notes.push(
@@ -545,7 +549,7 @@ impl Routing {
                 r.evidence.token_ms_p95,
             ) {
                 // The limit at this request's prompt length, not the workload's.
-                let g = (((total - ttft) / t).floor() + 1.0).max(0.0) as u32;
+                let g = gen_limit(total, ttft, t);
                 let g_ok = q.gen_tokens <= g;
                 ok &= g_ok;
                 why.push(format!(
