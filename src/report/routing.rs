@@ -619,6 +619,17 @@ mod tests {
     use super::*;
     use crate::report::measurements::METRICS;
 
+    #[test]
+    fn the_generation_limit_counts_the_first_token_in_ttft() {
+        // 1000 ms total, 200 ms to the first token, 100 ms a token: 1 + 8 tokens fit.
+        assert_eq!(gen_limit(1000.0, 200.0, 100.0), 9);
+        // TTFT alone within a token of the budget: only the first token.
+        assert_eq!(gen_limit(1000.0, 950.0, 100.0), 1);
+        // TTFT over the budget: nothing, never a negative count wrapped around.
+        assert_eq!(gen_limit(1000.0, 1050.0, 100.0), 0);
+        assert_eq!(gen_limit(1000.0, 5000.0, 100.0), 0);
+    }
+
     fn row(class: &str, device: &str, p: u32, ttft: f64, token_ms: f64, peak_mib: f64) -> Row {
         let mut values = vec![None; METRICS.len()];
         let mut set = |k: &str, v: f64| {
