@@ -15,12 +15,15 @@
 # which --no-install-recommends skips, and ring's C needs them) and qemu-user, so odai's NEON
 # kernels and its engine's reference tests run on emulated Arm cores, with the dot-product
 # extension (QEMU_CPU=max) and without (cortex-a53);
-# gcc builds the LD_PRELOAD shim that steps the wall clock back in tests/faults.rs. Where a
-# nightly toolchain is installed, each fuzz target (fuzz/) runs a short smoke at the end.
+# gcc builds the LD_PRELOAD shim that steps the wall clock back in tests/faults.rs; clang, llvm,
+# mingw-w64's gcc and wine64 check odai for macOS and Windows (and run its unit tests under
+# wine), and musl-tools and the armhf cross gcc build the static device binaries
+# (scripts/build-device-binaries.sh), whose aarch64 one runs under qemu-user. Where a nightly
+# toolchain is installed, each fuzz target (fuzz/) runs a short smoke at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(gcc libc6-dev mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client chromium cmake libclang-dev ccache gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+packages=(gcc libc6-dev mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client chromium cmake libclang-dev ccache gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user clang llvm gcc-mingw-w64-x86-64 wine64 musl-tools file)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -99,9 +102,31 @@ for cpu in max:neon+dotprod cortex-a53:neon; do
   cargo test --target aarch64-unknown-linux-gnu --test arch_fidelity
 done
 
+# macOS and Windows: odai and its tests compile there (clippy over every target: a Unix-only
+# call outside its #[cfg] fails here). Linking needs the Apple SDK or MSVC's libraries, which
+# Linux has not; Windows-gnu links with mingw-w64, and its unit tests run under wine64.
+unset QEMU_CPU ODAI_EXPECT_SIMD
+export CARGO_TARGET_DIR=$cache/target-cross
+# shellcheck source=scripts/cross-env.sh
+. scripts/cross-env.sh
+for t in x86_64-pc-windows-gnu x86_64-pc-windows-msvc aarch64-apple-darwin x86_64-apple-darwin; do
+  rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+  echo "test.sh: clippy for $t" >&2
+  cargo clippy --target "$t" --all-targets -- -D warnings
+done
+if [ -n "${CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER:-}" ]; then
+  echo "test.sh: unit tests for x86_64-pc-windows-gnu under wine64" >&2
+  WINEDEBUG=-all WINEPREFIX=$cache/wine cargo test --target x86_64-pc-windows-gnu --lib
+fi
+
+# The static aarch64 device binary, as phones and boards run it (cached build outside the clone).
+unset CARGO_TARGET_DIR
+ODAI_DEVICE_TARGET_DIR=$cache/target-device TARGETS=aarch64-unknown-linux-musl \
+  OUT=$cache/device-binaries scripts/build-device-binaries.sh >/dev/null
+scripts/device-binary-smoke.sh "$cache/device-binaries/odai-aarch64-unknown-linux-musl"
+
 # Fuzz smoke: each target for 20 s, where a nightly toolchain is installed (scripts/fuzz.sh;
 # its build is cached outside the clone). A crash it finds fails the suite.
-unset CARGO_TARGET_DIR QEMU_CPU ODAI_EXPECT_SIMD
 if rustup run nightly rustc --version >/dev/null 2>&1; then
   echo "test.sh: fuzz smoke, 20 s per target" >&2
   FUZZ_TARGET_DIR=$cache/target-fuzz scripts/fuzz.sh 20

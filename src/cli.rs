@@ -491,10 +491,15 @@ Examples:\n  odai farm check --farm farm.toml\n  odai farm check --farm farm.tom
 
     /// Copy the right odai binary to every SSH and ADB device (over ssh, or adb push) and check it runs
     #[command(
-        after_help = "Each device's architecture is read with `uname -m`; the binary for it is this odai when \
-it matches, else the one given with --binary TRIPLE=PATH.\nSSH devices get it at `odai` from \
-farm.toml (default ~/.local/bin/odai), ADB devices at /data/local/tmp/odai.\n\n\
+        after_help = "Each device's kind is read with `uname -sm` and the dynamic loaders it has: a glibc \
+device takes a -gnu binary, else the static -musl one, which runs on every Linux of its \
+architecture (Android, Raspberry Pi OS, Jetson's L4T, busybox boards); an Android device takes a \
+-linux-android binary first. The binary is this odai when its triple fits, else one from \
+--binaries DIR (odai-TRIPLE files: scripts/build-device-binaries.sh writes them) or --binary \
+TRIPLE=PATH.\nSSH devices get it at `odai` from farm.toml (default ~/.local/bin/odai), ADB \
+devices at /data/local/tmp/odai.\n\n\
 Examples:\n  odai farm deploy --farm farm.toml\n  \
+scripts/build-device-binaries.sh && odai farm deploy --farm farm.toml --binaries target/device-binaries\n  \
 odai farm deploy --farm farm.toml --binary aarch64-unknown-linux-gnu=target/aarch64-unknown-linux-gnu/release/odai"
     )]
     Deploy(FarmDeployArgs),
@@ -520,6 +525,10 @@ pub struct FarmDeployArgs {
     /// An odai binary for a target triple (repeatable), e.g. aarch64-linux-android=odai-android
     #[arg(long, value_name = "TRIPLE=PATH")]
     pub binary: Vec<String>,
+
+    /// A directory of odai-TRIPLE binaries, as scripts/build-device-binaries.sh writes them
+    #[arg(long, value_name = "DIR")]
+    pub binaries: Option<PathBuf>,
 
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]

@@ -5,11 +5,11 @@
 //! cell as failed (worker, timeout).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::platform::{self, signal_of};
 use crate::protocol::{self, Event, Request};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +68,7 @@ fn spawn_retrying(cmd: &mut Command) -> std::io::Result<Child> {
     let mut attempt = 0;
     loop {
         match cmd.spawn() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 5 => {
+            Err(e) if crate::platform::is_text_busy(&e) && attempt < 5 => {
                 attempt += 1;
                 let backoff = Duration::from_millis(20 * attempt);
                 std::thread::sleep(backoff);
@@ -258,8 +258,8 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
     // Ctrl-C on a terminal reaches the workers too (one process group): a worker that died of
     // it did not fail, it was interrupted. The worker may see the signal before this process
     // does, so a worker ended by SIGINT or SIGTERM waits a moment for our own.
-    let stopped_by = match status.signal() {
-        Some(s @ (libc::SIGINT | libc::SIGTERM)) => Some(s),
+    let stopped_by = match signal_of(&status) {
+        Some(s @ (platform::SIGINT | platform::SIGTERM)) => Some(s),
         _ => None,
     };
     if opts.interruptible {
@@ -300,7 +300,7 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
                 "odai could not be started there (exit {}; `odai farm deploy` installs it)",
                 status.code().unwrap_or(0)
             ))),
-            _ if status.signal() == Some(libc::SIGKILL) => {
+            _ if signal_of(&status) == Some(platform::SIGKILL) => {
                 Failure::Worker("the worker was killed (likely out of memory)".into())
             }
             _ => Failure::Transport(said(format!(
@@ -309,14 +309,14 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
             ))),
         });
     }
-    Err(match status.signal() {
+    Err(match signal_of(&status) {
         _ if killed_code(&status) => {
             Failure::Worker("the worker was killed (likely out of memory)".into())
         }
-        Some(libc::SIGKILL) => {
+        Some(platform::SIGKILL) => {
             Failure::Worker("the worker was killed (likely out of memory)".into())
         }
-        Some(libc::SIGABRT) if last.contains("memory allocation of") => {
+        Some(platform::SIGABRT) if last.contains("memory allocation of") => {
             worker_failure(last.clone())
         }
         Some(sig) if stopped_by.is_some() => {
@@ -349,11 +349,11 @@ fn worker_failure(message: String) -> Failure {
 /// Whether an exit code is a shell's report of a death by SIGKILL (128 + 9): a worker behind
 /// `sh -c` or a remote shell that could not `exec` it.
 fn killed_code(status: &ExitStatus) -> bool {
-    status.code() == Some(128 + libc::SIGKILL)
+    status.code() == Some(128 + platform::SIGKILL)
 }
 
 fn describe(status: &ExitStatus) -> String {
-    match (status.code(), status.signal()) {
+    match (status.code(), signal_of(status)) {
         (Some(c), _) => format!("exit {c}"),
         (_, Some(s)) => format!("signal {s}"),
         _ => "unknown status".into(),

@@ -37,14 +37,14 @@ pub static DRIVER_THREAD_ABANDONED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
 /// Ends the process with `code`. After a hung driver, standard streams are flushed and the
-/// process leaves with `_exit(2)`, skipping exit handlers that would deadlock.
+/// process leaves at once (`_exit(2)`, TerminateProcess), skipping exit handlers that would
+/// deadlock.
 pub fn terminate(code: i32) -> ! {
     if DRIVER_THREAD_ABANDONED.load(std::sync::atomic::Ordering::SeqCst) {
         use std::io::Write;
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
-        // SAFETY: _exit ends the process at once; nothing runs after it.
-        unsafe { libc::_exit(code) }
+        crate::platform::exit_now(code)
     }
     std::process::exit(code)
 }

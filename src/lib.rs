@@ -21,6 +21,7 @@ pub mod farm;
 pub mod fuzzing;
 pub mod interrupt;
 pub mod matrix;
+pub mod platform;
 pub mod probe;
 pub mod protocol;
 pub mod quality;

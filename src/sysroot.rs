@@ -218,13 +218,11 @@ pub fn io_reason(logical: &str, e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::NotFound => format!("missing: {logical}"),
         io::ErrorKind::PermissionDenied => format!("permission denied: {logical}"),
-        _ => match e.raw_os_error() {
-            // ENODATA / EINVAL / EIO: sysfs attributes whose sensor is off or absent say so this way.
-            Some(libc::ENODATA) | Some(libc::EINVAL) | Some(libc::EIO) | Some(libc::ENXIO) => {
-                format!("not readable now: {logical} ({e})")
-            }
-            _ => format!("unreadable: {logical} ({e})"),
-        },
+        // sysfs attributes whose sensor is off or absent say so with ENODATA, EINVAL, EIO.
+        _ if crate::platform::is_device_unanswering(e) => {
+            format!("not readable now: {logical} ({e})")
+        }
+        _ => format!("unreadable: {logical} ({e})"),
     }
 }
 
@@ -361,7 +359,7 @@ impl SysRoot {
                 Some(name) => Reading::Value(name.to_owned()),
                 None => Reading::unavailable(format!("unparsable: {logical} link has no name")),
             },
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            Err(e) if crate::platform::is_not_a_link(&e) => {
                 Reading::unavailable(format!("unparsable: {logical} is not a symlink"))
             }
             Err(e) => Reading::Unavailable(io_reason(logical, &e)),
@@ -521,10 +519,20 @@ mod tests {
         assert_eq!(io_reason("/x", &e), "permission denied: /x");
         let e = io::Error::from(io::ErrorKind::NotFound);
         assert_eq!(io_reason("/x", &e), "missing: /x");
-        let e = io::Error::from_raw_os_error(libc::ENODATA);
-        assert!(io_reason("/x", &e).starts_with("not readable now: /x"));
+        #[cfg(unix)]
+        {
+            let e = io::Error::from_raw_os_error(libc::EIO);
+            assert!(io_reason("/x", &e).starts_with("not readable now: /x"));
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let e = io::Error::from_raw_os_error(libc::ENODATA);
+            assert!(io_reason("/x", &e).starts_with("not readable now: /x"));
+        }
     }
 
+    // A FIFO is made with mkfifo(3).
+    #[cfg(unix)]
     #[test]
     fn reads_reject_fifos_empty_files_and_garbage() {
         let dir = tempfile::tempdir().unwrap();

@@ -15,6 +15,9 @@
 //! that, odai must pick the same token. A pass that skipped a bias, a norm weight, a post-norm, a window or
 //! used the wrong RoPE layout moves logits by tens of percent (see the regression test below).
 
+// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+#![cfg(unix)]
+
 use std::path::{Path, PathBuf};
 
 use odai::engine::Model;

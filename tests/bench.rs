@@ -1,6 +1,9 @@
 //! `odai bench` end to end on a small synthetic model: the JSON contract, CSV rows, memory fit
 //! against the probe's headroom (through --root), and bad flags.
 
+// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+#![cfg(unix)]
+
 mod common;
 
 use std::fs;
@@ -337,6 +340,7 @@ fn unknown_headroom_runs_with_a_warning_not_a_guess() {
 }
 
 /// `odai` with its CPU affinity narrowed to CPU 0 before exec, as `taskset -c 0` does.
+#[cfg(target_os = "linux")]
 fn on_cpu_0(args: &[&str]) -> std::process::Output {
     use std::os::unix::process::CommandExt;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_odai"));
@@ -357,6 +361,8 @@ fn on_cpu_0(args: &[&str]) -> std::process::Output {
     cmd.output().unwrap()
 }
 
+// sched_setaffinity(2) is Linux's.
+#[cfg(target_os = "linux")]
 #[test]
 fn regression_threads_follow_cpu_affinity() {
     // Found in review: under `taskset -c 0` odai reported every CPU and ran one thread per CPU

@@ -1,6 +1,9 @@
 //! The correctness gate: odai's engine must reproduce llama.cpp's greedy tokens on the real test
 //! model. A fast engine that computes the wrong thing is worthless.
 
+// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+#![cfg(unix)]
+
 mod common;
 
 use common::{odai, reference, test_model};

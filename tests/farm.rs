@@ -2,6 +2,9 @@
 //! 127.0.0.1 (each SSH device probes as a different fixture tree through `ODAI_ROOT`), the local
 //! device, faults (an sshd stopped mid-run, Ctrl-C), hostile names, and ADB through a stand-in.
 
+// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+#![cfg(unix)]
+
 mod common;
 #[path = "common/sshd.rs"]
 mod sshd;
@@ -436,7 +439,8 @@ fn adb_devices_run_through_adb_shell_with_a_stand_in() {
         ),
     )
     .unwrap();
-    // Deploy: `uname -sm` says Linux x86_64, so the device wants x86_64-linux-android.
+    // Deploy: `uname -sm` says Linux x86_64, so the device wants x86_64-linux-android, or the
+    // static musl build.
     let deploy = odai()
         .env("ODAI_ADB", &adb)
         .args(["farm", "deploy", "--farm"])
@@ -446,7 +450,11 @@ fn adb_devices_run_through_adb_shell_with_a_stand_in() {
     assert_eq!(deploy.status.code(), Some(1));
     let table = String::from_utf8_lossy(&deploy.stdout);
     assert!(
-        table.contains("no odai binary for x86_64-linux-android: build one and pass --binary x86_64-linux-android=PATH"),
+        table.contains(
+            "no odai binary for x86_64-linux-android or x86_64-unknown-linux-musl: build one \
+             (scripts/build-device-binaries.sh) and pass --binaries DIR or --binary \
+             x86_64-unknown-linux-musl=PATH"
+        ),
         "{table}"
     );
     let deploy = odai()

@@ -5,6 +5,9 @@
 //! to do. Mounts (tmpfs) and memory cgroups need root, which the test script runs as; elsewhere
 //! those tests say why they did not run, and fail instead where ODAI_REQUIRE_ROOT_TESTS is set.
 
+// Staged Linux faults: tmpfs mounts, memory cgroups, an LD_PRELOAD clock shim.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::fs;

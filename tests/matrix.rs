@@ -1,6 +1,9 @@
 //! `odai matrix plan`: the shipped matrices parse, and a plan tells what runs on a device and
 //! what is skipped, before anything runs.
 
+// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+#![cfg(unix)]
+
 mod common;
 
 use std::fs;

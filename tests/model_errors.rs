@@ -1,5 +1,8 @@
 //! Bad model inputs get one clear line naming the file and what to do — never a panic.
 
+// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+#![cfg(unix)]
+
 mod common;
 
 use std::fs;

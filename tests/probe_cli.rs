@@ -1,6 +1,9 @@
 //! `odai probe` as users and scripts meet it: the live device, the JSON contract's keys, real GPU
 //! enumeration, errors with their exact text and exit codes, permissions, pipes and colour.
 
+// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+#![cfg(unix)]
+
 mod common;
 
 use std::fs;

@@ -1,6 +1,9 @@
 //! `odai probe --root` on every captured device tree in tests/fixtures: the parsed values, and a
 //! snapshot of the whole JSON document so any change to the contract is seen in review.
 
+// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+#![cfg(unix)]
+
 mod common;
 
 use common::{fixture, probe_json};

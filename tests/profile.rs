@@ -1,6 +1,9 @@
 //! `odai profile`: probe, a matrix on this device, results on disk and a table — driven with the
 //! toy preset so it takes seconds (the built-in quick matrix is the same path with real shapes).
 
+// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+#![cfg(unix)]
+
 mod common;
 
 use std::fs;

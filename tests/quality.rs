@@ -3,6 +3,9 @@
 //! that gives logits, KL divergence against a reference, tasks and shadow mode against llama.cpp's
 //! real llama-server, the records a results directory keeps, and the errors.
 
+// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+#![cfg(unix)]
+
 mod common;
 // Only llama-server and free ports are used here.
 #[allow(dead_code)]

@@ -2,6 +2,9 @@
 //! that does not fit one, cold and sustained cells): golden CSV and Markdown, the HTML report in
 //! a real headless Chromium, release gates, broken inputs, and significance in `compare`.
 
+// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+#![cfg(unix)]
+
 mod common;
 
 use std::fs;

@@ -2,6 +2,9 @@
 //! synthetic model at three prompt lengths on this machine), the HTML report's TTFT curve, and
 //! the errors.
 
+// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+#![cfg(unix)]
+
 mod common;
 
 use std::fs;

@@ -2,6 +2,9 @@
 //! real HTTP server for the faults llama-server cannot stage), llama.cpp linked in (feature
 //! `llama-cpp`), and what a binary without it says.
 
+// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+#![cfg(unix)]
+
 mod common;
 #[path = "common/servers.rs"]
 mod servers;

@@ -2,6 +2,9 @@
 //! run goes on stands in for a device heating up, throttling, drawing power and draining its
 //! battery; and a real short run on this machine, which has no thermal or power files.
 
+// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+#![cfg(unix)]
+
 mod common;
 
 use std::fs;

@@ -1,6 +1,9 @@
 //! Synthetic models: every quantization of a real family's shape loads and runs, and a file whose
 //! architecture odai does not run is refused by name.
 
+// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+#![cfg(unix)]
+
 mod common;
 
 use std::fs;

@@ -2,6 +2,9 @@
 //! (scripts/fetch-test-model.sh): silero-vad and magika on ONNX Runtime, microWakeWord and
 //! openWakeWord's three-model pipeline on TF Lite. Outputs are checked, not only timings.
 
+// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+#![cfg(unix)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

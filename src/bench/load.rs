@@ -119,8 +119,7 @@ impl Drop for Contention {
 
 /// The body of `odai contend`: runs until killed.
 pub fn contend(cpu_threads: u32, mem_bytes: u64) -> ! {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets this process's parent-death signal.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    crate::platform::die_with_parent_self();
     for _ in 0..cpu_threads {
         std::thread::spawn(|| {
             let mut x = 1u64;

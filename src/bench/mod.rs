@@ -9,7 +9,6 @@ pub mod telemetry;
 pub mod tensor;
 pub mod worker;
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -21,13 +20,7 @@ use crate::protocol::{self, CellSpec, Event, RepResult, Request};
 fn worker_command(exe: &Path) -> Command {
     let mut cmd = Command::new(exe);
     cmd.arg("worker");
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    crate::platform::die_with_parent(&mut cmd);
     cmd
 }
 
@@ -72,7 +65,8 @@ pub fn run_tensor(
     }
 }
 
-#[cfg(test)]
+// The stand-in workers are shell scripts.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

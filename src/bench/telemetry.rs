@@ -188,7 +188,7 @@ fn sample(root: &SysRoot, meters: &[Meter], t_s: f64, previous: Option<&Sample>)
         throttle_events_delta,
         cooling_active,
         psi_some_avg10,
-        rss_bytes: own_rss_bytes(),
+        rss_bytes: crate::platform::own_rss_bytes(),
         battery_name: battery.map(|b| b.name.clone()),
         battery_status: battery.and_then(|b| b.status.value().cloned()),
         battery_capacity_pct: battery.and_then(|b| b.capacity_pct.value().copied()),
@@ -197,16 +197,6 @@ fn sample(root: &SysRoot, meters: &[Meter], t_s: f64, previous: Option<&Sample>)
         battery_power_w: battery.and_then(|b| b.power_w.value().copied()),
         meters: meter_values,
     }
-}
-
-/// This process's resident set (proc(5) `statm`: resident pages). Always the live /proc: it is
-/// the worker's own memory, not the device's.
-fn own_rss_bytes() -> Option<u64> {
-    let statm = SysRoot::live().read_str("/proc/self/statm").into_value()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * page.max(0) as u64)
 }
 
 /// Energy over a run, from the best source the device has.

@@ -189,20 +189,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// CPU time this process has used (user + system, all threads): CLOCK_PROCESS_CPUTIME_ID.
-fn process_cpu_s() -> Result<f64, String> {
-    // SAFETY: clock_gettime fills the zeroed timespec.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Err(format!(
-            "CPU time unreadable: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
-}
-
 struct Stage {
     rt: Box<dyn runtime::Runtime>,
     name: String,
@@ -252,7 +238,7 @@ fn load_stages(spec: &TensorBenchSpec) -> Result<Vec<Stage>, String> {
             k => k,
         };
         if spec.cold {
-            crate::bench::worker::evict_from_page_cache(&st.model)?;
+            crate::platform::evict_from_page_cache(&st.model)?;
         }
         let opts = LoadOptions {
             threads: spec.threads,
@@ -497,7 +483,7 @@ pub fn run(spec: &TensorBenchSpec) -> Result<TensorResult, String> {
             let mut arrival_ms = Vec::with_capacity(frames as usize);
             let mut done_s = Vec::with_capacity(frames as usize);
             let mut misses = Vec::with_capacity(frames as usize);
-            let cpu0 = process_cpu_s()?;
+            let cpu0 = crate::platform::process_cpu_s()?;
             let start = Instant::now();
             for k in 0..frames {
                 let due = Duration::from_secs_f64(k as f64 * period);
@@ -520,7 +506,7 @@ pub fn run(spec: &TensorBenchSpec) -> Result<TensorResult, String> {
                 .elapsed()
                 .max(Duration::from_secs_f64(frames as f64 * period));
             wall_s = end.as_secs_f64();
-            let cpu_s = process_cpu_s()? - cpu0;
+            let cpu_s = crate::platform::process_cpu_s()? - cpu0;
             let missed = misses.iter().filter(|&&m| m).count() as u64;
             let mut sorted = arrival_ms.clone();
             sorted.sort_by(f64::total_cmp);
@@ -627,7 +613,7 @@ pub fn run(spec: &TensorBenchSpec) -> Result<TensorResult, String> {
         latency_ms_max: *sorted.last().unwrap(),
         threads,
         load: no_load(),
-        peak_rss_bytes: Some(crate::bench::worker::peak_rss_bytes()?),
+        peak_rss_bytes: Some(crate::platform::peak_rss_bytes()?),
         stream,
         energy,
         energy_j_per_inference,

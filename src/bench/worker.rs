@@ -14,54 +14,6 @@ use crate::rng::Rng;
 use crate::runtime::{self, LoadOptions, Offload, RuntimeInfo, RuntimeKind};
 use crate::sysroot::{Reading, SysRoot};
 
-/// Asks the kernel to drop the file's pages from the page cache (posix_fadvise(2)
-/// POSIX_FADV_DONTNEED), so the next load reads from storage. Advisory: pages that are in use
-/// stay.
-pub fn evict_from_page_cache(path: &Path) -> Result<(), String> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    // SAFETY: a valid descriptor; offset 0 and length 0 mean the whole file.
-    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(format!(
-            "posix_fadvise failed on {}: error {rc}",
-            path.display()
-        ))
-    }
-}
-
-/// Peak resident set of this process in bytes (getrusage(2): ru_maxrss is KiB on Linux). A
-/// failed call is an error, never a made-up zero.
-pub fn peak_rss_bytes() -> Result<u64, String> {
-    // SAFETY: getrusage fills the zeroed struct.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    peak_from(rc, ru.ru_maxrss, std::io::Error::last_os_error)
-}
-
-/// getrusage's answer as a peak: an error for a failed call (its zeroed struct would read as 0
-/// bytes), and for a zero maximum, which a process that loaded a model cannot have.
-fn peak_from(
-    rc: libc::c_int,
-    maxrss_kib: libc::c_long,
-    err: impl FnOnce() -> std::io::Error,
-) -> Result<u64, String> {
-    if rc != 0 {
-        return Err(format!(
-            "peak memory unreadable: getrusage failed: {}",
-            err()
-        ));
-    }
-    if maxrss_kib <= 0 {
-        return Err(format!(
-            "peak memory unreadable: getrusage reported {maxrss_kib} KiB"
-        ));
-    }
-    Ok(maxrss_kib as u64 * 1024)
-}
-
 /// llama-bench-style prompt: BOS first where the model has one, then seeded random ids below
 /// the vocabulary size.
 pub fn prompt_ids(vocab: u64, bos: Option<u64>, len: usize, seed: u64) -> Vec<u32> {
@@ -201,7 +153,7 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
         return crate::runtime::openai::run_rep(spec);
     }
     if spec.cold {
-        evict_from_page_cache(&spec.model)?;
+        crate::platform::evict_from_page_cache(&spec.model)?;
     }
     let p = spec.prompt_tokens as usize;
     let n = spec.gen_tokens as usize;
@@ -283,7 +235,7 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
         threads: rt.threads(),
         runtime: rt.info(),
         offload: rt.offload(),
-        peak_rss_bytes: Some(peak_rss_bytes()?),
+        peak_rss_bytes: Some(crate::platform::peak_rss_bytes()?),
         endpoint: None,
     };
     finish(spec, timings, telemetry)
@@ -291,20 +243,7 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{peak_from, prompt_ids};
-
-    #[test]
-    fn regression_failed_getrusage_is_not_zero_bytes() {
-        // Found in review: a failed getrusage left the zeroed struct, reported as 0 bytes.
-        let e = peak_from(-1, 0, || std::io::Error::from_raw_os_error(libc::EFAULT)).unwrap_err();
-        assert!(
-            e.starts_with("peak memory unreadable: getrusage failed: Bad address"),
-            "{e}"
-        );
-        assert!(peak_from(0, 0, || unreachable!()).is_err());
-        assert_eq!(peak_from(0, 2048, || unreachable!()), Ok(2048 * 1024));
-        assert!(super::peak_rss_bytes().unwrap() > 0);
-    }
+    use super::prompt_ids;
 
     #[test]
     fn prompts_start_with_bos_and_stay_below_the_vocabulary() {

@@ -194,29 +194,43 @@ pub struct DeployConfig {
     pub format: Format,
 }
 
-/// The target triple this odai was built for, as rustc names it.
+/// The target triple this odai was built for, as rustc names it (recorded by build.rs).
 pub fn host_triple() -> String {
-    let arch = std::env::consts::ARCH;
-    if cfg!(target_os = "android") {
-        format!("{arch}-linux-android")
-    } else if cfg!(target_env = "musl") {
-        format!("{arch}-unknown-linux-musl")
-    } else {
-        format!("{arch}-unknown-{}-gnu", std::env::consts::OS)
-    }
+    env!("ODAI_TARGET").to_owned()
 }
 
-/// A device's triple from `uname -sm` (`Linux aarch64`): Android over ADB, GNU/Linux over SSH.
-pub fn device_triple(uname_sm: &str, android: bool) -> Result<String, String> {
+/// What a device is: `uname -sm`, then the dynamic loaders it has (a glibc system has
+/// `ld-linux*`, a musl one `ld-musl-*`; Android has neither under /lib). POSIX sh only: it runs
+/// on busybox boards, Android's toybox and macOS alike.
+pub const DEVICE_KIND_COMMAND: &str =
+    "uname -sm; for f in /lib/ld-* /lib64/ld-*; do [ -e \"$f\" ] && echo \"$f\"; done; true";
+
+/// The triples whose binaries run on a device, best first, from [`DEVICE_KIND_COMMAND`]'s output.
+/// A static musl binary runs on every Linux of its architecture (Android included, whose kernel
+/// is Linux's and which it needs nothing from), so it is every Linux device's fallback; a glibc
+/// binary only where glibc's loader is.
+pub fn device_triples(kind: &str, android: bool) -> Result<Vec<String>, String> {
+    let mut lines = kind.lines();
+    let uname_sm = lines.next().unwrap_or("");
+    let loaders: Vec<&str> = lines.map(str::trim).collect();
     let mut it = uname_sm.split_whitespace();
     let (Some(os), Some(machine)) = (it.next(), it.next()) else {
         return Err(format!(
             "cannot read the architecture from `uname -sm`: {uname_sm:?}"
         ));
     };
+    if os == "Darwin" {
+        return match machine {
+            "arm64" => Ok(vec!["aarch64-apple-darwin".into()]),
+            "x86_64" => Ok(vec!["x86_64-apple-darwin".into()]),
+            m => Err(format!(
+                "macOS on {m} is not supported (arm64 and x86_64 are)"
+            )),
+        };
+    }
     if os != "Linux" {
         return Err(format!(
-            "{os} devices are not supported (Linux and Android are)"
+            "{os} devices are not supported (Linux, Android and macOS are)"
         ));
     }
     let arch = match machine {
@@ -225,11 +239,25 @@ pub fn device_triple(uname_sm: &str, android: bool) -> Result<String, String> {
         "i686" | "i386" => "i686",
         m => m,
     };
-    Ok(match (arch, android) {
-        ("armv7", true) => "armv7-linux-androideabi".into(),
-        ("armv7", false) => "armv7-unknown-linux-gnueabihf".into(),
-        (a, true) => format!("{a}-linux-android"),
-        (a, false) => format!("{a}-unknown-linux-gnu"),
+    let (gnu, musl, android_triple) = match arch {
+        "armv7" => (
+            "armv7-unknown-linux-gnueabihf".to_owned(),
+            "armv7-unknown-linux-musleabihf".to_owned(),
+            "armv7-linux-androideabi".to_owned(),
+        ),
+        a => (
+            format!("{a}-unknown-linux-gnu"),
+            format!("{a}-unknown-linux-musl"),
+            format!("{a}-linux-android"),
+        ),
+    };
+    let has_glibc = loaders.iter().any(|l| l.contains("/ld-linux"));
+    Ok(if android {
+        vec![android_triple, musl]
+    } else if has_glibc {
+        vec![gnu, musl]
+    } else {
+        vec![musl]
     })
 }
 
@@ -259,6 +287,36 @@ impl DeployConfig {
                 });
             }
             binaries.insert(triple.to_owned(), path);
+        }
+        // `--binaries DIR`: what scripts/build-device-binaries.sh writes, odai-TRIPLE per target.
+        // --binary names win over the directory's.
+        if let Some(dir) = &a.binaries {
+            let entries = std::fs::read_dir(dir).map_err(|e| Error::ConfigFile {
+                file: dir.clone(),
+                problem: format!("cannot list --binaries: {e}"),
+            })?;
+            let mut found = 0;
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(triple) = name.strip_prefix("odai-").filter(|t| t.contains('-')) {
+                    found += 1;
+                    let explicit = a
+                        .binary
+                        .iter()
+                        .any(|b| b.starts_with(&format!("{triple}=")));
+                    if !explicit {
+                        binaries.insert(triple.to_owned(), e.path());
+                    }
+                }
+            }
+            if found == 0 {
+                return Err(Error::ConfigFile {
+                    file: dir.clone(),
+                    problem: "no odai-TRIPLE binaries here (scripts/build-device-binaries.sh \
+                              writes them)"
+                        .into(),
+                });
+            }
         }
         Ok(DeployConfig {
             root,
@@ -294,11 +352,20 @@ fn deploy_one(t: &dyn Transport, cfg: &DeployConfig) -> DeployRow {
     }
     let result = (|| -> Result<(), String> {
         let android = t.target().starts_with("adb ");
-        let triple = device_triple(&output(t.shell("uname -sm"))?, android)?;
+        let triples = device_triples(&output(t.shell(DEVICE_KIND_COMMAND))?, android)?;
+        row.triple = Some(triples[0].clone());
+        let (triple, binary) = triples
+            .iter()
+            .find_map(|t| cfg.binaries.get(t).map(|b| (t, b)))
+            .ok_or_else(|| {
+                format!(
+                    "no odai binary for {}: build one (scripts/build-device-binaries.sh) and pass \
+                     --binaries DIR or --binary {}=PATH",
+                    triples.join(" or "),
+                    triples.last().expect("at least one triple"),
+                )
+            })?;
         row.triple = Some(triple.clone());
-        let binary = cfg.binaries.get(&triple).ok_or_else(|| {
-            format!("no odai binary for {triple}: build one and pass --binary {triple}=PATH")
-        })?;
         let path = t.odai_path();
         let tmp = format!("{path}.deploying");
         if let Some((dir, _)) = path.rsplit_once('/').filter(|(d, _)| !d.is_empty()) {
@@ -367,23 +434,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn triples_come_from_uname() {
+    fn triples_come_from_uname_and_the_loaders_present() {
+        let t = |kind: &str, android: bool| device_triples(kind, android).unwrap();
         assert_eq!(
-            device_triple("Linux aarch64", true).unwrap(),
-            "aarch64-linux-android"
+            t("Linux aarch64\n", true),
+            ["aarch64-linux-android", "aarch64-unknown-linux-musl"]
         );
         assert_eq!(
-            device_triple("Linux x86_64", false).unwrap(),
-            "x86_64-unknown-linux-gnu"
+            t("Linux x86_64\n/lib64/ld-linux-x86-64.so.2\n", false),
+            ["x86_64-unknown-linux-gnu", "x86_64-unknown-linux-musl"]
+        );
+        // Raspberry Pi OS 32-bit: glibc's armhf loader.
+        assert_eq!(
+            t("Linux armv7l\n/lib/ld-linux-armhf.so.3\n", false),
+            [
+                "armv7-unknown-linux-gnueabihf",
+                "armv7-unknown-linux-musleabihf"
+            ]
+        );
+        // Alpine or a busybox board: musl's loader, or none at all; only static musl runs.
+        assert_eq!(
+            t("Linux aarch64\n/lib/ld-musl-aarch64.so.1\n", false),
+            ["aarch64-unknown-linux-musl"]
+        );
+        assert_eq!(t("Linux armv7l", false), ["armv7-unknown-linux-musleabihf"]);
+        assert_eq!(t("Darwin arm64\n", false), ["aarch64-apple-darwin"]);
+        assert_eq!(
+            device_triples("FreeBSD amd64\n", false).unwrap_err(),
+            "FreeBSD devices are not supported (Linux, Android and macOS are)"
         );
         assert_eq!(
-            device_triple("Linux armv7l", false).unwrap(),
-            "armv7-unknown-linux-gnueabihf"
+            device_triples("\n", false).unwrap_err(),
+            "cannot read the architecture from `uname -sm`: \"\""
         );
-        assert_eq!(
-            device_triple("Darwin arm64", false).unwrap_err(),
-            "Darwin devices are not supported (Linux and Android are)"
-        );
-        assert!(host_triple().ends_with("-linux-gnu") || host_triple().contains("android"));
+    }
+
+    #[test]
+    fn the_device_kind_command_runs_in_a_posix_shell() {
+        let out = std::process::Command::new("sh")
+            .args(["-c", DEVICE_KIND_COMMAND])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let kind = String::from_utf8(out.stdout).unwrap();
+        let mine = device_triples(&kind, cfg!(target_os = "android")).unwrap();
+        assert!(mine.contains(&host_triple()), "{mine:?} for {kind:?}");
     }
 }

@@ -33,9 +33,8 @@ fn exit_when_the_coordinator_goes() {
         let mut sink = [0u8; 256];
         let mut stdin = std::io::stdin().lock();
         while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
-        // SAFETY: _exit ends the process without running destructors or exit handlers, which
-        // may still be in use by the benchmark thread.
-        unsafe { libc::_exit(exit::INTERRUPTED) };
+        // Without destructors or exit handlers, which the benchmark thread may still be using.
+        crate::platform::exit_now(exit::INTERRUPTED);
     });
 }
 

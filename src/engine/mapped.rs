@@ -10,6 +10,9 @@ use std::path::Path;
 pub struct Mapped {
     pub ptr: *const u8,
     pub len: usize,
+    /// Windows: the view, unmapped on drop (Unix unmaps `ptr` itself).
+    #[cfg(windows)]
+    _view: Option<memmap2::Mmap>,
 }
 
 // SAFETY: the mapping is read-only and lives as long as the model; sharing it is sharing
@@ -21,7 +24,6 @@ impl Mapped {
     /// Maps `path`; `populate` reads every page in now (the engine), rather than on first touch
     /// (header parsing, which reads the first few megabytes of files up to many gigabytes).
     pub fn open(path: &Path, populate: bool) -> std::io::Result<Mapped> {
-        use std::os::fd::AsRawFd;
         let file = File::open(path)?;
         let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
         if len == 0 {
@@ -29,8 +31,31 @@ impl Mapped {
             return Ok(Mapped {
                 ptr: std::ptr::NonNull::<u8>::dangling().as_ptr(),
                 len: 0,
+                #[cfg(windows)]
+                _view: None,
             });
         }
+        Self::map(file, len, populate)
+    }
+
+    /// Windows: a read-only view through memmap2 (CreateFileMapping + MapViewOfFile); there is
+    /// no MAP_POPULATE, so pages fault in on first touch.
+    #[cfg(windows)]
+    fn map(file: File, len: usize, populate: bool) -> std::io::Result<Mapped> {
+        let _ = populate;
+        // SAFETY: a read-only view; model files are not modified while odai runs (as llama.cpp
+        // assumes of the files it maps).
+        let view = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(Mapped {
+            ptr: view.as_ptr(),
+            len,
+            _view: Some(view),
+        })
+    }
+
+    #[cfg(unix)]
+    fn map(file: File, len: usize, populate: bool) -> std::io::Result<Mapped> {
+        use std::os::fd::AsRawFd;
         #[cfg(target_os = "linux")]
         let flags = if populate {
             libc::MAP_PRIVATE | libc::MAP_POPULATE
@@ -74,10 +99,14 @@ impl Mapped {
     /// private file mapping drops them from this process's resident set.
     pub fn release(&self, addr: usize, len: usize) {
         debug_assert!(addr >= self.ptr as usize && addr + len <= self.ptr as usize + self.len);
-        // SAFETY: sysconf has no preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
         // SAFETY: inside this mapping, which nothing reads again there.
-        unsafe { advise_inside(addr, len, page, libc::MADV_DONTNEED) };
+        #[cfg(unix)]
+        unsafe {
+            advise_inside(addr, len, crate::platform::page_size(), libc::MADV_DONTNEED)
+        };
+        // Windows: a hint with no counterpart for a file view (the working set trims itself).
+        #[cfg(windows)]
+        let _ = (addr, len);
     }
 }
 
@@ -87,6 +116,7 @@ impl Mapped {
 /// # Safety
 /// The range must belong to the caller, and `advice` must be one its contents survive (or that
 /// it no longer needs them).
+#[cfg(unix)]
 pub unsafe fn advise_inside(addr: usize, len: usize, align: usize, advice: libc::c_int) {
     let start = addr.next_multiple_of(align);
     let end = (addr + len) / align * align;
@@ -96,6 +126,7 @@ pub unsafe fn advise_inside(addr: usize, len: usize, align: usize, advice: libc:
     }
 }
 
+#[cfg(unix)]
 impl Drop for Mapped {
     fn drop(&mut self) {
         if self.len == 0 {

@@ -82,14 +82,13 @@ mod tests {
 
     #[test]
     fn a_link_lost_is_told_apart_from_a_worker_failure() {
-        use std::os::unix::process::ExitStatusExt;
         let farm = Farm::parse(
             "[[device]]\nname = \"p\"\ntransport = \"adb\"\nserial = \"S\"\n",
             Path::new("farm.toml"),
         )
         .unwrap();
         let t = Adb::new(&farm.devices[0]);
-        let exit = |c: i32| ExitStatus::from_raw(c << 8);
+        let exit = crate::platform::exited_with;
         assert!(t.transport_failed(&exit(0), ""));
         assert!(t.transport_failed(&exit(1), "error: device offline"));
         assert!(t.transport_failed(&exit(1), "adb: device 'S' not found"));

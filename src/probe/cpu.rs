@@ -117,6 +117,10 @@ const ARM_FEATURES: &[(&str, &[&str])] = &[
 ];
 
 pub fn probe(root: &SysRoot) -> Cpu {
+    // macOS and Windows have no /proc: the OS's own figures (native.rs).
+    if super::native::applies(root) {
+        return super::native::cpu();
+    }
     let cpuinfo = root.read_raw("/proc/cpuinfo");
     let blocks = cpuinfo
         .value()

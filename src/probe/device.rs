@@ -20,6 +20,10 @@ pub struct Device {
 }
 
 pub fn probe(root: &SysRoot) -> Device {
+    // macOS and Windows have no /proc: the OS's own figures (native.rs).
+    if super::native::applies(root) {
+        return super::native::device();
+    }
     let android = AndroidProps::read(root);
     let os_family = if android.is_some() {
         "android"
@@ -94,7 +98,7 @@ fn arch(root: &SysRoot) -> Reading<String> {
     root.read_str("/proc/sys/kernel/arch")
         .or_else(|| {
             if root.is_live() {
-                uname_machine()
+                crate::platform::kernel_machine()
             } else {
                 Reading::unavailable("missing: /proc/sys/kernel/arch")
             }
@@ -112,18 +116,6 @@ fn arch(root: &SysRoot) -> Reading<String> {
             })
         })
         .map(normalise)
-}
-
-fn uname_machine() -> Reading<String> {
-    // SAFETY: uname fills a zeroed utsname whose fields are NUL-terminated C strings.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return Reading::unavailable("uname(2) failed");
-    }
-    // CStr reads the field whatever c_char is (i8 on x86, u8 on Arm).
-    // SAFETY: `machine` is NUL-terminated (uname succeeded), inside the struct.
-    let machine = unsafe { std::ffi::CStr::from_ptr(u.machine.as_ptr()) };
-    Reading::Value(machine.to_string_lossy().into_owned())
 }
 
 /// Board model: the device tree's `model` (Arm boards), else DMI vendor + product (PCs).

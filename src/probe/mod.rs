@@ -8,6 +8,7 @@ pub mod cpu;
 pub mod device;
 pub mod gpu;
 pub mod memory;
+pub mod native;
 pub mod npu;
 pub mod power;
 pub mod text;

@@ -57,6 +57,10 @@ pub struct EnergyMeter {
 const PS: &str = "/sys/class/power_supply";
 
 pub fn probe(root: &SysRoot) -> Power {
+    // macOS and Windows have no /proc: the OS's own figures (native.rs).
+    if super::native::applies(root) {
+        return super::native::power();
+    }
     let mut batteries = Vec::new();
     let mut supplies = Vec::new();
     for name in root.list_prefixed(PS, "") {
@@ -160,7 +164,7 @@ fn battery(root: &SysRoot, d: &str, name: String) -> Battery {
 
 /// On AC when a mains/USB supply is online; failing that, a battery that is charging or full says
 /// so and one that is discharging says not.
-fn on_ac(supplies: &[Supply], batteries: &[Battery]) -> Reading<bool> {
+pub(super) fn on_ac(supplies: &[Supply], batteries: &[Battery]) -> Reading<bool> {
     let known: Vec<bool> = supplies
         .iter()
         .filter_map(|s| s.online.value().copied())

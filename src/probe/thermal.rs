@@ -159,6 +159,10 @@ pub fn cooling_devices(root: &SysRoot) -> Vec<CoolingDevice> {
 }
 
 pub fn probe(root: &SysRoot, cpu: &Cpu) -> Thermal {
+    // macOS and Windows have no /proc: the OS's own figures (native.rs).
+    if super::native::applies(root) {
+        return super::native::thermal();
+    }
     let zones = zones(root);
     let cooling_devices = cooling_devices(root);
     let max_temp_c = if zones.is_empty() {
