@@ -3,7 +3,8 @@
 # possible here (no Apple SDK, no MSVC libraries), checking is: `cargo check`/`clippy` compile
 # every crate to metadata, but build scripts still run, and ring's compiles its C. clang has the
 # freestanding headers (stddef.h, stdint.h); ring's RING_CORE_NOSTDLIBINC leaves out the libc
-# ones; scripts/cross-include holds one-file stand-ins for the two SDK headers ring still names.
+# ones; scripts/cross-include holds one-file stand-ins for the few SDK headers the C still names
+# (ring's TargetConditionals.h and stdlib.h; the dev-dependencies' windows.h and malloc.h).
 # Windows-gnu needs none of this: Debian's mingw-w64 gcc is a complete toolchain (it links too).
 cross_include="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/cross-include"
 for t in aarch64_apple_darwin x86_64_apple_darwin; do
