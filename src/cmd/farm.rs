@@ -432,6 +432,7 @@ pub fn deploy(cfg: &DeployConfig) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn triples_come_from_uname_and_the_loaders_present() {
@@ -469,6 +470,46 @@ mod tests {
         );
     }
 
+    #[test]
+    fn binaries_come_from_a_directory_and_named_ones_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |name: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, name).unwrap();
+            p
+        };
+        let musl = put("odai-aarch64-unknown-linux-musl");
+        put("odai-x86_64-unknown-linux-musl");
+        put("README");
+        let mine = put("mine");
+        let args = |binary: Vec<String>, binaries: Option<&Path>| FarmDeployArgs {
+            farm: "farm.toml".into(),
+            binary,
+            binaries: binaries.map(Path::to_owned),
+            format: Format::Text,
+        };
+        let c = DeployConfig::new(SysRoot::live(), &args(vec![], Some(dir.path()))).unwrap();
+        assert_eq!(c.binaries["aarch64-unknown-linux-musl"], musl);
+        assert!(c.binaries.contains_key("x86_64-unknown-linux-musl"));
+        assert!(!c.binaries.keys().any(|k| k == "README" || k.is_empty()));
+        let named = format!("x86_64-unknown-linux-musl={}", mine.display());
+        let c = DeployConfig::new(SysRoot::live(), &args(vec![named], Some(dir.path()))).unwrap();
+        assert_eq!(c.binaries["x86_64-unknown-linux-musl"], mine);
+
+        let empty = tempfile::tempdir().unwrap();
+        let Err(e) = DeployConfig::new(SysRoot::live(), &args(vec![], Some(empty.path()))) else {
+            panic!("an empty --binaries directory was taken");
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: no odai-TRIPLE binaries here (scripts/build-device-binaries.sh writes them)",
+                empty.path().display()
+            )
+        );
+    }
+
+    #[cfg(unix)]
     #[test]
     fn the_device_kind_command_runs_in_a_posix_shell() {
         let out = std::process::Command::new("sh")

@@ -14,7 +14,7 @@ use crate::sysroot::Reading;
 pub const EMBEDDED: &str = include_str!("../../profiles/device-classes.toml");
 const EMBEDDED_NAME: &str = "profiles/device-classes.toml (built in)";
 
-const KNOWN_OS: &[&str] = &["linux", "android"];
+const KNOWN_OS: &[&str] = &["linux", "android", "macos", "windows"];
 const KNOWN_ARCH: &[&str] = &["x86_64", "aarch64", "arm", "riscv64", "x86"];
 
 #[derive(Debug, Deserialize)]

@@ -29,7 +29,7 @@ fn not_on_this_os(what: &str) -> String {
 }
 
 fn system() -> Result<sysinfo::System, String> {
-    sysinfo::System::new().map_err(|e| format!("unreadable: sysinfo could not start ({e:?})"))
+    sysinfo::System::new().map_err(|e| format!("unreadable: sysinfo could not start ({e})"))
 }
 
 /// A count or size the OS gave: zero is what sysinfo answers when its call failed, and no
@@ -60,7 +60,7 @@ pub fn cpu() -> Cpu {
     };
     let physical = match sysinfo::System::physical_core_count() {
         Ok(n) => nonzero(n as u32, "physical cores"),
-        Err(e) => Reading::unavailable(format!("unreadable: physical core count ({e:?})")),
+        Err(e) => Reading::unavailable(format!("unreadable: physical core count ({e})")),
     };
     // std's answer honours the process's affinity and job limits on Windows; macOS has no CPU
     // affinity, so there every logical CPU is usable.
@@ -210,7 +210,7 @@ fn text(r: Result<String, sysinfo::Error>, what: &str) -> Reading<String> {
     match r {
         Ok(s) if !s.trim().is_empty() => Reading::Value(s.trim().to_owned()),
         Ok(_) => Reading::unavailable(format!("unreadable: the OS reported no {what}")),
-        Err(e) => Reading::unavailable(format!("unreadable: {what} ({e:?})")),
+        Err(e) => Reading::unavailable(format!("unreadable: {what} ({e})")),
     }
 }
 
