@@ -64,10 +64,12 @@ pub fn install_interrupt_handlers() {
     }
 }
 
-/// Windows children do not die of signals: an exit code says how they ended.
+/// Windows children do not die of signals; an exit code says how they ended. One code is a
+/// signal in all but name: a console process ended by Ctrl-C or Ctrl-Break exits with
+/// STATUS_CONTROL_C_EXIT, which is read as SIGINT so a run tells "interrupted" from "failed".
 pub fn signal_of(status: &ExitStatus) -> Option<i32> {
-    let _ = status;
-    None
+    const STATUS_CONTROL_C_EXIT: u32 = 0xC000_013A;
+    (status.code() == Some(STATUS_CONTROL_C_EXIT as i32)).then_some(super::SIGINT)
 }
 
 /// An exit status as a child that exited with `code` leaves it, for tests.
@@ -211,6 +213,10 @@ mod tests {
         assert!(is_not_a_link(&std::io::Error::from_raw_os_error(4390)));
         assert_eq!(exited_with(3).code(), Some(3));
         assert_eq!(signal_of(&exited_with(3)), None);
+        assert_eq!(
+            signal_of(&exited_with(0xC000_013Au32 as i32)),
+            Some(super::super::SIGINT)
+        );
         let t = FILETIME {
             dwLowDateTime: 10_000_000,
             dwHighDateTime: 0,
