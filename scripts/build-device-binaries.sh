@@ -75,6 +75,11 @@ armhf_musl() {
   printf '#!/bin/sh\nexec arm-linux-gnueabihf-gcc -specs=%s "$@"\n' "$root/musl-gcc.specs" \
     >"$root/musl-gcc"
   chmod 755 "$root/musl-gcc"
+  # std on musl links -lunwind, which a build-std sysroot does not carry: gcc's own unwinder
+  # (libgcc_eh, the same _Unwind_* interface, needing only dl_iterate_phdr, which musl has)
+  # stands in under that name.
+  mkdir -p "$root/unwind"
+  ln -sf "$(arm-linux-gnueabihf-gcc -print-file-name=libgcc_eh.a)" "$root/unwind/libunwind.a"
   echo "$root/musl-gcc"
 }
 
@@ -104,7 +109,7 @@ for t in $targets; do
       cc=$(armhf_musl)
       export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_LINKER=$cc
       # Static, with the crt objects musl-dev supplies (build-std has no self-contained ones).
-      export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="-C target-feature=+crt-static -C link-self-contained=no -C link-arg=-static"
+      export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="-C target-feature=+crt-static -C link-self-contained=no -C link-arg=-static -L native=$(dirname "$cc")/unwind"
       export CC_armv7_unknown_linux_musleabihf=$cc AR_armv7_unknown_linux_musleabihf=arm-linux-gnueabihf-ar
       toolchain=(+nightly)
       extra=(-Zbuild-std=std,panic_abort)
