@@ -49,9 +49,13 @@ pub fn sha256_cached(path: &Path, cache_file: &Path) -> anyhow::Result<String> {
     let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let key = format!("{}\t{}\t{}\t", abs.display(), meta.len(), mtime);
     if let Ok(text) = std::fs::read_to_string(cache_file)
-        && let Some(line) = text.lines().rev().find(|l| l.starts_with(&key))
+        && let Some(sha) = text
+            .lines()
+            .rev()
+            .filter_map(|l| l.strip_prefix(&key))
+            .find(|h| is_sha256(h))
     {
-        return Ok(line[key.len()..].to_owned());
+        return Ok(sha.to_owned());
     }
     let sha = sha256_file(path)?;
     if let Some(dir) = cache_file.parent() {
@@ -63,14 +67,37 @@ pub fn sha256_cached(path: &Path, cache_file: &Path) -> anyhow::Result<String> {
         .open(cache_file)
     {
         use std::io::Write;
-        let _ = writeln!(f, "{key}{sha}");
+        // One write(2) per line: O_APPEND keeps a single small write whole when processes hash
+        // side by side; writeln! would split it into pieces that interleave.
+        let _ = f.write_all(format!("{key}{sha}\n").as_bytes());
     }
     Ok(sha)
+}
+
+/// A cached value is a hash only if it looks like one: a line torn by another writer is not.
+fn is_sha256(h: &str) -> bool {
+    h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regression_a_torn_cache_line_is_not_a_hash() {
+        // Found in CI-style runs: two processes appended their lines to the same cache at once,
+        // and the interleaved line was returned as a 227-character "sha256".
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("m.gguf");
+        let cache = dir.path().join("sha256.tsv");
+        std::fs::write(&f, "abc").unwrap();
+        let h = sha256_cached(&f, &cache).unwrap();
+        let line = std::fs::read_to_string(&cache).unwrap();
+        let key = line.trim_end().strip_suffix(&h).unwrap().to_owned();
+        std::fs::write(&cache, format!("{key}{key}{h}{h}\n")).unwrap();
+        assert_eq!(sha256_cached(&f, &cache).unwrap(), h);
+        assert_eq!(h.len(), 64);
+    }
 
     #[test]
     fn cached_hash_is_reused_until_the_file_changes() {
