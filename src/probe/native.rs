@@ -42,8 +42,9 @@ fn nonzero<T: PartialEq + Default>(v: T, what: &str) -> Reading<T> {
     }
 }
 
-pub fn cpu() -> Cpu {
-    let (model_name, logical) = match system() {
+/// The CPU brand string and the logical CPU count, from one CPU-list refresh.
+fn cpu_list() -> (Reading<String>, Reading<u32>) {
+    match system() {
         Ok(mut s) => {
             s.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
             let brand = s
@@ -57,7 +58,11 @@ pub fn cpu() -> Cpu {
             )
         }
         Err(r) => (Reading::unavailable(r.clone()), Reading::unavailable(r)),
-    };
+    }
+}
+
+pub fn cpu() -> Cpu {
+    let (model_name, logical) = cpu_list();
     let physical = match sysinfo::System::physical_core_count() {
         Ok(n) => nonzero(n as u32, "physical cores"),
         Err(e) => Reading::unavailable(format!("unreadable: physical core count ({e})")),
@@ -228,7 +233,8 @@ pub fn device() -> Device {
         (_, p) => text(p, "product name"),
     };
     // Apple silicon names its SoC in the CPU brand ("Apple M2 Pro"); a PC's CPU is no SoC.
-    let brand = cpu().model_name;
+    // Only the brand: the whole CPU probe (core counts, feature detection) is not needed here.
+    let brand = cpu_list().0;
     let soc = match brand.value() {
         Some(b) if b.starts_with("Apple ") => Reading::Value(b.clone()),
         _ => Reading::unavailable(not_on_this_os(
