@@ -25,6 +25,11 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
 
+    /// Log to stderr: -v what odai and its libraries do (wgpu's driver messages, workers'
+    /// starts and ends), -vv debug, -vvv trace. RUST_LOG, where set, decides instead
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -52,7 +57,18 @@ pub enum Command {
     /// percentiles, peak memory, and how close decode runs to the memory-bandwidth roofline
     #[command(
         after_help = "Each repetition runs in a fresh worker process (real thread counts, honest peak memory, \
-cold starts that are cold).\n\nExamples:\n  odai bench --synthetic llama-3.2-1b:q4_0\n  odai bench --model model.gguf --threads 2 -p 64 -n 64\n  odai bench --model model.gguf --cold --reps 10 --format json --out result.json"
+cold starts that are cold). Comma lists (-m a.gguf,b.gguf -t 2,4 -p 0,512) run every combination, \
+as a matrix file's axes would.\n\n\
+llama-bench test             odai\n  \
+pp512        (-p 512)        -p 512 -n 0: prefill_tps (ttft_ms adds the first token)\n  \
+tg128        (-n 128)        -p 0 -n 128: decode_tps from an empty context\n  \
+tg128 @ d512 (-d 512)        -p 512 -n 128: decode_tps (odai decodes after its prompt)\n  \
+pp512+tg128  (-pg 512,128)   --pg 512,128 (or -pg): pg_tps, tokens over prefill plus decode time\n  \
+-r, -t, -m, -o md|csv|json|jsonl as in llama-bench\n\n\
+Examples:\n  odai bench --synthetic llama-3.2-1b:q4_0\n  \
+odai bench -m a.gguf,b.gguf -t 2,4 -p 0,512 -n 128 -r 5 -o md\n  \
+odai bench --model model.gguf --cold --reps 10 --export-json r.json --export-csv r.csv\n  \
+odai bench -m model.gguf -p 512 -n 0 -o jsonl >> prefill.jsonl"
     )]
     Bench(Box<BenchArgs>),
 
@@ -120,6 +136,18 @@ odai quality --model m.gguf --tasks tasks.jsonl --shadow openai:http://127.0.0.1
     #[command(subcommand)]
     Route(RouteCommand),
 
+    /// The results database: every run's records in one SQLite file, for reviews across releases
+    #[command(subcommand)]
+    Db(DbCommand),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(
+        after_help = "Examples:\n  odai completions bash > ~/.local/share/bash-completion/completions/odai\n  \
+odai completions zsh > \"${fpath[1]}/_odai\"\n  odai completions fish > ~/.config/fish/completions/odai.fish\n\n\
+Man pages: `cargo xtask man` writes target/man/odai.1 and one page per subcommand."
+    )]
+    Completions(CompletionsArgs),
+
     /// Serves one coordinator request (worker protocol on stdin/stdout)
     #[command(hide = true)]
     Worker,
@@ -134,7 +162,40 @@ odai quality --model m.gguf --tasks tasks.jsonl --shadow openai:http://127.0.0.1
     },
 }
 
-/// Which runtime runs the model, shared by `bench` and `generate`.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Add results directories to a SQLite database (runs, cells, repetitions, failures,
+    /// quality, probes; docs/db.md); importing one again changes nothing
+    #[command(
+        after_help = "Examples:\n  odai db import results/r1 results/r2 --db odai.sqlite\n  \
+odai report --db odai.sqlite --since 30d\n  sqlite3 odai.sqlite 'SELECT model, runtime, decode_tps_mean FROM cells'"
+    )]
+    Import(DbImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DbImportArgs {
+    /// Results directories (odai matrix run --out, odai profile --out)
+    #[arg(value_name = "RESULTS_DIR", required = true)]
+    pub results: Vec<PathBuf>,
+
+    /// The database file (created if missing)
+    #[arg(long, value_name = "FILE", default_value = "odai.sqlite")]
+    pub db: PathBuf,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Which runtime runs the model, shared by `generate` and `quality`.
 #[derive(Debug, Args)]
 pub struct RuntimeArgs {
     /// Runtime: auto (odai's engine where it runs the model, else candle; ONNX Runtime for .onnx,
@@ -155,17 +216,28 @@ fn runtime_kind(s: &str) -> Result<crate::runtime::RuntimeKind, String> {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Model file: GGUF, or a tensor model (.onnx, .tflite: --mode burst|stream); with
-    /// --endpoint, the model name the endpoint serves
+    /// --endpoint, the model name the endpoint serves. A comma list (or the flag repeated)
+    /// benchmarks each
     #[arg(
+        short = 'm',
         long,
-        value_name = "FILE|NAME",
+        value_name = "FILE|NAME,...",
+        value_delimiter = ',',
         conflicts_with = "synthetic",
         required_unless_present = "synthetic"
     )]
-    pub model: Option<PathBuf>,
+    pub model: Vec<PathBuf>,
 
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    /// Runtime(s), a comma list: auto (odai's engine where it runs the model, else candle; ONNX
+    /// Runtime for .onnx, TF Lite for .tflite), odai, candle, llama.cpp (builds with --features
+    /// llama-cpp), openai (an endpoint: --endpoint), onnxruntime, or tflite. ODAI_ENGINE=candle
+    /// is an older spelling
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',', default_value = "auto", value_parser = runtime_kind)]
+    pub runtime: Vec<crate::runtime::RuntimeKind>,
+
+    /// Layers to offload to a GPU (llama.cpp with a GPU backend built in)
+    #[arg(long, value_name = "N")]
+    pub gpu_layers: Option<u32>,
 
     /// An OpenAI-compatible endpoint's base URL (llama-server, ollama, vLLM, a hosted API), e.g.
     /// http://127.0.0.1:8080/v1: benchmarks --model NAME there (the openai runtime)
@@ -180,25 +252,38 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
     pub request_timeout: std::time::Duration,
 
-    /// Synthetic model PRESET[:QUANT] (e.g. llama-3.2-1b:q4_0), written once into the cache
-    #[arg(long, value_name = "PRESET[:QUANT]")]
-    pub synthetic: Option<String>,
+    /// Synthetic model PRESET[:QUANT] (e.g. llama-3.2-1b:q4_0), written once into the cache; a
+    /// comma list benchmarks each
+    #[arg(long, value_name = "PRESET[:QUANT],...", value_delimiter = ',')]
+    pub synthetic: Vec<String>,
 
-    /// CPU threads (default: one per physical core the process may use — its CPU affinity and
-    /// cgroup cpuset — capped by the cgroup CPU quota; `odai probe` shows the figure and why)
-    #[arg(short, long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub threads: Option<u32>,
+    /// CPU threads, a comma list (default: one per physical core the process may use — its CPU
+    /// affinity and cgroup cpuset — capped by the cgroup CPU quota; `odai probe` shows the figure
+    /// and why)
+    #[arg(short, long, value_name = "N,...", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Vec<u32>,
 
-    /// Prompt tokens (prefill)
-    #[arg(short = 'p', long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
-    pub prompt_tokens: u32,
+    /// Prompt tokens (prefill), a comma list; 0: decode only (llama-bench's tgN). Decode after a
+    /// P-token prompt is llama-bench's `tgN @ dP`
+    #[arg(short = 'p', long, value_name = "N,...", value_delimiter = ',', default_value = "512", value_parser = clap::value_parser!(u32).range(0..))]
+    pub prompt_tokens: Vec<u32>,
 
-    /// Generated tokens (decode)
-    #[arg(short = 'n', long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
-    pub gen_tokens: u32,
+    /// Generated tokens (decode), a comma list; 0: prefill only (llama-bench's ppN)
+    #[arg(short = 'n', long, value_name = "N,...", value_delimiter = ',', default_value = "128", value_parser = clap::value_parser!(u32).range(0..))]
+    pub gen_tokens: Vec<u32>,
+
+    /// Also a cell of P prompt then N generated tokens, reported as llama-bench's ppP+tgN
+    /// (tokens over prefill plus decode time) besides prefill and decode; `-pg` works too;
+    /// repeatable
+    #[arg(long = "pg", value_name = "P,N", value_parser = pg_pair)]
+    pub pg: Vec<(u32, u32)>,
+
+    /// llama-bench's depth (tokens already in the context): not a flag here; see the error
+    #[arg(short = 'd', long, value_name = "N", hide = true)]
+    pub depth: Option<String>,
 
     /// Measured repetitions [default: 5; 1 with --sustained]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(short = 'r', long, value_parser = clap::value_parser!(u32).range(1..))]
     pub reps: Option<u32>,
 
     /// Repetitions run first and discarded [default: 1; 0 with --sustained]
@@ -256,13 +341,44 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 
-    /// Output format
-    #[arg(long, value_enum, default_value_t = BenchFormat::Text)]
+    /// What stdout gets: text, md (llama-bench's table), csv (a row per repetition), json (the
+    /// report; an array of them for several cells), jsonl (a report per line, as each cell
+    /// ends), or sql (statements for the results database, as llama-bench's -o sql)
+    #[arg(short = 'o', long, value_enum, default_value_t = BenchFormat::Text)]
     pub format: BenchFormat,
 
-    /// Also write the result to FILE in --format (text goes to stdout)
+    /// Write FILE in --format too (stdout then gets text); the same as --export-FORMAT FILE
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+
+    /// Write the reports as JSON to FILE (repeatable; rewritten after every cell)
+    #[arg(long, value_name = "FILE", help_heading = "Exports")]
+    pub export_json: Vec<PathBuf>,
+
+    /// Write a report per line (JSON Lines) to FILE
+    #[arg(long, value_name = "FILE", help_heading = "Exports")]
+    pub export_jsonl: Vec<PathBuf>,
+
+    /// Write a row per repetition (CSV) to FILE
+    #[arg(long, value_name = "FILE", help_heading = "Exports")]
+    pub export_csv: Vec<PathBuf>,
+
+    /// Write llama-bench's Markdown table to FILE
+    #[arg(
+        long,
+        visible_alias = "export-md",
+        value_name = "FILE",
+        help_heading = "Exports"
+    )]
+    pub export_markdown: Vec<PathBuf>,
+
+    /// Write the text summary to FILE
+    #[arg(long, value_name = "FILE", help_heading = "Exports")]
+    pub export_text: Vec<PathBuf>,
+
+    /// Write SQL for the results database to FILE (`sqlite3 odai.sqlite < FILE` adds the run)
+    #[arg(long, value_name = "FILE", help_heading = "Exports")]
+    pub export_sql: Vec<PathBuf>,
     /// Tensor models: burst (inferences back to back) or stream (paced at --rate for
     /// --duration: deadline misses, CPU duty, energy per inference, battery %/h)
     #[arg(long, value_enum, default_value_t = TensorMode::Burst, help_heading = "Tensor models (.onnx, .tflite)")]
@@ -354,8 +470,25 @@ fn rate(s: &str) -> Result<f64, String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BenchFormat {
     Text,
-    Json,
+    #[value(alias = "markdown")]
+    Md,
     Csv,
+    Json,
+    Jsonl,
+    /// SQL statements for the results database (llama-bench's -o sql; docs/db.md)
+    Sql,
+}
+
+/// `512,128`: llama-bench's `-pg` pair, prompt then generated tokens.
+fn pg_pair(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s:?} is not P,N (prompt and generated tokens, e.g. 512,128)");
+    let (p, n) = s.split_once(',').ok_or_else(bad)?;
+    let p: u32 = p.trim().parse().map_err(|_| bad())?;
+    let n: u32 = n.trim().parse().map_err(|_| bad())?;
+    if p == 0 || n == 0 {
+        return Err(format!("{s:?}: both P and N must be 1 or more"));
+    }
+    Ok((p, n))
 }
 
 #[derive(Debug, Subcommand)]
@@ -431,6 +564,10 @@ pub struct MatrixRunArgs {
     /// Continue a run in --out: recorded cells are not run again, failed ones are
     #[arg(long)]
     pub resume: bool,
+
+    /// Also write each result into this SQLite database as it lands (odai db import's tables)
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
 
     #[command(flatten)]
     pub run: RunArgs,
@@ -554,8 +691,22 @@ pub enum FailOn {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// A results directory (odai matrix run --out, odai profile --out)
-    #[arg(value_name = "RESULTS_DIR")]
-    pub results: PathBuf,
+    #[arg(
+        value_name = "RESULTS_DIR",
+        required_unless_present = "db",
+        conflicts_with = "db"
+    )]
+    pub results: Option<PathBuf>,
+
+    /// Read the results from a database (odai db import) instead: the newest result of each
+    /// device and cell
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+
+    /// With --db: only results finished since then: a date (2026-11-01, 2026-11-01T09:30Z) or
+    /// a span back from now (7d, 12h)
+    #[arg(long, value_name = "WHEN", requires = "db", value_parser = crate::units::parse_since)]
+    pub since: Option<f64>,
 
     /// Workload profile: a built-in name or a TOML file
     #[arg(long, default_value = "chat-assistant", value_name = "NAME|FILE")]
@@ -565,7 +716,7 @@ pub struct ReportArgs {
     #[arg(long, env = "ODAI_CLASSES", value_name = "FILE")]
     pub classes: Option<PathBuf>,
 
-    /// Where to write the report files [default: RESULTS_DIR/report]
+    /// Where to write the report files [default: RESULTS_DIR/report; with --db, odai-report]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 

@@ -49,6 +49,9 @@ pub struct Options<'a> {
     /// the worker (ssh's 255, adb's 0 without an answer).
     pub transport_exit: &'a dyn Fn(&ExitStatus, &str) -> bool,
     pub on_progress: &'a dyn Fn(&str),
+    /// Given the worker's stderr (its last 64 KiB) when the worker ran and failed, for the
+    /// runner to keep beside the results (`DIR/logs/`): the one-line reason is its last line.
+    pub on_failed_stderr: &'a dyn Fn(&str),
 }
 
 impl Default for Options<'_> {
@@ -58,6 +61,7 @@ impl Default for Options<'_> {
             interruptible: false,
             transport_exit: &|_, _| false,
             on_progress: &|_| {},
+            on_failed_stderr: &|_| {},
         }
     }
 }
@@ -252,7 +256,12 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
     let status = child
         .wait()
         .map_err(|e| Failure::Worker(format!("cannot wait for the worker: {e}")))?;
+    // The worker has exited: its stderr is complete.
+    let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
     if let Some(a) = answer {
+        if a.is_err() && !err.trim().is_empty() {
+            (opts.on_failed_stderr)(&err);
+        }
         return a;
     }
     // Ctrl-C on a terminal reaches the workers too (one process group): a worker that died of
@@ -279,7 +288,6 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
             std::thread::sleep(SIGNAL_POLL);
         }
     }
-    let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
     let last = err
         .lines()
         .rev()
@@ -294,6 +302,10 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
             format!("{what}: {last}")
         }
     };
+    if !err.trim().is_empty() {
+        log::debug!("{program}: the worker's stderr:\n{err}");
+        (opts.on_failed_stderr)(&err);
+    }
     if !greeted {
         return Err(match status.code() {
             Some(126 | 127) => Failure::Incompatible(said(format!(

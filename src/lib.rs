@@ -13,6 +13,8 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod cmd;
+#[cfg(feature = "db")]
+pub mod db;
 pub mod engine;
 pub mod error;
 pub mod exit;
@@ -33,6 +35,10 @@ pub mod units;
 
 pub use sysroot::{Reading, SysRoot};
 
+/// The git commit this odai was built from (build.rs; `unknown` outside a git checkout), in
+/// every export's provenance.
+pub const GIT_COMMIT: &str = env!("ODAI_GIT_COMMIT");
+
 use clap::Parser;
 
 use cli::{Cli, ColorChoice, Command};
@@ -40,7 +46,7 @@ use cli::{Cli, ColorChoice, Command};
 /// Runs the command line and returns the process exit code (see [`exit`]).
 pub fn run() -> i32 {
     headless_gpu_env();
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(llama_bench_spellings(std::env::args_os())) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -56,6 +62,7 @@ pub fn run() -> i32 {
         ColorChoice::Never => anstream::ColorChoice::Never.write_global(),
         ColorChoice::Auto => {}
     }
+    init_logging(cli.verbose);
     match dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
@@ -80,11 +87,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Bench(args) if cmd::bench_tensor::wanted(args) => {
             cmd::bench_tensor::execute(&cmd::bench_tensor::Config::new(root, args)?)
         }
-        Command::Bench(args) => cmd::bench::execute(
-            &bench::cell::Config::new(root, args)?,
-            args.format,
-            args.out.as_deref(),
-        ),
+        Command::Bench(args) => cmd::bench::execute(&cmd::bench::Config::new(root, args)?),
         Command::Matrix(cli::MatrixCommand::Plan(args)) => {
             cmd::matrix::plan(&cmd::matrix::PlanConfig::new(root, args))
         }
@@ -92,6 +95,8 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
             cmd::matrix::run(&cmd::matrix::RunConfig::new(root, args))
         }
         Command::Worker => cmd::worker::execute(&root),
+        Command::Completions(args) => cmd::completions::execute(args.shell),
+        Command::Db(cli::DbCommand::Import(args)) => cmd::db::import(args),
         Command::Farm(cli::FarmCommand::Check(args)) => {
             cmd::farm::check(&cmd::farm::CheckConfig::new(root, args))
         }
@@ -113,6 +118,49 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
             cmd::model::synth(&cmd::model::SynthConfig::new(args)?)
         }
     }
+}
+
+/// The environment variable that carries `-v`'s level to workers (they are started without the
+/// flag; a local worker inherits the environment).
+pub const LOG_ENV: &str = "ODAI_LOG";
+
+/// Logging to stderr at `-v`'s level: off without it (odai's output stays as documented), else
+/// info, debug, trace for every crate. RUST_LOG, where set, decides instead; a worker reads the
+/// level its coordinator set in ODAI_LOG.
+fn init_logging(verbose: u8) {
+    let filter = match (std::env::var("RUST_LOG"), verbose) {
+        (Ok(f), _) => Some(f),
+        (Err(_), 0) => std::env::var(LOG_ENV).ok(),
+        (Err(_), 1) => Some("info".into()),
+        (Err(_), 2) => Some("debug".into()),
+        (Err(_), _) => Some("trace".into()),
+    };
+    let Some(filter) = filter.filter(|f| !f.is_empty()) else {
+        return;
+    };
+    if std::env::var_os(LOG_ENV).is_none() {
+        // SAFETY: called from `run` before odai starts any thread (as headless_gpu_env).
+        unsafe { std::env::set_var(LOG_ENV, &filter) };
+    }
+    let _ = env_logger::Builder::new()
+        .parse_filters(&filter)
+        .format_target(true)
+        .try_init();
+    log::info!(
+        "odai {} ({}, commit {}), log level {filter}",
+        env!("CARGO_PKG_VERSION"),
+        env!("ODAI_TARGET"),
+        GIT_COMMIT
+    );
+}
+
+/// llama-bench's two-letter short flag `-pg P,N` as clap takes it (`--pg`): clap's short flags
+/// are one letter, and people who benchmark type `-pg` from habit.
+fn llama_bench_spellings(
+    args: impl Iterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    args.map(|a| if a == "-pg" { "--pg".into() } else { a })
+        .collect()
 }
 
 /// GPU enumeration is headless: Mesa's Vulkan device-select layer otherwise connects to Wayland to

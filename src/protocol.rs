@@ -12,8 +12,10 @@ use crate::runtime::RuntimeKind;
 
 /// Bump on any incompatible change to [`CellSpec`] or [`Event`]. 3: the runtime axis (a worker
 /// of protocol 2 would ignore `runtime` and measure the wrong one). 4: tensor-model benchmarks
-/// (`tensor` requests and answers, which a protocol 3 worker cannot read).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// (`tensor` requests and answers, which a protocol 3 worker cannot read). 5: prefill-only and
+/// decode-only repetitions (`-p 0`, `-n 0`: a repetition's prefill or decode figures are null,
+/// which a protocol 4 coordinator cannot read).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// One benchmark repetition to run.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -163,17 +165,41 @@ pub struct RepResult {
     pub load_ms: f64,
     /// True when the model file was evicted from the page cache before loading.
     pub cold: bool,
-    /// The first prefill after load: includes any lazy one-time work on the weights.
-    pub first_ttft_ms: f64,
+    /// The first prefill after load: includes any lazy one-time work on the weights. Null when
+    /// no prompt was measured (`-p 0`), as are `ttft_ms` and `prefill_tps`.
+    pub first_ttft_ms: Option<f64>,
     /// Prefill of the prompt + sampling the first token, steady state.
-    pub ttft_ms: f64,
-    pub prefill_tps: f64,
-    pub decode_tps: f64,
-    pub token_ms_p50: f64,
-    pub token_ms_p90: f64,
-    pub token_ms_p99: f64,
+    pub ttft_ms: Option<f64>,
+    pub prefill_tps: Option<f64>,
+    /// Null when nothing was decoded (`-n 0`), as are the token latencies.
+    pub decode_tps: Option<f64>,
+    pub token_ms_p50: Option<f64>,
+    pub token_ms_p90: Option<f64>,
+    #[serde(default)]
+    pub token_ms_p95: Option<f64>,
+    pub token_ms_p99: Option<f64>,
+    /// The 99.9th percentile (onnxruntime_perf_test's): with fewer than 1000 tokens it
+    /// interpolates between the slowest ones.
+    #[serde(default)]
+    pub token_ms_p999: Option<f64>,
+    #[serde(default)]
+    pub token_ms_max: Option<f64>,
     /// Share of decoded tokens slower than the deadline; null without a deadline.
     pub deadline_miss_pct: Option<f64>,
+    /// CPU time the repetition's process used in user and kernel mode (getrusage(2),
+    /// GetProcessTimes), load included; null for an endpoint.
+    #[serde(default)]
+    pub cpu_user_s: Option<f64>,
+    #[serde(default)]
+    pub cpu_system_s: Option<f64>,
+    /// The anonymous (heap: KV cache, buffers, dequantized copies) and file-backed (mapped
+    /// weights) parts of the resident set, as /proc/self/status's RssAnon and RssFile: the
+    /// largest of the telemetry samples and a reading at the end, so a lower bound on each peak.
+    /// Null where the OS does not split them (macOS, Windows) and for an endpoint.
+    #[serde(default)]
+    pub peak_rss_anon_bytes: Option<u64>,
+    #[serde(default)]
+    pub peak_rss_file_bytes: Option<u64>,
     /// This process's peak resident set; null for an endpoint (the model ran elsewhere).
     pub peak_rss_bytes: Option<u64>,
     /// Threads the engine's kernels ran on.

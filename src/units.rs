@@ -64,8 +64,123 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not a size (examples: 1.5GiB, 800MiB, 512M)"))
 }
 
+/// Seconds since the Unix epoch now (0 if the clock is before it).
+pub fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `unix_s` as an RFC 3339 UTC time, `2026-11-24T10:27:35Z`.
+pub fn utc_rfc3339(unix_s: u64) -> String {
+    // Days to civil date: Howard Hinnant, "chrono-Compatible Low-Level Date Algorithms",
+    // days_from_civil's inverse (civil_from_days).
+    let days = (unix_s / 86_400) as i64;
+    let secs = unix_s % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's days_from_civil).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A point in time for `--since`, as Unix seconds: a UTC date or time (`2026-11-01`,
+/// `2026-11-01T09:30Z`, `2026-11-01T09:30:15Z`), or a span back from now (`7d`, `12h`, `90m`).
+pub fn parse_since(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    if let Some(days) = t.strip_suffix('d').and_then(|d| d.parse::<f64>().ok())
+        && days.is_finite()
+        && days >= 0.0
+    {
+        return Ok(unix_now_s() as f64 - days * 86_400.0);
+    }
+    if let Ok(d) = parse_duration(t) {
+        return Ok(unix_now_s() as f64 - d.as_secs_f64());
+    }
+    let bad = || {
+        format!(
+            "{s:?} is not a time: give a UTC date (2026-11-01), a time (2026-11-01T09:30Z) or a \
+             span back from now (7d, 12h)"
+        )
+    };
+    let (date, time) = t.split_once('T').unwrap_or((t, ""));
+    let ymd: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let [y, m, d] = ymd[..] else {
+        return Err(bad());
+    };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    let hms: Vec<i64> = match time.trim_end_matches('Z') {
+        "" => vec![],
+        hms => hms
+            .split(':')
+            .map(|x| x.parse().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?,
+    };
+    if hms.len() > 3
+        || hms.iter().any(|&x| !(0..60).contains(&x))
+        || hms.first().is_some_and(|&h| h > 23)
+    {
+        return Err(bad());
+    }
+    let secs = hms
+        .iter()
+        .zip([3600, 60, 1])
+        .map(|(v, k)| v * k)
+        .sum::<i64>();
+    Ok((days_from_civil(y, m, d) * 86_400 + secs) as f64)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn since_reads_dates_times_and_spans() {
+        assert_eq!(super::parse_since("1970-01-02"), Ok(86_400.0));
+        assert_eq!(
+            super::parse_since("2026-11-24T10:27:35Z"),
+            Ok(1_795_516_055.0)
+        );
+        assert_eq!(super::parse_since("2000-02-29T00:00"), Ok(951_782_400.0));
+        let week = super::parse_since("7d").unwrap();
+        assert!((super::unix_now_s() as f64 - week - 7.0 * 86_400.0).abs() < 5.0);
+        assert!(
+            super::parse_since("yesterday")
+                .unwrap_err()
+                .contains("is not a time")
+        );
+        assert!(super::parse_since("2026-13-01").is_err());
+        // The round trip with the RFC 3339 writer.
+        assert_eq!(
+            super::utc_rfc3339(super::parse_since("2026-12-05T16:39:31Z").unwrap() as u64),
+            "2026-12-05T16:39:31Z"
+        );
+    }
+
     #[test]
     fn bytes_use_binary_prefixes() {
         assert_eq!(super::bytes(512), "512 B");

@@ -172,13 +172,8 @@ fn a_model_bigger_than_headroom_is_refused_before_loading() {
 }
 
 #[test]
-fn zero_prompt_tokens_and_zero_threads_are_usage_errors() {
-    for (flag, value) in [
-        ("-p", "0"),
-        ("--threads", "0"),
-        ("-n", "0"),
-        ("--reps", "0"),
-    ] {
+fn zero_threads_and_reps_and_an_empty_cell_are_usage_errors() {
+    for (flag, value) in [("--threads", "0"), ("--reps", "0")] {
         let out = odai()
             .args(["bench", "--synthetic", "smollm2-135m:q8_0", flag, value])
             .output()
@@ -187,6 +182,219 @@ fn zero_prompt_tokens_and_zero_threads_are_usage_errors() {
         let err = String::from_utf8(out.stderr).unwrap();
         assert!(err.contains("0 is not in 1.."), "{flag}: {err}");
     }
+    // -p 0 alone is decode only and -n 0 alone prefill only; both at once measure nothing.
+    let out = odai()
+        .args([
+            "bench",
+            "--synthetic",
+            "smollm2-135m:q8_0",
+            "-p",
+            "0",
+            "-n",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "odai: error: -p/-n: prompt_tokens 0 with gen_tokens 0 measures nothing: give one of \
+         them 1 or more (-p 0 alone is decode only, -n 0 alone is prefill only)\n"
+    );
+    // llama-bench's -d has no odai flag: the error says what odai measures instead.
+    let out = odai()
+        .args(["bench", "--synthetic", "smollm2-135m:q8_0", "-d", "512"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "odai: error: -d/--depth: odai decodes after its prompt: llama-bench's tgN @ dD is \
+         odai's -p D -n N (decode_tps); a prefill at a depth (ppP @ dD) is not measured\n"
+    );
+}
+
+/// A quick bench of the small synthetic model: one thread, one measured rep, no sampler, `args`
+/// added.
+fn quick(args: &[&str]) -> std::process::Output {
+    odai()
+        .env("ODAI_CACHE_DIR", cache())
+        .args(["bench", "--synthetic", "smollm2-135m:q8_0", "-t", "1"])
+        .args(["-r", "1", "--sample-interval", "off"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn decode_only_and_prefill_only_cells_measure_their_phase_alone() {
+    // -p 0,8 × -n 4,0 without (0, 0): decode only, both, prefill only; a report per line.
+    let text = ok(&quick(&[
+        "-p", "0,8", "-n", "4,0", "--warmup", "0", "-o", "jsonl",
+    ]));
+    let reports: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let shape: Vec<(u64, u64)> = reports
+        .iter()
+        .map(|r| {
+            let p = &r["provenance"];
+            (
+                p["prompt_tokens"].as_u64().unwrap(),
+                p["gen_tokens"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(shape, [(0, 4), (8, 4), (8, 0)]);
+    let rep = |i: usize| &reports[i]["reps"][0];
+    // Decode only: no prefill figures, but every decode one.
+    assert!(rep(0)["ttft_ms"].is_null() && rep(0)["prefill_tps"].is_null());
+    assert!(rep(0)["decode_tps"].as_f64().unwrap() > 0.0);
+    assert_eq!(rep(0)["token_ms"].as_array().unwrap().len(), 4);
+    assert!(reports[0]["summary"]["ttft_ms"].is_null());
+    // Prefill only: the reverse, and no made-up zero for decode.
+    assert!(rep(2)["prefill_tps"].as_f64().unwrap() > 0.0);
+    assert!(rep(2)["decode_tps"].is_null() && rep(2)["token_ms_p99"].is_null());
+    assert!(reports[2]["summary"]["decode_tps"].is_null());
+    // Both: llama-bench's pp+tg figure too, and the latency tail.
+    let both = rep(1);
+    for k in ["token_ms_p95", "token_ms_p999", "token_ms_max"] {
+        assert!(both[k].as_f64().unwrap() > 0.0, "{k}");
+    }
+    assert!(both["token_ms_max"].as_f64() >= both["token_ms_p999"].as_f64());
+    assert!(reports[1]["summary"]["pg_tps"]["mean"].as_f64().unwrap() > 0.0);
+    // CPU time split and the resident set's anonymous and file-backed parts.
+    assert!(both["cpu_user_s"].as_f64().unwrap() > 0.0);
+    assert!(both["cpu_system_s"].as_f64().unwrap() >= 0.0);
+    assert!(both["peak_rss_anon_bytes"].as_u64().unwrap() > 0);
+    assert!(both["peak_rss_file_bytes"].as_u64().unwrap() > 0);
+    // Provenance: when, and from which commit.
+    let p = &reports[1]["provenance"];
+    assert!(p["started_utc"].as_str().unwrap().ends_with('Z'));
+    assert!(!p["git_commit"].as_str().unwrap().is_empty());
+}
+
+#[test]
+fn lists_run_every_cell_and_export_several_formats_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = |name: &str| dir.path().join(name).display().to_string();
+    let out = quick(&[
+        "-p",
+        "8",
+        "-n",
+        "4",
+        "-pg",
+        "8,2",
+        "--warmup",
+        "1",
+        "-o",
+        "md",
+        "--export-json",
+        &f("r.json"),
+        "--export-csv",
+        &f("r.csv"),
+        "--export-md",
+        &f("r.md"),
+        "--export-jsonl",
+        &f("r.jsonl"),
+    ]);
+    let md = ok(&out);
+    // llama-bench's table: prefill, decode after the prompt, and the -pg cell's pp+tg.
+    let tests: Vec<&str> = md
+        .lines()
+        .skip(2)
+        .map(|l| l.split(" | ").nth(6).unwrap())
+        .collect();
+    assert_eq!(
+        tests,
+        ["pp8", "tg4 @ d8", "pp8", "tg2 @ d8", "pp8+tg2"],
+        "{md}"
+    );
+    assert!(md.starts_with("| model | size | params | runtime | backend | threads | test | t/s |"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("r.md")).unwrap(),
+        md
+    );
+    // JSON: an array of the two cells' reports, the warm-up reported apart.
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap()).unwrap();
+    let cells = json.as_array().unwrap();
+    assert_eq!(cells.len(), 2);
+    assert_eq!(cells[0]["warmup_reps"].as_array().unwrap().len(), 1);
+    assert!(
+        cells[0]["warmup_summary"]["load_ms"]["mean"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(cells[0]["reps"].as_array().unwrap().len(), 1);
+    // CSV: a row per measured repetition of each cell, one header, full precision.
+    let csv = std::fs::read_to_string(dir.path().join("r.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3);
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",cell_id,hostname,started_utc,git_commit")
+    );
+    let jsonl = std::fs::read_to_string(dir.path().join("r.jsonl")).unwrap();
+    assert_eq!(jsonl.lines().count(), 2);
+}
+
+#[test]
+fn bench_cells_are_the_matrix_cells_of_the_same_axes() {
+    // The same cell ids as a matrix file of these axes would give (one expansion for both).
+    let out = quick(&["-p", "8", "-n", "4", "--warmup", "0", "-o", "csv"]);
+    let csv = ok(&out);
+    let id = csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .nth(32)
+        .unwrap()
+        .to_owned();
+    let m = odai::matrix::spec::Matrix::parse(
+        "[matrix]\nmodels = [\"synthetic:smollm2-135m:q8_0\"]\nthreads = [1]\n\
+         prompt_tokens = [8]\ngen_tokens = [4]\nreps = 1\nwarmup = 0\n",
+        Path::new("m.toml"),
+    )
+    .unwrap();
+    assert_eq!(m.cells[0].id, id);
+}
+
+#[cfg(feature = "db")]
+#[test]
+fn sql_output_loads_into_sqlite_as_the_database_tables() {
+    let out = quick(&["-p", "8", "-n", "4", "--warmup", "0", "-o", "sql"]);
+    let sql = ok(&out);
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    conn.execute_batch(&sql).unwrap();
+    let (model, decode): (String, f64) = conn
+        .query_row("SELECT model, decode_tps_mean FROM cells", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(model, "synthetic:smollm2-135m:q8_0");
+    assert!(decode > 0.0);
+    let reps: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM reps WHERE phase = 'measured'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(reps, 1);
 }
 
 #[test]
@@ -236,11 +444,11 @@ fn worker_greets_then_refuses_a_spec_of_another_protocol() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines[0]["event"], "hello");
-    assert_eq!(lines[0]["protocol"], 4);
+    assert_eq!(lines[0]["protocol"], 5);
     assert_eq!(lines[1]["event"], "error");
     assert_eq!(
         lines[1]["message"],
-        "the coordinator speaks protocol 99 but this worker speaks 4: run the same odai version on both sides (odai farm deploy)"
+        "the coordinator speaks protocol 99 but this worker speaks 5: run the same odai version on both sides (odai farm deploy)"
     );
     let out = odai()
         .arg("worker")

@@ -531,7 +531,7 @@ case "$line" in
   *'"request":"probe"'*) ;;
   *) if [ ! -e "$ADB_DROPPED" ]; then
        : >"$ADB_DROPPED"
-       echo '{"event":"hello","protocol":4,"odai_version":"0.1.0"}'
+       echo '{"event":"hello","protocol":5,"odai_version":"0.1.0"}'
        exit 0
      fi ;;
 esac

@@ -75,9 +75,15 @@ const COOLDOWN_LIMIT: Duration = Duration::from_secs(600);
 const COOLDOWN_POLL: Duration = Duration::from_secs(1);
 
 /// What produced the numbers.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Provenance {
     pub odai_version: String,
+    /// The git commit odai was built from (`unknown` when built outside a checkout).
+    #[serde(default)]
+    pub git_commit: String,
+    /// When the cell started, UTC (RFC 3339).
+    #[serde(default)]
+    pub started_utc: String,
     pub protocol: u32,
     /// The file's name, or the model name an endpoint serves.
     pub model_file: String,
@@ -116,7 +122,7 @@ pub struct Provenance {
     pub device: DeviceSummary,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct DeviceSummary {
     pub hostname: Reading<String>,
     pub cpu: Reading<String>,
@@ -126,7 +132,7 @@ pub struct DeviceSummary {
     pub class: Reading<String>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Roofline {
     pub triad_gb_s: f64,
     /// Bytes one decoded token reads: the weights it multiplies plus the KV cache at the run's
@@ -146,7 +152,7 @@ pub struct FailedRep {
     pub reason: String,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Report {
     pub schema_version: u32,
     pub provenance: Provenance,
@@ -168,6 +174,13 @@ pub struct Report {
     /// The first measured repetition's sustained run, with `--sustained`.
     pub sustained: Option<Sustained>,
     pub reps: Vec<RepResult>,
+    /// The warm-up repetitions, reported apart (TF Lite's "Warmup (avg)"): what a first run
+    /// after install or reboot costs, never in the summary.
+    #[serde(default)]
+    pub warmup_reps: Vec<RepResult>,
+    /// The metrics over the warm-up repetitions, as `summary` is over the measured ones.
+    #[serde(default)]
+    pub warmup_summary: std::collections::BTreeMap<String, stats::Summary>,
     /// Measured repetitions that failed (endpoint cells only; a local runtime's failure fails
     /// the cell).
     #[serde(default)]
@@ -179,17 +192,29 @@ pub type Metric = (&'static str, bool, fn(&RepResult) -> Option<f64>);
 
 pub const METRICS: &[Metric] = &[
     ("load_ms", false, |r| Some(r.load_ms)),
-    ("first_ttft_ms", false, |r| Some(r.first_ttft_ms)),
-    ("ttft_ms", false, |r| Some(r.ttft_ms)),
-    ("prefill_tps", true, |r| Some(r.prefill_tps)),
-    ("decode_tps", true, |r| Some(r.decode_tps)),
-    ("token_ms_p50", false, |r| Some(r.token_ms_p50)),
-    ("token_ms_p90", false, |r| Some(r.token_ms_p90)),
-    ("token_ms_p99", false, |r| Some(r.token_ms_p99)),
+    ("first_ttft_ms", false, |r| r.first_ttft_ms),
+    ("ttft_ms", false, |r| r.ttft_ms),
+    ("prefill_tps", true, |r| r.prefill_tps),
+    ("decode_tps", true, |r| r.decode_tps),
+    ("pg_tps", true, pg_tps),
+    ("token_ms_p50", false, |r| r.token_ms_p50),
+    ("token_ms_p90", false, |r| r.token_ms_p90),
+    ("token_ms_p95", false, |r| r.token_ms_p95),
+    ("token_ms_p99", false, |r| r.token_ms_p99),
+    ("token_ms_p999", false, |r| r.token_ms_p999),
+    ("token_ms_max", false, |r| r.token_ms_max),
     ("deadline_miss_pct", false, |r| r.deadline_miss_pct),
     ("peak_rss_bytes", false, |r| {
         r.peak_rss_bytes.map(|b| b as f64)
     }),
+    ("peak_rss_anon_bytes", false, |r| {
+        r.peak_rss_anon_bytes.map(|b| b as f64)
+    }),
+    ("peak_rss_file_bytes", false, |r| {
+        r.peak_rss_file_bytes.map(|b| b as f64)
+    }),
+    ("cpu_user_s", false, |r| r.cpu_user_s),
+    ("cpu_system_s", false, |r| r.cpu_system_s),
     ("mean_power_w", false, |r| {
         r.energy
             .as_ref()
@@ -202,6 +227,19 @@ pub const METRICS: &[Metric] = &[
     }),
 ];
 
+/// llama-bench's `ppP+tgN` figure: prompt and generated tokens over the prefill and decode time
+/// together (its `-pg`). Only for a repetition that measured both; the prompt length comes back
+/// from prefill_tps × TTFT.
+pub fn pg_tps(r: &RepResult) -> Option<f64> {
+    let (ttft_ms, prefill_tps, decode_tps) = (r.ttft_ms?, r.prefill_tps?, r.decode_tps?);
+    let prompt = prefill_tps * ttft_ms / 1e3;
+    let generated = r.token_ms.len() as f64;
+    if generated == 0.0 {
+        return None;
+    }
+    Some((prompt + generated) / (ttft_ms / 1e3 + generated / decode_tps))
+}
+
 /// Where progress messages go instead of a terminal: a worker running a cell for a remote
 /// coordinator sends them as protocol `progress` events.
 static PROGRESS_SINK: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
@@ -210,7 +248,14 @@ pub fn set_progress_sink(sink: fn(&str)) {
     let _ = PROGRESS_SINK.set(sink);
 }
 
-fn progress(msg: &str) {
+/// Told each time a repetition (warm-up or measured) ends: `odai bench`'s progress bar.
+static REP_DONE_SINK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+pub fn set_rep_done_sink(sink: fn()) {
+    let _ = REP_DONE_SINK.set(sink);
+}
+
+pub fn progress(msg: &str) {
     if let Some(sink) = PROGRESS_SINK.get() {
         sink(msg);
     } else if std::io::stderr().is_terminal() {
@@ -233,6 +278,7 @@ enum Target {
 /// a fresh worker; an endpoint's from here), summarize with warnings, the roofline, energy.
 pub fn run(cfg: &Config) -> anyhow::Result<Report> {
     cfg.runtime.available()?;
+    let started_utc = units::utc_rfc3339(units::unix_now_s());
     let target = resolve(cfg)?;
     let device = probe::run(&cfg.root, &probe::Options::quick());
     let mut warnings = Vec::new();
@@ -240,8 +286,9 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
     let threads = choose_threads(cfg, &device, &mut warnings);
     let spec = cell_spec(cfg, &target);
     let idle = idle_baseline(cfg);
-    let (reps, failed_reps) = measure(cfg, &spec, &target, threads, &mut warnings)?;
+    let (reps, warmup_reps, failed_reps) = measure(cfg, &spec, &target, threads, &mut warnings)?;
     let summary = summarize(cfg, &reps, &failed_reps, &mut warnings);
+    let warmup_summary = summary_of(&warmup_reps);
     let roofline = match &target {
         Target::Local { info, .. } => Some(roofline(cfg, info, threads, &summary)),
         Target::Endpoint(_) => None,
@@ -258,7 +305,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
         }
     };
     let sustained = reps.first().and_then(|r| r.sustained.clone());
-    let provenance = provenance(cfg, &target, &device, threads, &reps)?;
+    let mut provenance = provenance(cfg, &target, &device, threads, &reps)?;
+    provenance.started_utc = started_utc;
     Ok(Report {
         schema_version: 1,
         provenance,
@@ -274,6 +322,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
         marginal_power_w,
         sustained,
         reps,
+        warmup_reps,
+        warmup_summary,
         failed_reps,
     })
 }
@@ -417,7 +467,7 @@ fn measure(
     target: &Target,
     threads: u32,
     warnings: &mut Vec<String>,
-) -> anyhow::Result<(Vec<RepResult>, Vec<FailedRep>)> {
+) -> anyhow::Result<(Vec<RepResult>, Vec<RepResult>, Vec<FailedRep>)> {
     let exe = std::env::current_exe().context("cannot find odai's own executable for workers")?;
     let idle_temp_c = thermal::zones(&cfg.root)
         .iter()
@@ -430,6 +480,7 @@ fn measure(
     };
     let total = cfg.warmup + cfg.reps;
     let mut reps = Vec::with_capacity(cfg.reps as usize);
+    let mut warmups = Vec::with_capacity(cfg.warmup as usize);
     let mut failed = Vec::new();
     for i in 0..total {
         if crate::interrupt::requested() {
@@ -449,9 +500,12 @@ fn measure(
             Target::Local { .. } => super::run_rep(&exe, spec, Some(threads)),
             Target::Endpoint(_) => crate::runtime::openai::run_rep(spec),
         };
+        if let Some(done) = REP_DONE_SINK.get() {
+            done();
+        }
         match (result, target) {
             (Ok(r), _) if measured => reps.push(r),
-            (Ok(_), _) => {}
+            (Ok(r), _) => warmups.push(r),
             (Err(e), Target::Endpoint(_)) => {
                 progress(&format!("odai: {label} failed: {e}"));
                 if measured {
@@ -474,7 +528,26 @@ fn measure(
             last.reason
         );
     }
-    Ok((reps, failed))
+    Ok((reps, warmups, failed))
+}
+
+/// Each metric's summary over `reps`, without warnings (the warm-up's).
+fn summary_of(reps: &[RepResult]) -> std::collections::BTreeMap<String, stats::Summary> {
+    METRICS
+        .iter()
+        .filter_map(|(name, _, get)| {
+            let values = values_of(reps, *get);
+            (!values.is_empty()).then(|| ((*name).to_owned(), stats::summarize(&values)))
+        })
+        .collect()
+}
+
+/// A metric's finite values over `reps`.
+fn values_of(reps: &[RepResult], get: fn(&RepResult) -> Option<f64>) -> Vec<f64> {
+    reps.iter()
+        .filter_map(get)
+        .filter(|v| v.is_finite())
+        .collect()
 }
 
 /// Stage 6: each metric summarized over the measured repetitions, with the warnings a reader
@@ -487,11 +560,7 @@ fn summarize(
 ) -> std::collections::BTreeMap<String, stats::Summary> {
     let mut summary = std::collections::BTreeMap::new();
     for (name, higher, get) in METRICS {
-        let values: Vec<f64> = reps
-            .iter()
-            .filter_map(get)
-            .filter(|v| v.is_finite())
-            .collect();
+        let values = values_of(reps, *get);
         if values.is_empty() {
             continue;
         }
@@ -573,6 +642,8 @@ fn provenance(
     // What is known of the model: everything for a local file, its name for an endpoint.
     let mut p = Provenance {
         odai_version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: crate::GIT_COMMIT.into(),
+        started_utc: String::new(),
         protocol: PROTOCOL_VERSION,
         model_file: String::new(),
         model_bytes: None,

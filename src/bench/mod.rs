@@ -97,7 +97,7 @@ mod tests {
         p
     }
 
-    const HELLO: &str = r#"echo '{"event":"hello","protocol":4,"odai_version":"0.1.0"}'"#;
+    const HELLO: &str = r#"echo '{"event":"hello","protocol":5,"odai_version":"0.1.0"}'"#;
 
     #[test]
     fn a_worker_killed_by_sigkill_is_reported_as_likely_out_of_memory() {

@@ -180,6 +180,8 @@ mod tests {
             cooling_active: Some(0),
             psi_some_avg10: None,
             rss_bytes: None,
+            rss_anon_bytes: None,
+            rss_file_bytes: None,
             battery_name: None,
             battery_status: None,
             battery_capacity_pct: None,

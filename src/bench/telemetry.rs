@@ -32,6 +32,12 @@ pub struct Sample {
     pub cooling_active: Option<u64>,
     pub psi_some_avg10: Option<f64>,
     pub rss_bytes: Option<u64>,
+    /// The worker's resident set split into anonymous and file-backed (mapped weights) bytes,
+    /// where the OS gives them (`platform::own_rss_split`).
+    #[serde(default)]
+    pub rss_anon_bytes: Option<u64>,
+    #[serde(default)]
+    pub rss_file_bytes: Option<u64>,
     pub battery_name: Option<String>,
     pub battery_status: Option<String>,
     pub battery_capacity_pct: Option<f64>,
@@ -168,6 +174,7 @@ fn sample(root: &SysRoot, meters: &[Meter], t_s: f64, previous: Option<&Sample>)
         .and_then(|m| m.get(&("some", "avg10")).copied());
     let power = power::probe(root);
     let battery = power.batteries.first();
+    let rss_split = crate::platform::own_rss_split();
     let meter_values = meters
         .iter()
         .map(|m| {
@@ -189,6 +196,8 @@ fn sample(root: &SysRoot, meters: &[Meter], t_s: f64, previous: Option<&Sample>)
         cooling_active,
         psi_some_avg10,
         rss_bytes: crate::platform::own_rss_bytes(),
+        rss_anon_bytes: rss_split.map(|(anon, _)| anon),
+        rss_file_bytes: rss_split.map(|(_, file)| file),
         battery_name: battery.map(|b| b.name.clone()),
         battery_status: battery.and_then(|b| b.status.value().cloned()),
         battery_capacity_pct: battery.and_then(|b| b.capacity_pct.value().copied()),

@@ -36,8 +36,9 @@ fn ms(since: Instant) -> f64 {
 /// produced it. `finish` turns it into a [`RepResult`] the same way for all of them.
 pub struct Timings {
     pub load_ms: f64,
-    pub first_ttft_ms: f64,
-    pub ttft_ms: f64,
+    /// None when no prompt was measured (`-p 0`).
+    pub first_ttft_ms: Option<f64>,
+    pub ttft_ms: Option<f64>,
     /// Prompt tokens the measured prefill ran (an endpoint's is what its `usage` counted).
     pub prompt_tokens: usize,
     /// Every decoded token's latency, in order.
@@ -52,6 +53,10 @@ pub struct Timings {
     pub offload: Option<Offload>,
     /// This process's peak RSS, where the model ran in it (not for an endpoint).
     pub peak_rss_bytes: Option<u64>,
+    /// User and system CPU seconds of the process that ran the model (not for an endpoint).
+    pub cpu_times_s: Option<(f64, f64)>,
+    /// The largest anonymous and file-backed resident bytes seen (not for an endpoint).
+    pub rss_split: Option<(u64, u64)>,
     pub endpoint: Option<EndpointFigures>,
 }
 
@@ -63,10 +68,15 @@ pub fn finish(
     telemetry: Option<Telemetry>,
 ) -> Result<RepResult, String> {
     let decoded = t.token_ms.len();
-    // Every figure below is a measurement: without a decoded token or a decode time there is
+    // Every figure below is a measurement: a phase the cell asked for that timed nothing has
     // none to give (NaN would also not survive results.jsonl: JSON writes it as null).
-    if decoded == 0 || t.decode_s <= 0.0 || t.ttft_ms <= 0.0 {
+    let decodes = spec.gen_tokens > 0 || spec.sustained.is_some();
+    if decodes && (decoded == 0 || t.decode_s <= 0.0) {
         return Err("no token was timed: nothing to measure (raise -n)".into());
+    }
+    let ttft_ms = t.ttft_ms.filter(|&ms| ms > 0.0);
+    if spec.prompt_tokens > 0 && ttft_ms.is_none() {
+        return Err("the prompt was not timed: nothing to measure (raise -p)".into());
     }
     let energy = telemetry.as_ref().map(Telemetry::energy);
     let energy_j_per_token = energy.as_ref().map(|e| {
@@ -88,20 +98,31 @@ pub fn finish(
             telemetry.as_ref().unwrap_or(&Telemetry::default()),
         )
     });
-    // Sorted once for the three percentiles (a sustained run has tens of thousands of tokens).
+    // Sorted once for the percentiles (a sustained run has tens of thousands of tokens).
     let mut sorted_ms = t.token_ms.clone();
     sorted_ms.sort_by(f64::total_cmp);
-    let pct = |q: f64| stats::percentile_sorted(&sorted_ms, q);
+    let pct = |q: f64| (decoded > 0).then(|| stats::percentile_sorted(&sorted_ms, q));
+    let (cpu_user_s, cpu_system_s) = match t.cpu_times_s {
+        Some((u, s)) => (Some(u), Some(s)),
+        None => (None, None),
+    };
     Ok(RepResult {
         load_ms: t.load_ms,
         cold: spec.cold,
-        first_ttft_ms: t.first_ttft_ms,
-        ttft_ms: t.ttft_ms,
-        prefill_tps: t.prompt_tokens as f64 / (t.ttft_ms / 1e3),
-        decode_tps: decoded as f64 / t.decode_s,
+        first_ttft_ms: t.first_ttft_ms.filter(|_| ttft_ms.is_some()),
+        ttft_ms,
+        prefill_tps: ttft_ms.map(|ms| t.prompt_tokens as f64 / (ms / 1e3)),
+        decode_tps: (decoded > 0).then(|| decoded as f64 / t.decode_s),
         token_ms_p50: pct(50.0),
         token_ms_p90: pct(90.0),
+        token_ms_p95: pct(95.0),
         token_ms_p99: pct(99.0),
+        token_ms_p999: pct(99.9),
+        token_ms_max: sorted_ms.last().copied(),
+        cpu_user_s,
+        cpu_system_s,
+        peak_rss_anon_bytes: t.rss_split.map(|(anon, _)| anon),
+        peak_rss_file_bytes: t.rss_split.map(|(_, file)| file),
         deadline_miss_pct: spec.token_deadline_ms.map(|d| {
             100.0 * t.token_ms.iter().filter(|&&x| x > d).count() as f64 / decoded.max(1) as f64
         }),
@@ -157,12 +178,15 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
     }
     let p = spec.prompt_tokens as usize;
     let n = spec.gen_tokens as usize;
+    // Decode only (`-p 0`, llama-bench's tgN): one untimed token (BOS where the model has one)
+    // starts the sequence, as llama-bench's test_gen does.
+    let fed = p.max(1);
     let opts = LoadOptions {
         threads: std::env::var("RAYON_NUM_THREADS")
             .ok()
             .and_then(|t| t.parse().ok()),
-        context: spec.prompt_tokens + spec.gen_tokens,
-        batch: spec.prompt_tokens,
+        context: (fed + n) as u32,
+        batch: fed as u32,
         gpu_layers: spec.gpu_layers,
         ..Default::default()
     };
@@ -182,24 +206,26 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
     if vocab.size == 0 {
         return Err("the model does not say its vocabulary size".into());
     }
-    let prompt = prompt_ids(vocab.size, vocab.bos, p, spec.seed);
+    let prompt = prompt_ids(vocab.size, vocab.bos, fed, spec.seed);
     let fail = |what: &str, e: String| format!("{what} failed: {e}");
 
     let t = Instant::now();
-    rt.prefill(&prompt).map_err(|e| fail("prefill", e))?;
-    let first_ttft_ms = ms(t);
-
-    let t = Instant::now();
     let mut next = rt.prefill(&prompt).map_err(|e| fail("prefill", e))?;
-    let ttft_ms = ms(t);
+    let first_ttft_ms = ms(t);
+    let (mut first_ttft, mut ttft) = (None, None);
+    if p > 0 {
+        let t = Instant::now();
+        next = rt.prefill(&prompt).map_err(|e| fail("prefill", e))?;
+        (first_ttft, ttft) = (Some(first_ttft_ms), Some(ms(t)));
+    }
 
     let t0 = Instant::now();
     let sampler = start_sampler(spec, t0)?;
     let mut token_ms = Vec::with_capacity(n);
     let mut token_times_s = Vec::with_capacity(n);
     let mut resets = 0u64;
-    let mut pos = p;
-    let context = p + n;
+    let mut pos = fed;
+    let context = fed + n;
     loop {
         let t = Instant::now();
         match &spec.sustained {
@@ -225,8 +251,8 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
     let telemetry = sampler.map(Sampler::finish);
     let timings = Timings {
         load_ms,
-        first_ttft_ms,
-        ttft_ms,
+        first_ttft_ms: first_ttft,
+        ttft_ms: ttft,
         prompt_tokens: p,
         token_ms,
         token_times_s,
@@ -236,9 +262,23 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
         runtime: rt.info(),
         offload: rt.offload(),
         peak_rss_bytes: Some(crate::platform::peak_rss_bytes()?),
+        cpu_times_s: crate::platform::cpu_times_s().ok(),
+        rss_split: peak_rss_split(telemetry.as_ref()),
         endpoint: None,
     };
     finish(spec, timings, telemetry)
+}
+
+/// The largest anonymous and file-backed resident sizes among the telemetry samples and a
+/// reading now (the model is still loaded), each on its own: None where the OS does not split
+/// the resident set.
+fn peak_rss_split(telemetry: Option<&Telemetry>) -> Option<(u64, u64)> {
+    let samples = telemetry.map_or(&[][..], |t| &t.samples[..]);
+    let seen = samples
+        .iter()
+        .filter_map(|s| s.rss_anon_bytes.zip(s.rss_file_bytes))
+        .chain(crate::platform::own_rss_split());
+    seen.reduce(|(a, f), (a2, f2)| (a.max(a2), f.max(f2)))
 }
 
 #[cfg(test)]

@@ -1,66 +1,128 @@
-//! `odai bench`: builds a cell's typed config from the command line, runs it
-//! (`bench::cell::run`), and renders the report as text, JSON or CSV.
+//! `odai bench`: expands the flags' comma lists into cells through the matrix spec (the same
+//! cells, with the same ids, as a matrix file of those axes), runs each on this device
+//! (`bench::cell::run`), and renders the reports as text, llama-bench's Markdown table, CSV,
+//! JSON or JSON Lines — on stdout and in any number of `--export-FORMAT FILE`s, rewritten after
+//! every cell so a crash or Ctrl-C loses no finished cell.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::bench::cell::{Config, Cooldown, METRICS, Report, Source};
-use crate::bench::load::Load;
+use crate::bench::cell::{self, Cooldown, METRICS, Report, Source};
 use crate::bench::sustained::Sustained;
 use crate::cli::{BenchArgs, BenchFormat};
 use crate::engine::synth;
 use crate::error::Error;
 use crate::exit;
-use crate::protocol::{EndpointSpec, SustainedSpec};
+use crate::matrix::progress::Progress;
+use crate::matrix::spec::{Cell, LmAxes, ModelRef};
+use crate::protocol::SustainedSpec;
 use crate::runtime::RuntimeKind;
 use crate::sysroot::{Reading, SysRoot};
 use crate::units;
 
+/// One cell of a bench run: the matrix cell and the typed config that runs it.
+pub struct BenchCell {
+    pub cell: Cell,
+    pub config: cell::Config,
+    /// Asked for with `--pg`: its prompt-plus-generation figure gets a row of its own.
+    pub pg: bool,
+}
+
+pub struct Config {
+    pub cells: Vec<BenchCell>,
+    /// What stdout gets.
+    pub format: BenchFormat,
+    /// `--export-FORMAT FILE` and `--out FILE`.
+    pub exports: Vec<(BenchFormat, PathBuf)>,
+}
+
+fn invalid(flag: &str, problem: String) -> anyhow::Error {
+    Error::Invalid {
+        flag: flag.into(),
+        problem,
+    }
+    .into()
+}
+
+/// The files `--export-FORMAT FILE` (and `--out FILE`, in `--format`) name, in the order given.
+pub fn exports(a: &BenchArgs) -> Vec<(BenchFormat, PathBuf)> {
+    let mut out: Vec<(BenchFormat, PathBuf)> = Vec::new();
+    for (format, files) in [
+        (BenchFormat::Text, &a.export_text),
+        (BenchFormat::Md, &a.export_markdown),
+        (BenchFormat::Csv, &a.export_csv),
+        (BenchFormat::Json, &a.export_json),
+        (BenchFormat::Jsonl, &a.export_jsonl),
+        (BenchFormat::Sql, &a.export_sql),
+    ] {
+        out.extend(files.iter().map(|f| (format, f.clone())));
+    }
+    if let Some(f) = &a.out {
+        out.push((a.format, f.clone()));
+    }
+    out
+}
+
+/// Writes an export whole: into a temporary file beside it, then renamed over it, so a reader
+/// (or a crash) never sees half a file.
+pub fn write_export(file: &Path, text: &str) -> anyhow::Result<()> {
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".odai-tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, file))
+        .with_context(|| format!("cannot write the export {}", file.display()))
+}
+
 impl Config {
     pub fn new(root: SysRoot, a: &BenchArgs) -> anyhow::Result<Self> {
-        let runtime = match (a.runtime.runtime, &a.endpoint) {
-            (RuntimeKind::Auto, Some(_)) | (RuntimeKind::Openai, Some(_)) => RuntimeKind::Openai,
-            (RuntimeKind::Openai, None) => {
-                return Err(Error::Invalid {
-                    flag: "--runtime openai".into(),
-                    problem: "give the endpoint: --endpoint URL --model NAME".into(),
-                }
-                .into());
-            }
-            (other, Some(_)) => {
-                return Err(Error::Invalid {
-                    flag: "--endpoint".into(),
-                    problem: format!(
-                        "an endpoint runs on the openai runtime, not {other} (drop --runtime)"
-                    ),
-                }
-                .into());
-            }
-            (RuntimeKind::Auto, None) => RuntimeKind::from_env(),
-            (other, None) => other,
-        };
-        runtime.available()?;
-        let source = match (&a.model, &a.synthetic) {
-            (Some(m), None) if runtime == RuntimeKind::Openai => Source::Endpoint(EndpointSpec {
-                url: a.endpoint.clone().unwrap_or_default(),
-                model: m.display().to_string(),
-                api_key_env: a.api_key_env.clone(),
-                timeout_s: a.request_timeout.as_secs_f64(),
-            }),
-            (Some(m), None) => Source::File(m.clone()),
-            (None, Some(s)) => {
-                let (p, q) = synth::parse_spec(s, "--synthetic")?;
-                Source::Synthetic(p, q)
-            }
-            _ => unreachable!("clap requires exactly one of --model and --synthetic"),
+        if a.depth.is_some() {
+            return Err(invalid(
+                "-d/--depth",
+                "odai decodes after its prompt: llama-bench's tgN @ dD is odai's -p D -n N \
+                 (decode_tps); a prefill at a depth (ppP @ dD) is not measured"
+                    .into(),
+            ));
+        }
+        let runtimes = runtimes(a)?;
+        let models: Vec<ModelRef> = match (&a.endpoint, a.synthetic.is_empty()) {
+            (Some(url), _) => a
+                .model
+                .iter()
+                .map(|m| ModelRef::Endpoint {
+                    url: url.clone(),
+                    model: m.display().to_string(),
+                    api_key_env: a.api_key_env.clone(),
+                })
+                .collect(),
+            (None, true) => a
+                .model
+                .iter()
+                .map(|m| ModelRef::File {
+                    path: m.clone(),
+                    sha256: None,
+                })
+                .collect(),
+            (None, false) => a
+                .synthetic
+                .iter()
+                .map(|s| {
+                    let (p, q) = synth::parse_spec(s, "--synthetic")?;
+                    Ok(ModelRef::Synthetic {
+                        preset: p.name.into(),
+                        quant: q.name().into(),
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
         };
         if let Some(d) = a.token_deadline_ms
             && !(d.is_finite() && d > 0.0)
         {
-            return Err(Error::Invalid {
-                flag: "--token-deadline-ms".into(),
-                problem: format!("{d} is not a positive number of milliseconds"),
-            }
-            .into());
+            return Err(invalid(
+                "--token-deadline-ms",
+                format!("{d} is not a positive number of milliseconds"),
+            ));
         }
         let sustained = a.sustained.map(|d| SustainedSpec {
             duration_s: d.as_secs_f64(),
@@ -70,69 +132,378 @@ impl Config {
         if let Some(s) = &sustained
             && s.window_s > s.duration_s
         {
-            return Err(Error::Invalid {
-                flag: "--window".into(),
-                problem: format!(
+            return Err(invalid(
+                "--window",
+                format!(
                     "a {} s window does not fit a {} s sustained run",
                     s.window_s, s.duration_s
                 ),
-            }
-            .into());
+            ));
         }
+        let cooldown = match (a.cooldown, a.cooldown_to) {
+            (Some(d), _) => Cooldown::For(d),
+            (None, Some(c)) if c.is_finite() && c >= 0.0 => Cooldown::ToWithin(c),
+            (None, Some(c)) => {
+                return Err(invalid(
+                    "--cooldown-to",
+                    format!("{c} is not a temperature difference in °C"),
+                ));
+            }
+            (None, None) => Cooldown::None,
+        };
+        let load = crate::bench::load::Load::parse(&a.load)?;
         let long = sustained.is_some();
-        Ok(Config {
-            root,
-            source,
-            threads: a.threads,
-            prompt_tokens: a.prompt_tokens,
-            gen_tokens: a.gen_tokens,
-            reps: a.reps.unwrap_or(if long { 1 } else { 5 }),
-            warmup: a.warmup.unwrap_or(if long { 0 } else { 1 }),
-            sustained,
-            sample_interval_s: a.sample_interval.0.map(|d| d.as_secs_f64()),
-            load: Load::parse(&a.load)?,
-            cooldown: match (a.cooldown, a.cooldown_to) {
-                (Some(d), _) => Cooldown::For(d),
-                (None, Some(c)) if c.is_finite() && c >= 0.0 => Cooldown::ToWithin(c),
-                (None, Some(c)) => {
-                    return Err(Error::Invalid {
-                        flag: "--cooldown-to".into(),
-                        problem: format!("{c} is not a temperature difference in °C"),
-                    }
-                    .into());
-                }
-                (None, None) => Cooldown::None,
+        let axes = LmAxes {
+            models,
+            runtimes,
+            threads: if a.threads.is_empty() {
+                vec![0]
+            } else {
+                a.threads.clone()
             },
-            idle_baseline: a.idle_baseline,
-            cold: a.cold,
-            token_deadline_ms: a.token_deadline_ms,
-            force: a.force,
-            seed: a.seed,
-            runtime,
-            gpu_layers: a.runtime.gpu_layers,
+            prompt_tokens: a.prompt_tokens.clone(),
+            gen_tokens: a.gen_tokens.clone(),
+            cold: vec![a.cold],
+            sustained: vec![sustained.as_ref().map(|s| s.duration_s)],
+            loads: vec![load.label()],
+            reps: a.reps.unwrap_or(if long { 1 } else { 5 }),
+            warmup: Some(a.warmup.unwrap_or(if long { 0 } else { 1 })),
+        };
+        let expand = |axes: &LmAxes| axes.expand().map_err(|m| invalid("-p/-n", m));
+        let mut cells: Vec<(Cell, bool)> = expand(&axes)?.into_iter().map(|c| (c, false)).collect();
+        for &(p, n) in &a.pg {
+            let pair = LmAxes {
+                prompt_tokens: vec![p],
+                gen_tokens: vec![n],
+                ..axes.clone()
+            };
+            for c in expand(&pair)? {
+                match cells.iter_mut().find(|(have, _)| have.id == c.id) {
+                    Some((_, pg)) => *pg = true,
+                    None => cells.push((c, true)),
+                }
+            }
+        }
+        let sample_interval_s = a.sample_interval.0.map(|d| d.as_secs_f64());
+        let mut out = Vec::with_capacity(cells.len());
+        for (c, pg) in cells {
+            let mut config = crate::matrix::runner::bench_config(&root, &c, sample_interval_s)
+                .map_err(|m| anyhow::anyhow!(m))?;
+            // What a matrix cell leaves at its defaults, bench's flags set.
+            if let Source::Endpoint(e) = &mut config.source {
+                e.timeout_s = a.request_timeout.as_secs_f64();
+            }
+            config.sustained = sustained.clone();
+            config.token_deadline_ms = a.token_deadline_ms;
+            config.force = a.force;
+            config.seed = a.seed;
+            config.cooldown = cooldown;
+            config.idle_baseline = a.idle_baseline;
+            config.gpu_layers = a.gpu_layers;
+            out.push(BenchCell {
+                cell: c,
+                config,
+                pg,
+            });
+        }
+        Ok(Config {
+            cells: out,
+            format: if a.out.is_some() {
+                BenchFormat::Text
+            } else {
+                a.format
+            },
+            exports: exports(a),
         })
     }
 }
 
-pub fn execute(
-    cfg: &Config,
-    format: BenchFormat,
-    out: Option<&std::path::Path>,
-) -> anyhow::Result<i32> {
-    let report = crate::bench::cell::run(cfg)?;
-    let rendered = match format {
-        BenchFormat::Text => render_text(&report),
-        BenchFormat::Json => super::json_text(&report)?,
-        BenchFormat::Csv => render_csv(&report)?,
-    };
-    if let Some(out) = out {
-        std::fs::write(out, &rendered)
-            .with_context(|| format!("cannot write the result to {}", out.display()))?;
-        super::print(&render_text(&report))?;
-    } else {
-        super::print(&rendered)?;
+/// `--runtime`'s list as the cells run it: `auto` is ODAI_ENGINE's choice; an endpoint runs on
+/// `openai` alone.
+fn runtimes(a: &BenchArgs) -> anyhow::Result<Vec<RuntimeKind>> {
+    let mut out = Vec::new();
+    for &r in &a.runtime {
+        let runtime = match (r, &a.endpoint) {
+            (RuntimeKind::Auto | RuntimeKind::Openai, Some(_)) => RuntimeKind::Openai,
+            (RuntimeKind::Openai, None) => {
+                return Err(invalid(
+                    "--runtime openai",
+                    "give the endpoint: --endpoint URL --model NAME".into(),
+                ));
+            }
+            (other, Some(_)) => {
+                return Err(invalid(
+                    "--endpoint",
+                    format!("an endpoint runs on the openai runtime, not {other} (drop --runtime)"),
+                ));
+            }
+            (RuntimeKind::Auto, None) => RuntimeKind::from_env(),
+            (other, None) => other,
+        };
+        runtime.available()?;
+        if !out.contains(&runtime) {
+            out.push(runtime);
+        }
     }
-    Ok(exit::SUCCESS)
+    Ok(out)
+}
+
+/// Runs every cell in order. With one cell its failure is the command's; with several a failed
+/// cell is said on stderr and the others run, and the first failure is the exit status at the
+/// end (the finished cells are on stdout and in the exports).
+pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
+    let steps: u32 = cfg
+        .cells
+        .iter()
+        .map(|c| c.config.reps + c.config.warmup)
+        .sum();
+    let bar = BAR.get_or_init(|| Progress::steps(BAR_NAME, steps as usize));
+    cell::set_progress_sink(|msg| {
+        if let Some(b) = BAR.get() {
+            b.worker_says(BAR_NAME, "", msg.trim_start_matches("odai: "));
+        }
+    });
+    cell::set_rep_done_sink(|| {
+        if let Some(b) = BAR.get() {
+            b.step(BAR_NAME);
+        }
+    });
+    let print = |text: &str| bar.suspend(|| super::print(text));
+    let result = run_cells(cfg, &print);
+    bar.finish();
+    result
+}
+
+/// `odai bench`'s progress bar (the matrix's helper, one bar over every repetition): a static
+/// because the cell reports progress through plain function pointers.
+static BAR: std::sync::OnceLock<Progress> = std::sync::OnceLock::new();
+const BAR_NAME: &str = "bench";
+
+fn run_cells(cfg: &Config, print: &dyn Fn(&str) -> anyhow::Result<()>) -> anyhow::Result<i32> {
+    let total = cfg.cells.len();
+    let mut done: Vec<(&BenchCell, Report)> = Vec::with_capacity(total);
+    let mut failures: Vec<anyhow::Error> = Vec::new();
+    for (i, bc) in cfg.cells.iter().enumerate() {
+        if crate::interrupt::requested() {
+            break;
+        }
+        if total > 1 {
+            cell::progress(&format!(
+                "odai: cell {}/{total}: {}",
+                i + 1,
+                cell_label(&bc.cell)
+            ));
+        }
+        let report = match cell::run(&bc.config) {
+            Ok(r) => r,
+            Err(e) if total == 1 => return Err(e),
+            Err(e) => {
+                let line = format!("odai: cell {} failed: {e:#}", cell_label(&bc.cell));
+                BAR.get().map_or_else(
+                    || anstream::eprintln!("{line}"),
+                    |b| b.suspend(|| anstream::eprintln!("{line}")),
+                );
+                failures.push(e);
+                continue;
+            }
+        };
+        // Streaming formats print each cell as it ends.
+        match cfg.format {
+            BenchFormat::Text => print(&render_text(&report))?,
+            BenchFormat::Jsonl => print(&super::json_line(&report)?)?,
+            _ => {}
+        }
+        done.push((bc, report));
+        for (format, file) in &cfg.exports {
+            write_export(file, &render(*format, &done)?)?;
+        }
+    }
+    match cfg.format {
+        BenchFormat::Text if done.len() > 1 => print(&format!("\n{}", table_text(&done)))?,
+        BenchFormat::Text | BenchFormat::Jsonl => {}
+        other => print(&render(other, &done)?)?,
+    }
+    if crate::interrupt::requested() && done.len() < total {
+        anyhow::bail!(
+            "interrupted after {} of {total} cells (the finished ones are printed and exported)",
+            done.len()
+        );
+    }
+    match failures.into_iter().next() {
+        None => Ok(exit::SUCCESS),
+        Some(first) => Err(first.context(format!(
+            "{} of {total} cells failed; the first",
+            total - done.len()
+        ))),
+    }
+}
+
+/// How a cell is named in progress and failure lines.
+fn cell_label(c: &Cell) -> String {
+    format!(
+        "{} on {}, {} threads, p={} n={}",
+        c.model.label(),
+        c.runtime,
+        c.threads_label(),
+        c.prompt_tokens,
+        c.gen_tokens
+    )
+}
+
+/// The finished cells in `format`.
+fn render(format: BenchFormat, done: &[(&BenchCell, Report)]) -> anyhow::Result<String> {
+    Ok(match format {
+        BenchFormat::Text => {
+            let mut s: String = done.iter().map(|(_, r)| render_text(r)).collect();
+            if done.len() > 1 {
+                s.push('\n');
+                s.push_str(&table_text(done));
+            }
+            s
+        }
+        BenchFormat::Md => table_md(done),
+        BenchFormat::Csv => render_csv(done)?,
+        BenchFormat::Json if done.len() == 1 => super::json_text(&done[0].1)?,
+        BenchFormat::Json => {
+            let all: Vec<&Report> = done.iter().map(|(_, r)| r).collect();
+            super::json_text(&all)?
+        }
+        BenchFormat::Jsonl => done
+            .iter()
+            .map(|(_, r)| super::json_line(r))
+            .collect::<anyhow::Result<String>>()?,
+        BenchFormat::Sql => sql(done)?,
+    })
+}
+
+/// The run as SQL for the results database (llama-bench's `-o sql`): one run of this host, its
+/// cells and repetitions, in the tables `odai db import` writes.
+#[cfg(feature = "db")]
+fn sql(done: &[(&BenchCell, Report)]) -> anyhow::Result<String> {
+    use crate::db;
+    let Some((_, first)) = done.first() else {
+        return Ok(String::new());
+    };
+    let p = &first.provenance;
+    let host = p.device.hostname.value().map_or("unknown", String::as_str);
+    let run_id = format!("bench-{host}-{}", p.started_utc);
+    let pairs: Vec<(&Cell, &Report)> = done.iter().map(|(bc, r)| (&bc.cell, r)).collect();
+    let mut rows = vec![db::run_row(&run_id, "odai bench", None)];
+    for r in db::bench_records(&pairs) {
+        rows.extend(db::record_rows(&run_id, &r, false)?);
+    }
+    Ok(db::sql_script(&rows))
+}
+
+#[cfg(not(feature = "db"))]
+fn sql(_: &[(&BenchCell, Report)]) -> anyhow::Result<String> {
+    Err(super::db::not_built("-o sql"))
+}
+
+/// llama-bench's columns, one row per test a cell measured: `ppP` (prefill), `tgN` or
+/// `tgN @ dP` (decode after a P-token prompt), and `ppP+tgN` for `--pg` cells.
+fn table_rows(done: &[(&BenchCell, Report)]) -> Vec<[String; 9]> {
+    let mut rows = Vec::new();
+    for (bc, r) in done {
+        let p = &r.provenance;
+        let rate = |metric: &str| {
+            r.summary
+                .get(metric)
+                .map(|s| format!("{:.2} ± {:.2}", s.mean, s.stddev))
+        };
+        let mut tests: Vec<(String, Option<String>, String)> = Vec::new();
+        let ttft = r
+            .summary
+            .get("ttft_ms")
+            .map_or_else(String::new, |s| format!("{:.1}", s.mean));
+        if p.prompt_tokens > 0 {
+            tests.push((
+                format!("pp{}", p.prompt_tokens),
+                rate("prefill_tps"),
+                ttft.clone(),
+            ));
+        }
+        if p.gen_tokens > 0 {
+            let test = match p.prompt_tokens {
+                0 => format!("tg{}", p.gen_tokens),
+                d => format!("tg{} @ d{d}", p.gen_tokens),
+            };
+            tests.push((test, rate("decode_tps"), String::new()));
+        }
+        if bc.pg {
+            tests.push((
+                format!("pp{}+tg{}", p.prompt_tokens, p.gen_tokens),
+                rate("pg_tps"),
+                String::new(),
+            ));
+        }
+        for (test, tps, ttft) in tests {
+            rows.push([
+                p.model_file.clone(),
+                p.model_bytes.map_or_else(|| "-".into(), units::bytes),
+                p.parameters
+                    .map_or_else(|| "-".into(), |n| format!("{:.2} B", n as f64 / 1e9)),
+                p.ran.runtime.clone(),
+                p.ran.backend.clone(),
+                p.threads.to_string(),
+                test,
+                tps.unwrap_or_else(|| "-".into()),
+                ttft,
+            ]);
+        }
+    }
+    rows
+}
+
+const TABLE_HEADER: [&str; 9] = [
+    "model", "size", "params", "runtime", "backend", "threads", "test", "t/s", "ttft ms",
+];
+
+/// llama-bench's `-o md` table (its column names, odai's runtime and TTFT added).
+fn table_md(done: &[(&BenchCell, Report)]) -> String {
+    let rows = table_rows(done);
+    let mut s = format!("| {} |\n", TABLE_HEADER.join(" | "));
+    let align: Vec<&str> = TABLE_HEADER
+        .iter()
+        .map(|h| match *h {
+            "size" | "params" | "threads" | "t/s" | "ttft ms" => "---:",
+            _ => "---",
+        })
+        .collect();
+    s.push_str(&format!("| {} |\n", align.join(" | ")));
+    for r in rows {
+        s.push_str(&format!("| {} |\n", r.join(" | ")));
+    }
+    s
+}
+
+/// The same table aligned for a terminal, after a run of several cells.
+fn table_text(done: &[(&BenchCell, Report)]) -> String {
+    let rows = table_rows(done);
+    let mut widths: Vec<usize> = TABLE_HEADER.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut l = String::from(" ");
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            let pad = w - c.chars().count();
+            // Names left, figures right, as llama-bench aligns them.
+            if matches!(i, 1 | 2 | 5 | 7 | 8) {
+                l.push_str(&format!(" {}{c}", " ".repeat(pad)));
+            } else {
+                l.push_str(&format!(" {c}{}", " ".repeat(pad)));
+            }
+        }
+        l.trim_end().to_owned() + "\n"
+    };
+    let mut s = line(TABLE_HEADER.to_vec());
+    for r in &rows {
+        s.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    s
 }
 
 fn render_text(r: &Report) -> String {
@@ -170,7 +541,7 @@ fn render_text(r: &Report) -> String {
         .filter_map(|(n, _, _)| r.summary.get(*n).map(|s| (n, s)))
     {
         let f = |v: f64| {
-            if *name == "peak_rss_bytes" {
+            if name.ends_with("_bytes") {
                 units::bytes(v as u64)
             } else {
                 format!("{v:.2}")
@@ -185,6 +556,27 @@ fn render_text(r: &Report) -> String {
             f(sm.min),
             f(sm.max),
             sm.cov_pct
+        ));
+    }
+    if !r.warmup_reps.is_empty() {
+        // TF Lite's "Warmup (avg)": what the first run after a load costs, apart from the summary.
+        let w = |m: &str, unit: &str| {
+            r.warmup_summary
+                .get(m)
+                .map(|s| format!("{m} {:.1}{unit}", s.mean))
+        };
+        let parts: Vec<String> = [
+            w("load_ms", " ms"),
+            w("ttft_ms", " ms"),
+            w("decode_tps", " tok/s"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        s.push_str(&format!(
+            "  warmup (mean of {}): {}\n",
+            r.warmup_reps.len(),
+            parts.join(", ")
         ));
     }
     if let Some(rf) = &r.roofline {
@@ -312,12 +704,14 @@ fn render_sustained(sus: &Sustained) -> String {
     s
 }
 
-/// One row per repetition, provenance in every row, so a spreadsheet needs nothing else; for a
-/// sustained run, one row per window (the time series, ready for plots).
-fn render_csv(r: &Report) -> anyhow::Result<String> {
-    let p = &r.provenance;
+/// One row per repetition of every cell, provenance in every row, so a spreadsheet needs nothing
+/// else; for a single sustained cell, one row per window (the time series, ready for plots).
+fn render_csv(done: &[(&BenchCell, Report)]) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    if let Some(sus) = &r.sustained {
+    if let [(_, r)] = done
+        && let Some(sus) = &r.sustained
+    {
+        let p = &r.provenance;
         w.write_record([
             "t_s",
             "decode_tps",
@@ -339,62 +733,91 @@ fn render_csv(r: &Report) -> anyhow::Result<String> {
         }
         return Ok(String::from_utf8(w.into_inner()?)?);
     }
-    w.write_record([
-        "rep",
-        "model_file",
-        "model_sha256",
-        "architecture",
-        "quant",
-        "threads",
-        "prompt_tokens",
-        "gen_tokens",
-        "cold",
-        "runtime",
-        "runtime_version",
-        "backend",
-        "load_ms",
-        "first_ttft_ms",
-        "ttft_ms",
-        "prefill_tps",
-        "decode_tps",
-        "token_ms_p50",
-        "token_ms_p90",
-        "token_ms_p99",
-        "deadline_miss_pct",
-        "peak_rss_bytes",
-        "roofline_tps",
-        "odai_version",
-    ])?;
-    for (i, rep) in r.reps.iter().enumerate() {
-        w.write_record([
-            (i + 1).to_string(),
-            p.model_file.clone(),
-            p.model_sha256.clone().unwrap_or_default(),
-            p.architecture.clone().unwrap_or_default(),
-            p.quant.clone().unwrap_or_default(),
-            rep.threads.to_string(),
-            p.prompt_tokens.to_string(),
-            p.gen_tokens.to_string(),
-            rep.cold.to_string(),
-            rep.ran.runtime.clone(),
-            rep.ran.runtime_version.clone(),
-            rep.ran.backend.clone(),
-            format!("{:.3}", rep.load_ms),
-            format!("{:.3}", rep.first_ttft_ms),
-            format!("{:.3}", rep.ttft_ms),
-            format!("{:.3}", rep.prefill_tps),
-            format!("{:.3}", rep.decode_tps),
-            format!("{:.3}", rep.token_ms_p50),
-            format!("{:.3}", rep.token_ms_p90),
-            format!("{:.3}", rep.token_ms_p99),
-            rep.deadline_miss_pct
-                .map_or(String::new(), |v| format!("{v:.2}")),
-            rep.peak_rss_bytes.map_or(String::new(), |b| b.to_string()),
-            r.roofline
-                .as_ref()
-                .map_or(String::new(), |rf| format!("{:.3}", rf.roofline_tps)),
-            p.odai_version.clone(),
-        ])?;
+    w.write_record(CSV_HEADER)?;
+    let opt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
+    let opt_u = |v: Option<u64>| v.map_or(String::new(), |x| x.to_string());
+    for (bc, r) in done {
+        let p = &r.provenance;
+        for (i, rep) in r.reps.iter().enumerate() {
+            w.write_record([
+                (i + 1).to_string(),
+                p.model_file.clone(),
+                p.model_sha256.clone().unwrap_or_default(),
+                p.architecture.clone().unwrap_or_default(),
+                p.quant.clone().unwrap_or_default(),
+                rep.threads.to_string(),
+                p.prompt_tokens.to_string(),
+                p.gen_tokens.to_string(),
+                rep.cold.to_string(),
+                rep.ran.runtime.clone(),
+                rep.ran.runtime_version.clone(),
+                rep.ran.backend.clone(),
+                rep.load_ms.to_string(),
+                opt(rep.first_ttft_ms),
+                opt(rep.ttft_ms),
+                opt(rep.prefill_tps),
+                opt(rep.decode_tps),
+                opt(rep.token_ms_p50),
+                opt(rep.token_ms_p90),
+                opt(rep.token_ms_p99),
+                opt(rep.deadline_miss_pct),
+                opt_u(rep.peak_rss_bytes),
+                opt(r.roofline.as_ref().map(|rf| rf.roofline_tps)),
+                p.odai_version.clone(),
+                opt(rep.token_ms_p95),
+                opt(rep.token_ms_p999),
+                opt(rep.token_ms_max),
+                opt(cell::pg_tps(rep)),
+                opt(rep.cpu_user_s),
+                opt(rep.cpu_system_s),
+                opt_u(rep.peak_rss_anon_bytes),
+                opt_u(rep.peak_rss_file_bytes),
+                bc.cell.id.clone(),
+                p.device.hostname.value().cloned().unwrap_or_default(),
+                p.started_utc.clone(),
+                p.git_commit.clone(),
+            ])?;
+        }
     }
     Ok(String::from_utf8(w.into_inner()?)?)
 }
+
+/// The CSV columns (docs/bench-csv.md); new ones are appended, never inserted.
+const CSV_HEADER: [&str; 36] = [
+    "rep",
+    "model_file",
+    "model_sha256",
+    "architecture",
+    "quant",
+    "threads",
+    "prompt_tokens",
+    "gen_tokens",
+    "cold",
+    "runtime",
+    "runtime_version",
+    "backend",
+    "load_ms",
+    "first_ttft_ms",
+    "ttft_ms",
+    "prefill_tps",
+    "decode_tps",
+    "token_ms_p50",
+    "token_ms_p90",
+    "token_ms_p99",
+    "deadline_miss_pct",
+    "peak_rss_bytes",
+    "roofline_tps",
+    "odai_version",
+    "token_ms_p95",
+    "token_ms_p999",
+    "token_ms_max",
+    "pg_tps",
+    "cpu_user_s",
+    "cpu_system_s",
+    "peak_rss_anon_bytes",
+    "peak_rss_file_bytes",
+    "cell_id",
+    "hostname",
+    "started_utc",
+    "git_commit",
+];

@@ -17,14 +17,14 @@ use crate::units;
 
 /// Whether `odai bench` was asked about a tensor model: by `--runtime`, or by the file's name.
 pub fn wanted(a: &BenchArgs) -> bool {
-    matches!(
-        a.runtime.runtime,
-        RuntimeKind::Onnxruntime | RuntimeKind::Tflite
-    ) || (a.runtime.runtime == RuntimeKind::Auto
-        && a.endpoint.is_none()
-        && a.model
-            .as_deref()
-            .is_some_and(|m| runtime::tensor_runtime_for(m).is_some()))
+    a.runtime
+        .iter()
+        .any(|r| matches!(r, RuntimeKind::Onnxruntime | RuntimeKind::Tflite))
+        || (a.runtime.iter().all(|r| *r == RuntimeKind::Auto)
+            && a.endpoint.is_none()
+            && a.model
+                .iter()
+                .any(|m| runtime::tensor_runtime_for(m).is_some()))
 }
 
 /// Stream runs last a minute unless told.
@@ -36,7 +36,8 @@ pub struct Config {
     pub spec: TensorBenchSpec,
     pub load: crate::bench::load::Load,
     pub format: BenchFormat,
-    pub out: Option<PathBuf>,
+    /// `--export-FORMAT FILE` and `--out FILE`.
+    pub exports: Vec<(BenchFormat, PathBuf)>,
 }
 
 fn invalid(flag: &str, problem: String) -> anyhow::Error {
@@ -49,18 +50,49 @@ fn invalid(flag: &str, problem: String) -> anyhow::Error {
 
 impl Config {
     pub fn new(root: SysRoot, a: &BenchArgs) -> anyhow::Result<Self> {
-        let model = a.model.clone().ok_or_else(|| {
-            invalid(
+        if !a.synthetic.is_empty() {
+            return Err(invalid(
                 "--synthetic",
                 "synthetic models are GGUF language models; a tensor model needs --model FILE"
                     .into(),
-            )
-        })?;
+            ));
+        }
+        // Lists are axes of language-model cells; a tensor model's cells are `[[tensor]]`
+        // entries of a matrix file.
+        for (len, flag) in [
+            (a.model.len(), "--model"),
+            (a.threads.len(), "--threads"),
+            (a.runtime.len(), "--runtime"),
+            (a.prompt_tokens.len(), "-p"),
+            (a.gen_tokens.len(), "-n"),
+        ] {
+            if len > 1 {
+                return Err(invalid(
+                    flag,
+                    "takes one value for a tensor model: several models, thread counts or \
+                     providers go in a matrix file's [[tensor]] entries (odai matrix run)"
+                        .into(),
+                ));
+            }
+        }
+        if matches!(a.format, BenchFormat::Md | BenchFormat::Sql)
+            || !a.export_markdown.is_empty()
+            || !a.export_sql.is_empty()
+        {
+            return Err(invalid(
+                "-o md|sql",
+                "llama-bench's table and the results database are for language models; a \
+                 tensor model's figures are text, csv, json or jsonl"
+                    .into(),
+            ));
+        }
+        let model = a.model[0].clone();
         // Flags of language-model cells that mean nothing here are refused, not ignored.
         for (given, flag) in [
             (a.sustained.is_some(), "--sustained"),
             (a.token_deadline_ms.is_some(), "--token-deadline-ms"),
-            (a.runtime.gpu_layers.is_some(), "--gpu-layers"),
+            (a.gpu_layers.is_some(), "--gpu-layers"),
+            (!a.pg.is_empty(), "--pg"),
             (a.idle_baseline.is_some(), "--idle-baseline"),
             (a.reps.is_some(), "--reps"),
             (a.cooldown.is_some(), "--cooldown"),
@@ -84,7 +116,7 @@ impl Config {
                 .into());
             }
         }
-        let first = match a.runtime.runtime {
+        let first = match a.runtime[0] {
             RuntimeKind::Auto => runtime::tensor_runtime_for(&model).unwrap_or(RuntimeKind::Auto),
             k => k,
         };
@@ -212,6 +244,8 @@ impl Config {
         };
         let threads = Some(
             a.threads
+                .first()
+                .copied()
                 .unwrap_or_else(|| crate::probe::cpu::probe(&root).default_threads().0),
         );
         Ok(Config {
@@ -230,8 +264,12 @@ impl Config {
                 sample_interval_s: a.sample_interval.0.map(|d| d.as_secs_f64()),
             },
             load: crate::bench::load::Load::parse(&a.load)?,
-            format: a.format,
-            out: a.out.clone(),
+            format: if a.out.is_some() {
+                BenchFormat::Text
+            } else {
+                a.format
+            },
+            exports: super::bench::exports(a),
         })
     }
 }
@@ -245,18 +283,19 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         crate::bench::run_tensor(&exe, &cfg.spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     drop(contention);
     result.load = cfg.load.label();
-    let rendered = match cfg.format {
-        BenchFormat::Text => render_text(&result),
-        BenchFormat::Json => super::json_text(&result)?,
-        BenchFormat::Csv => render_csv(&result)?,
+    let render = |format: BenchFormat| -> anyhow::Result<String> {
+        Ok(match format {
+            BenchFormat::Text => render_text(&result),
+            BenchFormat::Json => super::json_text(&result)?,
+            BenchFormat::Jsonl => super::json_line(&result)?,
+            BenchFormat::Csv => render_csv(&result)?,
+            BenchFormat::Md | BenchFormat::Sql => unreachable!("refused in Config::new"),
+        })
     };
-    if let Some(out) = &cfg.out {
-        std::fs::write(out, &rendered)
-            .with_context(|| format!("cannot write the result to {}", out.display()))?;
-        super::print(&render_text(&result))?;
-    } else {
-        super::print(&rendered)?;
+    for (format, file) in &cfg.exports {
+        super::bench::write_export(file, &render(*format)?)?;
     }
+    super::print(&render(cfg.format)?)?;
     Ok(exit::SUCCESS)
 }
 

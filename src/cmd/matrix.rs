@@ -163,6 +163,7 @@ pub fn probe_options() -> runner::Options {
         backoff: Duration::from_secs(1),
         sample_interval_s: None,
         farm_file: None,
+        db: None,
     }
 }
 
@@ -252,6 +253,7 @@ pub fn run_options(
         backoff: a.retry_backoff,
         sample_interval_s: a.sample_interval.0.map(|d| d.as_secs_f64()),
         farm_file: farm.map(|f| f.display().to_string()),
+        db: None,
     }
 }
 
@@ -269,7 +271,10 @@ impl RunConfig {
             root,
             file: a.file.clone(),
             farm: a.farm.clone(),
-            opts: run_options(&a.run, out, a.resume, a.farm.as_deref()),
+            opts: runner::Options {
+                db: a.db.clone(),
+                ..run_options(&a.run, out, a.resume, a.farm.as_deref())
+            },
             format: a.run.format,
         }
     }

@@ -4,6 +4,8 @@
 pub mod bench;
 pub mod bench_tensor;
 pub mod compare;
+pub mod completions;
+pub mod db;
 pub mod farm;
 pub mod generate;
 pub mod matrix;
@@ -34,6 +36,14 @@ pub fn print(text: &str) -> anyhow::Result<()> {
 pub fn json_text<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
     let v = crate::sysroot::to_contract_json(value).context("cannot serialize the output")?;
     let mut s = serde_json::to_string_pretty(&v).context("cannot serialize the output")?;
+    s.push('\n');
+    Ok(s)
+}
+
+/// `value` as one compact JSON line (JSON Lines), unavailable readings in contract form.
+pub fn json_line<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
+    let v = crate::sysroot::to_contract_json(value).context("cannot serialize the output")?;
+    let mut s = serde_json::to_string(&v).context("cannot serialize the output")?;
     s.push('\n');
     Ok(s)
 }

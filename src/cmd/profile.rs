@@ -25,25 +25,7 @@ pub struct Config {
 
 /// `2026-11-24T10:27:35Z` → `20261124T102735Z`: sortable, and safe in a directory name.
 fn utc_stamp(unix_s: u64) -> String {
-    // Days to civil date: Howard Hinnant, "chrono-Compatible Low-Level Date Algorithms",
-    // days_from_civil's inverse (civil_from_days).
-    let days = (unix_s / 86_400) as i64;
-    let secs = unix_s % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    crate::units::utc_rfc3339(unix_s).replace(['-', ':'], "")
 }
 
 impl Config {
@@ -70,6 +52,7 @@ impl Config {
                 ],
                 fail_on: None,
                 baseline: None,
+                db: None,
             },
             opts: super::matrix::run_options(&a.run, out, false, None),
             format: a.run.format,

@@ -20,18 +20,27 @@ pub struct Config {
     pub fail_on: Option<FailOn>,
     /// A results set measured on an endpoint: the cloud baseline.
     pub baseline: Option<PathBuf>,
+    /// Read from this database (`--db`), results finished since the time given (`--since`),
+    /// instead of the directory `results`.
+    pub db: Option<(PathBuf, Option<f64>)>,
 }
 
 impl Config {
     pub fn new(a: &ReportArgs) -> anyhow::Result<Config> {
+        let (results, out) = match (&a.results, &a.db) {
+            (Some(dir), _) => (dir.clone(), dir.join("report")),
+            (None, Some(db)) => (db.clone(), PathBuf::from("odai-report")),
+            (None, None) => unreachable!("clap requires RESULTS_DIR or --db"),
+        };
         Ok(Config {
-            results: a.results.clone(),
+            results,
             workload: Workload::resolve(&a.profile)?,
             classes: class::load(a.classes.as_ref())?,
-            out: a.out.clone().unwrap_or_else(|| a.results.join("report")),
+            out: a.out.clone().unwrap_or(out),
             formats: a.format.clone(),
             fail_on: a.fail_on,
             baseline: a.baseline.clone(),
+            db: a.db.clone().map(|d| (d, a.since)),
         })
     }
 }
@@ -39,7 +48,10 @@ impl Config {
 /// Builds the report and writes the files asked for into `out`; returns the report and the
 /// paths written.
 pub fn write(cfg: &Config) -> anyhow::Result<(Report, Vec<PathBuf>)> {
-    let set = ResultsSet::load(&cfg.results)?;
+    let set = match &cfg.db {
+        None => ResultsSet::load(&cfg.results)?,
+        Some((db, since)) => from_db(db, *since)?,
+    };
     for w in &set.warnings {
         anstream::eprintln!("odai: warning: {w}");
     }
@@ -85,6 +97,16 @@ pub fn write(cfg: &Config) -> anyhow::Result<(Report, Vec<PathBuf>)> {
         }
     }
     Ok((r, written))
+}
+
+#[cfg(feature = "db")]
+fn from_db(db: &std::path::Path, since: Option<f64>) -> anyhow::Result<ResultsSet> {
+    crate::db::Db::open(db)?.results_set(since)
+}
+
+#[cfg(not(feature = "db"))]
+fn from_db(_: &std::path::Path, _: Option<f64>) -> anyhow::Result<ResultsSet> {
+    Err(super::db::not_built("--db"))
 }
 
 /// The gate: [`exit::GATE`] when any verdict is at or below the level.

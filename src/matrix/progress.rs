@@ -1,6 +1,7 @@
-//! A matrix run's progress on stderr: on a terminal, indicatif bars — one per device (current
-//! cell, done/total, ETA) and one for the whole run; otherwise (CI logs, pipes) one plain line
-//! per finished cell, so a log reads the same as the run went.
+//! A run's progress on stderr: on a terminal, indicatif bars — for a matrix one per device
+//! (current cell, done/total, ETA) and one for the whole run, for `odai bench` one over its
+//! repetitions; otherwise (CI logs, pipes) one plain line per finished cell, so a log reads the
+//! same as the run went.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -14,7 +15,8 @@ pub struct Progress {
 
 struct Bars {
     multi: MultiProgress,
-    overall: ProgressBar,
+    /// The whole run's bar; None where one device's bar is the whole run (`steps`).
+    overall: Option<ProgressBar>,
     devices: HashMap<String, ProgressBar>,
 }
 
@@ -58,9 +60,52 @@ impl Progress {
         Progress {
             bars: Some(Bars {
                 multi,
-                overall,
+                overall: Some(overall),
                 devices: map,
             }),
+        }
+    }
+
+    /// One bar of `total` steps named `name`, with its ETA and elapsed time: a run on this
+    /// device alone (`odai bench`: its repetitions, warm-ups included). Hidden off a terminal.
+    pub fn steps(name: &str, total: usize) -> Progress {
+        if !std::io::stderr().is_terminal() {
+            return Progress { bars: None };
+        }
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let bar = multi.add(ProgressBar::new(total as u64));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} {bar:20} {pos:>3}/{len:<3} eta {eta:<4} {elapsed} elapsed {wide_msg}",
+            )
+            .expect("a valid template")
+            .progress_chars("█▌ "),
+        );
+        bar.set_prefix(name.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(500));
+        Progress {
+            bars: Some(Bars {
+                multi,
+                overall: None,
+                devices: HashMap::from([(name.to_owned(), bar)]),
+            }),
+        }
+    }
+
+    /// A step of `device` is done (`steps`: a repetition), without a line.
+    pub fn step(&self, device: &str) {
+        if let Some(b) = &self.bars
+            && let Some(bar) = b.devices.get(device)
+        {
+            bar.inc(1);
+        }
+    }
+
+    /// Runs `f` (which prints) with the bars cleared, so its output and the bars do not mix.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.bars {
+            Some(b) => b.multi.suspend(f),
+            None => f(),
         }
     }
 
@@ -91,7 +136,9 @@ impl Progress {
                 if let Some(bar) = b.devices.get(device) {
                     bar.inc(1);
                 }
-                b.overall.inc(1);
+                if let Some(o) = &b.overall {
+                    o.inc(1);
+                }
             }
         }
     }
@@ -120,7 +167,10 @@ impl Progress {
 
     pub fn finish(&self) {
         if let Some(b) = &self.bars {
-            b.overall.finish();
+            match &b.overall {
+                Some(o) => o.finish(),
+                None => b.devices.values().for_each(ProgressBar::finish_and_clear),
+            }
         }
     }
 }

@@ -163,7 +163,12 @@ impl Store {
 
     /// Every readable record; a torn or garbled line is left out, not fatal.
     pub fn records(dir: &Path) -> Vec<Record> {
-        std::fs::read_to_string(Self::results_path(dir))
+        Self::records_in(&Self::results_path(dir))
+    }
+
+    /// Every readable record of a JSON Lines file of them (`results.jsonl`, `failures.jsonl`).
+    pub fn records_in(path: &Path) -> Vec<Record> {
+        std::fs::read_to_string(path)
             .unwrap_or_default()
             .lines()
             .filter_map(|l| {

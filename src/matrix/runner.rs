@@ -153,6 +153,8 @@ pub struct Options {
     pub sample_interval_s: Option<f64>,
     /// Written to the manifest.
     pub farm_file: Option<String>,
+    /// Also write each result into this SQLite database (`--db`).
+    pub db: Option<PathBuf>,
 }
 
 /// What a run did, per device and in all.
@@ -212,6 +214,7 @@ fn call_retrying(
     opts: &Options,
     on_progress: &dyn Fn(&str),
     on_retry: &dyn Fn(u32, &Failure, Duration),
+    on_failed_stderr: &dyn Fn(u32, &str),
 ) -> Result<Event, (Failure, u32)> {
     let mut attempt = 0;
     loop {
@@ -225,6 +228,7 @@ fn call_retrying(
                 interruptible: true,
                 transport_exit: &transport_exit,
                 on_progress,
+                on_failed_stderr: &|err| on_failed_stderr(attempt, err),
             },
         );
         match outcome {
@@ -256,7 +260,16 @@ pub fn probe_device(
         protocol: protocol::PROTOCOL_VERSION,
         bandwidth,
     };
-    match call_retrying(t, &req, opts.probe_timeout, opts, &|_| {}, &|_, _, _| {})? {
+    let no_log = |_: u32, _: &str| {};
+    match call_retrying(
+        t,
+        &req,
+        opts.probe_timeout,
+        opts,
+        &|_| {},
+        &|_, _, _| {},
+        &no_log,
+    )? {
         Event::Probe(p) => Ok(*p),
         _ => Err((
             Failure::Worker("the worker answered a probe with something else".into()),
@@ -269,8 +282,40 @@ struct Shared<'a> {
     matrix: &'a Matrix,
     opts: &'a Options,
     store: Mutex<Store>,
+    /// `--db`: the results database each record also goes to, after results.jsonl.
+    db: Option<DbWriter>,
     done: HashMap<String, HashSet<String>>,
     progress: Progress,
+}
+
+#[cfg(feature = "db")]
+type DbWriter = crate::db::RunWriter;
+
+#[cfg(feature = "db")]
+fn open_db(opts: &Options, manifest: &Manifest) -> anyhow::Result<Option<DbWriter>> {
+    opts.db
+        .as_ref()
+        .map(|path| crate::db::RunWriter::open(path, &opts.out, manifest))
+        .transpose()
+}
+
+/// No database in a build without the `db` feature: a value of this type cannot exist.
+#[cfg(not(feature = "db"))]
+enum DbWriter {}
+
+#[cfg(not(feature = "db"))]
+impl DbWriter {
+    fn record(&self, _: &Record) -> anyhow::Result<()> {
+        match *self {}
+    }
+}
+
+#[cfg(not(feature = "db"))]
+fn open_db(opts: &Options, _: &Manifest) -> anyhow::Result<Option<DbWriter>> {
+    match opts.db {
+        Some(_) => Err(crate::cmd::db::not_built("--db")),
+        None => Ok(None),
+    }
 }
 
 impl Shared<'_> {
@@ -307,7 +352,11 @@ impl Shared<'_> {
         self.store
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .append(&record)
+            .append(&record)?;
+        match &self.db {
+            Some(db) => db.record(&record),
+            None => Ok(()),
+        }
     }
 }
 
@@ -457,7 +506,37 @@ fn run_device(s: &Shared, t: &dyn Transport, tags: &[String]) -> anyhow::Result<
                     ),
                 )
             };
-            match call_retrying(t, &req, cell_deadline(s.opts, cell), s.opts, &said, &retry) {
+            // A failed worker's whole stderr, beside the results: the reason is its last line.
+            let kept = std::cell::RefCell::new(None);
+            let keep = |attempt: u32, err: &str| {
+                let file = s
+                    .opts
+                    .out
+                    .join("logs")
+                    .join(format!("{name}-{}-attempt{attempt}.stderr", cell.id));
+                let written = std::fs::create_dir_all(file.parent().expect("a parent"))
+                    .and_then(|()| std::fs::write(&file, err));
+                match written {
+                    Ok(()) => *kept.borrow_mut() = Some(file),
+                    Err(e) => {
+                        log::warn!("cannot keep the worker's stderr in {}: {e}", file.display())
+                    }
+                }
+            };
+            let outcome = call_retrying(
+                t,
+                &req,
+                cell_deadline(s.opts, cell),
+                s.opts,
+                &said,
+                &retry,
+                &keep,
+            );
+            let with_log = |why: String| match kept.borrow().as_ref() {
+                Some(f) => format!("{why} (the worker's stderr: {})", f.display()),
+                None => why,
+            };
+            match outcome {
                 Ok(Event::Report(r)) => (Status::Ok, None, Some(*r)),
                 Ok(Event::Tensor(t)) if cell.tensor.is_some() => {
                     tensor = Some(*t);
@@ -471,12 +550,12 @@ fn run_device(s: &Shared, t: &dyn Transport, tags: &[String]) -> anyhow::Result<
                 // Not finished, so not recorded: --resume runs it again.
                 Err((Failure::Interrupted, _)) => break,
                 Err((f @ (Failure::Transport(_) | Failure::Incompatible(_)), n)) => {
-                    let why = offline_reason(&f, n);
+                    let why = with_log(offline_reason(&f, n));
                     s.progress.note(name, &format!("{name}: {why}"));
                     offline = Some(why.clone());
                     (Status::Failed, Some(why), None)
                 }
-                Err((f, _)) => (Status::Failed, Some(f.to_string()), None),
+                Err((f, _)) => (Status::Failed, Some(with_log(f.to_string())), None),
             }
         };
         match status {
@@ -485,10 +564,13 @@ fn run_device(s: &Shared, t: &dyn Transport, tags: &[String]) -> anyhow::Result<
             Status::Skipped => sum.skipped += 1,
         }
         let how = match (&status, &report, &reason) {
-            (Status::Ok, Some(r), _) => format!(
-                "ok, decode {:.1} tok/s",
-                r.summary.get("decode_tps").map_or(0.0, |s| s.mean)
-            ),
+            (Status::Ok, Some(r), _) => {
+                match (r.summary.get("decode_tps"), r.summary.get("prefill_tps")) {
+                    (Some(d), _) => format!("ok, decode {:.1} tok/s", d.mean),
+                    (None, Some(p)) => format!("ok, prefill {:.1} tok/s", p.mean),
+                    (None, None) => "ok".into(),
+                }
+            }
             (Status::Ok, None, _) if tensor.is_some() => {
                 let t = tensor.as_ref().unwrap();
                 match &t.stream {
@@ -662,6 +744,7 @@ pub fn run(matrix: &Matrix, devices: &[Device], opts: &Options) -> anyhow::Resul
     }
     let store = Store::open(out)?;
     store.write_file("manifest.json", &serde_json::to_vec_pretty(&manifest)?)?;
+    let db = open_db(opts, &manifest)?;
     let done = Store::done(out);
     let endpoint_cells = matrix
         .cells
@@ -679,6 +762,7 @@ pub fn run(matrix: &Matrix, devices: &[Device], opts: &Options) -> anyhow::Resul
         matrix,
         opts,
         store: Mutex::new(store),
+        db,
         done,
         progress: Progress::new(&sizes),
     };

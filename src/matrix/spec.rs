@@ -277,6 +277,114 @@ impl Selectors {
     }
 }
 
+/// The axes of language-model cells, validated one by one: what a `[matrix]` table and
+/// `odai bench`'s comma lists (`-m a,b -t 1,2 -p 0,512`) both expand, so a bench run and a
+/// matrix of the same values are the same cells with the same ids.
+#[derive(Clone, Debug)]
+pub struct LmAxes {
+    pub models: Vec<ModelRef>,
+    /// Runtimes of each local model; an endpoint model runs on `openai` only.
+    pub runtimes: Vec<RuntimeKind>,
+    /// Thread counts; 0 is `auto`.
+    pub threads: Vec<u32>,
+    /// 0: no prefill is measured (llama-bench's `tg` alone).
+    pub prompt_tokens: Vec<u32>,
+    /// 0: no decode is measured (llama-bench's `pp` alone).
+    pub gen_tokens: Vec<u32>,
+    pub cold: Vec<bool>,
+    pub sustained: Vec<Option<f64>>,
+    pub loads: Vec<String>,
+    pub reps: u32,
+    /// Default: 1, or 0 for a sustained cell.
+    pub warmup: Option<u32>,
+}
+
+impl LmAxes {
+    /// The cartesian product, in the order of the axes (model, runtime, threads, prompt, gen,
+    /// cold, sustained, load), each cell with its stable id. A prompt of 0 with a generation of
+    /// 0 measures nothing and is left out of the product (`-p 0,512 -n 0,128` is decode only,
+    /// prefill only and both), refused when nothing else is left; a sustained run without
+    /// decoding and an endpoint asked for an empty prompt or answer are refused with what to
+    /// change.
+    pub fn expand(&self) -> Result<Vec<Cell>, String> {
+        let mut cells = Vec::new();
+        let mut empty = false;
+        for model in &self.models {
+            // An endpoint runs on its own runtime, once; a local model on each listed one.
+            let model_runtimes = if model.is_endpoint() {
+                vec![RuntimeKind::Openai]
+            } else {
+                self.runtimes.clone()
+            };
+            for &runtime in &model_runtimes {
+                for &threads in &self.threads {
+                    for &p in &self.prompt_tokens {
+                        for &n in &self.gen_tokens {
+                            if p == 0 && n == 0 {
+                                empty = true;
+                                continue;
+                            }
+                            check_tokens(model, p, n)?;
+                            for &cold in &self.cold {
+                                for &sus in &self.sustained {
+                                    if sus.is_some() && n == 0 {
+                                        return Err("a sustained cell decodes: gen_tokens 0 \
+                                                    measures nothing there (exclude it, or give \
+                                                    gen_tokens of 1 or more)"
+                                            .into());
+                                    }
+                                    for load in &self.loads {
+                                        let mut cell = Cell {
+                                            id: String::new(),
+                                            model: model.clone(),
+                                            threads,
+                                            prompt_tokens: p,
+                                            gen_tokens: n,
+                                            cold,
+                                            sustained_s: sus,
+                                            load: load.clone(),
+                                            reps: self.reps,
+                                            warmup: self.warmup.unwrap_or(if sus.is_some() {
+                                                0
+                                            } else {
+                                                1
+                                            }),
+                                            runtime,
+                                            tensor: None,
+                                        };
+                                        cell.id = cell_id(&cell);
+                                        cells.push(cell);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if cells.is_empty() && empty {
+            return Err(
+                "prompt_tokens 0 with gen_tokens 0 measures nothing: give one of them 1 \
+                        or more (-p 0 alone is decode only, -n 0 alone is prefill only)"
+                    .into(),
+            );
+        }
+        Ok(cells)
+    }
+}
+
+/// Whether a cell's prompt and generation lengths can be measured on its model.
+fn check_tokens(model: &ModelRef, p: u32, n: u32) -> Result<(), String> {
+    if model.is_endpoint() && (p == 0 || n == 0) {
+        return Err(format!(
+            "{}: an endpoint answers a whole request: prompt_tokens and gen_tokens must be 1 or \
+             more there",
+            model.label()
+        ));
+    }
+    Ok(())
+}
+
 fn at(file: &Path, text: &str, offset: usize, message: String) -> Error {
     Error::config_at(file, text, offset, message)
 }
@@ -382,9 +490,6 @@ impl Matrix {
                 ("gen_tokens", &axes.gen_tokens),
             ] {
                 non_empty(name, v.span(), v.get_ref().len())?;
-                if v.get_ref().contains(&0) {
-                    return Err(err(v.span().start, format!("{name} must be 1 or more")));
-                }
             }
             if *axes.reps.get_ref() == 0 {
                 return Err(err(axes.reps.span().start, "reps must be 1 or more".into()));
@@ -455,46 +560,19 @@ impl Matrix {
                 ));
             }
 
-            for model in &models {
-                // An endpoint runs on its own runtime, once; a local model on each listed one.
-                let model_runtimes = if model.is_endpoint() {
-                    vec![RuntimeKind::Openai]
-                } else {
-                    runtimes.clone()
-                };
-                for &runtime in &model_runtimes {
-                    for &threads in &threads_axis {
-                        for &p in axes.prompt_tokens.get_ref() {
-                            for &n in axes.gen_tokens.get_ref() {
-                                for &cold in &colds {
-                                    for &sus in &sustained {
-                                        for load in &loads {
-                                            let cell =
-                                                Cell {
-                                                    id: String::new(),
-                                                    model: model.clone(),
-                                                    threads,
-                                                    prompt_tokens: p,
-                                                    gen_tokens: n,
-                                                    cold,
-                                                    sustained_s: sus,
-                                                    load: load.clone(),
-                                                    reps: *axes.reps.get_ref(),
-                                                    warmup: axes.warmup.unwrap_or(
-                                                        if sus.is_some() { 0 } else { 1 },
-                                                    ),
-                                                    runtime,
-                                                    tensor: None,
-                                                };
-                                            cells.push(cell);
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            let lm = LmAxes {
+                models,
+                runtimes,
+                threads: threads_axis,
+                prompt_tokens: axes.prompt_tokens.get_ref().clone(),
+                gen_tokens: axes.gen_tokens.get_ref().clone(),
+                cold: colds,
+                sustained,
+                loads,
+                reps: *axes.reps.get_ref(),
+                warmup: axes.warmup,
+            };
+            cells.extend(lm.expand().map_err(|m| err(matrix.span().start, m))?);
         }
         for entry in &raw.tensor {
             cells.extend(tensor_cells(entry.get_ref()).map_err(|m| err(entry.span().start, m))?);
@@ -873,8 +951,23 @@ inputs = { sr = 16000, clip = "clip.npy" }
             e.starts_with("m.toml:2:11: models: no preset \"gpt-5\""),
             "{e}"
         );
-        let e = parse(&SMALLEST.replace("[16]", "[0]")).unwrap_err();
-        assert_eq!(e, "m.toml:4:17: prompt_tokens must be 1 or more");
+        // -p 0 is decode only, -n 0 prefill only; both at once measure nothing.
+        let m = parse(&SMALLEST.replace("[16]", "[0, 16]")).unwrap();
+        assert_eq!(m.cells.len(), 4);
+        assert_eq!(m.cells[0].prompt_tokens, 0);
+        // (0, 0) is left out of a product that has other cells.
+        let m = parse(&SMALLEST.replace("[16]", "[0, 16]").replace("[8]", "[0, 8]")).unwrap();
+        let pairs: Vec<(u32, u32)> = m.cells[..3]
+            .iter()
+            .map(|c| (c.prompt_tokens, c.gen_tokens))
+            .collect();
+        assert_eq!(pairs, [(0, 8), (16, 0), (16, 8)]);
+        let e = parse(&SMALLEST.replace("[16]", "[0]").replace("[8]", "[0]")).unwrap_err();
+        assert_eq!(
+            e,
+            "m.toml:1:1: prompt_tokens 0 with gen_tokens 0 measures nothing: give one of them 1 \
+             or more (-p 0 alone is decode only, -n 0 alone is prefill only)"
+        );
         let m = parse(&format!("{SMALLEST}sustained = [\"none\", \"10s\"]\n")).unwrap();
         assert_eq!(
             m.cells.iter().map(|c| c.sustained_s).collect::<Vec<_>>(),

@@ -8,7 +8,8 @@
 //! - signals: [`install_interrupt_handlers`] (Ctrl-C / SIGTERM into [`crate::interrupt`]),
 //!   [`signal_of`] (what killed a child, where the OS has signals);
 //! - errors: [`is_text_busy`], [`is_device_unanswering`], [`is_not_a_link`];
-//! - memory and time: [`peak_rss_bytes`], [`own_rss_bytes`], [`process_cpu_s`], [`page_size`];
+//! - memory and time: [`peak_rss_bytes`], [`own_rss_bytes`], [`own_rss_split`],
+//!   [`process_cpu_s`], [`cpu_times_s`], [`page_size`];
 //! - files: [`evict_from_page_cache`] (`--cold`);
 //! - identity: [`kernel_machine`] (the architecture as the kernel names it).
 //!

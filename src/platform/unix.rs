@@ -144,6 +144,42 @@ pub fn process_cpu_s() -> Result<f64, String> {
     Ok(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
 }
 
+/// CPU time this process has used in user and in kernel mode, all threads: getrusage(2)'s
+/// ru_utime and ru_stime.
+pub fn cpu_times_s() -> Result<(f64, f64), String> {
+    // SAFETY: getrusage fills the zeroed struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return Err(format!(
+            "CPU time unreadable: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    Ok((s(ru.ru_utime), s(ru.ru_stime)))
+}
+
+/// This process's resident set split into anonymous and file-backed bytes: proc(5)
+/// /proc/self/status `RssAnon` and `RssFile` (kB; Linux 4.5+), always the live /proc (it is the
+/// worker's own memory). None where the kernel does not split it, and on macOS.
+pub fn own_rss_split() -> Option<(u64, u64)> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let status = crate::sysroot::SysRoot::live()
+            .read_str("/proc/self/status")
+            .into_value()?;
+        let kib = |key: &str| {
+            status.lines().find_map(|l| {
+                let v = l.strip_prefix(key)?.trim().strip_suffix("kB")?;
+                v.trim().parse::<u64>().ok().map(|k| k * 1024)
+            })
+        };
+        Some((kib("RssAnon:")?, kib("RssFile:")?))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    None
+}
+
 /// The memory page size (sysconf(3) _SC_PAGESIZE: 4 KiB on x86, 4/16/64 KiB on Arm).
 pub fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.

@@ -135,6 +135,11 @@ fn filetime_s(t: &FILETIME) -> f64 {
 
 /// CPU time this process has used, kernel + user, all threads (GetProcessTimes).
 pub fn process_cpu_s() -> Result<f64, String> {
+    cpu_times_s().map(|(user, kernel)| user + kernel)
+}
+
+/// CPU time this process has used in user and in kernel mode, all threads (GetProcessTimes).
+pub fn cpu_times_s() -> Result<(f64, f64), String> {
     let zero = FILETIME {
         dwLowDateTime: 0,
         dwHighDateTime: 0,
@@ -156,7 +161,12 @@ pub fn process_cpu_s() -> Result<f64, String> {
             std::io::Error::last_os_error()
         ));
     }
-    Ok(filetime_s(&kernel) + filetime_s(&user))
+    Ok((filetime_s(&user), filetime_s(&kernel)))
+}
+
+/// Windows does not split the working set into anonymous and file-backed parts cheaply.
+pub fn own_rss_split() -> Option<(u64, u64)> {
+    None
 }
 
 /// The memory page size (GetSystemInfo's dwPageSize).

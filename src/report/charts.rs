@@ -8,6 +8,11 @@ use plotters::prelude::*;
 
 const W: u32 = 720;
 const H: u32 = 300;
+/// Text sizes in SVG pixels. plotters' default tick labels are about 9 px, unreadable once the
+/// page shows a chart at 1200 px wide; these stay legible there (checked in the headless-Chromium
+/// screenshot of tests/report.rs).
+const CAPTION: (&str, u32) = ("sans-serif", 20);
+const LABEL: (&str, u32) = ("sans-serif", 15);
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
@@ -36,7 +41,7 @@ pub fn sustained(title: &str, points: &[(f64, f64, Option<f64>)]) -> Result<Stri
             (lo.min(*t), hi.max(*t))
         });
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
+            .caption(title, CAPTION)
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(55)
@@ -46,6 +51,8 @@ pub fn sustained(title: &str, points: &[(f64, f64, Option<f64>)]) -> Result<Stri
             .set_secondary_coord(0f64..x_max, (t_lo - 2.0).min(t_hi)..(t_hi + 2.0));
         chart
             .configure_mesh()
+            .label_style(LABEL)
+            .axis_desc_style(LABEL)
             .x_desc("seconds of decoding")
             .y_desc("decode tok/s")
             .draw()
@@ -58,6 +65,8 @@ pub fn sustained(title: &str, points: &[(f64, f64, Option<f64>)]) -> Result<Stri
         if !temps.is_empty() {
             chart
                 .configure_secondary_axes()
+                .label_style(LABEL)
+                .axis_desc_style(LABEL)
                 .y_desc("max temperature °C")
                 .draw()
                 .map_err(err)?;
@@ -104,7 +113,7 @@ pub fn latency_histogram(title: &str, token_ms: &[f64]) -> Result<String, String
         let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
+            .caption(title, CAPTION)
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(55)
@@ -112,6 +121,8 @@ pub fn latency_histogram(title: &str, token_ms: &[f64]) -> Result<String, String
             .map_err(err)?;
         chart
             .configure_mesh()
+            .label_style(LABEL)
+            .axis_desc_style(LABEL)
             .x_desc("ms per decoded token")
             .y_desc("tokens")
             .draw()
@@ -142,7 +153,7 @@ pub fn latency_histogram(title: &str, token_ms: &[f64]) -> Result<String, String
                 .draw_series(std::iter::once(Text::new(
                     format!("{q} {v:.1} ms"),
                     (x, y_max * 0.97),
-                    ("sans-serif", 12),
+                    LABEL,
                 )))
                 .map_err(err)?;
         }
@@ -161,7 +172,7 @@ pub fn bars(title: &str, unit: &str, items: &[(String, f64)]) -> Result<String, 
         let root = SVGBackend::with_string(&mut svg, (W, height)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
+            .caption(title, CAPTION)
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(290)
@@ -170,6 +181,8 @@ pub fn bars(title: &str, unit: &str, items: &[(String, f64)]) -> Result<String, 
         let labels: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
         chart
             .configure_mesh()
+            .label_style(LABEL)
+            .axis_desc_style(LABEL)
             .disable_y_mesh()
             .x_desc(unit)
             .y_labels(n)
@@ -199,7 +212,7 @@ pub fn bars(title: &str, unit: &str, items: &[(String, f64)]) -> Result<String, 
                 Text::new(
                     format!("{v:.1} {unit}"),
                     (*v + x_max * 0.01, SegmentValue::CenterOf(i)),
-                    ("sans-serif", 12),
+                    LABEL,
                 )
             }))
             .map_err(err)?;
@@ -231,7 +244,7 @@ pub fn ttft_curve(
             .fold(1.0, f64::max)
             * 1.15;
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
+            .caption(title, CAPTION)
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(55)
@@ -239,6 +252,8 @@ pub fn ttft_curve(
             .map_err(err)?;
         chart
             .configure_mesh()
+            .label_style(LABEL)
+            .axis_desc_style(LABEL)
             .x_desc("prompt tokens")
             .y_desc("TTFT p95 ms")
             .draw()

@@ -6,7 +6,7 @@
 use super::charts;
 use super::measurements::Row;
 use super::scorecard::{Outcome, Verdict};
-use super::{Exporter, Report, num};
+use super::{Exporter, Report, human, human_unit};
 
 pub struct Html;
 
@@ -262,13 +262,12 @@ pub fn render(r: &Report) -> String {
                 Outcome::NotApplicable => ("r-NA", "– N/A"),
             };
             out.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{} {} {}</td><td>{}</td><td class=\"{cls}\">{mark}</td><td>{}</td></tr>\n",
+                "<tr><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td><td class=\"{cls}\">{mark}</td><td>{}</td></tr>\n",
                 k.criterion.name(),
-                k.measured.map_or("—".into(), |v| format!("{} {}", num(v), esc(k.unit))),
+                k.measured.map_or("—".into(), |v| esc(&human_unit(v, k.unit))),
                 k.op,
-                num(k.threshold),
-                esc(k.unit),
-                num(k.weight),
+                esc(&human_unit(k.threshold, k.unit)),
+                human(k.weight),
                 esc(&k.reason)
             ));
         }
@@ -281,7 +280,7 @@ pub fn render(r: &Report) -> String {
     out.push_str("<h2>Measurements</h2>\n<p><label>Filter rows: <input id=\"filter\" type=\"search\" placeholder=\"device, model, status…\"></label></p>\n");
     out.push_str("<table id=\"measurements\"><thead><tr><th>device</th><th>class</th><th>model</th><th>threads</th><th>p</th><th>n</th><th>status</th><th>TTFT p95 ms</th><th>decode tok/s</th><th>token p99 ms</th><th>peak RSS MiB</th><th>note</th></tr></thead><tbody>\n");
     for row in &r.rows {
-        let v = |m: &str| row.get(m).map_or("—".into(), num);
+        let v = |m: &str| row.get(m).map_or("—".into(), human);
         out.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             esc(&row.device),

@@ -2,7 +2,7 @@
 //! models, in words), fleet coverage, then each scorecard's criteria and reasons.
 
 use super::scorecard::{Outcome, Scorecard};
-use super::{Exporter, Report, num};
+use super::{Exporter, Report, human, human_unit};
 
 pub struct Markdown;
 
@@ -78,14 +78,12 @@ fn scorecard(s: &Scorecard) -> String {
     out.push_str("| criterion | measured | threshold | weight | result | note |\n|---|---|---|---|---|---|\n");
     for c in &s.criteria {
         out.push_str(&format!(
-            "| {} | {} | {} {} {} | {} | {} | {} |\n",
+            "| {} | {} | {} {} | {} | {} | {} |\n",
             c.criterion.name(),
-            c.measured
-                .map_or("—".into(), |v| format!("{} {}", num(v), c.unit)),
+            c.measured.map_or("—".into(), |v| human_unit(v, c.unit)),
             c.op,
-            num(c.threshold),
-            c.unit,
-            num(c.weight),
+            human_unit(c.threshold, c.unit),
+            human(c.weight),
             match c.outcome {
                 Outcome::Pass => "PASS",
                 Outcome::Fail => "**FAIL**",
@@ -123,10 +121,7 @@ pub fn render(r: &Report) -> String {
     out.push('\n');
     if let Some(b) = &r.scoring.baseline {
         let f = |v: Option<f64>, unit: &str| {
-            v.map_or_else(
-                || "not measured".into(),
-                |x| format!("{} {unit}", super::num(x)),
-            )
+            v.map_or_else(|| "not measured".into(), |x| human_unit(x, unit))
         };
         out.push_str(&format!(
             "## Cloud baseline\n\n`{}` (results `{}`): TTFT p95 {}, decode {}, token p99 {}, failed requests {}.\n\n",

@@ -359,12 +359,13 @@ pub fn row(r: &Record, class: Option<String>) -> Row {
     let mut token_ms = Vec::new();
     if let Some(rep) = &r.report {
         let reps = &rep.reps;
-        let series = |f: fn(&crate::protocol::RepResult) -> f64| -> Vec<f64> {
-            reps.iter().map(f).collect()
+        // A prefill-only or decode-only cell (-n 0, -p 0) has no figures of the other phase.
+        let series = |f: fn(&crate::protocol::RepResult) -> Option<f64>| -> Vec<f64> {
+            reps.iter().filter_map(f).collect()
         };
         let ttft = series(|x| x.ttft_ms);
         let decode = series(|x| x.decode_tps);
-        let load = series(|x| x.load_ms);
+        let load = series(|x| Some(x.load_ms));
         let prefill = series(|x| x.prefill_tps);
         let rss: Vec<f64> = reps
             .iter()
@@ -381,7 +382,7 @@ pub fn row(r: &Record, class: Option<String>) -> Row {
         };
         put("load_ms_mean", mean(&load));
         if c.cold {
-            let cold: Vec<f64> = reps.iter().map(|x| x.load_ms + x.first_ttft_ms).collect();
+            let cold = series(|x| Some(x.load_ms + x.first_ttft_ms?));
             put("cold_start_ms", mean(&cold));
         }
         put("ttft_ms_mean", mean(&ttft));
@@ -470,10 +471,7 @@ pub fn row(r: &Record, class: Option<String>) -> Row {
         samples.insert("prefill_tps", prefill);
         samples.insert("load_ms", load);
         samples.insert("peak_rss_mib", rss.iter().map(|b| b / 1048576.0).collect());
-        samples.insert(
-            "token_ms_p99",
-            reps.iter().map(|x| x.token_ms_p99).collect(),
-        );
+        samples.insert("token_ms_p99", series(|x| x.token_ms_p99));
     }
     Row {
         device: r.device.clone(),

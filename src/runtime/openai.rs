@@ -736,8 +736,8 @@ pub fn run_rep(spec: &CellSpec) -> Result<RepResult, String> {
     let decode_s = (*s.arrivals.last().expect("two or more") - first).as_secs_f64();
     let timings = Timings {
         load_ms: connect_ms,
-        first_ttft_ms: connect_ms + ttft_ms,
-        ttft_ms,
+        first_ttft_ms: Some(connect_ms + ttft_ms),
+        ttft_ms: Some(ttft_ms),
         prompt_tokens: s.usage_prompt.unwrap_or(u64::from(spec.prompt_tokens)) as usize,
         token_ms,
         token_times_s,
@@ -751,6 +751,8 @@ pub fn run_rep(spec: &CellSpec) -> Result<RepResult, String> {
         },
         offload: None,
         peak_rss_bytes: None,
+        cpu_times_s: None,
+        rss_split: None,
         endpoint: Some(EndpointFigures {
             connect_ms,
             usage_prompt_tokens: s.usage_prompt,

@@ -1,0 +1,55 @@
+//! `cargo xtask man [DIR]`: writes odai's man pages — `odai.1` and `odai-<sub>.1` for every
+//! subcommand, nested ones as `odai-matrix-run.1` — into DIR (default `target/man`), from the
+//! same clap definition as `--help` (clap_mangen), so they never drift from the flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::CommandFactory;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("man") => {
+            let dir = args.get(1).map_or_else(
+                || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/man"),
+                PathBuf::from,
+            );
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let cmd = odai::cli::Cli::command();
+            let mut written = 0;
+            write_pages(&cmd, "odai", &dir, &mut written)?;
+            eprintln!("xtask: {written} man pages in {}", dir.display());
+            Ok(())
+        }
+        _ => {
+            eprintln!("usage: cargo xtask man [DIR]   (default DIR: target/man)");
+            std::process::exit(2)
+        }
+    }
+}
+
+/// `cmd`'s page as `name.1`, then each visible subcommand's as `name-sub.1`.
+fn write_pages(
+    cmd: &clap::Command,
+    name: &str,
+    dir: &Path,
+    written: &mut usize,
+) -> anyhow::Result<()> {
+    let cmd = cmd
+        .clone()
+        .name(name.to_owned())
+        .bin_name(name.replace('-', " "));
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut page)
+        .context("cannot render a man page")?;
+    let file = dir.join(format!("{name}.1"));
+    std::fs::write(&file, page).with_context(|| format!("cannot write {}", file.display()))?;
+    *written += 1;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_pages(sub, &format!("{name}-{}", sub.get_name()), dir, written)?;
+    }
+    Ok(())
+}
