@@ -6,18 +6,24 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-const W: u32 = 720;
-const H: u32 = 300;
-/// Text sizes in SVG pixels. plotters' default tick labels are about 9 px, unreadable once the
-/// page shows a chart at 1200 px wide; these stay legible there (checked in the headless-Chromium
-/// screenshot of tests/report.rs).
-const CAPTION: (&str, u32) = ("sans-serif", 20);
-const LABEL: (&str, u32) = ("sans-serif", 15);
+const W: u32 = 960;
+const H: u32 = 320;
+/// Text sizes, as plotters takes them (its SVG writes 0.81 of them as pixels: 18 → 14.5 px).
+/// plotters' default tick labels came out a few pixels high, unreadable in the HTML report at
+/// 1200 px; these stay legible there (the headless-Chromium screenshot of tests/report.rs, and
+/// the regression test below).
+const CAPTION: (&str, u32) = ("sans-serif", 24);
+const LABEL: (&str, u32) = ("sans-serif", 18);
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
 fn finish(root: &Area) -> Result<(), String> {
     root.present().map_err(|e| e.to_string())
+}
+
+/// A tick label as people read it ("2000", not "2000.0"; "0.25").
+fn tick(v: &f64) -> String {
+    super::human(*v)
 }
 
 fn err<E: std::fmt::Display>(e: E) -> String {
@@ -43,8 +49,8 @@ pub fn sustained(title: &str, points: &[(f64, f64, Option<f64>)]) -> Result<Stri
         let mut chart = ChartBuilder::on(&root)
             .caption(title, CAPTION)
             .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(55)
+            .x_label_area_size(48)
+            .y_label_area_size(70)
             .right_y_label_area_size(if temps.is_empty() { 10 } else { 55 })
             .build_cartesian_2d(0f64..x_max, 0f64..y_max)
             .map_err(err)?
@@ -53,6 +59,9 @@ pub fn sustained(title: &str, points: &[(f64, f64, Option<f64>)]) -> Result<Stri
             .configure_mesh()
             .label_style(LABEL)
             .axis_desc_style(LABEL)
+            .x_labels(8)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .x_desc("seconds of decoding")
             .y_desc("decode tok/s")
             .draw()
@@ -67,6 +76,7 @@ pub fn sustained(title: &str, points: &[(f64, f64, Option<f64>)]) -> Result<Stri
                 .configure_secondary_axes()
                 .label_style(LABEL)
                 .axis_desc_style(LABEL)
+                .y_label_formatter(&tick)
                 .y_desc("max temperature °C")
                 .draw()
                 .map_err(err)?;
@@ -81,6 +91,7 @@ pub fn sustained(title: &str, points: &[(f64, f64, Option<f64>)]) -> Result<Stri
         }
         chart
             .configure_series_labels()
+            .label_font(LABEL)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .position(SeriesLabelPosition::LowerRight)
@@ -115,14 +126,17 @@ pub fn latency_histogram(title: &str, token_ms: &[f64]) -> Result<String, String
         let mut chart = ChartBuilder::on(&root)
             .caption(title, CAPTION)
             .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(55)
+            .x_label_area_size(48)
+            .y_label_area_size(70)
             .build_cartesian_2d(lo..hi, 0f64..y_max)
             .map_err(err)?;
         chart
             .configure_mesh()
             .label_style(LABEL)
             .axis_desc_style(LABEL)
+            .x_labels(8)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .x_desc("ms per decoded token")
             .y_desc("tokens")
             .draw()
@@ -151,7 +165,7 @@ pub fn latency_histogram(title: &str, token_ms: &[f64]) -> Result<String, String
             };
             chart
                 .draw_series(std::iter::once(Text::new(
-                    format!("{q} {v:.1} ms"),
+                    format!("{q} {} ms", super::human(v)),
                     (x, y_max * 0.97),
                     LABEL,
                 )))
@@ -174,8 +188,13 @@ pub fn bars(title: &str, unit: &str, items: &[(String, f64)]) -> Result<String, 
         let mut chart = ChartBuilder::on(&root)
             .caption(title, CAPTION)
             .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(290)
+            .x_label_area_size(48)
+            // Room for the longest label at LABEL's size (about 8.5 px a character), within
+            // half the chart.
+            .y_label_area_size(
+                (items.iter().map(|i| i.0.chars().count()).max().unwrap_or(8) as u32 * 17 / 2 + 16)
+                    .min(W / 2),
+            )
             .build_cartesian_2d(0f64..x_max, (0..n).into_segmented())
             .map_err(err)?;
         let labels: Vec<String> = items.iter().map(|i| i.0.clone()).collect();
@@ -184,6 +203,8 @@ pub fn bars(title: &str, unit: &str, items: &[(String, f64)]) -> Result<String, 
             .label_style(LABEL)
             .axis_desc_style(LABEL)
             .disable_y_mesh()
+            .x_labels(6)
+            .x_label_formatter(&tick)
             .x_desc(unit)
             .y_labels(n)
             .y_label_formatter(&|v| match v {
@@ -210,7 +231,7 @@ pub fn bars(title: &str, unit: &str, items: &[(String, f64)]) -> Result<String, 
         chart
             .draw_series(items.iter().enumerate().map(|(i, (_, v))| {
                 Text::new(
-                    format!("{v:.1} {unit}"),
+                    format!("{} {unit}", super::human(*v)),
                     (*v + x_max * 0.01, SegmentValue::CenterOf(i)),
                     LABEL,
                 )
@@ -246,14 +267,17 @@ pub fn ttft_curve(
         let mut chart = ChartBuilder::on(&root)
             .caption(title, CAPTION)
             .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(55)
+            .x_label_area_size(48)
+            .y_label_area_size(70)
             .build_cartesian_2d(0f64..x_max, 0f64..y_max)
             .map_err(err)?;
         chart
             .configure_mesh()
             .label_style(LABEL)
             .axis_desc_style(LABEL)
+            .x_labels(8)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .x_desc("prompt tokens")
             .y_desc("TTFT p95 ms")
             .draw()
@@ -293,6 +317,7 @@ pub fn ttft_curve(
         }
         chart
             .configure_series_labels()
+            .label_font(LABEL)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .position(SeriesLabelPosition::UpperLeft)
@@ -314,7 +339,7 @@ mod tests {
         let h = latency_histogram("lat", &[10.0, 11.0, 12.0, 30.0]).unwrap();
         assert!(h.contains("<rect") && h.contains("p99"));
         let b = bars("ttft", "ms", &[("phone smollm2".into(), 120.0)]).unwrap();
-        assert!(b.contains("phone smollm2") && b.contains("120.0 ms"));
+        assert!(b.contains("phone smollm2") && b.contains("120 ms"));
         let c = ttft_curve(
             "laptop",
             &[(
@@ -329,5 +354,32 @@ mod tests {
                 && c.contains("TTFT budget 1500 ms")
                 && c.contains("smollm2 on odai")
         );
+    }
+
+    /// Regression: the HTML report's tick labels were plotters' default, a few pixels high once
+    /// the page showed the chart at 1200 px; every text in a chart is now 14 px or more, and
+    /// ticks read as people write figures.
+    #[test]
+    fn regression_chart_text_is_legible_and_ticks_are_plain_figures() {
+        let svg = bars(
+            "TTFT",
+            "ms",
+            &[
+                ("laptop · smollm2".into(), 1696.9976),
+                ("phone".into(), 12498.5),
+            ],
+        )
+        .unwrap();
+        let sizes: Vec<f64> = svg
+            .split("font-size=\"")
+            .skip(1)
+            .map(|s| s.split('"').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(!sizes.is_empty(), "{svg}");
+        assert!(sizes.iter().all(|&px| px >= 14.0), "{sizes:?}");
+        assert!(svg.contains("\n1697 ms\n"), "{svg}");
+        let ticks: Vec<&str> = svg.lines().filter(|l| l.parse::<f64>().is_ok()).collect();
+        assert!(ticks.contains(&"5000"), "{ticks:?}");
+        assert!(!ticks.iter().any(|t| t.ends_with(".0")), "{ticks:?}");
     }
 }

@@ -25,7 +25,7 @@ th, td { border: 1px solid #bbb; padding: 0.3rem 0.5rem; text-align: left; verti
 th { background: #f0f0f0; }
 .v-on { background: #d8f5d0; } .v-hybrid { background: #fff2c2; } .v-cloud { background: #ffd9d6; } .v-none { background: #e4e4e4; }
 .r-PASS { background: #e6f7e1; } .r-FAIL { background: #ffe3e0; font-weight: bold; } .r-NA { color: #555; }
-.meta { color: #444; } .chart { margin: 0.6rem 0; } .small { font-size: 0.8rem; color: #555; }
+.meta { color: #444; } .chart { margin: 0.6rem 0; } .chart svg { max-width: 100%; height: auto; } .small { font-size: 0.8rem; color: #555; }
 ul.reasons { margin-top: 0.2rem; }
 "#;
 
