@@ -120,8 +120,10 @@ for t in $targets; do
       ;;
   esac
   echo "build-device-binaries.sh: $t ($profile)" >&2
+  # Without the results database (feature `db`): a device runs workers, the database lives with
+  # the coordinator, and SQLite's C would need the device's libc headers.
   cargo "${toolchain[@]}" build --locked --profile "$profile" --target "$t" --target-dir "$target_dir" \
-    "${extra[@]}" --bin odai
+    "${extra[@]}" --no-default-features --bin odai
   dir=$profile
   [ "$profile" = dev ] && dir=debug
   cp "$target_dir/$t/$dir/odai" "$out/odai-$t"

@@ -79,10 +79,16 @@ ODAI_TEST_LLAMA_SERVER=$(scripts/build-llama-server.sh)
 export ODAI_TEST_LLAMA_SERVER ODAI_TEST_REQUIRE_LLAMA_SERVER=1
 
 cargo fmt --check
-# Without llama.cpp (what `cargo run --release -- profile` builds), then with it.
-cargo clippy --all-targets -- -D warnings
+# Without llama.cpp (what `cargo run --release -- profile` builds), then with it; the xtask
+# (man pages) too, and odai without its default features (the results database), as device
+# binaries build it.
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --all-targets --no-default-features -- -D warnings
 cargo clippy --all-targets --features llama-cpp -- -D warnings
 cargo test --features llama-cpp
+# The man pages, generated from the command-line definition (cargo xtask man): one per command.
+cargo xtask man target/man
+[ "$(find target/man -name 'odai*.1' | wc -l)" -ge 20 ] || { echo "test.sh: man pages missing" >&2; exit 1; }
 
 # odai's engine on Arm, under qemu-user: the kernels' tests and the architecture references,
 # on a core with dotprod (sdot kernels) and on a Cortex-A53 (plain NEON). ODAI_EXPECT_SIMD makes
@@ -112,7 +118,11 @@ export CARGO_TARGET_DIR=$cache/target-cross
 for t in x86_64-pc-windows-gnu x86_64-pc-windows-msvc aarch64-apple-darwin x86_64-apple-darwin; do
   rustup target list --installed | grep -qx "$t" || rustup target add "$t"
   echo "test.sh: clippy for $t" >&2
-  cargo clippy --target "$t" --all-targets -- -D warnings
+  # The results database compiles SQLite's C, which needs the target's libc headers: mingw-w64
+  # has them; the Apple SDK and MSVC's are not here, so those two are checked without it.
+  features=()
+  case "$t" in *-apple-darwin|*-msvc) features=(--no-default-features) ;; esac
+  cargo clippy --target "$t" --all-targets "${features[@]}" -- -D warnings
 done
 if [ -n "${CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER:-}" ]; then
   echo "test.sh: odai for Windows under wine64" >&2

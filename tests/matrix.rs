@@ -122,7 +122,18 @@ fn a_run_records_every_cell_and_resume_never_repeats_one() {
         if resume {
             c.arg("--resume");
         }
+        // Each result also goes into the database as it lands (where odai has it built in).
+        if cfg!(feature = "db") {
+            c.arg("--db").arg(dir.path().join("odai.sqlite"));
+        }
         c.output().unwrap()
+    };
+    #[cfg(feature = "db")]
+    let db_cells = || -> i64 {
+        rusqlite::Connection::open(dir.path().join("odai.sqlite"))
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM cells", [], |r| r.get(0))
+            .unwrap()
     };
     let first = run(false);
     assert!(
@@ -132,6 +143,8 @@ fn a_run_records_every_cell_and_resume_never_repeats_one() {
     );
     let recs = records(&out);
     assert_eq!(recs.len(), 4);
+    #[cfg(feature = "db")]
+    assert_eq!(db_cells(), 4);
     let ok: Vec<&Value> = recs.iter().filter(|r| r["status"] == "ok").collect();
     assert_eq!(ok.len(), 2);
     assert!(
@@ -177,6 +190,8 @@ fn a_run_records_every_cell_and_resume_never_repeats_one() {
             .contains("0 ok, 0 failed, 0 skipped, 4 already recorded")
     );
     assert_eq!(records(&out).len(), 4, "resume duplicated a record");
+    #[cfg(feature = "db")]
+    assert_eq!(db_cells(), 4, "resume duplicated a database row");
 }
 
 #[test]

@@ -33,6 +33,81 @@ fn text(out: &Path, file: &str) -> String {
     fs::read_to_string(out.join(file)).unwrap()
 }
 
+/// The fixture's results imported into a database report the same verdicts as the directory;
+/// importing again changes nothing, and --since picks the window.
+#[cfg(feature = "db")]
+#[test]
+fn a_database_of_imported_runs_reports_as_the_directory_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("odai.sqlite");
+    let import = || {
+        let out = odai()
+            .args(["db", "import"])
+            .arg(results())
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let said = import();
+    assert!(
+        said.contains(": 12 cells, 0 retired failures, 0 quality records, 3 probes\n"),
+        "{said}"
+    );
+    assert_eq!(import(), said, "a second import is the same run");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT COUNT(*) FROM runs"), 1);
+    assert_eq!(count("SELECT COUNT(*) FROM cells"), 12);
+    assert_eq!(count("SELECT COUNT(*) FROM probes"), 3);
+    assert!(count("SELECT COUNT(*) FROM reps WHERE phase = 'measured'") > 0);
+
+    let verdicts = |out: &std::process::Output| -> Vec<String> {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with('|'))
+            .map(str::to_owned)
+            .collect()
+    };
+    let from_dir = report(&results(), &dir.path().join("a"), &["--format", "json"]);
+    let from_db = odai()
+        .args(["report", "--db"])
+        .arg(&db)
+        .args(["--since", "2020-01-01", "--format", "json", "--out"])
+        .arg(dir.path().join("b"))
+        .output()
+        .unwrap();
+    assert_eq!(verdicts(&from_db), verdicts(&from_dir));
+    assert!(!verdicts(&from_db).is_empty());
+    let late = odai()
+        .args(["report", "--db"])
+        .arg(&db)
+        .args(["--since", "2100-01-01", "--out"])
+        .arg(dir.path().join("c"))
+        .output()
+        .unwrap();
+    assert_eq!(late.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&late.stderr),
+        format!(
+            "odai: error: {}: holds no results in that window (odai db import DIR adds a results \
+             directory; --since picks the window)\n",
+            db.display()
+        )
+    );
+}
+
 #[test]
 fn golden_csv_and_markdown() {
     let out = tempfile::tempdir().unwrap();

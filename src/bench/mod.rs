@@ -123,6 +123,27 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_workers_whole_stderr_is_handed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = fake_worker(
+            dir.path(),
+            &format!("{HELLO}\necho 'loading' >&2\necho 'boom' >&2\nexit 3"),
+        );
+        let kept = std::cell::RefCell::new(String::new());
+        let keep = |err: &str| kept.borrow_mut().push_str(err);
+        let failed = client::call(
+            worker_command(&w),
+            &Request::Rep(Box::new(spec())),
+            &client::Options {
+                on_failed_stderr: &keep,
+                ..client::Options::default()
+            },
+        );
+        assert!(failed.is_err());
+        assert_eq!(kept.borrow().as_str(), "loading\nboom\n");
+    }
+
+    #[test]
     fn a_worker_of_another_protocol_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let newer = protocol::PROTOCOL_VERSION + 1;

@@ -1,9 +1,8 @@
 //! `odai db import`: results directories into the SQLite results database (`crate::db`), and
 //! what every `--db` flag says in a build without it.
 
-use crate::cli::{DbImportArgs, Format};
+use crate::cli::DbImportArgs;
 use crate::error::Error;
-use crate::exit;
 
 /// The error of a `--db` (or `-o sql`) in an odai built without the `db` feature.
 pub fn not_built(flag: &str) -> anyhow::Error {
@@ -18,6 +17,7 @@ pub fn not_built(flag: &str) -> anyhow::Error {
 
 #[cfg(feature = "db")]
 pub fn import(a: &DbImportArgs) -> anyhow::Result<i32> {
+    use crate::cli::Format;
     let mut db = crate::db::Db::open(&a.db)?;
     let mut done = Vec::new();
     for dir in &a.results {
@@ -47,7 +47,7 @@ pub fn import(a: &DbImportArgs) -> anyhow::Result<i32> {
             super::print(&s)?;
         }
     }
-    Ok(exit::SUCCESS)
+    Ok(crate::exit::SUCCESS)
 }
 
 #[cfg(not(feature = "db"))]
