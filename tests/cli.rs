@@ -59,3 +59,38 @@ fn help_teaches_llama_bench_names_beside_odais() {
         assert!(help.contains(line), "{line}\n{help}");
     }
 }
+
+#[test]
+fn every_json_document_has_a_schema_version_and_its_provenance() {
+    let root = fixture("raspberry-pi-5");
+    let out = odai()
+        .args([
+            "matrix",
+            "plan",
+            "matrices/quick.toml",
+            "--format",
+            "json",
+            "--root",
+        ])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // schema_version first, then where the document came from.
+    let keys: Vec<&String> = v.as_object().unwrap().keys().take(2).collect();
+    assert_eq!(keys, ["schema_version", "provenance"]);
+    assert_eq!(v["schema_version"], 1);
+    let p = &v["provenance"];
+    assert!(p["generated_utc"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(p["odai_version"], env!("CARGO_PKG_VERSION"));
+    assert!(!p["host"].as_str().unwrap().is_empty());
+    assert!(!p["git_commit"].as_str().unwrap().is_empty());
+    // Models are tagged by a documented `kind`, not serde's {"Synthetic": …}.
+    let model = &v["devices"][0]["cells"][0]["model"];
+    assert_eq!(model["kind"], "synthetic", "{v}");
+}

@@ -112,7 +112,7 @@ fn a_matrix_runs_on_two_ssh_devices_and_this_one() {
         .output()
         .unwrap();
     assert!(check.status.success(), "{}", stderr(&check));
-    let rows: Value = serde_json::from_slice(&check.stdout).unwrap();
+    let rows: Value = serde_json::from_slice::<Value>(&check.stdout).unwrap()["devices"].clone();
     let classes: Vec<(&str, &str, &str)> = rows
         .as_array()
         .unwrap()
@@ -465,7 +465,7 @@ fn adb_devices_run_through_adb_shell_with_a_stand_in() {
         .arg(format!("x86_64-linux-android={}", bin().display()))
         .output()
         .unwrap();
-    let rows: Value = serde_json::from_slice(&deploy.stdout).unwrap();
+    let rows: Value = serde_json::from_slice::<Value>(&deploy.stdout).unwrap()["devices"].clone();
     assert_eq!(rows[0]["status"], "deployed", "{rows}");
     assert_eq!(rows[0]["triple"], "x86_64-linux-android");
     assert!(odai_on_phone.is_file());
@@ -708,7 +708,7 @@ fn farm_deploy_copies_odai_over_scp_and_checks_it_runs() {
         .output()
         .unwrap();
     assert_eq!(before.status.code(), Some(1), "odai is not there yet");
-    let rows: Value = serde_json::from_slice(&before.stdout).unwrap();
+    let rows: Value = serde_json::from_slice::<Value>(&before.stdout).unwrap()["devices"].clone();
     assert!(
         rows[0]["status"].as_str().unwrap().starts_with(
             "odai could not be started there (exit 127; `odai farm deploy` installs it)"

@@ -286,7 +286,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
     let render = |format: BenchFormat| -> anyhow::Result<String> {
         Ok(match format {
             BenchFormat::Text => render_text(&result),
-            BenchFormat::Json => super::json_text(&result)?,
+            BenchFormat::Json => super::document(&result)?,
             BenchFormat::Jsonl => super::json_line(&result)?,
             BenchFormat::Csv => render_csv(&result)?,
             BenchFormat::Md | BenchFormat::Sql => unreachable!("refused in Config::new"),

@@ -78,7 +78,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         .filter(|c| c.basis == Basis::Threshold)
         .count();
     let text = match cfg.format {
-        Format::Json => super::json_text(&serde_json::json!({
+        Format::Json => super::document(&serde_json::json!({
             "base": cfg.base.display().to_string(),
             "new": cfg.new.display().to_string(),
             "threshold_pct": cfg.threshold_pct,

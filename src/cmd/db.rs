@@ -24,8 +24,7 @@ pub fn import(a: &DbImportArgs) -> anyhow::Result<i32> {
         done.push(db.import_dir(dir)?);
     }
     match a.format {
-        Format::Json => super::print(&super::json_text(&serde_json::json!({
-            "schema_version": 1,
+        Format::Json => super::print(&super::document(&serde_json::json!({
             "db": a.db.display().to_string(),
             "db_schema_version": crate::db::SCHEMA_VERSION,
             "imported": done,

@@ -144,7 +144,7 @@ pub fn check(cfg: &CheckConfig) -> anyhow::Result<i32> {
     opts.retries = 0;
     let rows = parallel(&devices, |d| check_one(d, &opts));
     let text = match cfg.format {
-        Format::Json => super::json_text(&rows)?,
+        Format::Json => super::document(&serde_json::json!({ "devices": rows }))?,
         Format::Text => {
             let dash = || "-".to_owned();
             table(
@@ -399,7 +399,7 @@ pub fn deploy(cfg: &DeployConfig) -> anyhow::Result<i32> {
     let devices = devices(Some(&cfg.farm), &cfg.root)?;
     let rows = parallel(&devices, |d| deploy_one(d.transport.as_ref(), cfg));
     let text = match cfg.format {
-        Format::Json => super::json_text(&rows)?,
+        Format::Json => super::document(&serde_json::json!({ "devices": rows }))?,
         Format::Text => table(
             &["DEVICE", "TRANSPORT", "TRIPLE", "PATH", "STATUS"],
             &rows

@@ -76,7 +76,9 @@ struct Output {
     generated_text: Option<String>,
     threads: u32,
     load_ms: f64,
-    decode_tps: f64,
+    /// Null with one generated token (`-n 1`): the first comes from the prefill, so no decode
+    /// step was timed.
+    decode_tps: Option<f64>,
 }
 
 pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
@@ -148,14 +150,11 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         generated_ids: generated,
         threads: model.threads(),
         load_ms,
-        decode_tps: if decode_s > 0.0 {
-            (cfg.gen_tokens as f64 - 1.0) / decode_s
-        } else {
-            0.0
-        },
+        decode_tps: (cfg.gen_tokens > 1 && decode_s > 0.0)
+            .then(|| (cfg.gen_tokens as f64 - 1.0) / decode_s),
     };
     let text = match cfg.format {
-        Format::Json => super::json_text(&out)?,
+        Format::Json => super::document(&out)?,
         Format::Text => {
             let ids: Vec<String> = out.generated_ids.iter().map(u32::to_string).collect();
             let mut s = format!("generated ids: {}\n", ids.join(","));
@@ -163,9 +162,10 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
                 s.push_str(&format!("generated text: {t:?}\n"));
             }
             s.push_str(&format!(
-                "load {:.0} ms, decode {:.1} tok/s on {} threads ({} {}, {})\n",
+                "load {:.0} ms, decode {} on {} threads ({} {}, {})\n",
                 out.load_ms,
-                out.decode_tps,
+                out.decode_tps
+                    .map_or_else(|| "not timed (-n 1)".into(), |t| format!("{t:.1} tok/s")),
                 out.threads,
                 out.runtime.runtime,
                 out.runtime.runtime_version,

@@ -115,7 +115,7 @@ pub fn plan(cfg: &PlanConfig) -> anyhow::Result<i32> {
         })
         .collect();
     let text = match cfg.format {
-        Format::Json => super::json_text(&serde_json::json!({
+        Format::Json => super::document(&serde_json::json!({
             "matrix": matrix.file.display().to_string(),
             "devices": plans,
             "endpoint_cells": endpoint_cells,
@@ -295,7 +295,7 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
 /// Prints what a run did and returns its exit code: 130 when interrupted, 1 when a cell failed.
 pub fn report_summary(what: &str, s: &Summary, out: &Path, format: Format) -> anyhow::Result<i32> {
     let text = match format {
-        Format::Json => super::json_text(&serde_json::json!({
+        Format::Json => super::document(&serde_json::json!({
             "matrix": what,
             "results": out.join("results.jsonl").display().to_string(),
             "interrupted": s.interrupted,

@@ -63,7 +63,7 @@ pub fn inspect(cfg: &InspectConfig) -> anyhow::Result<i32> {
         memory,
     };
     let text = match cfg.format {
-        Format::Json => super::json_text(&out)?,
+        Format::Json => super::document(&out)?,
         Format::Text => render(&out),
     };
     super::print(&text)?;
@@ -176,7 +176,7 @@ fn inspect_tensor(cfg: &InspectConfig, kind: crate::runtime::RuntimeKind) -> any
         signature,
     };
     let text = match cfg.format {
-        Format::Json => super::json_text(&out)?,
+        Format::Json => super::document(&out)?,
         Format::Text => render_tensor(&out),
     };
     super::print(&text)?;

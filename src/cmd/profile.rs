@@ -95,7 +95,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         Some(super::report::write(&cfg.report)?)
     };
     if cfg.format == Format::Json {
-        super::print(&super::json_text(&serde_json::json!({
+        super::print(&super::document(&serde_json::json!({
             "results_dir": cfg.opts.out.display().to_string(),
             "probe": device,
             "cells": records,

@@ -160,7 +160,7 @@ pub fn explain(cfg: &ExplainConfig) -> anyhow::Result<i32> {
         headroom_bytes: cfg.headroom,
     });
     let out = match cfg.format {
-        Format::Json => super::json_text(&d)?,
+        Format::Json => super::document(&d)?,
         Format::Text => {
             let mut s = match (&d.model, &d.runtime) {
                 (Some(m), Some(rt)) => format!(

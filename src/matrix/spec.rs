@@ -149,7 +149,12 @@ pub struct Selectors {
     pub tags: Vec<String>,
 }
 
+/// A cell's model. In JSON (results, plans) it is an object tagged by `kind`: `file`,
+/// `synthetic`, `endpoint` or `tensor` (docs/results.md); records written before that tag, in
+/// serde's `{"Synthetic": {…}}` form, still read.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(remote = "Self")]
 pub enum ModelRef {
     File {
         path: PathBuf,
@@ -169,6 +174,60 @@ pub enum ModelRef {
     Tensor {
         models: Vec<PathBuf>,
     },
+}
+
+impl Serialize for ModelRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ModelRef::serialize(self, s)
+    }
+}
+
+/// The form records had before `kind`: serde's external tagging, `{"File": {…}}`.
+#[derive(Deserialize)]
+enum LegacyModelRef {
+    File {
+        path: PathBuf,
+        sha256: Option<String>,
+    },
+    Synthetic {
+        preset: String,
+        quant: String,
+    },
+    Endpoint {
+        url: String,
+        model: String,
+        api_key_env: Option<String>,
+    },
+    Tensor {
+        models: Vec<PathBuf>,
+    },
+}
+
+impl<'de> Deserialize<'de> for ModelRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        if v.get("kind").is_some() {
+            return ModelRef::deserialize(v).map_err(serde::de::Error::custom);
+        }
+        Ok(
+            match serde_json::from_value::<LegacyModelRef>(v).map_err(serde::de::Error::custom)? {
+                LegacyModelRef::File { path, sha256 } => ModelRef::File { path, sha256 },
+                LegacyModelRef::Synthetic { preset, quant } => {
+                    ModelRef::Synthetic { preset, quant }
+                }
+                LegacyModelRef::Endpoint {
+                    url,
+                    model,
+                    api_key_env,
+                } => ModelRef::Endpoint {
+                    url,
+                    model,
+                    api_key_env,
+                },
+                LegacyModelRef::Tensor { models } => ModelRef::Tensor { models },
+            },
+        )
+    }
 }
 
 impl ModelRef {
@@ -1035,6 +1094,28 @@ inputs = { sr = 16000, clip = "clip.npy" }
         ))
         .unwrap_err();
         assert!(e.contains("not an http:// or https:// URL"), "{e}");
+    }
+
+    #[test]
+    fn models_are_tagged_by_kind_and_old_records_still_read() {
+        let m = ModelRef::Synthetic {
+            preset: "smollm2-135m".into(),
+            quant: "q8_0".into(),
+        };
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"kind": "synthetic", "preset": "smollm2-135m", "quant": "q8_0"})
+        );
+        assert_eq!(serde_json::from_value::<ModelRef>(v).unwrap(), m);
+        let legacy = serde_json::json!({"File": {"path": "m.gguf", "sha256": null}});
+        assert_eq!(
+            serde_json::from_value::<ModelRef>(legacy).unwrap(),
+            ModelRef::File {
+                path: "m.gguf".into(),
+                sha256: None
+            }
+        );
     }
 
     #[test]
