@@ -26,6 +26,7 @@ pub mod matrix;
 pub mod platform;
 pub mod probe;
 pub mod protocol;
+pub mod provenance;
 pub mod quality;
 pub mod report;
 pub mod rng;

@@ -139,6 +139,16 @@ fn golden_csv_and_markdown() {
     insta::assert_snapshot!("measurements_csv", m);
     insta::assert_snapshot!("scorecard_csv", s);
     let md = text(out.path(), "report.md").replace(&results().display().to_string(), "[results]");
+    // Where and when the report was made is the one line that differs from run to run.
+    let made = md.lines().nth(6).unwrap().to_owned();
+    assert!(
+        made.starts_with("_generated on ") && made.contains(" by odai "),
+        "{md}"
+    );
+    let md = md.replace(
+        &made,
+        "_generated on [host] at [time] by odai [version] (commit [commit])._",
+    );
     insta::assert_snapshot!("report_md", md);
     let stdout = String::from_utf8(run.stdout)
         .unwrap()

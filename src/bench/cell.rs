@@ -187,6 +187,11 @@ pub struct Report {
     pub failed_reps: Vec<FailedRep>,
 }
 
+/// Bump on an incompatible change to the report (docs/bench-json.md). 2: a repetition's prefill
+/// or decode figures may be null (`-p 0`, `-n 0`); warm-ups reported apart; provenance's
+/// `git_commit` and `started_utc`.
+pub const SCHEMA_VERSION: u32 = 2;
+
 /// Metric name, whether higher is better, and how to read it from a repetition.
 pub type Metric = (&'static str, bool, fn(&RepResult) -> Option<f64>);
 
@@ -308,7 +313,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
     let mut provenance = provenance(cfg, &target, &device, threads, &reps)?;
     provenance.started_utc = started_utc;
     Ok(Report {
-        schema_version: 1,
+        schema_version: SCHEMA_VERSION,
         provenance,
         memory_needs: needs,
         roofline,

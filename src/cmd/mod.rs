@@ -40,30 +40,6 @@ pub fn json_text<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
     Ok(s)
 }
 
-/// Where a document came from, in every JSON document a command prints (docs/json.md): the
-/// host that wrote it, when, and which odai built from which commit.
-#[derive(serde::Serialize)]
-pub struct Provenance {
-    pub host: String,
-    pub generated_utc: String,
-    pub odai_version: &'static str,
-    pub git_commit: &'static str,
-    pub target: &'static str,
-}
-
-impl Provenance {
-    pub fn now() -> Provenance {
-        Provenance {
-            // The coordinator's own name (uname(2) / GetComputerName), not a probed device's.
-            host: sysinfo::System::host_name().map_or_else(|_| "unknown".into(), |h| h.to_string()),
-            generated_utc: crate::units::utc_rfc3339(crate::units::unix_now_s()),
-            odai_version: env!("CARGO_PKG_VERSION"),
-            git_commit: crate::GIT_COMMIT,
-            target: env!("ODAI_TARGET"),
-        }
-    }
-}
-
 /// A command's JSON document (docs/json.md): `schema_version` first (the body's own, else 1),
 /// then `provenance`, then the body's fields, pretty-printed with a trailing newline.
 pub fn document<T: serde::Serialize>(body: &T) -> anyhow::Result<String> {
@@ -81,7 +57,8 @@ pub fn document<T: serde::Serialize>(body: &T) -> anyhow::Result<String> {
     );
     doc.insert(
         "provenance".into(),
-        serde_json::to_value(Provenance::now()).context("cannot serialize the output")?,
+        serde_json::to_value(crate::provenance::Provenance::now())
+            .context("cannot serialize the output")?,
     );
     doc.extend(fields.into_iter().filter(|(k, _)| k != "schema_version"));
     json_text(&serde_json::Value::Object(doc))

@@ -197,13 +197,13 @@ pub fn render(r: &Report) -> String {
         esc(&w.label)
     );
     out.push_str(&format!(
-        "<h1>Readiness: {}</h1>\n<p>{}</p>\n<p class=\"meta\">Results <code>{}</code>, {} cells; profile <code>{}</code>; odai {}.</p>\n",
+        "<h1>Readiness: {}</h1>\n<p>{}</p>\n<p class=\"meta\">Results <code>{}</code>, {} cells; profile <code>{}</code>; {}.</p>\n",
         esc(&w.label),
         esc(&w.description),
         esc(&r.set.dir.display().to_string()),
         r.rows.len(),
         esc(&w.source),
-        env!("CARGO_PKG_VERSION")
+        esc(&crate::provenance::Provenance::now().line())
     ));
     // Verdict matrix.
     let classes = s.classes();

@@ -12,6 +12,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub fn document(r: &Report) -> serde_json::Value {
     serde_json::json!({
         "schema_version": SCHEMA_VERSION,
+        "provenance": crate::provenance::Provenance::now(),
         "odai_version": env!("CARGO_PKG_VERSION"),
         "results_dir": r.set.dir.display().to_string(),
         "matrix_file": r.set.manifest.as_ref().map(|m| m.matrix_file.clone()),

@@ -116,6 +116,11 @@ pub fn render(r: &Report) -> String {
         env!("CARGO_PKG_VERSION"),
         w.source
     );
+    // Its own line: a review diffing two reports sees the figures change, not this.
+    out.push_str(&format!(
+        "_{}._\n\n",
+        crate::provenance::Provenance::now().line()
+    ));
     out.push_str("## Verdicts\n\n");
     out.push_str(&verdict_matrix(r));
     out.push('\n');
