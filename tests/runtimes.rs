@@ -292,7 +292,10 @@ fn a_server_killed_mid_stream_fails_that_cell_and_the_matrix_goes_on() {
     assert_eq!(recs.len(), 4, "every cell recorded");
     let cell = |url: &str, n: u64| {
         recs.iter()
-            .find(|r| r["cell"]["gen_tokens"] == n && r["cell"]["model"]["Endpoint"]["url"] == url)
+            .find(|r| {
+                let m = &r["cell"]["model"];
+                r["cell"]["gen_tokens"] == n && m["kind"] == "endpoint" && m["url"] == url
+            })
             .unwrap()
     };
     let first = cell(&server.url(), 8);

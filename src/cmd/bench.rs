@@ -37,7 +37,8 @@ pub struct Config {
     pub exports: Vec<(BenchFormat, PathBuf)>,
 }
 
-fn invalid(flag: &str, problem: String) -> anyhow::Error {
+/// A usage error of `flag` (exit 2): a value that parses but cannot be used.
+pub fn invalid(flag: &str, problem: String) -> anyhow::Error {
     Error::Invalid {
         flag: flag.into(),
         problem,

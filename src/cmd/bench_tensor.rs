@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use super::bench::invalid;
 use crate::bench::tensor::{Mode, StageSpec, TensorBenchSpec, TensorResult};
 use crate::cli::{BenchArgs, BenchFormat, TensorMode};
 use crate::error::Error;
@@ -38,14 +39,6 @@ pub struct Config {
     pub format: BenchFormat,
     /// `--export-FORMAT FILE` and `--out FILE`.
     pub exports: Vec<(BenchFormat, PathBuf)>,
-}
-
-fn invalid(flag: &str, problem: String) -> anyhow::Error {
-    Error::Invalid {
-        flag: flag.into(),
-        problem,
-    }
-    .into()
 }
 
 impl Config {

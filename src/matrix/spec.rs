@@ -182,51 +182,28 @@ impl Serialize for ModelRef {
     }
 }
 
-/// The form records had before `kind`: serde's external tagging, `{"File": {…}}`.
-#[derive(Deserialize)]
-enum LegacyModelRef {
-    File {
-        path: PathBuf,
-        sha256: Option<String>,
-    },
-    Synthetic {
-        preset: String,
-        quant: String,
-    },
-    Endpoint {
-        url: String,
-        model: String,
-        api_key_env: Option<String>,
-    },
-    Tensor {
-        models: Vec<PathBuf>,
-    },
-}
-
 impl<'de> Deserialize<'de> for ModelRef {
+    /// The tagged form; records written before `kind` hold serde's external tagging
+    /// (`{"Synthetic": {"preset": …}}`), which is rewritten into it first.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = serde_json::Value::deserialize(d)?;
-        if v.get("kind").is_some() {
-            return ModelRef::deserialize(v).map_err(serde::de::Error::custom);
+        let mut v = serde_json::Value::deserialize(d)?;
+        if let Some(obj) = v.as_object()
+            && obj.len() == 1
+            && !obj.contains_key("kind")
+            && let Some((variant, serde_json::Value::Object(fields))) = obj.iter().next()
+        {
+            let kind = match variant.as_str() {
+                "File" => "file",
+                "Synthetic" => "synthetic",
+                "Endpoint" => "endpoint",
+                "Tensor" => "tensor",
+                other => return Err(serde::de::Error::unknown_variant(other, &["kind"])),
+            };
+            let mut tagged = fields.clone();
+            tagged.insert("kind".into(), kind.into());
+            v = serde_json::Value::Object(tagged);
         }
-        Ok(
-            match serde_json::from_value::<LegacyModelRef>(v).map_err(serde::de::Error::custom)? {
-                LegacyModelRef::File { path, sha256 } => ModelRef::File { path, sha256 },
-                LegacyModelRef::Synthetic { preset, quant } => {
-                    ModelRef::Synthetic { preset, quant }
-                }
-                LegacyModelRef::Endpoint {
-                    url,
-                    model,
-                    api_key_env,
-                } => ModelRef::Endpoint {
-                    url,
-                    model,
-                    api_key_env,
-                },
-                LegacyModelRef::Tensor { models } => ModelRef::Tensor { models },
-            },
-        )
+        ModelRef::deserialize(v).map_err(serde::de::Error::custom)
     }
 }
 
