@@ -347,8 +347,10 @@ pub struct BenchArgs {
     #[arg(short = 'o', long, value_enum, default_value_t = BenchFormat::Text)]
     pub format: BenchFormat,
 
-    /// Write FILE in --format too (stdout then gets text); the same as --export-FORMAT FILE
-    #[arg(long, value_name = "FILE")]
+    /// Write FILE in --format too (stdout then gets text); the same as --export-FORMAT FILE.
+    /// Paths across odai: --output FILE names a file, --out DIR a directory (--out here is the
+    /// older spelling)
+    #[arg(long = "output", visible_alias = "out", value_name = "FILE")]
     pub out: Option<PathBuf>,
 
     /// Write the reports as JSON to FILE (repeatable; rewritten after every cell)
@@ -860,8 +862,13 @@ pub struct RouteBuildArgs {
     #[arg(long, env = "ODAI_CLASSES", value_name = "FILE")]
     pub classes: Option<PathBuf>,
 
-    /// Where to write the rules
-    #[arg(short = 'o', long, value_name = "FILE")]
+    /// Where to write the rules (--out is the older spelling)
+    #[arg(
+        short = 'o',
+        long = "output",
+        visible_alias = "out",
+        value_name = "FILE"
+    )]
     pub out: PathBuf,
 
     /// What to print: a summary, or the rules document itself

@@ -313,8 +313,11 @@ fn lists_run_every_cell_and_export_several_formats_at_once() {
     let tests: Vec<&str> = md
         .lines()
         .skip(2)
+        .take_while(|l| l.starts_with('|'))
         .map(|l| l.split(" | ").nth(6).unwrap())
         .collect();
+    // Then, as llama-bench does, the build it measured (with where and when).
+    assert!(md.contains("\nbuild: odai "), "{md}");
     assert_eq!(
         tests,
         ["pp8", "tg4 @ d8", "pp8", "tg2 @ d8", "pp8+tg2"],

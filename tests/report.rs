@@ -128,14 +128,26 @@ fn golden_csv_and_markdown() {
          battery_drain_pct_per_hour,sustained_decode_tps,sustained_stability,failure_rate_pct,\
          inference_ms_p50,inference_ms_p99,inferences_per_s,frame_deadline_miss_pct,\
          frame_latency_ms_p99,cpu_duty_pct,energy_j_per_inference,odai_version,\
-         model_sha256"
+         model_sha256,generated_by_host,generated_utc,git_commit"
     );
     let s = text(out.path(), "scorecard.csv");
     assert_eq!(
         s.lines().next().unwrap(),
         "workload,class,class_label,fleet_share,model,criterion,measured,unit,op,threshold,weight,\
-         result,reason,score_pct,coverage_pct,verdict"
+         result,reason,score_pct,coverage_pct,verdict,generated_by_host,generated_utc,git_commit"
     );
+    // The provenance columns (host, time, commit) differ from run to run: the snapshots hold
+    // the rest of each row.
+    let without_provenance = |csv: &str| -> String {
+        csv.lines()
+            .map(|l| {
+                let fields: Vec<&str> = l.rsplitn(4, ',').collect();
+                assert_eq!(fields.len(), 4, "{l}");
+                format!("{}\n", fields[3])
+            })
+            .collect()
+    };
+    let (m, s) = (without_provenance(&m), without_provenance(&s));
     insta::assert_snapshot!("measurements_csv", m);
     insta::assert_snapshot!("scorecard_csv", s);
     let md = text(out.path(), "report.md").replace(&results().display().to_string(), "[results]");

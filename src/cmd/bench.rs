@@ -475,6 +475,20 @@ fn table_md(done: &[(&BenchCell, Report)]) -> String {
     for r in rows {
         s.push_str(&format!("| {} |\n", r.join(" | ")));
     }
+    // llama-bench ends its table with the build it measured; odai with where and when too.
+    if let Some((_, r)) = done.first() {
+        let p = &r.provenance;
+        s.push_str(&format!(
+            "\nbuild: odai {} (commit {}) on {}, {}\n",
+            p.odai_version,
+            &p.git_commit[..p.git_commit.len().min(12)],
+            p.device
+                .hostname
+                .value()
+                .map_or("unknown host", String::as_str),
+            p.started_utc
+        ));
+    }
     s
 }
 
@@ -545,7 +559,7 @@ fn render_text(r: &Report) -> String {
             if name.ends_with("_bytes") {
                 units::bytes(v as u64)
             } else {
-                format!("{v:.2}")
+                crate::report::human(v)
             }
         };
         s.push_str(&format!(

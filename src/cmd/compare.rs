@@ -7,7 +7,7 @@ use crate::cli::{CompareArgs, Format};
 use crate::exit;
 use crate::report::compare::{self, Basis, Change};
 use crate::report::measurements::{self, ResultsSet, Row};
-use crate::report::num;
+use crate::report::{human, num};
 
 pub struct Config {
     pub base: PathBuf,
@@ -51,8 +51,8 @@ fn line(c: &Change) -> String {
             c.threads.to_string()
         },
         c.metric,
-        num(c.base),
-        num(c.new),
+        human(c.base),
+        human(c.new),
         c.change_pct,
         c.p_value.map_or("n/a".into(), |p| format!("p={p:.3}")),
         match (c.regression, c.basis, c.significant) {

@@ -28,6 +28,15 @@ pub const MEASUREMENT_KEYS: &[&str] = &[
     "reason",
 ];
 
+/// The last columns of both files: where and when the file was made, from which odai build (the
+/// same on every row, so a row copied into a spreadsheet keeps it).
+pub const PROVENANCE_COLUMNS: &[&str] = &["generated_by_host", "generated_utc", "git_commit"];
+
+fn provenance_fields() -> [String; 3] {
+    let p = crate::provenance::Provenance::now();
+    [p.host, p.generated_utc, p.git_commit]
+}
+
 pub const SCORECARD_COLUMNS: &[&str] = &[
     "workload",
     "class",
@@ -57,9 +66,11 @@ pub fn measurements(r: &Report) -> anyhow::Result<Vec<u8>> {
         .iter()
         .chain(METRICS)
         .chain(&["odai_version", "model_sha256"])
+        .chain(PROVENANCE_COLUMNS)
         .copied()
         .collect();
     w.write_record(&header)?;
+    let made = provenance_fields();
     for row in &r.rows {
         let mut rec = vec![
             row.device.clone(),
@@ -83,6 +94,7 @@ pub fn measurements(r: &Report) -> anyhow::Result<Vec<u8>> {
         rec.extend(row.values.iter().map(|v| opt(*v)));
         rec.push(row.odai_version.clone().unwrap_or_default());
         rec.push(row.model_sha256.clone().unwrap_or_default());
+        rec.extend(made.iter().cloned());
         w.write_record(&rec)?;
     }
     Ok(w.into_inner()?)
@@ -90,10 +102,11 @@ pub fn measurements(r: &Report) -> anyhow::Result<Vec<u8>> {
 
 pub fn scorecard(r: &Report) -> anyhow::Result<Vec<u8>> {
     let mut w = ::csv::Writer::from_writer(Vec::new());
-    w.write_record(SCORECARD_COLUMNS)?;
+    w.write_record(SCORECARD_COLUMNS.iter().chain(PROVENANCE_COLUMNS))?;
+    let made = provenance_fields();
     for s in &r.scoring.scorecards {
         for c in &s.criteria {
-            w.write_record([
+            let fields = [
                 r.scoring.workload.id.clone(),
                 s.class.clone(),
                 s.class_label.clone(),
@@ -110,7 +123,8 @@ pub fn scorecard(r: &Report) -> anyhow::Result<Vec<u8>> {
                 opt(s.score_pct),
                 num(s.coverage_pct),
                 s.verdict.text().to_owned(),
-            ])?;
+            ];
+            w.write_record(fields.iter().chain(&made))?;
         }
     }
     Ok(w.into_inner()?)
