@@ -129,8 +129,13 @@ fn csv_has_one_row_per_rep_and_out_writes_the_file() {
     assert_eq!(lines.len(), 3);
     assert!(lines[0].starts_with("rep,model_file,model_sha256,architecture,quant,threads,"));
     assert!(lines[1].starts_with("1,smollm2-135m-q8_0-v2.gguf,"));
-    // The text summary still goes to the terminal.
-    assert!(String::from_utf8_lossy(&out.stdout).contains("decode_tps"));
+    // The text summary still goes to the terminal, with where, when and by which build.
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("decode_tps"));
+    assert!(
+        text.contains("\n  measured on ") && text.contains(" by odai "),
+        "{text}"
+    );
 }
 
 #[test]

@@ -535,7 +535,8 @@ fn render_text(r: &Report) -> String {
         ),
     };
     let mut s = format!(
-        "{what} on {} {} ({}), {} threads, p={} n={}, {} reps + {} warmup, {} load, background load {}\n\n",
+        "{what} on {} {} ({}), {} threads, p={} n={}, {} reps + {} warmup, {} load, background load {}\n  \
+         measured on {} at {} by odai {} (commit {})\n\n",
         p.ran.runtime,
         p.ran.runtime_version,
         p.ran.backend,
@@ -546,6 +547,13 @@ fn render_text(r: &Report) -> String {
         p.warmup,
         if p.cold { "cold" } else { "warm" },
         p.load,
+        p.device
+            .hostname
+            .value()
+            .map_or("an unnamed host", String::as_str),
+        p.started_utc,
+        p.odai_version,
+        &p.git_commit[..p.git_commit.len().min(12)],
     );
     s.push_str(&format!(
         "  {:<18} {:>12} {:>12} {:>12} {:>12} {:>12} {:>7}\n",
