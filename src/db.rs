@@ -286,10 +286,11 @@ pub fn quality_row(run_id: &str, q: &QualityRecord) -> anyhow::Result<Row> {
     })
 }
 
-/// `odai bench`'s cells as records of one run on this host (`-o sql`, `--db`).
-pub fn bench_records(done: &[(&crate::matrix::spec::Cell, &Report)]) -> Vec<Record> {
+/// `odai bench`'s cells (each with when it finished) as records of one run on this host
+/// (`-o sql`).
+pub fn bench_records(done: &[(&crate::matrix::spec::Cell, &Report, f64)]) -> Vec<Record> {
     done.iter()
-        .map(|(c, r)| Record {
+        .map(|(c, r, finished_unix_s)| Record {
             device: crate::matrix::runner::LOCAL.into(),
             cell_id: c.id.clone(),
             cell: (*c).clone(),
@@ -297,7 +298,7 @@ pub fn bench_records(done: &[(&crate::matrix::spec::Cell, &Report)]) -> Vec<Reco
             reason: None,
             report: Some((*r).clone()),
             tensor: None,
-            finished_unix_s: crate::matrix::results::now_unix_s(),
+            finished_unix_s: *finished_unix_s,
         })
         .collect()
 }

@@ -19,7 +19,7 @@ impl Provenance {
         Provenance {
             // The coordinator's own name (uname(2) / GetComputerName), not a probed device's.
             host: sysinfo::System::host_name().map_or_else(|_| "unknown".into(), |h| h.to_string()),
-            generated_utc: crate::units::utc_rfc3339(crate::units::unix_now_s()),
+            generated_utc: crate::units::utc_rfc3339(crate::units::now_unix_s() as u64),
             odai_version: env!("CARGO_PKG_VERSION").into(),
             git_commit: crate::GIT_COMMIT.into(),
             target: env!("ODAI_TARGET").into(),

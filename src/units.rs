@@ -65,10 +65,10 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 }
 
 /// Seconds since the Unix epoch now (0 if the clock is before it).
-pub fn unix_now_s() -> u64 {
+pub fn now_unix_s() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// `unix_s` as an RFC 3339 UTC time, `2026-11-24T10:27:35Z`.
@@ -113,10 +113,10 @@ pub fn parse_since(s: &str) -> Result<f64, String> {
         && days.is_finite()
         && days >= 0.0
     {
-        return Ok(unix_now_s() as f64 - days * 86_400.0);
+        return Ok(now_unix_s() - days * 86_400.0);
     }
     if let Ok(d) = parse_duration(t) {
-        return Ok(unix_now_s() as f64 - d.as_secs_f64());
+        return Ok(now_unix_s() - d.as_secs_f64());
     }
     let bad = || {
         format!(
@@ -167,7 +167,7 @@ mod tests {
         );
         assert_eq!(super::parse_since("2000-02-29T00:00"), Ok(951_782_400.0));
         let week = super::parse_since("7d").unwrap();
-        assert!((super::unix_now_s() as f64 - week - 7.0 * 86_400.0).abs() < 5.0);
+        assert!((super::now_unix_s() - week - 7.0 * 86_400.0).abs() < 5.0);
         assert!(
             super::parse_since("yesterday")
                 .unwrap_err()

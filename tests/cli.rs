@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{fixture, odai};
+use common::{fixture, odai, ok};
 
 fn run(args: &[&str]) -> std::process::Output {
     odai().args(args).output().unwrap()
@@ -75,12 +75,7 @@ fn every_json_document_has_a_schema_version_and_its_provenance() {
         .arg(&root)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
     // schema_version first, then where the document came from.
     let keys: Vec<&String> = v.as_object().unwrap().keys().take(2).collect();
     assert_eq!(keys, ["schema_version", "provenance"]);

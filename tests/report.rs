@@ -48,12 +48,7 @@ fn a_database_of_imported_runs_reports_as_the_directory_does() {
             .arg(&db)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        common::ok(&out)
     };
     let said = import();
     assert!(

@@ -283,7 +283,7 @@ enum Target {
 /// a fresh worker; an endpoint's from here), summarize with warnings, the roofline, energy.
 pub fn run(cfg: &Config) -> anyhow::Result<Report> {
     cfg.runtime.available()?;
-    let started_utc = units::utc_rfc3339(units::unix_now_s());
+    let started_utc = units::utc_rfc3339(units::now_unix_s() as u64);
     let target = resolve(cfg)?;
     let device = probe::run(&cfg.root, &probe::Options::quick());
     let mut warnings = Vec::new();

@@ -65,15 +65,17 @@ pub fn exports(a: &BenchArgs) -> Vec<(BenchFormat, PathBuf)> {
     out
 }
 
-/// Writes an export whole: into a temporary file beside it, then renamed over it, so a reader
-/// (or a crash) never sees half a file.
+/// Writes an export whole (the results store's temporary file, fsync, rename), so a reader or a
+/// crash never sees half a file.
 pub fn write_export(file: &Path, text: &str) -> anyhow::Result<()> {
-    let mut tmp = file.as_os_str().to_owned();
-    tmp.push(".odai-tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, file))
-        .with_context(|| format!("cannot write the export {}", file.display()))
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = file
+        .file_name()
+        .with_context(|| format!("{}: an export needs a file name", file.display()))?;
+    crate::matrix::results::write_atomic(dir, &name.to_string_lossy(), text.as_bytes())
 }
 
 impl Config {
@@ -261,7 +263,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
     let bar = BAR.get_or_init(|| Progress::steps(BAR_NAME, steps as usize));
     cell::set_progress_sink(|msg| {
         if let Some(b) = BAR.get() {
-            b.worker_says(BAR_NAME, "", msg.trim_start_matches("odai: "));
+            b.say(BAR_NAME, msg.trim_start_matches("odai: "));
         }
     });
     cell::set_rep_done_sink(|| {
@@ -282,7 +284,7 @@ const BAR_NAME: &str = "bench";
 
 fn run_cells(cfg: &Config, print: &dyn Fn(&str) -> anyhow::Result<()>) -> anyhow::Result<i32> {
     let total = cfg.cells.len();
-    let mut done: Vec<(&BenchCell, Report)> = Vec::with_capacity(total);
+    let mut done: Vec<Done> = Vec::with_capacity(total);
     let mut failures: Vec<anyhow::Error> = Vec::new();
     for (i, bc) in cfg.cells.iter().enumerate() {
         if crate::interrupt::requested() {
@@ -314,7 +316,11 @@ fn run_cells(cfg: &Config, print: &dyn Fn(&str) -> anyhow::Result<()>) -> anyhow
             BenchFormat::Jsonl => print(&super::json_line(&report)?)?,
             _ => {}
         }
-        done.push((bc, report));
+        done.push(Done {
+            cell: bc,
+            report,
+            finished_unix_s: crate::units::now_unix_s(),
+        });
         for (format, file) in &cfg.exports {
             write_export(file, &render(*format, &done)?)?;
         }
@@ -339,6 +345,13 @@ fn run_cells(cfg: &Config, print: &dyn Fn(&str) -> anyhow::Result<()>) -> anyhow
     }
 }
 
+/// A finished cell: what ran, its report, and when it ended.
+struct Done<'a> {
+    cell: &'a BenchCell,
+    report: Report,
+    finished_unix_s: f64,
+}
+
 /// How a cell is named in progress and failure lines.
 fn cell_label(c: &Cell) -> String {
     format!(
@@ -352,10 +365,10 @@ fn cell_label(c: &Cell) -> String {
 }
 
 /// The finished cells in `format`.
-fn render(format: BenchFormat, done: &[(&BenchCell, Report)]) -> anyhow::Result<String> {
+fn render(format: BenchFormat, done: &[Done]) -> anyhow::Result<String> {
     Ok(match format {
         BenchFormat::Text => {
-            let mut s: String = done.iter().map(|(_, r)| render_text(r)).collect();
+            let mut s: String = done.iter().map(|d| render_text(&d.report)).collect();
             if done.len() > 1 {
                 s.push('\n');
                 s.push_str(&table_text(done));
@@ -364,14 +377,14 @@ fn render(format: BenchFormat, done: &[(&BenchCell, Report)]) -> anyhow::Result<
         }
         BenchFormat::Md => table_md(done),
         BenchFormat::Csv => render_csv(done)?,
-        BenchFormat::Json if done.len() == 1 => super::json_text(&done[0].1)?,
+        BenchFormat::Json if done.len() == 1 => super::json_text(&done[0].report)?,
         BenchFormat::Json => {
-            let all: Vec<&Report> = done.iter().map(|(_, r)| r).collect();
+            let all: Vec<&Report> = done.iter().map(|d| &d.report).collect();
             super::json_text(&all)?
         }
         BenchFormat::Jsonl => done
             .iter()
-            .map(|(_, r)| super::json_line(r))
+            .map(|d| super::json_line(&d.report))
             .collect::<anyhow::Result<String>>()?,
         BenchFormat::Sql => sql(done)?,
     })
@@ -380,32 +393,40 @@ fn render(format: BenchFormat, done: &[(&BenchCell, Report)]) -> anyhow::Result<
 /// The run as SQL for the results database (llama-bench's `-o sql`): one run of this host, its
 /// cells and repetitions, in the tables `odai db import` writes.
 #[cfg(feature = "db")]
-fn sql(done: &[(&BenchCell, Report)]) -> anyhow::Result<String> {
+fn sql(done: &[Done]) -> anyhow::Result<String> {
     use crate::db;
-    let Some((_, first)) = done.first() else {
+    let Some(first) = done.first().map(|d| &d.report) else {
         return Ok(String::new());
     };
     let p = &first.provenance;
     let host = p.device.hostname.value().map_or("unknown", String::as_str);
     let run_id = format!("bench-{host}-{}", p.started_utc);
-    let pairs: Vec<(&Cell, &Report)> = done.iter().map(|(bc, r)| (&bc.cell, r)).collect();
+    let cells: Vec<(&Cell, &Report, f64)> = done
+        .iter()
+        .map(|d| (&d.cell.cell, &d.report, d.finished_unix_s))
+        .collect();
     let mut rows = vec![db::run_row(&run_id, "odai bench", None)];
-    for r in db::bench_records(&pairs) {
+    for r in db::bench_records(&cells) {
         rows.extend(db::record_rows(&run_id, &r, false)?);
     }
     Ok(db::sql_script(&rows))
 }
 
 #[cfg(not(feature = "db"))]
-fn sql(_: &[(&BenchCell, Report)]) -> anyhow::Result<String> {
+fn sql(_: &[Done]) -> anyhow::Result<String> {
     Err(super::db::not_built("-o sql"))
 }
 
 /// llama-bench's columns, one row per test a cell measured: `ppP` (prefill), `tgN` or
 /// `tgN @ dP` (decode after a P-token prompt), and `ppP+tgN` for `--pg` cells.
-fn table_rows(done: &[(&BenchCell, Report)]) -> Vec<[String; 9]> {
+fn table_rows(done: &[Done]) -> Vec<[String; 9]> {
     let mut rows = Vec::new();
-    for (bc, r) in done {
+    for Done {
+        cell: bc,
+        report: r,
+        ..
+    } in done
+    {
         let p = &r.provenance;
         let rate = |metric: &str| {
             r.summary
@@ -461,7 +482,7 @@ const TABLE_HEADER: [&str; 9] = [
 ];
 
 /// llama-bench's `-o md` table (its column names, odai's runtime and TTFT added).
-fn table_md(done: &[(&BenchCell, Report)]) -> String {
+fn table_md(done: &[Done]) -> String {
     let rows = table_rows(done);
     let mut s = format!("| {} |\n", TABLE_HEADER.join(" | "));
     let align: Vec<&str> = TABLE_HEADER
@@ -476,7 +497,7 @@ fn table_md(done: &[(&BenchCell, Report)]) -> String {
         s.push_str(&format!("| {} |\n", r.join(" | ")));
     }
     // llama-bench ends its table with the build it measured; odai with where and when too.
-    if let Some((_, r)) = done.first() {
+    if let Some(Done { report: r, .. }) = done.first() {
         let p = &r.provenance;
         s.push_str(&format!(
             "\nbuild: odai {} (commit {}) on {}, {}\n",
@@ -493,7 +514,7 @@ fn table_md(done: &[(&BenchCell, Report)]) -> String {
 }
 
 /// The same table aligned for a terminal, after a run of several cells.
-fn table_text(done: &[(&BenchCell, Report)]) -> String {
+fn table_text(done: &[Done]) -> String {
     let rows = table_rows(done);
     let mut widths: Vec<usize> = TABLE_HEADER.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
@@ -729,9 +750,9 @@ fn render_sustained(sus: &Sustained) -> String {
 
 /// One row per repetition of every cell, provenance in every row, so a spreadsheet needs nothing
 /// else; for a single sustained cell, one row per window (the time series, ready for plots).
-fn render_csv(done: &[(&BenchCell, Report)]) -> anyhow::Result<String> {
+fn render_csv(done: &[Done]) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    if let [(_, r)] = done
+    if let [Done { report: r, .. }] = done
         && let Some(sus) = &r.sustained
     {
         let p = &r.provenance;
@@ -759,7 +780,12 @@ fn render_csv(done: &[(&BenchCell, Report)]) -> anyhow::Result<String> {
     w.write_record(CSV_HEADER)?;
     let opt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
     let opt_u = |v: Option<u64>| v.map_or(String::new(), |x| x.to_string());
-    for (bc, r) in done {
+    for Done {
+        cell: bc,
+        report: r,
+        ..
+    } in done
+    {
         let p = &r.provenance;
         for (i, rep) in r.reps.iter().enumerate() {
             w.write_record([

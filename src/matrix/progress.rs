@@ -120,10 +120,15 @@ impl Progress {
 
     /// What a running cell's worker says (`rep 2/5`).
     pub fn worker_says(&self, device: &str, what: &str, message: &str) {
+        self.say(device, &format!("{what}: {message}"));
+    }
+
+    /// Shows `message` beside `device`'s bar.
+    pub fn say(&self, device: &str, message: &str) {
         if let Some(b) = &self.bars
             && let Some(bar) = b.devices.get(device)
         {
-            bar.set_message(format!("{what}: {message}"));
+            bar.set_message(message.to_owned());
         }
     }
 

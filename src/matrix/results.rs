@@ -54,11 +54,7 @@ pub struct Manifest {
     pub interrupted: bool,
 }
 
-pub fn now_unix_s() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
+pub use crate::units::now_unix_s;
 
 /// An exclusive lock on a results directory for the life of a run (`.odai-lock` in it, holding
 /// the owner's pid): two `matrix run`s into one `--out` would interleave records and race on

@@ -7,6 +7,16 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
+/// A run that must have succeeded: its stdout, or a failure showing its stderr.
+pub fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
