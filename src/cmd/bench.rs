@@ -349,6 +349,8 @@ fn run_cells(cfg: &Config, print: &dyn Fn(&str) -> anyhow::Result<()>) -> anyhow
 struct Done<'a> {
     cell: &'a BenchCell,
     report: Report,
+    /// For the results database's rows (`-o sql`), which a build without `db` does not write.
+    #[cfg_attr(not(feature = "db"), allow(dead_code))]
     finished_unix_s: f64,
 }
 
