@@ -39,7 +39,13 @@ pub enum Command {
     /// Describe what this device can give a local model: CPU, SIMD, memory headroom, GPUs, NPUs,
     /// thermal state, power and energy meters, and its device class
     #[command(
-        after_help = "Examples:\n  odai probe\n  odai probe --format json --no-gpu | jq .memory.headroom_bytes\n  odai probe --root tests/fixtures/raspberry-pi-5   # a captured device tree"
+        after_help = "--gpu-check runs WGSL compute shaders on every adapter: a functional check whose every result is \
+verified, STREAM copy/triad bandwidth, f32 and f16 matrix-multiply throughput, dispatch latency and the largest \
+buffer the driver hands out (docs/probe-json.md, gpus[].check). An adapter whose check fails is reported with \
+wgpu's error and never counts as a GPU path (the class rule min_gpu_bandwidth_gbs).\n\n\
+Examples:\n  odai probe\n  odai probe --format json --no-gpu | jq .memory.headroom_bytes\n  \
+odai probe --gpu-check --format json | jq '.gpus[] | {name, backend, triad: .check.triad_gb_s}'\n  \
+odai probe --root tests/fixtures/raspberry-pi-5   # a captured device tree"
     )]
     Probe(ProbeArgs),
 
@@ -948,6 +954,10 @@ pub struct ProfileArgs {
     #[arg(long, env = "ODAI_CLASSES", value_name = "FILE")]
     pub classes: Option<PathBuf>,
 
+    /// Skip the GPU compute check (probe --gpu-check) the profile runs on every adapter
+    #[arg(long)]
+    pub no_gpu_check: bool,
+
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -1023,6 +1033,15 @@ pub struct ProbeArgs {
     /// Give up on GPU enumeration after this many seconds (a broken driver can hang)
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = positive_seconds)]
     pub gpu_timeout: std::time::Duration,
+
+    /// Run compute shaders on every GPU adapter: verified results, bandwidth, matmul throughput,
+    /// dispatch latency, largest buffer (a few seconds per adapter)
+    #[arg(long, conflicts_with = "no_gpu")]
+    pub gpu_check: bool,
+
+    /// Give up on one adapter's --gpu-check after this many seconds (a hung driver)
+    #[arg(long, value_name = "SECONDS", default_value = "120", value_parser = positive_seconds)]
+    pub gpu_check_timeout: std::time::Duration,
 
     /// Device classes file (default: the built-in profiles/device-classes.toml)
     #[arg(long, env = "ODAI_CLASSES", value_name = "FILE")]

@@ -198,7 +198,7 @@ fn malformed_classes_file_names_file_line_and_field() {
         .stderr(format!(
             "odai: error: {}:6:1: unknown field `max_ram`, expected one of `id`, `label`, \
              `description`, `os`, `arch`, `min_ram_gib`, `max_ram_gib`, `min_cores`, `max_cores`, \
-             `npu`, `battery`, `board_contains`, `fleet_share`\n",
+             `npu`, `battery`, `board_contains`, `min_gpu_bandwidth_gbs`, `fleet_share`\n",
             file.display()
         ));
 }

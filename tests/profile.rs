@@ -118,3 +118,46 @@ fn profile_refuses_to_mix_into_earlier_results() {
             dir.path().display()
         ));
 }
+
+/// On the live device the profile's probe runs the GPU compute check on every adapter (Mesa's,
+/// where scripts/test.sh installed it); `--no-gpu-check` leaves it out.
+#[test]
+fn profile_checks_every_gpu_adapter_unless_told_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("toy.toml");
+    fs::write(
+        &m,
+        "[matrix]\nmodels = [\"synthetic:toy:q8_0\"]\nthreads = [1]\nprompt_tokens = [8]\ngen_tokens = [4]\nreps = 1\n",
+    )
+    .unwrap();
+    let profile = |out: &str, extra: &[&str]| -> Value {
+        let run = odai()
+            .env("ODAI_CACHE_DIR", cache())
+            .args(["profile", "--format", "json", "--matrix"])
+            .arg(&m)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .args(extra)
+            .output()
+            .unwrap();
+        serde_json::from_str(&common::ok(&run)).unwrap()
+    };
+    let v = profile("checked", &[]);
+    let Some(list) = v["probe"]["gpus"].as_array().filter(|l| !l.is_empty()) else {
+        assert!(
+            std::env::var("ODAI_TEST_REQUIRE_GPU_ADAPTER").as_deref() != Ok("1"),
+            "Mesa is installed but the profile found no adapter"
+        );
+        return;
+    };
+    for a in list {
+        assert!(
+            ["passed", "failed"].contains(&a["check"]["status"].as_str().unwrap_or("")),
+            "{a}"
+        );
+    }
+    let v = profile("unchecked", &["--no-gpu-check"]);
+    for a in v["probe"]["gpus"].as_array().unwrap() {
+        assert_eq!(a["check_unavailable"], "not run: pass --gpu-check");
+    }
+}

@@ -11,6 +11,7 @@ pub struct Config {
     pub root: SysRoot,
     pub format: Format,
     pub gpu: gpu::Enumerate,
+    pub gpu_check: Option<std::time::Duration>,
     pub classes: Option<PathBuf>,
     pub bandwidth: bool,
 }
@@ -25,6 +26,7 @@ impl Config {
             } else {
                 gpu::Enumerate::WithTimeout(args.gpu_timeout)
             },
+            gpu_check: args.gpu_check.then_some(args.gpu_check_timeout),
             classes: args.classes.clone(),
             bandwidth: args.bandwidth,
         }
@@ -37,6 +39,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         &cfg.root,
         &probe::Options {
             gpu: cfg.gpu,
+            gpu_check: cfg.gpu_check,
             classes,
             bandwidth: cfg.bandwidth,
         },

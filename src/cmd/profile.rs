@@ -18,6 +18,8 @@ pub const QUICK: &str = include_str!("../../matrices/quick.toml");
 pub struct Config {
     pub root: SysRoot,
     pub matrix: Option<PathBuf>,
+    /// The GPU compute check's limit per adapter; `None` with --no-gpu-check.
+    pub gpu_check: Option<std::time::Duration>,
     pub opts: Options,
     pub format: Format,
     pub report: super::report::Config,
@@ -39,6 +41,7 @@ impl Config {
         Ok(Config {
             root,
             matrix: a.matrix.clone(),
+            gpu_check: (!a.no_gpu_check).then_some(std::time::Duration::from_secs(120)),
             report: super::report::Config {
                 results: out.clone(),
                 workload: crate::report::workload::Workload::resolve(&a.workload)?,
@@ -68,11 +71,13 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
             std::path::Path::new("matrices/quick.toml (built in)"),
         )?,
     };
-    // The full probe, GPUs included, for the reader; each cell's worker probes quickly for itself.
+    // The full probe, GPUs included and checked, for the reader; each cell's worker probes
+    // quickly for itself.
     let device = probe::run(
         &cfg.root,
         &probe::Options {
             gpu: probe::gpu::Enumerate::WithTimeout(std::time::Duration::from_secs(10)),
+            gpu_check: cfg.gpu_check,
             ..probe::Options::quick()
         },
     );

@@ -41,6 +41,9 @@ pub struct ClassDef {
     pub npu: Option<bool>,
     pub battery: Option<bool>,
     pub board_contains: Option<Vec<String>>,
+    /// The best triad bandwidth `probe --gpu-check` measured on a hardware adapter whose check
+    /// passed, GB/s. Software rasterisers and failing adapters never count as a GPU path.
+    pub min_gpu_bandwidth_gbs: Option<f64>,
     /// This class's share of the fleet a model ships to (0–1), for reports' fleet coverage.
     pub fleet_share: Option<f64>,
 }
@@ -56,6 +59,7 @@ impl ClassDef {
             || self.npu.is_some()
             || self.battery.is_some()
             || self.board_contains.is_some()
+            || self.min_gpu_bandwidth_gbs.is_some()
     }
 }
 
@@ -76,6 +80,38 @@ pub struct Facts {
     pub npu: bool,
     pub battery: bool,
     pub board: Option<String>,
+    /// What `--gpu-check` found per adapter; `None` when it did not run.
+    pub gpus: Option<Vec<GpuFact>>,
+}
+
+/// One adapter as a class rule sees it.
+#[derive(Clone, Debug)]
+pub struct GpuFact {
+    pub name: String,
+    pub backend: String,
+    pub software: bool,
+    pub passed: bool,
+    pub triad_gb_s: Option<f64>,
+}
+
+/// The class facts of the probed adapters: `None` unless the GPU check ran (a rule on GPU
+/// bandwidth cannot be judged without it), `Some([])` when there is no adapter at all.
+pub fn gpu_facts(gpus: &Reading<Vec<crate::probe::gpu::GpuAdapter>>) -> Option<Vec<GpuFact>> {
+    let list = gpus.value()?;
+    if !list.is_empty() && list.iter().all(|a| !a.check.is_value()) {
+        return None;
+    }
+    Some(
+        list.iter()
+            .map(|a| GpuFact {
+                name: a.name.clone(),
+                backend: a.backend.clone(),
+                software: a.is_software(),
+                passed: a.passed_check().is_some(),
+                triad_gb_s: a.passed_check().and_then(|c| c.triad_gb_s.value().copied()),
+            })
+            .collect(),
+    )
 }
 
 /// The class a device fell into, and why.
@@ -177,6 +213,7 @@ impl Classes {
             for (name, v) in [
                 ("min_ram_gib", c.min_ram_gib),
                 ("max_ram_gib", c.max_ram_gib),
+                ("min_gpu_bandwidth_gbs", c.min_gpu_bandwidth_gbs),
             ] {
                 if let Some(v) = v
                     && !(v.is_finite() && v > 0.0)
@@ -295,6 +332,20 @@ fn matches(def: &ClassDef, f: &Facts) -> Option<Vec<String>> {
         let hit = needles.iter().find(|n| board.contains(&n.to_lowercase()))?;
         why.push(format!("board matches {hit:?}"));
     }
+    if let Some(min) = def.min_gpu_bandwidth_gbs {
+        let (gpu, gbs) = f
+            .gpus
+            .as_ref()?
+            .iter()
+            .filter(|g| g.passed && !g.software)
+            .filter_map(|g| Some((g, g.triad_gb_s?)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))?;
+        (gbs >= min).then_some(())?;
+        why.push(format!(
+            "GPU {} ({}) triad {gbs:.1} GB/s >= {min} GB/s",
+            gpu.name, gpu.backend
+        ));
+    }
     if why.is_empty() {
         why.push("catch-all class (no rules)".to_owned());
     }
@@ -359,5 +410,69 @@ mod tests {
         let class = c.classify(&phone).into_value().unwrap();
         assert_eq!(class.id, "low-end-phone");
         assert_eq!(class.reasons, ["OS is android", "RAM 3.0 GiB <= 4.5 GiB"]);
+    }
+
+    fn gpu(name: &str, software: bool, passed: bool, gbs: f64) -> GpuFact {
+        GpuFact {
+            name: name.into(),
+            backend: "vulkan".into(),
+            software,
+            passed,
+            triad_gb_s: passed.then_some(gbs),
+        }
+    }
+
+    #[test]
+    fn gpu_bandwidth_counts_only_hardware_adapters_whose_check_passed() {
+        let c = Classes::parse(
+            "schema_version = 1\n[[class]]\nid = \"gpu-box\"\nlabel = \"GPU box\"\nmin_gpu_bandwidth_gbs = 100.0\n[[class]]\nid = \"any\"\nlabel = \"Any\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let class = |gpus: Option<Vec<GpuFact>>| {
+            c.classify(&Facts {
+                gpus,
+                ..Facts::default()
+            })
+            .into_value()
+            .unwrap()
+        };
+        // Not checked: the rule cannot be judged, so the class does not match.
+        assert_eq!(class(None).id, "any");
+        assert_eq!(class(Some(vec![])).id, "any");
+        // A software rasteriser and a failing adapter are not GPU paths, however fast.
+        assert_eq!(
+            class(Some(vec![gpu("llvmpipe", true, true, 500.0)])).id,
+            "any"
+        );
+        assert_eq!(
+            class(Some(vec![gpu("Broken", false, false, 0.0)])).id,
+            "any"
+        );
+        assert_eq!(
+            class(Some(vec![gpu("Slow iGPU", false, true, 40.0)])).id,
+            "any"
+        );
+        let hit = class(Some(vec![
+            gpu("llvmpipe", true, true, 900.0),
+            gpu("Slow iGPU", false, true, 40.0),
+            gpu("NVIDIA H100", false, true, 2500.0),
+        ]));
+        assert_eq!(hit.id, "gpu-box");
+        assert_eq!(
+            hit.reasons,
+            ["GPU NVIDIA H100 (vulkan) triad 2500.0 GB/s >= 100 GB/s"]
+        );
+    }
+
+    #[test]
+    fn gpu_bandwidth_bound_must_be_positive() {
+        let e = err(
+            "schema_version = 1\n[[class]]\nid = \"a\"\nlabel = \"A\"\nmin_gpu_bandwidth_gbs = 0.0\n",
+        );
+        assert_eq!(
+            e,
+            "c.toml:2:1: class \"a\": min_gpu_bandwidth_gbs must be above 0"
+        );
     }
 }

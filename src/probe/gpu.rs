@@ -1,5 +1,6 @@
 //! GPUs: wgpu adapters enumerated headless (the paths an on-device app can really use: Vulkan,
-//! GL/EGL, Metal, DX12), bounded by a timeout, and the DRM cards the kernel exposes.
+//! GL/EGL, Metal, DX12), bounded by a timeout, each optionally checked with compute shaders
+//! (probe::gpu_check), and the DRM cards the kernel exposes.
 
 use std::sync::mpsc;
 use std::thread;
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::gpu_check::{self, GpuCheck};
 use crate::sysroot::{Reading, SysRoot};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -22,6 +24,25 @@ pub struct GpuAdapter {
     pub driver: String,
     pub driver_info: String,
     pub max_buffer_size_bytes: u64,
+    /// `probe --gpu-check`: what compute on this adapter did, or why it was not run.
+    #[serde(default = "not_checked")]
+    pub check: Reading<GpuCheck>,
+}
+
+fn not_checked() -> Reading<GpuCheck> {
+    Reading::unavailable("not run: pass --gpu-check")
+}
+
+impl GpuAdapter {
+    /// A software rasteriser (llvmpipe, lavapipe, SwiftShader, WARP): the CPU behind a GPU API.
+    pub fn is_software(&self) -> bool {
+        self.device_type == "cpu"
+    }
+
+    /// This adapter's check, when it ran and passed.
+    pub fn passed_check(&self) -> Option<&GpuCheck> {
+        self.check.value().filter(|c| c.passed())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -39,7 +60,19 @@ pub enum Enumerate {
     WithTimeout(Duration),
 }
 
-pub fn adapters(root: &SysRoot, how: Enumerate) -> Reading<Vec<GpuAdapter>> {
+/// What the enumeration thread reports: the list first, then each adapter's check.
+enum Found {
+    List(Vec<GpuAdapter>),
+    Check(usize, Box<GpuCheck>),
+}
+
+/// The adapters, each checked with compute shaders when `check` gives the time one adapter's
+/// check may take.
+pub fn adapters(
+    root: &SysRoot,
+    how: Enumerate,
+    check: Option<Duration>,
+) -> Reading<Vec<GpuAdapter>> {
     let timeout = match how {
         Enumerate::Skip => return Reading::unavailable("skipped: --no-gpu"),
         Enumerate::WithTimeout(t) => t,
@@ -49,32 +82,84 @@ pub fn adapters(root: &SysRoot, how: Enumerate) -> Reading<Vec<GpuAdapter>> {
         return Reading::unavailable("not enumerated: --root points at a captured device tree");
     }
     let (tx, rx) = mpsc::channel();
-    // A broken driver can hang inside its loader; the thread is abandoned on timeout and dies
-    // with the process.
+    // A broken driver can hang inside its loader or a shader; the thread is abandoned on timeout
+    // and dies with the process.
     let spawned = thread::Builder::new()
         .name("odai-gpu-enumerate".into())
         .spawn(move || {
-            let _ = tx.send(enumerate());
+            let (list, handles) = enumerate();
+            if tx.send(Found::List(list)).is_err() || check.is_none() {
+                return;
+            }
+            for (i, a) in handles.iter().enumerate() {
+                let started = std::time::Instant::now();
+                let c =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| gpu_check::run(a)))
+                        .unwrap_or_else(|p| {
+                            let msg = p
+                                .downcast_ref::<String>()
+                                .map(String::as_str)
+                                .or_else(|| p.downcast_ref::<&str>().copied())
+                                .unwrap_or("no message");
+                            GpuCheck::failed(
+                                gpu_check::Limits::of(&a.limits()),
+                                format!("wgpu panicked: {}", gpu_check::one_line(msg)),
+                                started.elapsed().as_secs_f64(),
+                            )
+                        });
+                if tx.send(Found::Check(i, Box::new(c))).is_err() {
+                    return;
+                }
+            }
         });
     if let Err(e) = spawned {
         return Reading::unavailable(format!("not enumerated: cannot start a thread ({e})"));
     }
-    match rx.recv_timeout(timeout) {
-        Ok(list) => Reading::Value(list),
+    let mut list = match rx.recv_timeout(timeout) {
+        Ok(Found::List(list)) => list,
+        Ok(Found::Check(..)) => unreachable!("the list is sent first"),
         Err(mpsc::RecvTimeoutError::Timeout) => {
             crate::exit::DRIVER_THREAD_ABANDONED.store(true, std::sync::atomic::Ordering::SeqCst);
-            Reading::unavailable(format!(
+            return Reading::unavailable(format!(
                 "timed out after {:.1} s enumerating GPU adapters (a hung driver?)",
                 timeout.as_secs_f64()
-            ))
+            ));
         }
         Err(mpsc::RecvTimeoutError::Disconnected) => {
-            Reading::unavailable("GPU enumeration panicked inside the driver stack")
+            return Reading::unavailable("GPU enumeration panicked inside the driver stack");
+        }
+    };
+    if let Some(limit) = check {
+        for i in 0..list.len() {
+            match rx.recv_timeout(limit) {
+                Ok(Found::Check(j, c)) => list[j].check = Reading::Value(*c),
+                Ok(Found::List(_)) => unreachable!("the list is sent once"),
+                Err(e) => {
+                    let why = match e {
+                        mpsc::RecvTimeoutError::Timeout => {
+                            crate::exit::DRIVER_THREAD_ABANDONED
+                                .store(true, std::sync::atomic::Ordering::SeqCst);
+                            format!(
+                                "timed out after {} s checking adapter {i} (a hung driver?)",
+                                limit.as_secs_f64()
+                            )
+                        }
+                        mpsc::RecvTimeoutError::Disconnected => {
+                            "the GPU check ended inside the driver stack".to_owned()
+                        }
+                    };
+                    for a in &mut list[i..] {
+                        a.check = Reading::unavailable(why.clone());
+                    }
+                    break;
+                }
+            }
         }
     }
+    Reading::Value(list)
 }
 
-fn enumerate() -> Vec<GpuAdapter> {
+fn enumerate() -> (Vec<GpuAdapter>, Vec<wgpu::Adapter>) {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends: wgpu::Backends::VULKAN
             | wgpu::Backends::GL
@@ -83,8 +168,8 @@ fn enumerate() -> Vec<GpuAdapter> {
         ..wgpu::InstanceDescriptor::new_without_display_handle()
     });
     let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-    adapters
-        .into_iter()
+    let list = adapters
+        .iter()
         .map(|a| {
             let info = a.get_info();
             GpuAdapter {
@@ -96,9 +181,11 @@ fn enumerate() -> Vec<GpuAdapter> {
                 driver: info.driver,
                 driver_info: info.driver_info,
                 max_buffer_size_bytes: a.limits().max_buffer_size,
+                check: not_checked(),
             }
         })
-        .collect()
+        .collect();
+    (list, adapters)
 }
 
 fn device_type_name(t: wgpu::DeviceType) -> &'static str {

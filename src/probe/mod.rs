@@ -7,6 +7,7 @@ pub mod class;
 pub mod cpu;
 pub mod device;
 pub mod gpu;
+pub mod gpu_check;
 pub mod memory;
 pub mod native;
 pub mod npu;
@@ -43,6 +44,8 @@ pub struct Probe {
 
 pub struct Options {
     pub gpu: gpu::Enumerate,
+    /// `--gpu-check`: run the compute check on each adapter, each within this time.
+    pub gpu_check: Option<std::time::Duration>,
     pub classes: class::Classes,
     pub bandwidth: bool,
 }
@@ -53,6 +56,7 @@ impl Options {
     pub fn quick() -> Self {
         Options {
             gpu: gpu::Enumerate::Skip,
+            gpu_check: None,
             classes: class::Classes::embedded(),
             bandwidth: false,
         }
@@ -63,7 +67,7 @@ pub fn run(root: &SysRoot, opts: &Options) -> Probe {
     let device = device::probe(root);
     let cpu = cpu::probe(root);
     let memory = memory::probe(root);
-    let gpus = gpu::adapters(root, opts.gpu);
+    let gpus = gpu::adapters(root, opts.gpu, opts.gpu_check);
     let drm_cards = gpu::drm_cards(root);
     let npus = npu::probe(root);
     let thermal = thermal::probe(root, &cpu);
@@ -76,6 +80,7 @@ pub fn run(root: &SysRoot, opts: &Options) -> Probe {
         npu: !npus.is_empty(),
         battery: !power.batteries.is_empty(),
         board: device.board.value().cloned(),
+        gpus: class::gpu_facts(&gpus),
     };
     let class = opts.classes.classify(&facts);
     let bandwidth = if !opts.bandwidth {

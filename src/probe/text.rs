@@ -46,6 +46,30 @@ fn s(v: &String) -> String {
     v.to_owned()
 }
 
+/// One adapter's passed check: the figures, "?" where one was not measured.
+fn check_line(c: &crate::probe::gpu_check::GpuCheck) -> String {
+    let f = |r: &Reading<f64>, unit: &str| {
+        r.value()
+            .map_or("?".to_owned(), |v| crate::report::human_unit(*v, unit))
+    };
+    format!(
+        "passed in {:.1} s: copy {}, triad {}, matmul f32 {}, f16 {}, dispatch p50 {}, largest buffer {}",
+        c.seconds,
+        f(&c.copy_gb_s, "GB/s"),
+        f(&c.triad_gb_s, "GB/s"),
+        f(&c.matmul_f32_gflop_s, "GFLOP/s"),
+        if c.matmul_f16_gflop_s.is_value() {
+            f(&c.matmul_f16_gflop_s, "GFLOP/s")
+        } else {
+            "n/a".to_owned()
+        },
+        f(&c.dispatch_p50_us, "µs"),
+        c.largest_buffer_bytes
+            .value()
+            .map_or("?".to_owned(), |b| units::bytes(*b)),
+    )
+}
+
 pub fn render(p: &Probe) -> String {
     let mut o = Out(String::new());
 
@@ -220,6 +244,19 @@ pub fn render(p: &Probe) -> String {
                         units::bytes(a.max_buffer_size_bytes)
                     ),
                 );
+                match &a.check {
+                    Reading::Value(c) if c.passed() => o.line("  check", check_line(c)),
+                    Reading::Value(c) => o.line(
+                        "  check",
+                        format!(
+                            "{WARN}FAILED{WARN:#}: {}",
+                            c.error.as_deref().unwrap_or("no reason given")
+                        ),
+                    ),
+                    // "not run" is the default: said once below, not per adapter.
+                    Reading::Unavailable(why) if why.starts_with("not run") => {}
+                    r => o.reading("  check", r, |_| String::new()),
+                }
             }
         }
         r => o.reading("adapters", r, |_| String::new()),
