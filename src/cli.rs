@@ -241,9 +241,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "NAME,...", value_delimiter = ',', default_value = "auto", value_parser = runtime_kind)]
     pub runtime: Vec<crate::runtime::RuntimeKind>,
 
-    /// Layers to offload to a GPU (llama.cpp with a GPU backend built in)
-    #[arg(long, value_name = "N")]
-    pub gpu_layers: Option<u32>,
+    /// Layers to offload to a GPU, a comma list benchmarking each (llama-bench's -ngl, which is
+    /// accepted too; 99 puts every layer there): llama.cpp with a GPU backend built in. Each
+    /// result records the layers per device; a run that fell back to the CPU says so
+    #[arg(long, value_name = "N,...", value_delimiter = ',')]
+    pub gpu_layers: Vec<u32>,
 
     /// An OpenAI-compatible endpoint's base URL (llama-server, ollama, vLLM, a hosted API), e.g.
     /// http://127.0.0.1:8080/v1: benchmarks --model NAME there (the openai runtime)

@@ -155,13 +155,18 @@ fn init_logging(verbose: u8) {
     );
 }
 
-/// llama-bench's two-letter short flag `-pg P,N` as clap takes it (`--pg`): clap's short flags
-/// are one letter, and people who benchmark type `-pg` from habit.
+/// llama-bench's two-letter short flags `-pg P,N` and `-ngl N,...` as clap takes them (`--pg`,
+/// `--gpu-layers`): clap's short flags are one letter, and people who benchmark type them from
+/// habit.
 fn llama_bench_spellings(
     args: impl Iterator<Item = std::ffi::OsString>,
 ) -> Vec<std::ffi::OsString> {
-    args.map(|a| if a == "-pg" { "--pg".into() } else { a })
-        .collect()
+    args.map(|a| match a.to_str() {
+        Some("-pg") => "--pg".into(),
+        Some("-ngl") => "--gpu-layers".into(),
+        _ => a,
+    })
+    .collect()
 }
 
 /// GPU enumeration is headless: Mesa's Vulkan device-select layer otherwise connects to Wayland to

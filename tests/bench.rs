@@ -310,7 +310,7 @@ fn lists_run_every_cell_and_export_several_formats_at_once() {
         .lines()
         .skip(2)
         .take_while(|l| l.starts_with('|'))
-        .map(|l| l.split(" | ").nth(6).unwrap())
+        .map(|l| l.split(" | ").nth(7).unwrap())
         .collect();
     // Then, as llama-bench does, the build it measured (with where and when).
     assert!(md.contains("\nbuild: odai "), "{md}");
@@ -319,7 +319,11 @@ fn lists_run_every_cell_and_export_several_formats_at_once() {
         ["pp8", "tg4 @ d8", "pp8", "tg2 @ d8", "pp8+tg2"],
         "{md}"
     );
-    assert!(md.starts_with("| model | size | params | runtime | backend | threads | test | t/s |"));
+    assert!(
+        md.starts_with(
+            "| model | size | params | runtime | backend | ngl | threads | test | t/s |"
+        )
+    );
     assert_eq!(
         std::fs::read_to_string(dir.path().join("r.md")).unwrap(),
         md
@@ -340,12 +344,9 @@ fn lists_run_every_cell_and_export_several_formats_at_once() {
     // CSV: a row per measured repetition of each cell, one header, full precision.
     let csv = std::fs::read_to_string(dir.path().join("r.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3);
-    assert!(
-        csv.lines()
-            .next()
-            .unwrap()
-            .ends_with(",cell_id,hostname,started_utc,git_commit")
-    );
+    assert!(csv.lines().next().unwrap().ends_with(
+        ",cell_id,hostname,started_utc,git_commit,gpu_layers,gpu_layers_on_gpu,offload"
+    ));
     let jsonl = std::fs::read_to_string(dir.path().join("r.jsonl")).unwrap();
     assert_eq!(jsonl.lines().count(), 2);
 }

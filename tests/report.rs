@@ -123,7 +123,7 @@ fn golden_csv_and_markdown() {
          battery_drain_pct_per_hour,sustained_decode_tps,sustained_stability,failure_rate_pct,\
          inference_ms_p50,inference_ms_p99,inferences_per_s,frame_deadline_miss_pct,\
          frame_latency_ms_p99,cpu_duty_pct,energy_j_per_inference,odai_version,\
-         model_sha256,generated_by_host,generated_utc,git_commit"
+         model_sha256,gpu_layers,gpu_layers_on_gpu,offload,generated_by_host,generated_utc,git_commit"
     );
     let s = text(out.path(), "scorecard.csv");
     assert_eq!(

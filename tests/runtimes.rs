@@ -563,11 +563,48 @@ fn linked_llama_cpp_is_benchmarked_like_every_runtime() {
             (Some(99), Some(0)),
             "{o}"
         );
+        // llama.cpp's own assignment, layer by layer: SmolLM2's 30 repeating layers and the
+        // output layer, all on the CPU device; the weights in its mapped CPU buffer.
+        assert_eq!(o["layers"], 31, "{o}");
+        let split = o["split"].as_array().unwrap();
+        assert_eq!(split.len(), 1, "{o}");
+        assert_eq!(
+            (&split[0]["cpu"], &split[0]["layers"]),
+            (&Value::Bool(true), &Value::from(31))
+        );
+        let weights = o["weights"].as_array().unwrap();
+        assert!(
+            weights
+                .iter()
+                .any(|w| w["buffer"] == "CPU_Mapped" && w["bytes"].as_u64().unwrap() > 50 << 20),
+            "{o}"
+        );
     }
     let warnings = v["warnings"].to_string();
     assert!(
         warnings.contains("asked for 99 GPU layers, but every layer ran on the CPU"),
         "{warnings}"
+    );
+    // The rows say it too: the table's backend, llama-bench's -ngl spelling, the CSV's split.
+    let md = odai()
+        .args(["bench", "--runtime", "llama.cpp", "--model"])
+        .arg(test_model())
+        .args([
+            "-p", "8", "-n", "2", "-r", "1", "--warmup", "0", "-t", "1", "-ngl", "0,99",
+        ])
+        .args(["--sample-interval", "off", "-o", "md"])
+        .output()
+        .unwrap();
+    let md = common::ok(&md);
+    let rows: Vec<&str> = md.lines().filter(|l| l.contains("| llama.cpp |")).collect();
+    assert_eq!(rows.len(), 4, "{md}");
+    assert!(
+        rows[0].contains(" | 0 | 1 | pp8 |") && !rows[0].contains("fell back"),
+        "{md}"
+    );
+    assert!(
+        rows[2].contains("(asked 99 GPU layers: fell back to the CPU) | 99 | 1 | pp8 |"),
+        "{md}"
     );
 }
 

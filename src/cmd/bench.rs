@@ -158,6 +158,7 @@ impl Config {
         let long = sustained.is_some();
         let axes = LmAxes {
             models,
+            gpu_layers: gpu_layers_axis(a, &runtimes)?,
             runtimes,
             threads: if a.threads.is_empty() {
                 vec![0]
@@ -202,7 +203,6 @@ impl Config {
             config.seed = a.seed;
             config.cooldown = cooldown;
             config.idle_baseline = a.idle_baseline;
-            config.gpu_layers = a.gpu_layers;
             out.push(BenchCell {
                 cell: c,
                 config,
@@ -219,6 +219,22 @@ impl Config {
             exports: exports(a),
         })
     }
+}
+
+/// `--gpu-layers`' list as an axis of the llama.cpp runtime's cells (llama-bench's `-ngl 0,99`).
+fn gpu_layers_axis(a: &BenchArgs, runtimes: &[RuntimeKind]) -> anyhow::Result<Vec<Option<u32>>> {
+    if a.gpu_layers.is_empty() {
+        return Ok(vec![None]);
+    }
+    if !runtimes.contains(&RuntimeKind::LlamaCpp) {
+        return Err(invalid(
+            "--gpu-layers",
+            "only the llama.cpp runtime offloads layers to a GPU: add --runtime llama.cpp (odai \
+             built with --features llama-cpp-vulkan, llama-cpp-cuda or llama-cpp-metal)"
+                .into(),
+        ));
+    }
+    Ok(a.gpu_layers.iter().copied().map(Some).collect())
 }
 
 /// `--runtime`'s list as the cells run it: `auto` is ODAI_ENGINE's choice; an endpoint runs on
@@ -421,7 +437,7 @@ fn sql(_: &[Done]) -> anyhow::Result<String> {
 
 /// llama-bench's columns, one row per test a cell measured: `ppP` (prefill), `tgN` or
 /// `tgN @ dP` (decode after a P-token prompt), and `ppP+tgN` for `--pg` cells.
-fn table_rows(done: &[Done]) -> Vec<[String; 9]> {
+fn table_rows(done: &[Done]) -> Vec<[String; 10]> {
     let mut rows = Vec::new();
     for Done {
         cell: bc,
@@ -461,6 +477,18 @@ fn table_rows(done: &[Done]) -> Vec<[String; 9]> {
                 String::new(),
             ));
         }
+        // A row that asked for the GPU and measured the CPU says so where the backend is read.
+        let backend = match r.reps.first().and_then(|x| x.offload.as_ref()) {
+            Some(o) if o.fell_back() => format!(
+                "{} (asked {} GPU layers: fell back to the CPU)",
+                p.ran.backend, o.requested
+            ),
+            _ => p.ran.backend.clone(),
+        };
+        let ngl = bc
+            .cell
+            .gpu_layers
+            .map_or_else(|| "-".into(), |n| n.to_string());
         for (test, tps, ttft) in tests {
             rows.push([
                 p.model_file.clone(),
@@ -468,7 +496,8 @@ fn table_rows(done: &[Done]) -> Vec<[String; 9]> {
                 p.parameters
                     .map_or_else(|| "-".into(), |n| format!("{:.2} B", n as f64 / 1e9)),
                 p.ran.runtime.clone(),
-                p.ran.backend.clone(),
+                backend.clone(),
+                ngl.clone(),
                 p.threads.to_string(),
                 test,
                 tps.unwrap_or_else(|| "-".into()),
@@ -479,8 +508,8 @@ fn table_rows(done: &[Done]) -> Vec<[String; 9]> {
     rows
 }
 
-const TABLE_HEADER: [&str; 9] = [
-    "model", "size", "params", "runtime", "backend", "threads", "test", "t/s", "ttft ms",
+const TABLE_HEADER: [&str; 10] = [
+    "model", "size", "params", "runtime", "backend", "ngl", "threads", "test", "t/s", "ttft ms",
 ];
 
 /// llama-bench's `-o md` table (its column names, odai's runtime and TTFT added).
@@ -490,7 +519,7 @@ fn table_md(done: &[Done]) -> String {
     let align: Vec<&str> = TABLE_HEADER
         .iter()
         .map(|h| match *h {
-            "size" | "params" | "threads" | "t/s" | "ttft ms" => "---:",
+            "size" | "params" | "ngl" | "threads" | "t/s" | "ttft ms" => "---:",
             _ => "---",
         })
         .collect();
@@ -529,7 +558,7 @@ fn table_text(done: &[Done]) -> String {
         for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
             let pad = w - c.chars().count();
             // Names left, figures right, as llama-bench aligns them.
-            if matches!(i, 1 | 2 | 5 | 7 | 8) {
+            if matches!(i, 1 | 2 | 5 | 6 | 8 | 9) {
                 l.push_str(&format!(" {}{c}", " ".repeat(pad)));
             } else {
                 l.push_str(&format!(" {c}{}", " ".repeat(pad)));
@@ -645,12 +674,21 @@ fn render_text(r: &Report) -> String {
         ));
     }
     if let Some(o) = r.reps.first().and_then(|x| x.offload.as_ref()) {
+        let weights: Vec<String> = o
+            .weights
+            .iter()
+            .map(|w| format!("{} {}", w.buffer, units::bytes(w.bytes)))
+            .collect();
         s.push_str(&format!(
-            "  offload: {} of {} layers on a GPU (asked for {}); devices: {}\n",
-            o.on_gpu,
-            o.layers,
+            "  offload: {} (asked for {}); devices: {}{}\n",
+            o.label(),
             o.requested,
-            o.devices.join(", ")
+            o.devices.join(", "),
+            if weights.is_empty() {
+                String::new()
+            } else {
+                format!("; weights: {}", weights.join(", "))
+            }
         ));
     }
     if let Some(e) = r.reps.first().and_then(|x| x.endpoint.as_ref()) {
@@ -827,6 +865,9 @@ fn render_csv(done: &[Done]) -> anyhow::Result<String> {
                 p.device.hostname.value().cloned().unwrap_or_default(),
                 p.started_utc.clone(),
                 p.git_commit.clone(),
+                opt_u(bc.cell.gpu_layers.map(u64::from)),
+                opt_u(rep.offload.as_ref().map(|o| u64::from(o.on_gpu))),
+                rep.offload.as_ref().map_or_else(String::new, |o| o.label()),
             ])?;
         }
     }
@@ -834,7 +875,7 @@ fn render_csv(done: &[Done]) -> anyhow::Result<String> {
 }
 
 /// The CSV columns (docs/bench-csv.md); new ones are appended, never inserted.
-const CSV_HEADER: [&str; 36] = [
+const CSV_HEADER: [&str; 39] = [
     "rep",
     "model_file",
     "model_sha256",
@@ -871,4 +912,7 @@ const CSV_HEADER: [&str; 36] = [
     "hostname",
     "started_utc",
     "git_commit",
+    "gpu_layers",
+    "gpu_layers_on_gpu",
+    "offload",
 ];

@@ -84,7 +84,7 @@ impl Config {
         for (given, flag) in [
             (a.sustained.is_some(), "--sustained"),
             (a.token_deadline_ms.is_some(), "--token-deadline-ms"),
-            (a.gpu_layers.is_some(), "--gpu-layers"),
+            (!a.gpu_layers.is_empty(), "--gpu-layers"),
             (!a.pg.is_empty(), "--pg"),
             (a.idle_baseline.is_some(), "--idle-baseline"),
             (a.reps.is_some(), "--reps"),

@@ -126,7 +126,7 @@ pub fn bench_config(
         cooldown: Cooldown::None,
         idle_baseline: None,
         runtime: cell.runtime,
-        gpu_layers: None,
+        gpu_layers: cell.gpu_layers,
     })
 }
 

@@ -48,6 +48,10 @@ struct Axes {
     /// runs on `openai` only.
     #[serde(default)]
     runtimes: Option<Spanned<Vec<String>>>,
+    /// Layers llama.cpp offloads to a GPU (`-ngl`): an axis of the llama.cpp runtime's cells;
+    /// other runtimes' cells do not multiply by it.
+    #[serde(default)]
+    gpu_layers: Option<Spanned<Vec<u32>>>,
 }
 
 /// A `[[tensor]]` entry: a tensor model (or a pipeline of them) and how to drive it, run on each
@@ -246,6 +250,9 @@ pub struct Cell {
     /// The runtime; `auto` in results written before runtimes were an axis.
     #[serde(default)]
     pub runtime: RuntimeKind,
+    /// Layers asked on a GPU (`gpu_layers`, llama.cpp's `-ngl`); null: none asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_layers: Option<u32>,
     /// How a tensor cell runs (`[[tensor]]`); null for a language-model cell, whose
     /// `prompt_tokens`/`gen_tokens` a tensor cell leaves at 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -321,6 +328,9 @@ pub struct LmAxes {
     pub models: Vec<ModelRef>,
     /// Runtimes of each local model; an endpoint model runs on `openai` only.
     pub runtimes: Vec<RuntimeKind>,
+    /// GPU layers of the llama.cpp runtime's cells (`[None]`: none asked); the other runtimes'
+    /// cells do not multiply by it.
+    pub gpu_layers: Vec<Option<u32>>,
     /// Thread counts; 0 is `auto`.
     pub threads: Vec<u32>,
     /// 0: no prefill is measured (llama-bench's `tg` alone).
@@ -336,8 +346,8 @@ pub struct LmAxes {
 }
 
 impl LmAxes {
-    /// The cartesian product, in the order of the axes (model, runtime, threads, prompt, gen,
-    /// cold, sustained, load), each cell with its stable id. A prompt of 0 with a generation of
+    /// The cartesian product, in the order of the axes (model, runtime, GPU layers, threads,
+    /// prompt, gen, cold, sustained, load), each cell with its stable id. A prompt of 0 with a generation of
     /// 0 measures nothing and is left out of the product (`-p 0,512 -n 0,128` is decode only,
     /// prefill only and both), refused when nothing else is left; a sustained run without
     /// decoding and an endpoint asked for an empty prompt or answer are refused with what to
@@ -353,43 +363,52 @@ impl LmAxes {
                 self.runtimes.clone()
             };
             for &runtime in &model_runtimes {
-                for &threads in &self.threads {
-                    for &p in &self.prompt_tokens {
-                        for &n in &self.gen_tokens {
-                            if p == 0 && n == 0 {
-                                empty = true;
-                                continue;
-                            }
-                            check_tokens(model, p, n)?;
-                            for &cold in &self.cold {
-                                for &sus in &self.sustained {
-                                    if sus.is_some() && n == 0 {
-                                        return Err("a sustained cell decodes: gen_tokens 0 \
+                // Only llama.cpp offloads layers: another runtime's cell is one cell, not one
+                // per GPU-layer count.
+                let ngl_axis = if runtime == RuntimeKind::LlamaCpp {
+                    self.gpu_layers.clone()
+                } else {
+                    vec![None]
+                };
+                for &gpu_layers in &ngl_axis {
+                    for &threads in &self.threads {
+                        for &p in &self.prompt_tokens {
+                            for &n in &self.gen_tokens {
+                                if p == 0 && n == 0 {
+                                    empty = true;
+                                    continue;
+                                }
+                                check_tokens(model, p, n)?;
+                                for &cold in &self.cold {
+                                    for &sus in &self.sustained {
+                                        if sus.is_some() && n == 0 {
+                                            return Err("a sustained cell decodes: gen_tokens 0 \
                                                     measures nothing there (exclude it, or give \
                                                     gen_tokens of 1 or more)"
-                                            .into());
-                                    }
-                                    for load in &self.loads {
-                                        let mut cell = Cell {
-                                            id: String::new(),
-                                            model: model.clone(),
-                                            threads,
-                                            prompt_tokens: p,
-                                            gen_tokens: n,
-                                            cold,
-                                            sustained_s: sus,
-                                            load: load.clone(),
-                                            reps: self.reps,
-                                            warmup: self.warmup.unwrap_or(if sus.is_some() {
-                                                0
-                                            } else {
-                                                1
-                                            }),
-                                            runtime,
-                                            tensor: None,
-                                        };
-                                        cell.id = cell_id(&cell);
-                                        cells.push(cell);
+                                                .into());
+                                        }
+                                        for load in &self.loads {
+                                            let mut cell =
+                                                Cell {
+                                                    id: String::new(),
+                                                    model: model.clone(),
+                                                    threads,
+                                                    prompt_tokens: p,
+                                                    gen_tokens: n,
+                                                    cold,
+                                                    sustained_s: sus,
+                                                    load: load.clone(),
+                                                    reps: self.reps,
+                                                    warmup: self.warmup.unwrap_or(
+                                                        if sus.is_some() { 0 } else { 1 },
+                                                    ),
+                                                    runtime,
+                                                    gpu_layers,
+                                                    tensor: None,
+                                                };
+                                            cell.id = cell_id(&cell);
+                                            cells.push(cell);
+                                        }
                                     }
                                 }
                             }
@@ -588,6 +607,22 @@ impl Matrix {
                         .collect::<Result<_, _>>()?
                 }
             };
+            let gpu_layers: Vec<Option<u32>> = match &axes.gpu_layers {
+                None => vec![None],
+                Some(list) => {
+                    non_empty("gpu_layers", list.span(), list.get_ref().len())?;
+                    if !runtimes.contains(&RuntimeKind::LlamaCpp) {
+                        return Err(err(
+                            list.span().start,
+                            "gpu_layers: only the llama.cpp runtime offloads layers to a GPU: add \
+                             runtimes = [\"llama.cpp\"] (odai built with --features \
+                             llama-cpp-vulkan, llama-cpp-cuda or llama-cpp-metal)"
+                                .into(),
+                        ));
+                    }
+                    list.get_ref().iter().copied().map(Some).collect()
+                }
+            };
             let colds = axes.cold.clone().unwrap_or_else(|| vec![false]);
             if colds.is_empty() {
                 return Err(err(
@@ -599,6 +634,7 @@ impl Matrix {
             let lm = LmAxes {
                 models,
                 runtimes,
+                gpu_layers,
                 threads: threads_axis,
                 prompt_tokens: axes.prompt_tokens.get_ref().clone(),
                 gen_tokens: axes.gen_tokens.get_ref().clone(),
@@ -746,6 +782,7 @@ fn tensor_cells(e: &TensorEntry) -> Result<Vec<Cell>, String> {
                     reps: 1,
                     warmup: 0,
                     runtime: runtimes[0],
+                    gpu_layers: None,
                     tensor: Some(TensorRun {
                         workload: e.workload.clone(),
                         mode: mode.clone(),
@@ -823,8 +860,10 @@ fn cell_id(c: &Cell) -> String {
     let tensor = c.tensor.as_ref().map_or(String::new(), |t| {
         format!("|tensor{}", serde_json::to_string(t).unwrap_or_default())
     });
+    // Appended only when asked, so cells without it keep the ids earlier results were stored by.
+    let ngl = c.gpu_layers.map_or(String::new(), |n| format!("|ngl{n}"));
     let key = format!(
-        "{}|t{}|p{}|n{}|cold{}|sus{:?}|load{}|reps{}|warm{}{runtime}{tensor}",
+        "{}|t{}|p{}|n{}|cold{}|sus{:?}|load{}|reps{}|warm{}{runtime}{tensor}{ngl}",
         c.model.label(),
         c.threads,
         c.prompt_tokens,
@@ -1012,6 +1051,46 @@ inputs = { sr = 16000, clip = "clip.npy" }
         );
         let e = parse(&format!("{SMALLEST}sustained = [\"5 parsecs\"]\n")).unwrap_err();
         assert!(e.contains("sustained: \"5 parsecs\": unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn gpu_layers_multiply_only_the_llama_cpp_cells() {
+        let text = SMALLEST.replace("threads = [1, 2]", "threads = [1]")
+            + "runtimes = [\"odai\", \"llama.cpp\"]\ngpu_layers = [0, 99]\n";
+        let m = parse(&text).unwrap();
+        let got: Vec<(RuntimeKind, Option<u32>)> =
+            m.cells.iter().map(|c| (c.runtime, c.gpu_layers)).collect();
+        assert_eq!(
+            got,
+            [
+                (RuntimeKind::Odai, None),
+                (RuntimeKind::LlamaCpp, Some(0)),
+                (RuntimeKind::LlamaCpp, Some(99)),
+            ]
+        );
+        assert_ne!(
+            m.cells[1].id, m.cells[2].id,
+            "the layers are part of the id"
+        );
+        // Without the axis a cell keeps the id it had before GPU layers were an axis.
+        let plain = parse(
+            &(SMALLEST.replace("threads = [1, 2]", "threads = [1]")
+                + "runtimes = [\"odai\", \"llama.cpp\"]\n"),
+        )
+        .unwrap();
+        assert_eq!(plain.cells[0].id, m.cells[0].id);
+        let e = parse(&format!("{SMALLEST}gpu_layers = [99]\n")).unwrap_err();
+        assert_eq!(
+            e,
+            "m.toml:7:14: gpu_layers: only the llama.cpp runtime offloads layers to a GPU: add \
+             runtimes = [\"llama.cpp\"] (odai built with --features llama-cpp-vulkan, \
+             llama-cpp-cuda or llama-cpp-metal)"
+        );
+        let e = parse(&format!(
+            "{SMALLEST}runtimes = [\"llama.cpp\"]\ngpu_layers = []\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("gpu_layers is empty"), "{e}");
     }
 
     #[test]

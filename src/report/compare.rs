@@ -197,6 +197,8 @@ pub fn rows_from_csv(path: &Path) -> Result<Vec<Row>, Error> {
             samples: BTreeMap::new(),
             odai_version: None,
             model_sha256: None,
+            gpu_layers: col("gpu_layers").and_then(|c| rec.get(c)?.parse().ok()),
+            offload: None,
         });
     }
     Ok(rows)
@@ -260,6 +262,8 @@ mod tests {
                 .unwrap_or_default(),
             odai_version: None,
             model_sha256: None,
+            gpu_layers: None,
+            offload: None,
         }
     }
 

@@ -28,6 +28,10 @@ pub const MEASUREMENT_KEYS: &[&str] = &[
     "reason",
 ];
 
+/// Where a llama.cpp cell's layers ran (schema 4): layers asked on a GPU, layers that ran on
+/// one, and the split per device (`0/31 on GPU (fell back to the CPU)` when none did).
+pub const OFFLOAD_COLUMNS: &[&str] = &["gpu_layers", "gpu_layers_on_gpu", "offload"];
+
 /// The last columns of both files: where and when the file was made, from which odai build (the
 /// same on every row, so a row copied into a spreadsheet keeps it).
 pub const PROVENANCE_COLUMNS: &[&str] = &["generated_by_host", "generated_utc", "git_commit"];
@@ -66,6 +70,7 @@ pub fn measurements(r: &Report) -> anyhow::Result<Vec<u8>> {
         .iter()
         .chain(METRICS)
         .chain(&["odai_version", "model_sha256"])
+        .chain(OFFLOAD_COLUMNS)
         .chain(PROVENANCE_COLUMNS)
         .copied()
         .collect();
@@ -94,6 +99,13 @@ pub fn measurements(r: &Report) -> anyhow::Result<Vec<u8>> {
         rec.extend(row.values.iter().map(|v| opt(*v)));
         rec.push(row.odai_version.clone().unwrap_or_default());
         rec.push(row.model_sha256.clone().unwrap_or_default());
+        rec.push(row.gpu_layers.map_or_else(String::new, |n| n.to_string()));
+        rec.push(
+            row.offload
+                .as_ref()
+                .map_or_else(String::new, |o| o.on_gpu.to_string()),
+        );
+        rec.push(row.offload.as_ref().map_or_else(String::new, |o| o.label()));
         rec.extend(made.iter().cloned());
         w.write_record(&rec)?;
     }

@@ -193,6 +193,9 @@ pub struct Row {
     pub samples: BTreeMap<&'static str, Vec<f64>>,
     pub odai_version: Option<String>,
     pub model_sha256: Option<String>,
+    /// GPU layers the cell asked for (`gpu_layers`), and where the runtime put them.
+    pub gpu_layers: Option<u32>,
+    pub offload: Option<crate::runtime::Offload>,
 }
 
 impl Row {
@@ -518,5 +521,10 @@ pub fn row(r: &Record, class: Option<String>) -> Row {
             .report
             .as_ref()
             .and_then(|x| x.provenance.model_sha256.clone()),
+        gpu_layers: c.gpu_layers,
+        offload: r
+            .report
+            .as_ref()
+            .and_then(|x| x.reps.first()?.offload.clone()),
     }
 }

@@ -661,6 +661,8 @@ mod tests {
             samples: BTreeMap::new(),
             odai_version: None,
             model_sha256: None,
+            gpu_layers: None,
+            offload: None,
         }
     }
 

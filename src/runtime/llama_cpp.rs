@@ -19,7 +19,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
 
-use super::{LoadOptions, Offload, Runtime, RuntimeInfo, Vocab};
+use super::{BufferBytes, DeviceLayers, LoadOptions, Offload, Runtime, RuntimeInfo, Vocab};
 use crate::error::Error;
 
 /// llama.cpp's backend is process-wide and may be initialized once.
@@ -35,9 +35,24 @@ fn backend() -> Result<&'static LlamaBackend, String> {
         .map_err(Clone::clone)
 }
 
-/// llama.cpp's log, kept off the terminal (a worker's stderr is its error channel) but read for
-/// the one line that says where layers went: `load_tensors: offloaded 31/31 layers to GPU`.
-static OFFLOADED: Mutex<Option<(u32, u32)>> = Mutex::new(None);
+/// What llama.cpp's log said while a model loaded: kept off the terminal (a worker's stderr is
+/// its error channel) but read for where the layers and weights went (src/llama-model.cpp,
+/// `load_tensors`):
+///
+/// ```text
+/// load_tensors: layer   0 assigned to device Vulkan0, is_swa = 0      (debug level)
+/// load_tensors: offloaded 31/31 layers to GPU
+/// load_tensors:      Vulkan0 model buffer size =    82.97 MiB
+/// ```
+#[derive(Default)]
+struct LoadLog {
+    /// Layers per device name, in the order llama.cpp first assigned one.
+    layers: Vec<(String, u32)>,
+    offloaded: Option<(u32, u32)>,
+    buffers: Vec<(String, u64)>,
+}
+
+static LOAD_LOG: Mutex<Option<LoadLog>> = Mutex::new(None);
 
 unsafe extern "C" fn log_line(
     _level: llama_cpp_sys_2::ggml_log_level,
@@ -49,9 +64,31 @@ unsafe extern "C" fn log_line(
     }
     // SAFETY: llama.cpp passes a NUL-terminated string valid for the call.
     let line = unsafe { CStr::from_ptr(text) }.to_string_lossy();
-    if let Some(split) = parse_offloaded(&line) {
-        *OFFLOADED.lock().unwrap_or_else(|p| p.into_inner()) = Some(split);
+    let mut guard = LOAD_LOG.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(log) = guard.as_mut() {
+        log.read(&line);
     }
+}
+
+impl LoadLog {
+    fn read(&mut self, line: &str) {
+        if let Some(dev) = parse_assigned(line) {
+            match self.layers.iter_mut().find(|(d, _)| d == dev) {
+                Some((_, n)) => *n += 1,
+                None => self.layers.push((dev.to_owned(), 1)),
+            }
+        } else if let Some(split) = parse_offloaded(line) {
+            self.offloaded = Some(split);
+        } else if let Some(buf) = parse_buffer(line) {
+            self.buffers.push(buf);
+        }
+    }
+}
+
+/// `load_tensors: layer  12 assigned to device Vulkan0, is_swa = 0` → `Vulkan0`.
+fn parse_assigned(line: &str) -> Option<&str> {
+    let rest = line.split("assigned to device ").nth(1)?;
+    Some(rest.split(',').next()?.trim())
 }
 
 /// `offloaded 12/31 layers to GPU` → (12, 31).
@@ -60,6 +97,14 @@ fn parse_offloaded(line: &str) -> Option<(u32, u32)> {
     let (frac, _) = rest.split_once(" layers")?;
     let (a, b) = frac.split_once('/')?;
     Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+/// `load_tensors:   CPU_Mapped model buffer size =    63.78 MiB` → (`CPU_Mapped`, bytes).
+fn parse_buffer(line: &str) -> Option<(String, u64)> {
+    let (head, size) = line.split_once(" model buffer size =")?;
+    let name = head.rsplit(':').next()?.trim();
+    let mib: f64 = size.trim().strip_suffix("MiB")?.trim().parse().ok()?;
+    Some((name.to_owned(), (mib * 1048576.0).round() as u64))
 }
 
 fn cstr(p: *const c_char) -> String {
@@ -127,17 +172,33 @@ impl LlamaCpp {
         let threads = opts
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
-        *OFFLOADED.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let gpu_asked = opts.gpu_layers.is_some_and(|n| n > 0);
         let mut params = LlamaModelParams::default();
         // llama.cpp's default puts every layer it can on a GPU it finds; odai offloads only what
         // --gpu-layers asks for, so a CPU figure is a CPU figure.
         params = params.with_n_gpu_layers(opts.gpu_layers.unwrap_or(0));
-        let model = LlamaModel::load_from_file(backend, path, &params)
-            .map_err(|e| bad(format!("llama.cpp cannot load it: {e}")))?;
+        if !gpu_asked {
+            // No GPU device at all (an empty, NUL-terminated device list): with none asked,
+            // llama.cpp would still create the GPU's context and buffers beside the CPU's.
+            params = params
+                .with_devices(&[])
+                .map_err(|e| bad(format!("llama.cpp: {e}")))?;
+        }
+        *LOAD_LOG.lock().unwrap_or_else(|p| p.into_inner()) = Some(LoadLog::default());
+        let loaded = LlamaModel::load_from_file(backend, path, &params);
+        let log = LOAD_LOG
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default();
+        let model = loaded.map_err(|e| bad(format!("llama.cpp cannot load it: {e}")))?;
         let model = Box::new(model);
         let batch_cap = opts.batch.max(1) as usize;
         let n_ctx = opts.context.max(8);
         let cparams = LlamaContextParams::default()
+            // Op offload runs a CPU layer's big matrix multiplies on the GPU (llama.cpp's default
+            // beside offloaded layers): kept with --gpu-layers, off for a CPU figure.
+            .with_op_offload(gpu_asked)
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_batch(batch_cap as u32)
             .with_n_ubatch(batch_cap as u32)
@@ -152,46 +213,82 @@ impl LlamaCpp {
                 "llama.cpp cannot create a context of {n_ctx} tokens: {e}"
             ))
         })?;
-        let devices: Vec<String> = llama_cpp_2::list_llama_ggml_backend_devices()
-            .into_iter()
-            .map(|d| {
-                if d.description.is_empty() || d.description == d.name {
-                    d.name
-                } else {
-                    format!("{} ({})", d.name, d.description)
-                }
+        let found = llama_cpp_2::list_llama_ggml_backend_devices();
+        let label = |d: &llama_cpp_2::LlamaBackendDevice| {
+            if d.description.is_empty() || d.description == d.name {
+                d.name.clone()
+            } else {
+                format!("{} ({})", d.name, d.description)
+            }
+        };
+        let devices: Vec<String> = found.iter().map(label).collect();
+        let is_cpu = |name: &str| {
+            found
+                .iter()
+                .find(|d| d.name == name)
+                .map_or(name == "CPU", |d| {
+                    matches!(d.device_type, llama_cpp_2::LlamaBackendDeviceType::Cpu)
+                })
+        };
+        let split: Vec<DeviceLayers> = log
+            .layers
+            .iter()
+            .map(|(name, n)| DeviceLayers {
+                device: found
+                    .iter()
+                    .find(|d| &d.name == name)
+                    .map_or_else(|| name.clone(), label),
+                cpu: is_cpu(name),
+                layers: *n,
             })
             .collect();
-        let layers = model.n_layer();
-        // The split as llama.cpp's log said it. Without that line it is known only when there
-        // is no GPU device at all (then nothing can be offloaded); otherwise it is left out
-        // rather than guessed.
-        let has_gpu = devices.iter().any(|d| !d.starts_with("CPU"));
-        let logged = *OFFLOADED.lock().unwrap_or_else(|p| p.into_inner());
-        let split = logged.or((!has_gpu).then_some((0, layers + 1)));
+        let layers = model.n_layer() + 1;
+        // The split as llama.cpp assigned it, layer by layer; else its summary line; else, with
+        // no GPU device at all, nothing could be offloaded. Otherwise it is left out, not guessed.
+        let on_gpu = if split.is_empty() {
+            log.offloaded
+                .map(|(n, _)| n)
+                .or_else(|| (!found.iter().any(|d| !is_cpu(&d.name)) || !gpu_asked).then_some(0))
+        } else {
+            Some(split.iter().filter(|d| !d.cpu).map(|d| d.layers).sum())
+        };
         let offload = opts
             .gpu_layers
-            .zip(split)
-            .map(|(requested, (on_gpu, total))| Offload {
+            .zip(on_gpu)
+            .map(|(requested, on_gpu)| Offload {
                 requested,
                 on_gpu,
-                layers: total,
+                layers,
                 devices: devices.clone(),
-            });
-        let gpu = offload.as_ref().is_some_and(|o| o.on_gpu > 0);
-        let backend_desc = if gpu {
-            format!(
-                "gpu {} + cpu {}",
-                devices
+                split,
+                weights: log
+                    .buffers
                     .iter()
-                    .filter(|d| !d.starts_with("CPU"))
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                cpu_features()
-            )
-        } else {
+                    .map(|(buffer, bytes)| BufferBytes {
+                        buffer: buffer.clone(),
+                        bytes: *bytes,
+                    })
+                    .collect(),
+            });
+        // The GPU devices layers went to (all of them when only the summary line told).
+        let gpus: Vec<String> = match &offload {
+            Some(o) if o.on_gpu > 0 && !o.split.is_empty() => o
+                .split
+                .iter()
+                .filter(|d| !d.cpu)
+                .map(|d| d.device.clone())
+                .collect(),
+            Some(o) if o.on_gpu > 0 => found
+                .iter()
+                .filter(|d| !is_cpu(&d.name))
+                .map(label)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let backend_desc = if gpus.is_empty() {
             format!("cpu {}", cpu_features())
+        } else {
+            format!("gpu {} + cpu {}", gpus.join(", "), cpu_features())
         };
         Ok(LlamaCpp {
             ctx,
@@ -302,6 +399,31 @@ impl Runtime for LlamaCpp {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_layer_assignment_and_weight_buffers_are_read_from_llama_cpp_s_log() {
+        let mut log = super::LoadLog::default();
+        for line in [
+            "load_tensors: layer   0 assigned to device CPU, is_swa = 0\n",
+            "load_tensors: layer   1 assigned to device Vulkan0, is_swa = 0\n",
+            "load_tensors: layer   2 assigned to device Vulkan0, is_swa = 1\n",
+            "load_tensors: offloaded 2/3 layers to GPU\n",
+            "load_tensors:   CPU_Mapped model buffer size =    63.78 MiB\n",
+            "load_tensors:      Vulkan0 model buffer size =     1.50 MiB\n",
+            "llama_context: n_ctx = 512\n",
+        ] {
+            log.read(line);
+        }
+        assert_eq!(log.layers, [("CPU".into(), 1), ("Vulkan0".into(), 2)]);
+        assert_eq!(log.offloaded, Some((2, 3)));
+        assert_eq!(
+            log.buffers,
+            [
+                ("CPU_Mapped".into(), 66_878_177),
+                ("Vulkan0".into(), 1_572_864)
+            ]
+        );
+    }
+
     #[test]
     fn the_offload_split_is_read_from_llama_cpp_s_log_line() {
         assert_eq!(

@@ -253,9 +253,57 @@ pub struct Offload {
     pub requested: u32,
     /// Layers on a GPU device.
     pub on_gpu: u32,
+    /// Offloadable layers: the repeating layers and the output layer (llama.cpp keeps the input
+    /// layer, the token embeddings, on the CPU).
     pub layers: u32,
-    /// The devices llama.cpp used (`CPU`, `Vulkan0 (llvmpipe)`, `CUDA0 (NVIDIA H200)`…).
+    /// The devices the runtime saw (`CPU`, `Vulkan0 (llvmpipe)`, `CUDA0 (NVIDIA H200)`…).
     pub devices: Vec<String>,
+    /// Layers per device as the runtime assigned them, in its order.
+    #[serde(default)]
+    pub split: Vec<DeviceLayers>,
+    /// Model weights per buffer as the runtime allocated them (`Vulkan0`, `CPU_Mapped`…).
+    #[serde(default)]
+    pub weights: Vec<BufferBytes>,
+}
+
+impl Offload {
+    /// Asked for GPU layers and got none: the run measured the CPU.
+    pub fn fell_back(&self) -> bool {
+        self.requested > 0 && self.on_gpu == 0
+    }
+
+    /// `31/31 on Vulkan0 (llvmpipe …)`, `0/31 on GPU (fell back to the CPU)`: the split in a
+    /// table cell.
+    pub fn label(&self) -> String {
+        if self.fell_back() {
+            return format!("0/{} on GPU (fell back to the CPU)", self.layers);
+        }
+        let gpu: Vec<String> = self
+            .split
+            .iter()
+            .filter(|d| !d.cpu)
+            .map(|d| format!("{} {}", d.layers, d.device))
+            .collect();
+        if gpu.is_empty() {
+            format!("{}/{} on GPU", self.on_gpu, self.layers)
+        } else {
+            format!("{}/{} on GPU: {}", self.on_gpu, self.layers, gpu.join(", "))
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceLayers {
+    pub device: String,
+    /// The host CPU rather than a GPU.
+    pub cpu: bool,
+    pub layers: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BufferBytes {
+    pub buffer: String,
+    pub bytes: u64,
 }
 
 /// Loads `path` on the runtime `kind` (local runtimes only: an endpoint has no file).
