@@ -7,6 +7,9 @@
 # for real even as root; and OpenSSH, server and client, so farm tests run a real sshd on
 # 127.0.0.1 (with throw-away keys; the system's sshd service is not started or changed); and
 # Chromium, so the HTML report is rendered, checked and screenshotted in a real headless browser;
+# libvulkan-dev, glslc and spirv-headers, so llama.cpp's Vulkan backend is built (feature
+# `llama-cpp-vulkan`, in its own cached target; scripts/vulkan-sdk.sh adds Debian 13's newer
+# Vulkan headers on Debian 12) and runs its layers on lavapipe (tests/gpu_llama.rs);
 # cmake, libclang and ccache, so llama.cpp is linked in (feature `llama-cpp`: its C++ builds with
 # cmake, bindgen needs libclang) and its objects are cached outside the clone (ccache under
 # ~/.cache/odai-test), and llama.cpp's real llama-server is built once per machine
@@ -23,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(gcc libc6-dev mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client chromium cmake libclang-dev ccache gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user clang llvm gcc-mingw-w64-x86-64 wine64 musl-tools file)
+packages=(gcc libc6-dev mesa-vulkan-drivers libvulkan1 libvulkan-dev glslc spirv-headers libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client chromium cmake libclang-dev ccache gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user clang llvm gcc-mingw-w64-x86-64 wine64 musl-tools file)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -86,6 +89,21 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --all-targets --no-default-features -- -D warnings
 cargo clippy --all-targets --features llama-cpp -- -D warnings
 cargo test --features llama-cpp
+# llama.cpp's Vulkan backend, its layers on Mesa's lavapipe (a real Vulkan device run by the
+# CPU): built once per machine in a target outside the clone (its shaders and C++ take about
+# 25 CPU-minutes the first time), then only odai is rebuilt. The GPU path, not its speed.
+if [ ${#missing[@]} -eq 0 ]; then
+  vulkan_sdk=$(scripts/vulkan-sdk.sh)
+  echo "test.sh: llama.cpp on Vulkan (lavapipe)" >&2
+  (
+    if [ -n "$vulkan_sdk" ]; then export VULKAN_SDK=$vulkan_sdk; fi
+    export CARGO_TARGET_DIR=$cache/target-vulkan
+    cargo clippy --features llama-cpp-vulkan --test gpu_llama -- -D warnings
+    cargo test --features llama-cpp-vulkan --test gpu_llama
+  )
+else
+  echo "test.sh: Vulkan packages missing: llama.cpp's Vulkan backend is not tested" >&2
+fi
 # The man pages, generated from the command-line definition (cargo xtask man): one per command.
 cargo xtask man target/man
 [ "$(find target/man -name 'odai*.1' | wc -l)" -ge 20 ] || { echo "test.sh: man pages missing" >&2; exit 1; }

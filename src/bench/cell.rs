@@ -588,14 +588,17 @@ fn summarize(
         ));
     }
     if let Some(o) = reps.first().and_then(|r| r.offload.as_ref())
-        && o.requested > 0
-        && o.on_gpu == 0
+        && o.fell_back()
     {
         warnings.push(format!(
-            "asked for {} GPU layers, but every layer ran on the CPU (devices: {}): build odai \
-             with a GPU backend (--features llama-cpp-vulkan, llama-cpp-cuda or llama-cpp-metal)",
+            "asked for {} GPU layers, but every layer ran on the CPU (devices: {}): {}",
             o.requested,
-            o.devices.join(", ")
+            o.devices.join(", "),
+            // Results from before the runtime said why: the likeliest cause.
+            o.fallback.as_deref().unwrap_or(
+                "build odai with a GPU backend (--features llama-cpp-vulkan, llama-cpp-cuda or \
+                 llama-cpp-metal)"
+            )
         ));
     }
     if !failed.is_empty() {

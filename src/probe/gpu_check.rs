@@ -442,6 +442,19 @@ impl Gpu {
         })
     }
 
+    /// A bind group of whole buffers, bound in order.
+    fn bind_whole(
+        &self,
+        layout: &wgpu::BindGroupLayout,
+        buffers: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
+        let whole: Vec<wgpu::BufferBinding> = buffers
+            .iter()
+            .map(|b| b.as_entire_buffer_binding())
+            .collect();
+        self.bind(layout, &whole)
+    }
+
     fn buffer(&self, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
@@ -602,15 +615,7 @@ impl Gpu {
         ]);
         let module = self.module("functional", FUNCTIONAL_WGSL.to_owned());
         let pipeline = self.pipeline(&layout, &module, "main");
-        let bind = self.bind(
-            &layout,
-            &[
-                bx.as_entire_buffer_binding(),
-                by.as_entire_buffer_binding(),
-                bh.as_entire_buffer_binding(),
-                bs.as_entire_buffer_binding(),
-            ],
-        );
+        let bind = self.bind_whole(&layout, &[&bx, &by, &bh, &bs]);
         self.take_error()?;
         self.dispatch(&pipeline, &bind, (N / 64, 1), 1)?;
         let y = &self.read(&by, &[(0, bytes)])?[0];
@@ -693,15 +698,7 @@ impl Gpu {
         let fill = self.pipeline(&layout, &module, "fill");
         let copy = self.pipeline(&layout, &module, "copy");
         let triad = self.pipeline(&layout, &module, "triad");
-        let bind = self.bind(
-            &layout,
-            &[
-                p.as_entire_buffer_binding(),
-                a.as_entire_buffer_binding(),
-                b.as_entire_buffer_binding(),
-                c.as_entire_buffer_binding(),
-            ],
-        );
+        let bind = self.bind_whole(&layout, &[&p, &a, &b, &c]);
         self.take_error()?;
         self.dispatch(&fill, &bind, (gx, gy), 1)?;
         let t_copy = self.best_time(&copy, &bind, (gx, gy))?;
@@ -774,15 +771,7 @@ impl Gpu {
             let mut params = n.to_le_bytes().to_vec();
             params.resize(16, 0);
             let p = self.uniform(&params);
-            let bind = self.bind(
-                &layout,
-                &[
-                    p.as_entire_buffer_binding(),
-                    a.as_entire_buffer_binding(),
-                    b.as_entire_buffer_binding(),
-                    c.as_entire_buffer_binding(),
-                ],
-            );
+            let bind = self.bind_whole(&layout, &[&p, &a, &b, &c]);
             let groups = (n / tile, n / tile);
             let first = self.dispatch(&pipeline, &bind, groups, 1)?;
             let once = self.dispatch(&pipeline, &bind, groups, 1)?.min(first);
@@ -837,7 +826,7 @@ impl Gpu {
         let layout = self.layout(&[Slot::ReadWrite]);
         let module = self.module("touch", TOUCH_WGSL.to_owned());
         let pipeline = self.pipeline(&layout, &module, "main");
-        let bind = self.bind(&layout, &[buf.as_entire_buffer_binding()]);
+        let bind = self.bind_whole(&layout, &[&buf]);
         self.take_error()?;
         let mut us = Vec::with_capacity(LATENCY_SAMPLES);
         for k in 0..LATENCY_WARMUP + LATENCY_SAMPLES {

@@ -147,6 +147,22 @@ fn cpu_features() -> String {
     }
 }
 
+/// The backends this llama.cpp was built with besides the CPU's (`Vulkan`, `CUDA`, `Metal`),
+/// registered whether or not they found a device.
+fn gpu_backends() -> Vec<String> {
+    // SAFETY: ggml's registry getters; names are static NUL-terminated strings.
+    unsafe {
+        (0..llama_cpp_sys_2::ggml_backend_reg_count())
+            .map(|i| {
+                cstr(llama_cpp_sys_2::ggml_backend_reg_name(
+                    llama_cpp_sys_2::ggml_backend_reg_get(i),
+                ))
+            })
+            .filter(|n| n != "CPU")
+            .collect()
+    }
+}
+
 pub struct LlamaCpp {
     // Field order is drop order: the context and batch borrow the model, so they go first.
     ctx: LlamaContext<'static>,
@@ -252,6 +268,26 @@ impl LlamaCpp {
         } else {
             Some(split.iter().filter(|d| !d.cpu).map(|d| d.layers).sum())
         };
+        let has_gpu_device = found.iter().any(|d| !is_cpu(&d.name));
+        let fallback = (gpu_asked && on_gpu == Some(0)).then(|| {
+            if gpu_backends().is_empty() {
+                "this llama.cpp has no GPU backend: build odai with --features llama-cpp-vulkan, \
+                 llama-cpp-cuda or llama-cpp-metal"
+                    .to_owned()
+            } else if !has_gpu_device {
+                format!(
+                    "llama.cpp's GPU backend found no GPU device{}",
+                    if cfg!(feature = "llama-cpp-vulkan") {
+                        " (its Vulkan backend leaves out software devices such as lavapipe \
+                         unless GGML_VK_VISIBLE_DEVICES names them)"
+                    } else {
+                        ""
+                    }
+                )
+            } else {
+                "llama.cpp kept every layer on the CPU".to_owned()
+            }
+        });
         let offload = opts
             .gpu_layers
             .zip(on_gpu)
@@ -269,6 +305,7 @@ impl LlamaCpp {
                         bytes: *bytes,
                     })
                     .collect(),
+                fallback,
             });
         // The GPU devices layers went to (all of them when only the summary line told).
         let gpus: Vec<String> = match &offload {

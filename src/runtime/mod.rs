@@ -264,6 +264,10 @@ pub struct Offload {
     /// Model weights per buffer as the runtime allocated them (`Vulkan0`, `CPU_Mapped`…).
     #[serde(default)]
     pub weights: Vec<BufferBytes>,
+    /// Why no layer ran on a GPU though some were asked: no GPU backend built in, or none of
+    /// its devices usable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 impl Offload {
