@@ -579,6 +579,11 @@ pub struct MatrixRunArgs {
     #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
 
+    /// Run the GPU compute check (probe --gpu-check) in each device's probe, so class rules on
+    /// GPU bandwidth (min_gpu_bandwidth_gbs) can place it; seconds per adapter
+    #[arg(long)]
+    pub gpu_check: bool,
+
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -112,6 +112,10 @@ pub enum Request {
         protocol: u32,
         #[serde(default)]
         bandwidth: bool,
+        /// The GPU compute check on every adapter (`matrix run --gpu-check`), so class rules on
+        /// GPU bandwidth can decide the device's class.
+        #[serde(default)]
+        gpu_check: bool,
     },
     /// A tensor-model benchmark (burst or stream, one model or a pipeline) in this fresh
     /// process; answered by `tensor`.

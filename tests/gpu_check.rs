@@ -221,3 +221,33 @@ fn without_gpu_check_each_adapter_says_how_to_run_it() {
         assert_eq!(a["check_unavailable"], "not run: pass --gpu-check");
     }
 }
+
+/// `matrix run --gpu-check`: each device's own probe (probe-DEVICE.json, what its class and the
+/// report read) carries the check.
+#[test]
+fn a_matrix_run_with_gpu_check_records_each_devices_check_in_its_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("toy.toml");
+    fs::write(
+        &m,
+        "[matrix]\nmodels = [\"synthetic:toy:q8_0\"]\nthreads = [1]\nprompt_tokens = [8]\ngen_tokens = [2]\nreps = 1\nwarmup = 0\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    ok(&odai()
+        .env("ODAI_CACHE_DIR", common::cache())
+        .args(["matrix", "run", "--gpu-check", "--out"])
+        .arg(&out)
+        .arg(&m)
+        .output()
+        .unwrap());
+    let v: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("probe-local.json")).unwrap()).unwrap();
+    let Some(list) = adapters(&v) else { return };
+    for a in list {
+        assert!(
+            ["passed", "failed"].contains(&a["check"]["status"].as_str().unwrap_or("")),
+            "{a}"
+        );
+    }
+}

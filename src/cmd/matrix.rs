@@ -164,6 +164,7 @@ pub fn probe_options() -> runner::Options {
         sample_interval_s: None,
         farm_file: None,
         db: None,
+        gpu_check: false,
     }
 }
 
@@ -254,6 +255,7 @@ pub fn run_options(
         sample_interval_s: a.sample_interval.0.map(|d| d.as_secs_f64()),
         farm_file: farm.map(|f| f.display().to_string()),
         db: None,
+        gpu_check: false,
     }
 }
 
@@ -273,6 +275,7 @@ impl RunConfig {
             farm: a.farm.clone(),
             opts: runner::Options {
                 db: a.db.clone(),
+                gpu_check: a.gpu_check,
                 ..run_options(&a.run, out, a.resume, a.farm.as_deref())
             },
             format: a.run.format,

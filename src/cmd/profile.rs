@@ -41,7 +41,7 @@ impl Config {
         Ok(Config {
             root,
             matrix: a.matrix.clone(),
-            gpu_check: (!a.no_gpu_check).then_some(std::time::Duration::from_secs(120)),
+            gpu_check: (!a.no_gpu_check).then_some(crate::probe::gpu_check::ADAPTER_LIMIT),
             report: super::report::Config {
                 results: out.clone(),
                 workload: crate::report::workload::Workload::resolve(&a.workload)?,
@@ -57,7 +57,12 @@ impl Config {
                 baseline: None,
                 db: None,
             },
-            opts: super::matrix::run_options(&a.run, out, false, None),
+            // The devices' own probes (probe-local.json, which the scorecard classifies by)
+            // check the GPUs too, so a class rule on GPU bandwidth can hold.
+            opts: runner::Options {
+                gpu_check: !a.no_gpu_check,
+                ..super::matrix::run_options(&a.run, out, false, None)
+            },
             format: a.run.format,
         })
     }

@@ -80,8 +80,23 @@ pub fn execute(root: &SysRoot) -> anyhow::Result<i32> {
                 .and_then(|c| cell::run(&c).map_err(|e| format!("{e:#}")))
                 .map(|r| Event::Report(Box::new(r)))
         }
-        Request::Probe { bandwidth, .. } => {
-            let mut p = probe::run(root, &probe::Options::quick());
+        Request::Probe {
+            bandwidth,
+            gpu_check,
+            ..
+        } => {
+            let mut p = probe::run(
+                root,
+                &if gpu_check {
+                    probe::Options {
+                        gpu: probe::gpu::Enumerate::WithTimeout(std::time::Duration::from_secs(10)),
+                        gpu_check: Some(probe::gpu_check::ADAPTER_LIMIT),
+                        ..probe::Options::quick()
+                    }
+                } else {
+                    probe::Options::quick()
+                },
+            );
             if bandwidth && !root.is_live() {
                 p.bandwidth = crate::sysroot::Reading::unavailable(
                     "not measured: the device reads a captured tree (ODAI_ROOT)",

@@ -155,6 +155,8 @@ pub struct Options {
     pub farm_file: Option<String>,
     /// Also write each result into this SQLite database (`--db`).
     pub db: Option<PathBuf>,
+    /// Each device's probe runs the GPU compute check (`--gpu-check`).
+    pub gpu_check: bool,
 }
 
 /// What a run did, per device and in all.
@@ -259,6 +261,7 @@ pub fn probe_device(
     let req = Request::Probe {
         protocol: protocol::PROTOCOL_VERSION,
         bandwidth,
+        gpu_check: opts.gpu_check,
     };
     let no_log = |_: u32, _: &str| {};
     match call_retrying(

@@ -49,6 +49,9 @@ const LATENCY_WARMUP: usize = 3;
 /// How long one wait on the GPU may take before the check calls it hung.
 const WAIT_LIMIT: Duration = Duration::from_secs(30);
 const MIB: u64 = 1 << 20;
+/// How long one adapter's whole check may take by default before it is called hung
+/// (`probe --gpu-check-timeout`): software rasterisers take seconds, a GPU well under one.
+pub const ADAPTER_LIMIT: Duration = Duration::from_secs(120);
 
 /// What the check found on one adapter (docs/probe-json.md, `gpus[].check`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
