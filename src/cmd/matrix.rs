@@ -165,6 +165,7 @@ pub fn probe_options() -> runner::Options {
         farm_file: None,
         db: None,
         gpu_check: false,
+        known_probe: None,
     }
 }
 
@@ -256,6 +257,7 @@ pub fn run_options(
         farm_file: farm.map(|f| f.display().to_string()),
         db: None,
         gpu_check: false,
+        known_probe: None,
     }
 }
 

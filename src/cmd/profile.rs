@@ -76,6 +76,8 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
             std::path::Path::new("matrices/quick.toml (built in)"),
         )?,
     };
+    // A mistaken --out fails before the probe's seconds of GPU checks, not after.
+    runner::refuse_earlier_results(&cfg.opts)?;
     // The full probe, GPUs included and checked, for the reader; each cell's worker probes
     // quickly for itself.
     let device = probe::run(
@@ -96,7 +98,11 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         ))?;
     }
     let devices = super::matrix::devices(None, &cfg.root)?;
-    let summary = runner::run(&matrix, &devices, &cfg.opts)?;
+    let opts = runner::Options {
+        known_probe: Some((runner::LOCAL.to_owned(), device.clone())),
+        ..cfg.opts.clone()
+    };
+    let summary = runner::run(&matrix, &devices, &opts)?;
     let records = Store::records(&cfg.opts.out);
     // The scorecard, once there is something to score (an interrupted run may have nothing).
     let report = if records.is_empty() {

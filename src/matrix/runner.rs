@@ -138,6 +138,7 @@ pub const ENDPOINT_DEVICE: &str = "endpoint";
 const ENDPOINT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a run behaves.
+#[derive(Clone)]
 pub struct Options {
     pub out: PathBuf,
     pub resume: bool,
@@ -157,6 +158,9 @@ pub struct Options {
     pub db: Option<PathBuf>,
     /// Each device's probe runs the GPU compute check (`--gpu-check`).
     pub gpu_check: bool,
+    /// A probe already taken of this device (`profile` probes the local device for its reader
+    /// first): used instead of asking the device again, so its GPU checks run once.
+    pub known_probe: Option<(String, Probe)>,
 }
 
 /// What a run did, per device and in all.
@@ -415,7 +419,13 @@ fn run_device(s: &Shared, t: &dyn Transport, tags: &[String]) -> anyhow::Result<
         s.progress
             .finished(name, &format!("[{name} {finished}/{total}] {line}"));
     };
-    let probe = match probe_device(t, s.opts, false) {
+    let known = s
+        .opts
+        .known_probe
+        .as_ref()
+        .filter(|(device, _)| device == name)
+        .map(|(_, p)| p.clone());
+    let probe = match known.map_or_else(|| probe_device(t, s.opts, false), Ok) {
         Ok(p) => p,
         Err((Failure::Interrupted, _)) => return Ok(sum),
         Err((f, attempts)) => {
@@ -680,12 +690,10 @@ pub struct Device {
     pub tags: Vec<String>,
 }
 
-/// Runs `matrix` on `devices` into `opts.out`.
-pub fn run(matrix: &Matrix, devices: &[Device], opts: &Options) -> anyhow::Result<Summary> {
+/// A run into a directory that already holds results stops here unless it resumes: before
+/// anything slow (`profile` calls it before its probe too).
+pub fn refuse_earlier_results(opts: &Options) -> Result<(), Error> {
     let out = &opts.out;
-    // Before anything is read or written there: a second run into this --out stops here.
-    let _lock = super::results::DirLock::acquire(out)?;
-    let manifest_path = out.join("manifest.json");
     let has_results = Store::results_path(out)
         .metadata()
         .is_ok_and(|m| m.len() > 0);
@@ -695,9 +703,18 @@ pub fn run(matrix: &Matrix, devices: &[Device], opts: &Options) -> anyhow::Resul
             problem:
                 "already holds results: pass --resume to continue that run, or choose another --out"
                     .into(),
-        }
-        .into());
+        });
     }
+    Ok(())
+}
+
+/// Runs `matrix` on `devices` into `opts.out`.
+pub fn run(matrix: &Matrix, devices: &[Device], opts: &Options) -> anyhow::Result<Summary> {
+    let out = &opts.out;
+    // Before anything is read or written there: a second run into this --out stops here.
+    let _lock = super::results::DirLock::acquire(out)?;
+    let manifest_path = out.join("manifest.json");
+    refuse_earlier_results(opts)?;
     let names: Vec<String> = devices
         .iter()
         .map(|d| d.transport.name().to_owned())
