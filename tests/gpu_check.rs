@@ -3,6 +3,9 @@
 //! The shaders really run; their figures are the CPU's behind a GPU API, so only their presence,
 //! units and consistency are asserted, never a speed.
 
+// The shared helpers (tests/common) copy fixture trees with Unix symlinks.
+#![cfg(unix)]
+
 mod common;
 
 use std::fs;
