@@ -87,6 +87,8 @@ pub fn adapters(
     let spawned = thread::Builder::new()
         .name("odai-gpu-enumerate".into())
         .spawn(move || {
+            // `tx` is dropped last, after the adapters: the caller reads the disconnect as
+            // "the drivers are torn down".
             let (list, handles) = enumerate();
             if tx.send(Found::List(list)).is_err() || check.is_none() {
                 return;
@@ -155,6 +157,18 @@ pub fn adapters(
                 }
             }
         }
+    }
+    // The thread drops its adapters, devices and instance after its last message. Wait for that
+    // teardown before going on: a process that exits while a driver is still being torn down on
+    // another thread races the driver's exit handlers (regression: Mesa's GL driver crashed with
+    // SIGSEGV after a failed check, in a few runs out of ten).
+    if !crate::exit::DRIVER_THREAD_ABANDONED.load(std::sync::atomic::Ordering::SeqCst)
+        && matches!(
+            rx.recv_timeout(check.unwrap_or(timeout)),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        )
+    {
+        crate::exit::DRIVER_THREAD_ABANDONED.store(true, std::sync::atomic::Ordering::SeqCst);
     }
     Reading::Value(list)
 }
