@@ -259,16 +259,16 @@ impl LlamaCpp {
             })
             .collect();
         let layers = model.n_layer() + 1;
+        let has_gpu_device = found.iter().any(|d| !is_cpu(&d.name));
         // The split as llama.cpp assigned it, layer by layer; else its summary line; else, with
         // no GPU device at all, nothing could be offloaded. Otherwise it is left out, not guessed.
         let on_gpu = if split.is_empty() {
             log.offloaded
                 .map(|(n, _)| n)
-                .or_else(|| (!found.iter().any(|d| !is_cpu(&d.name)) || !gpu_asked).then_some(0))
+                .or_else(|| (!has_gpu_device || !gpu_asked).then_some(0))
         } else {
             Some(split.iter().filter(|d| !d.cpu).map(|d| d.layers).sum())
         };
-        let has_gpu_device = found.iter().any(|d| !is_cpu(&d.name));
         let fallback = (gpu_asked && on_gpu == Some(0)).then(|| {
             if gpu_backends().is_empty() {
                 "this llama.cpp has no GPU backend: build odai with --features llama-cpp-vulkan, \
