@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates tests/data/arch-reference.json: llama.cpp's logits (llama-cpp-python 0.3.36, CPU)
-# on every synthetic fidelity case of tests/arch_fidelity.rs and on the real test model. Run it
+# on every synthetic fidelity case of tests/it/arch_fidelity.rs and on the real test model. Run it
 # after changing the synthetic generator or the cases; the suite itself needs no llama.cpp.
 #
 #   scripts/arch-references.sh
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 py=$(scripts/llamacpp-venv.sh)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-ODAI_FIDELITY_DIR=$dir cargo test --quiet --test arch_fidelity -- --ignored write_fidelity_models >&2
+ODAI_FIDELITY_DIR=$dir cargo test --quiet --test it -- --ignored arch_fidelity::write_fidelity_models >&2
 "$py" scripts/arch_reference.py "$dir/manifest.json" >tests/data/arch-reference.json.part
 mv tests/data/arch-reference.json.part tests/data/arch-reference.json
 echo "wrote tests/data/arch-reference.json" >&2

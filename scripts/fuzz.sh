@@ -38,10 +38,11 @@ if [ -n "${FUZZ_TARGET_DIR:-}" ]; then build+=(--target-dir "$FUZZ_TARGET_DIR");
 seed() { mkdir -p "fuzz/corpus/$1"; }
 for t in "${all[@]}"; do seed "$t"; done
 if [[ " ${targets[*]} " == *" gguf "* ]]; then
-  bin=target/release/odai
-  [ -x "$bin" ] || bin=target/debug/odai
+  out=${CARGO_TARGET_DIR:-target}
+  bin=$out/release/odai
+  [ -x "$bin" ] || bin=$out/debug/odai
   [ -x "$bin" ] || cargo build --quiet
-  [ -x "$bin" ] || bin=target/debug/odai
+  [ -x "$bin" ] || bin=$out/debug/odai
   for q in q8_0 q4_0 f16; do
     [ -s "fuzz/corpus/gguf/toy-$q.gguf" ] ||
       "$bin" model synth --preset toy --quant "$q" -o "fuzz/corpus/gguf/toy-$q.gguf" >/dev/null
@@ -58,8 +59,9 @@ printf '%s\n' \
   '{"request":"probe","protocol":4,"bandwidth":true}' >fuzz/corpus/protocol/lines
 head -c 4000 "$r/results.jsonl" >fuzz/corpus/protocol/record-like
 # Tensor models: the small real ones the tests fetch (where fetched), and a .npy array.
-for m in target/test-models/micro-hey_jarvis.tflite target/test-models/oww-hey_jarvis.tflite \
-  target/test-models/oww-embedding_model.onnx; do
+models=${ODAI_TEST_MODELS:-target/test-models}
+for m in "$models"/micro-hey_jarvis.tflite "$models"/oww-hey_jarvis.tflite \
+  "$models"/oww-embedding_model.onnx; do
   if [ -s "$m" ]; then cp -f "$m" fuzz/corpus/tensor_file/; fi
 done
 python3 -c '

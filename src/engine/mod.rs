@@ -299,7 +299,7 @@ mod tests {
 
     /// odai's own pass computes what candle's does, on synthetic models of every architecture
     /// whose candle implementation follows llama.cpp's graph (gemma3's does not: its greedy
-    /// tokens part from llama.cpp's on a real Gemma 3 file, so tests/arch_fidelity.rs checks
+    /// tokens part from llama.cpp's on a real Gemma 3 file, so tests/it/arch_fidelity.rs checks
     /// gemma3 against llama.cpp's own logits) and every quantization odai's kernels cover: the
     /// logits of a prompt and of decode steps after it agree within 5% of their scale
     /// (measured: Q4_K ~1e-7, Q4_0 0.6%, Q8_0 3.5% on llama — odai's Q8_0 kernel matches the
@@ -332,7 +332,7 @@ mod tests {
                 let mut own = Model::load_on(&path, true).unwrap();
                 if !candle_runs_here() {
                     // Arm without dotprod: candle cannot run here (see candle_runs_here); the
-                    // plain NEON path is checked against llama.cpp by tests/arch_fidelity.rs.
+                    // plain NEON path is checked against llama.cpp by tests/it/arch_fidelity.rs.
                     assert!(Model::load_on(&path, false).is_err());
                     continue;
                 }

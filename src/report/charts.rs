@@ -10,7 +10,7 @@ const W: u32 = 960;
 const H: u32 = 320;
 /// Text sizes, as plotters takes them (its SVG writes 0.81 of them as pixels: 18 → 14.5 px).
 /// plotters' default tick labels came out a few pixels high, unreadable in the HTML report at
-/// 1200 px; these stay legible there (the headless-Chromium screenshot of tests/report.rs, and
+/// 1200 px; these stay legible there (the headless-Chromium screenshot of tests/it/report.rs, and
 /// the regression test below).
 const CAPTION: (&str, u32) = ("sans-serif", 24);
 const LABEL: (&str, u32) = ("sans-serif", 18);

@@ -1,0 +1,628 @@
+//! Staged faults, each against the real binary: a results directory on a full filesystem, an
+//! unwritable `--out`, a worker out of memory, a worker that floods or never ends a line, a farm
+//! device that answers with a newer protocol, with garbage or not at all, and the wall clock
+//! stepping back mid-run. Each ends with every finished result intact and one line that says what
+//! to do. Mounts (tmpfs) and memory cgroups need root, which the test script runs as; elsewhere
+//! those tests say why they did not run, and fail instead where ODAI_REQUIRE_ROOT_TESTS is set.
+
+// Staged Linux faults: tmpfs mounts, memory cgroups, an LD_PRELOAD clock shim.
+#![cfg(target_os = "linux")]
+
+use crate::common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::{cache, odai, records};
+use serde_json::Value;
+
+/// Six cells of the toy model: the harness, not a model, is under test.
+const SIX_CELLS: &str = "[matrix]\nmodels = [\"synthetic:toy:q8_0\"]\nthreads = [1]\n\
+                         prompt_tokens = [8, 12, 16, 20, 24, 28]\ngen_tokens = [4]\nreps = 1\nwarmup = 0\n";
+const TWO_CELLS: &str = "[matrix]\nmodels = [\"synthetic:toy:q8_0\"]\nthreads = [1, 2]\n\
+                         prompt_tokens = [16]\ngen_tokens = [8]\nreps = 1\nwarmup = 0\n";
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn matrix_run(matrix: &Path, out: &Path, extra: &[&str]) -> Output {
+    odai()
+        .env("ODAI_CACHE_DIR", cache())
+        .timeout(std::time::Duration::from_secs(300))
+        .args(["matrix", "run"])
+        .arg(matrix)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Whether a test that needs root may skip here; panics where root tests are required.
+fn skip_without(what: &str, why: &str) {
+    assert!(
+        std::env::var_os("ODAI_REQUIRE_ROOT_TESTS").is_none(),
+        "{what}: {why} (ODAI_REQUIRE_ROOT_TESTS is set)"
+    );
+    eprintln!("skipped: {what}: {why}");
+}
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, options: &str) -> Result<Tmpfs, String> {
+        fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "odai-test"])
+            .arg(at)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cannot mount a tmpfs: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs(at.to_owned()))
+    }
+
+    fn free_bytes(&self) -> u64 {
+        let c = std::ffi::CString::new(self.0.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: statvfs fills the zeroed struct for a valid path.
+        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
+        s.f_bavail * s.f_frsize
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+const PAGE: u64 = 4096;
+fn pages(bytes: u64) -> u64 {
+    bytes.div_ceil(PAGE) * PAGE
+}
+
+#[test]
+fn a_full_disk_mid_matrix_loses_no_finished_result_and_resume_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.toml");
+    fs::write(&m, SIX_CELLS).unwrap();
+    // The sizes of what a run writes, from a run on a roomy disk.
+    let roomy = dir.path().join("roomy");
+    let reference = matrix_run(&m, &roomy, &[]);
+    assert!(reference.status.success(), "{}", stderr(&reference));
+    let size = |name: &str| fs::metadata(roomy.join(name)).unwrap().len();
+    let line = fs::read_to_string(roomy.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| l.len() as u64 + 1)
+        .max()
+        .unwrap();
+
+    let mount = match Tmpfs::mount(&dir.path().join("small"), "size=2m") {
+        Ok(t) => t,
+        Err(why) => return skip_without("the full-disk test", &why),
+    };
+    // Leave room for the manifest (twice: its atomic rewrite), the probe, the lock and two and a
+    // half records: the third record meets a full disk.
+    let room = 2 * pages(size("manifest.json"))
+        + pages(size("probe-local.json"))
+        + PAGE
+        + pages(line * 5 / 2);
+    let filler = mount.0.join("filler");
+    let free = mount.free_bytes();
+    assert!(
+        free > room,
+        "a 2 MiB tmpfs holds {free} bytes, the run needs {room}"
+    );
+    fs::write(&filler, vec![0u8; (free - room) as usize]).unwrap();
+    let out = mount.0.join("out");
+    let full = matrix_run(&m, &out, &[]);
+    assert_eq!(full.status.code(), Some(1), "{}", stderr(&full));
+    let err = stderr(&full);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!(
+            "odai: error: cannot write a result to {} (disk full? free space, then run again with --resume): ",
+            out.join("results.jsonl").display()
+        )) && last.ends_with("No space left on device (os error 28)"),
+        "{err}"
+    );
+    // Every line on disk is a whole record; some, not all, cells finished.
+    let text = fs::read_to_string(out.join("results.jsonl")).unwrap();
+    for l in text.lines() {
+        serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("a torn record ({e}): {l}"));
+    }
+    let before = records(&out);
+    eprintln!(
+        "{} of 6 cells recorded before the disk filled",
+        before.len()
+    );
+    assert!(
+        (1..6).contains(&before.len()),
+        "{} records: the disk did not fill mid-matrix",
+        before.len()
+    );
+
+    // Space returns: --resume runs what is missing and keeps what was there.
+    fs::remove_file(&filler).unwrap();
+    let resumed = matrix_run(&m, &out, &["--resume"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let after = records(&out);
+    assert_eq!(after.len(), 6);
+    let mut ids: Vec<&str> = after
+        .iter()
+        .map(|r| r["cell_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "a cell recorded twice");
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "a finished record changed"
+    );
+}
+
+#[test]
+fn an_unwritable_out_is_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.toml");
+    fs::write(&m, TWO_CELLS).unwrap();
+    // A file where the directory should be.
+    let file = dir.path().join("a-file");
+    fs::write(&file, "").unwrap();
+    let out = file.join("out");
+    let run = matrix_run(&m, &out, &[]);
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(
+        stderr(&run),
+        format!(
+            "odai: error: cannot create the results directory {} (choose a writable --out): Not a directory (os error 20)\n",
+            out.display()
+        )
+    );
+    // A read-only filesystem.
+    let ro = match Tmpfs::mount(&dir.path().join("ro"), "ro,size=1m") {
+        Ok(t) => t,
+        Err(why) => return skip_without("the read-only --out test", &why),
+    };
+    let out = ro.0.join("out");
+    let run = matrix_run(&m, &out, &[]);
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(
+        stderr(&run),
+        format!(
+            "odai: error: cannot create the results directory {} (choose a writable --out): Read-only file system (os error 30)\n",
+            out.display()
+        )
+    );
+}
+
+/// A farm of one local device whose odai is `script` (a shell script run with the real odai as
+/// `$ODAI`), and the toy matrix to run on it.
+fn stand_in(dir: &Path, script: &str) -> (PathBuf, PathBuf) {
+    let odai_path = dir.join("odai-on-device");
+    fs::write(
+        &odai_path,
+        format!(
+            "#!/bin/sh\nODAI={}\n{script}\n",
+            assert_cmd::cargo::cargo_bin("odai").display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&odai_path, fs::Permissions::from_mode(0o755)).unwrap();
+    let farm = dir.join("farm.toml");
+    fs::write(
+        &farm,
+        format!(
+            "[[device]]\nname = \"box\"\ntransport = \"local\"\nodai = \"{}\"\n",
+            odai_path.display()
+        ),
+    )
+    .unwrap();
+    let m = dir.join("m.toml");
+    fs::write(&m, TWO_CELLS).unwrap();
+    (farm, m)
+}
+
+/// A stand-in that answers probes with the real odai and runs `cell` for a cell request.
+fn on_cell(cell: &str) -> String {
+    format!(
+        "read line\ncase \"$line\" in *'\"request\":\"probe\"'*)\n  \
+         printf '%s\\n' \"$line\" | \"$ODAI\" worker; exit ;;\nesac\n{cell}"
+    )
+}
+
+/// A stand-in worker's greeting, in this odai's protocol.
+fn hello() -> String {
+    format!(
+        "echo '{{\"event\":\"hello\",\"protocol\":{},\"odai_version\":\"0.1.0\"}}'",
+        odai::protocol::PROTOCOL_VERSION
+    )
+}
+
+fn reasons(out: &Path) -> Vec<String> {
+    records(out)
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[test]
+fn a_worker_out_of_memory_is_recorded_as_out_of_memory() {
+    // RLIMIT_AS (ulimit -v) on the device's worker only: 120 MiB of address space cannot hold
+    // the 135M model's 144 MB of weights, so loading fails.
+    let dir = tempfile::tempdir().unwrap();
+    let (farm, _) = stand_in(dir.path(), "ulimit -v 122880\nexec \"$ODAI\" \"$@\"");
+    let m = dir.path().join("big.toml");
+    fs::write(
+        &m,
+        "[matrix]\nmodels = [\"synthetic:smollm2-135m:q8_0\"]\nthreads = [1]\n\
+         prompt_tokens = [8]\ngen_tokens = [4]\nreps = 1\nwarmup = 0\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = matrix_run(&m, &out, &["--farm", farm.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let why = reasons(&out);
+    assert_eq!(why.len(), 1);
+    assert!(why[0].starts_with("out of memory"), "{why:?}");
+}
+
+#[test]
+fn a_worker_killed_by_the_oom_killer_is_recorded_as_out_of_memory() {
+    // A memory cgroup of 64 MiB around `odai bench --force` (past its own fit check, which sees
+    // the limit): the kernel's OOM killer ends the worker once the model's weights outgrow it.
+    let Some(cg) = memory_cgroup(64 << 20) else {
+        return;
+    };
+    let procs = cg.0.join("cgroup.procs");
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("odai"));
+    cmd.env("ODAI_CACHE_DIR", cache()).args([
+        "bench",
+        "--synthetic",
+        "smollm2-135m:q4_0",
+        "-p",
+        "8",
+        "-n",
+        "4",
+        "--reps",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--force",
+        "--format",
+        "json",
+    ]);
+    // The synthetic file is written before the run, outside the cgroup.
+    let warm = odai()
+        .env("ODAI_CACHE_DIR", cache())
+        .args([
+            "bench",
+            "--synthetic",
+            "smollm2-135m:q4_0",
+            "-p",
+            "8",
+            "-n",
+            "1",
+        ])
+        .args(["--reps", "1", "--warmup", "0", "--threads", "1"])
+        .output()
+        .unwrap();
+    assert!(warm.status.success(), "{}", stderr(&warm));
+    {
+        use std::os::unix::process::CommandExt;
+        let procs = procs.clone();
+        // SAFETY: only writes a file between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || fs::write(&procs, std::process::id().to_string()));
+        }
+    }
+    let run = cmd.output().unwrap();
+    let err = stderr(&run);
+    assert_ne!(run.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("the worker was killed (likely out of memory)"),
+        "{err}"
+    );
+}
+
+/// A child memory cgroup (v1) of the test's own, limited to `bytes`; removed when dropped.
+struct Cgroup(PathBuf);
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // Its processes have ended; a cgroup with none can be removed.
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+fn memory_cgroup(bytes: u64) -> Option<Cgroup> {
+    let mine = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let Some(path) = mine.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+        ctrls
+            .split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_owned())
+    }) else {
+        skip_without(
+            "the OOM-killer test",
+            "no cgroup v1 memory controller (a cgroup v2 host keeps processes out of inner groups)",
+        );
+        return None;
+    };
+    let cg = PathBuf::from(format!(
+        "/sys/fs/cgroup/memory{}/odai-oom-test-{}",
+        path.trim_end_matches('/'),
+        std::process::id()
+    ));
+    if let Err(e) = fs::create_dir(&cg) {
+        skip_without(
+            "the OOM-killer test",
+            &format!("cannot create {}: {e}", cg.display()),
+        );
+        return None;
+    }
+    let cg = Cgroup(cg);
+    fs::write(cg.0.join("memory.limit_in_bytes"), bytes.to_string()).unwrap();
+    // No swap to escape to.
+    let _ = fs::write(cg.0.join("memory.memsw.limit_in_bytes"), bytes.to_string());
+    Some(cg)
+}
+
+/// Runs `cmd` and returns its output and its peak resident memory in bytes (wait4's rusage).
+fn output_and_peak_rss(mut cmd: Command) -> (std::process::ExitStatus, String, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    // wait4 below reaps it: std's wait would lose the rusage.
+    #[allow(clippy::zombie_processes)]
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut err = child.stderr.unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut err, &mut s).unwrap();
+        s
+    });
+    let mut status = 0;
+    // SAFETY: wait4 on our own child, which std will not wait on (the Child is dropped unwaited).
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut ru) }, pid);
+    (
+        std::process::ExitStatus::from_raw(status),
+        reader.join().unwrap(),
+        ru.ru_maxrss as u64 * 1024,
+    )
+}
+
+#[test]
+fn a_worker_that_floods_one_line_cannot_exhaust_the_coordinators_memory() {
+    let hello = hello();
+    // 400 MB without a newline after the hello: read whole, that line alone would be 400 MB of
+    // the coordinator's memory.
+    let dir = tempfile::tempdir().unwrap();
+    let (farm, m) = stand_in(
+        dir.path(),
+        &on_cell(&format!("{hello}\nexec head -c 400000000 /dev/zero")),
+    );
+    let out = dir.path().join("out");
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("odai"));
+    cmd.env("ODAI_CACHE_DIR", cache())
+        .args(["matrix", "run"])
+        .arg(&m)
+        .arg("--farm")
+        .arg(&farm)
+        .arg("--out")
+        .arg(&out);
+    let (status, err, peak) = output_and_peak_rss(cmd);
+    assert_eq!(status.code(), Some(1), "{err}");
+    let why = reasons(&out);
+    assert_eq!(why.len(), 2);
+    assert!(
+        why.iter().all(|w| w
+            == "the worker sent a line longer than 64 MiB (a flood, not protocol 5); it was stopped"),
+        "{why:?}"
+    );
+    assert!(
+        peak < 250 << 20,
+        "the coordinator peaked at {} MiB reading a flood",
+        peak >> 20
+    );
+}
+
+#[test]
+fn a_worker_that_never_ends_its_line_fails_the_cell_at_its_timeout() {
+    let hello = hello();
+    let dir = tempfile::tempdir().unwrap();
+    let (farm, m) = stand_in(
+        dir.path(),
+        &on_cell(&format!(
+            "{hello}\nprintf '{{\"event\":\"progress\",\"message\":\"rep'\nexec sleep 3600"
+        )),
+    );
+    let out = dir.path().join("out");
+    let run = matrix_run(
+        &m,
+        &out,
+        &["--farm", farm.to_str().unwrap(), "--cell-timeout", "1s"],
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert_eq!(
+        reasons(&out),
+        vec!["timed out after 1s (raise --cell-timeout for long cells)"; 2]
+    );
+}
+
+#[test]
+fn a_device_answering_a_newer_protocol_is_given_up_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let (farm, m) = stand_in(
+        dir.path(),
+        "read line\necho '{\"event\":\"hello\",\"protocol\":99,\"odai_version\":\"9.0.0\"}'\nexec sleep 3600",
+    );
+    let out = dir.path().join("out");
+    let run = matrix_run(&m, &out, &["--farm", farm.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let why = reasons(&out);
+    assert_eq!(why.len(), 2, "every cell recorded");
+    assert!(
+        why.iter()
+            .all(|w| w.contains("protocol 99") && w.contains("odai farm deploy")),
+        "{why:?}"
+    );
+}
+
+#[test]
+fn a_device_answering_garbage_fails_its_cells_with_what_it_said() {
+    let hello = hello();
+    let dir = tempfile::tempdir().unwrap();
+    let (farm, m) = stand_in(
+        dir.path(),
+        &on_cell(&format!(
+            "{hello}\necho 'Welcome to BusyBox v1.36'\nexec sleep 3600"
+        )),
+    );
+    let out = dir.path().join("out");
+    let run = matrix_run(&m, &out, &["--farm", farm.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert_eq!(
+        reasons(&out),
+        vec!["the worker said something outside protocol 5: \"Welcome to BusyBox v1.36\""; 2]
+    );
+}
+
+#[test]
+fn a_device_that_hangs_after_hello_on_its_probe_is_offline_not_a_hung_run() {
+    let hello = hello();
+    let dir = tempfile::tempdir().unwrap();
+    let (farm, m) = stand_in(dir.path(), &format!("read line\n{hello}\nexec sleep 3600"));
+    let out = dir.path().join("out");
+    let run = matrix_run(
+        &m,
+        &out,
+        &[
+            "--farm",
+            farm.to_str().unwrap(),
+            "--retries",
+            "0",
+            "--probe-timeout",
+            "2s",
+        ],
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let why = reasons(&out);
+    assert_eq!(why.len(), 2, "{}", stderr(&run));
+    assert!(
+        why.iter().all(|w| w.contains("timed out after 2s")),
+        "{why:?}"
+    );
+}
+
+/// An LD_PRELOAD shim stepping the wall clock (CLOCK_REALTIME) one hour further back on every
+/// read, leaving the monotonic clock alone.
+const CLOCK_SHIM: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <time.h>
+static int (*real)(clockid_t, struct timespec *);
+static long steps;
+int clock_gettime(clockid_t id, struct timespec *ts) {
+    if (!real) real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+    int r = real(id, ts);
+    if (r == 0 && (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE)) {
+        ts->tv_sec -= 3600 * __atomic_add_fetch(&steps, 1, __ATOMIC_RELAXED);
+    }
+    return r;
+}
+"#;
+
+#[test]
+fn durations_hold_while_the_wall_clock_steps_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("shim.c");
+    let shim = dir.path().join("shim.so");
+    fs::write(&src, CLOCK_SHIM).unwrap();
+    let cc = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&shim)
+        .arg(&src)
+        .arg("-ldl")
+        .output()
+        .expect("a C compiler (the test script installs build-essential)");
+    assert!(cc.status.success(), "{}", stderr(&cc));
+    // The shim works: `date` under it is hours behind.
+    let date = |preload: bool| -> i64 {
+        let mut c = Command::new("date");
+        c.arg("+%s");
+        if preload {
+            c.env("LD_PRELOAD", &shim);
+        }
+        String::from_utf8(c.output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        date(false) - date(true) >= 3000,
+        "the shim did not step the clock"
+    );
+
+    let run = odai()
+        .env("ODAI_CACHE_DIR", cache())
+        .env("LD_PRELOAD", &shim)
+        .args([
+            "bench",
+            "--synthetic",
+            "toy:q8_0",
+            "-p",
+            "16",
+            "-n",
+            "16",
+            "--reps",
+            "3",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let v: Value = serde_json::from_slice(&run.stdout).unwrap();
+    for rep in v["reps"].as_array().unwrap() {
+        for key in ["load_ms", "ttft_ms", "first_ttft_ms"] {
+            let ms = rep[key].as_f64().unwrap();
+            // An hour stepped back between two reads of a wall clock would show as ±3.6e6 ms.
+            assert!(
+                ms > 0.0 && ms < 600_000.0,
+                "{key} = {ms} with the wall clock stepping back"
+            );
+        }
+        assert!(rep["decode_tps"].as_f64().unwrap() > 0.0);
+        let tokens = rep["token_ms"].as_array().unwrap();
+        assert_eq!(tokens.len(), 16);
+        assert!(tokens.iter().all(|t| {
+            let t = t.as_f64().unwrap();
+            t > 0.0 && t < 600_000.0
+        }));
+    }
+}
