@@ -1,4 +1,4 @@
-//! Quantized matrix kernels (src/engine/kernels) at SmolLM2-135M's ffn_up shape: decode (m = 1,
+//! Quantized matrix kernels (crates/odai-engine/src/kernels) at SmolLM2-135M's ffn_up shape: decode (m = 1,
 //! one matrix-vector product per weight) and prefill (m = 64 activation rows against the same
 //! weights), per block type, row by row and repacked eight rows at a time (kernels/packed.rs),
 //! on a team of 1 and 2 threads; candle's quantized matmul on the same shape for the baseline.

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 py=$(scripts/llamacpp-venv.sh)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-ODAI_FIDELITY_DIR=$dir cargo test --quiet --test it -- --ignored arch_fidelity::write_fidelity_models >&2
+ODAI_FIDELITY_DIR=$dir cargo test --quiet -p odai-engine --test arch_fidelity -- --ignored write_fidelity_models >&2
 "$py" scripts/arch_reference.py "$dir/manifest.json" >tests/data/arch-reference.json.part
 mv tests/data/arch-reference.json.part tests/data/arch-reference.json
 echo "wrote tests/data/arch-reference.json" >&2

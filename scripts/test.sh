@@ -8,7 +8,7 @@
 #   scripts/test.sh --all    what CI runs (.ci/run): the above, then the platform stage: clippy
 #                            without default features, llama.cpp on Vulkan (lavapipe), odai's
 #                            engine on Arm under qemu (dotprod and Cortex-A53), clippy for the
-#                            macOS/Windows targets, odai for Windows under wine, the static
+#                            Arm Linux, macOS and Windows targets, odai for Windows under wine, the static
 #                            aarch64 device binary's smoke, the fuzz smoke.
 #   scripts/test.sh --list   the stages of each tier, and what each needs.
 #
@@ -72,8 +72,8 @@ scripts/test.sh (base):
 scripts/test.sh --all (base, then the platform stage):
   clippy-no-default  odai without the results database, as device binaries build it
   vulkan             llama.cpp's Vulkan backend, its layers on Mesa's lavapipe
-  aarch64            odai's engine under qemu-user: dotprod (QEMU_CPU=max) and Cortex-A53
-  cross-clippy       clippy for Windows (gnu, msvc) and macOS (aarch64, x86_64)
+  aarch64            odai's engine crate under qemu-user: dotprod (QEMU_CPU=max) and Cortex-A53
+  cross-clippy       clippy for Arm Linux, Windows (gnu, msvc) and macOS (aarch64, x86_64)
   wine               odai's Windows unit tests and probe under wine64
   device-binary      the static aarch64 musl binary, run under qemu-user
   fuzz               each fuzz target for 20 s (needs a nightly toolchain)
@@ -194,7 +194,7 @@ llama_server() {
   export ODAI_TEST_LLAMA_SERVER ODAI_TEST_REQUIRE_LLAMA_SERVER=1
 }
 stage llama-server llama_server
-stage test cargo test --features llama-cpp
+stage test cargo test --workspace --features odai/llama-cpp
 man_pages() {
   # Generated from the command-line definition (cargo xtask man): one per command.
   cargo xtask man "$CARGO_TARGET_DIR/man"
@@ -232,34 +232,38 @@ else
 fi
 
 aarch64() {
-  # odai's engine on Arm, under qemu-user: the kernels' tests and the architecture references,
-  # on a core with dotprod (sdot kernels) and on a Cortex-A53 (plain NEON). ODAI_EXPECT_SIMD
-  # makes the kernels' tests fail if the path taken is not the one meant.
+  # odai's engine (crates/odai-engine) on Arm, under qemu-user: its kernels' tests and the
+  # architecture references, on a core with dotprod (sdot kernels) and on a Cortex-A53 (plain
+  # NEON). ODAI_EXPECT_SIMD makes the kernels' tests fail if the path taken is not the one
+  # meant. The engine's crate depends on nothing above half, rayon, serde and libc, so this
+  # builds none of wgpu, ONNX Runtime, SQLite or candle for aarch64.
   (
     # shellcheck source=scripts/arm-env.sh
     . scripts/arm-env.sh
     export CARGO_TARGET_DIR=$cache/target-aarch64
-    # Arm-only code (the NEON kernels, c_char being u8) is linted only when built for Arm.
-    cargo clippy --target aarch64-unknown-linux-gnu --all-targets -- -D warnings
+    # The NEON kernels are linted only when built for Arm.
+    cargo clippy -p odai-engine --target aarch64-unknown-linux-gnu --all-targets -- -D warnings
     for cpu in max:neon+dotprod cortex-a53:neon; do
       echo "test.sh: aarch64 under qemu, QEMU_CPU=${cpu%%:*}" >&2
       export QEMU_CPU=${cpu%%:*} ODAI_EXPECT_SIMD=${cpu#*:}
-      cargo test --target aarch64-unknown-linux-gnu --lib engine::
-      cargo test --target aarch64-unknown-linux-gnu --test it arch_fidelity::
+      cargo test -p odai-engine --target aarch64-unknown-linux-gnu
     done
   )
 }
 stage aarch64 aarch64
 
 cross_clippy() {
-  # macOS and Windows: odai and its tests compile there (clippy over every target: a Unix-only
-  # call outside its #[cfg] fails here). Linking needs the Apple SDK or MSVC's libraries, which
+  # Arm Linux, macOS and Windows: odai and its tests compile there (clippy over every target: a
+  # Unix-only call outside its #[cfg] fails here, and Arm-only code such as the native probe's
+  # is linted only when built for Arm). Linking needs the Apple SDK or MSVC's libraries, which
   # Linux has not; Windows-gnu links with mingw-w64 (the wine stage).
   (
     export CARGO_TARGET_DIR=$cache/target-cross
+    # shellcheck source=scripts/arm-env.sh
+    . scripts/arm-env.sh
     # shellcheck source=scripts/cross-env.sh
     . scripts/cross-env.sh
-    for t in x86_64-pc-windows-gnu x86_64-pc-windows-msvc aarch64-apple-darwin x86_64-apple-darwin; do
+    for t in aarch64-unknown-linux-gnu x86_64-pc-windows-gnu x86_64-pc-windows-msvc aarch64-apple-darwin x86_64-apple-darwin; do
       echo "test.sh: clippy for $t" >&2
       # The results database compiles SQLite's C, which needs the target's libc headers:
       # mingw-w64 has them; the Apple SDK and MSVC's are not here, so those two are checked

@@ -42,6 +42,16 @@ pub enum Error {
     Invalid { flag: String, problem: String },
 }
 
+/// The engine's errors become odai's with the same text.
+impl From<odai_engine::Error> for Error {
+    fn from(e: odai_engine::Error) -> Self {
+        match e {
+            odai_engine::Error::Model { file, problem } => Error::Model { file, problem },
+            odai_engine::Error::Invalid { flag, problem } => Error::Invalid { flag, problem },
+        }
+    }
+}
+
 impl Error {
     /// An error in a TOML configuration file at byte `offset` of `text`.
     pub fn config_at(file: impl Into<PathBuf>, text: &str, offset: usize, message: String) -> Self {

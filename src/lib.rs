@@ -29,7 +29,7 @@ pub mod protocol;
 pub mod provenance;
 pub mod quality;
 pub mod report;
-pub mod rng;
+pub use odai_engine::rng;
 pub mod runtime;
 pub mod sysroot;
 pub mod units;

@@ -152,7 +152,7 @@ impl Tokens {
         // llama.cpp's default for its vocabulary type: yes for SentencePiece (`llama`), no for
         // gpt2-style BPE (llama-vocab.cpp, `llama_vocab::impl::load`).
         let add_bos = match g.get("tokenizer.ggml.add_bos_token") {
-            Some(candle_core::quantized::gguf_file::Value::Bool(b)) => *b,
+            Some(crate::engine::gguf::Value::Bool(b)) => *b,
             _ => g.string("tokenizer.ggml.model") == Some("llama"),
         };
         Ok(Tokens {

@@ -1,23 +1,19 @@
 //! The inference engine: loads a GGUF model by `general.architecture` — llama, qwen2, qwen3,
 //! gemma3 and phi3 files whose tensor types odai's kernels cover into odai's own forward pass
-//! (`decoder`, with what each architecture computes read by `arch`), everything else into
-//! candle's quantized implementations — and runs forward passes on token ids. Everything above
-//! it (bench, generate) speaks token ids and logits only.
+//! (the `odai-engine` crate: `decoder`, with what each architecture computes read by `arch`),
+//! everything else into candle's quantized implementations — and runs forward passes on token
+//! ids. Everything above it (bench, generate) speaks token ids and logits only.
 
-pub mod arch;
-pub mod decoder;
 pub mod fingerprint;
-pub mod gguf;
-pub mod kernels;
-pub mod mapped;
-pub mod synth;
-pub mod team;
 pub mod text;
+
+pub use odai_engine::{arch, argmax, decoder, gguf, kernels, mapped, synth, team};
 
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
+use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{
     quantized_gemma3, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3,
@@ -123,12 +119,7 @@ impl Model {
             });
         }
         let device = Device::Cpu;
-        let file = File::open(path).map_err(|e| Error::Model {
-            file: path.to_owned(),
-            problem: format!("cannot open it: {e}"),
-        })?;
-        let mut reader = BufReader::new(file);
-        let content = g.content;
+        let (content, mut reader) = candle_content(path)?;
         let arch = match info.architecture.as_str() {
             "llama" => quantized_llama::ModelWeights::from_gguf(content, &mut reader, &device)
                 .map(Arch::Llama),
@@ -147,7 +138,7 @@ impl Model {
             problem: format!(
                 "cannot be loaded as {}: {}",
                 info.architecture,
-                gguf::candle_message(&e)
+                candle_message(&e)
             ),
         })?;
         Ok(Model { arch, info, device })
@@ -231,6 +222,67 @@ impl Model {
     }
 }
 
+/// The header of `path` as candle reads it (candle's models and tokenizer take its own type),
+/// with the reader left at the end of it. odai's reader (`gguf`) has checked the file already;
+/// candle's trusts the file's numbers, so a panic in it is caught and becomes the same
+/// corrupt-file error as any other unreadable header.
+pub fn candle_content(path: &Path) -> Result<(Content, BufReader<File>), Error> {
+    let problem = |problem: String| Error::Model {
+        file: path.to_owned(),
+        problem,
+    };
+    let file = File::open(path).map_err(|e| problem(format!("cannot open it: {e}")))?;
+    let mut reader = BufReader::new(file);
+    let content = contained(|| Content::read(&mut reader))
+        .map_err(|why| format!("candle's GGUF reader failed: {why}"))
+        .and_then(|r| r.map_err(|e| candle_message(&e)))
+        .map_err(|why| {
+            problem(format!(
+                "is not a readable GGUF file ({why}); it may be truncated or corrupt — fetch it again"
+            ))
+        })?;
+    Ok((content, reader))
+}
+
+thread_local! {
+    /// Set while [`contained`] runs: its panics are caught and reported, not printed.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into an error with its message. The panic hook stays quiet for this
+/// thread meanwhile (a user sees one line, `odai: error: …`, not a panic report); other threads'
+/// panics are reported as before.
+fn contained<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    r.map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into())
+    })
+}
+
+/// candle's error text without the backtrace candle appends when RUST_BACKTRACE is set.
+pub fn candle_message(e: &candle_core::Error) -> String {
+    e.to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
 /// Whether candle's quantized kernels can run on this CPU: candle-core 0.11's aarch64 kernels
 /// issue `sdot` unconditionally (quantized/neon.rs), which kills the process with SIGILL on a
 /// CPU without the dot-product extension (Cortex-A53: the Pi 3, low-end phones).
@@ -241,16 +293,6 @@ pub fn candle_runs_here() -> bool {
     true
 }
 
-/// Index of the largest logit (greedy sampling); ties go to the lowest index, as llama.cpp does.
-pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0usize;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
 
 #[cfg(test)]
 mod tests {

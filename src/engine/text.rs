@@ -17,7 +17,8 @@ pub use tokenizers::Tokenizer;
 /// `smollm` vocabularies also split digits one by one (llama.cpp's LLAMA_VOCAB_PRE_TYPE_SMOLLM,
 /// and SmolLM2's own tokenizer.json).
 pub fn tokenizer(g: &Gguf) -> Result<Tokenizer, String> {
-    let mut tok = Tokenizer::from_gguf(&g.content).map_err(|e| e.to_string())?;
+    let (content, _) = super::candle_content(&g.path).map_err(|e| e.to_string())?;
+    let mut tok = Tokenizer::from_gguf(&content).map_err(|e| e.to_string())?;
     let byte_level = ByteLevel::new(false, true, true);
     match g.string("tokenizer.ggml.pre").unwrap_or("gpt2") {
         "smollm" => {

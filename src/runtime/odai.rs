@@ -42,7 +42,7 @@ impl EngineRuntime {
         let logits = self
             .model
             .forward(tokens, self.pos)
-            .map_err(|e| engine::gguf::candle_message(&e))?;
+            .map_err(|e| engine::candle_message(&e))?;
         self.pos += tokens.len();
         Ok(engine::argmax(&logits))
     }
@@ -94,7 +94,7 @@ impl Runtime for EngineRuntime {
         let out = self
             .model
             .forward_rows(tokens, 0, from)
-            .map_err(|e| engine::gguf::candle_message(&e))?;
+            .map_err(|e| engine::candle_message(&e))?;
         self.pos = tokens.len();
         Ok(out)
     }

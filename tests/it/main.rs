@@ -10,7 +10,6 @@
 
 mod common;
 
-mod arch_fidelity;
 mod bench;
 mod cli;
 mod engine_reference;

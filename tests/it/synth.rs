@@ -136,8 +136,8 @@ fn unsupported_tensor_type_lists_the_supported_ones() {
         .assert()
         .code(3)
         .stderr(format!(
-            "odai: error: {}: uses a tensor type this engine cannot load (unknown dtype for tensor \
-             16); supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, \
+            "odai: error: {}: uses a tensor type this engine cannot load (tensor token_embd.weight \
+             is ggml type 16); supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, \
              Q5_K, Q6_K, Q8_K\n",
             f.display()
         ));

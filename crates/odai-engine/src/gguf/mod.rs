@@ -1,20 +1,22 @@
-//! Reading a GGUF file's header through candle: validation with errors that name the file and
+//! A GGUF file's header, read (`file`) and checked: validation with errors that name the file and
 //! say what to do, metadata helpers, and the model facts odai needs (architecture, shape, sizes,
 //! the memory a run will take).
+
+mod file;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::GgmlDType;
-use candle_core::quantized::gguf_file::{Content, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+pub use file::{Content, GgmlDType, ReadError, TensorInfo, Value};
 
 /// Architectures the engine runs, by `general.architecture`.
 pub const SUPPORTED_ARCHS: &[&str] = &["llama", "qwen2", "qwen3", "phi3", "gemma3"];
 
-/// Tensor types candle can load (ggml type ids per ggml.h).
+/// Tensor types odai reads (ggml type ids per ggml.h): candle loads them all; the engine runs
+/// the ones `decoder` has kernels for.
 pub const SUPPORTED_TYPES: &str =
     "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K";
 
@@ -50,7 +52,7 @@ impl Gguf {
                 "is a directory, not a GGUF file (pass the .gguf file inside it)",
             ));
         }
-        let map = super::mapped::Mapped::open(path, false)
+        let map = crate::mapped::Mapped::open(path, false)
             .map_err(|e| model_error(path, format!("cannot open it: {e}")))?;
         Self::parse(path, map.bytes())
     }
@@ -59,39 +61,26 @@ impl Gguf {
     /// that every tensor's data lies inside them. What `open` runs on the mapped file, and what
     /// the fuzz target feeds arbitrary bytes.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, Error> {
-        // candle's reader trusts the file's numbers: a `general.alignment` of 0 divides by zero
-        // (found by the `gguf` fuzz target). Its panics are caught here and become the same
-        // corrupt-file error as any other unreadable header.
-        let read = contained(|| Content::read(&mut std::io::Cursor::new(bytes))).map_err(|why| {
-            model_error(
+        let content = Content::read(bytes).map_err(|e| match e {
+            ReadError::Magic(_) => model_error(
                 path,
-                format!(
-                    "is not a readable GGUF file (the GGUF reader failed: {why}); it may be truncated or corrupt — fetch it again"
-                ),
-            )
-        })?;
-        let content = read.map_err(|e| {
-            let msg = candle_message(&e);
-            if msg.contains("unknown dtype") {
-                model_error(
-                    path,
-                    format!("uses a tensor type this engine cannot load ({msg}); supported: {SUPPORTED_TYPES}"),
-                )
-            } else if msg.contains("magic") {
-                model_error(path, format!("is not a GGUF file ({msg}); odai reads GGUF v1-v3 models"))
-            } else {
-                model_error(
-                    path,
-                    format!("is not a readable GGUF file ({msg}); it may be truncated or corrupt — fetch it again"),
-                )
-            }
+                format!("is not a GGUF file ({e}); odai reads GGUF v1-v3 models"),
+            ),
+            ReadError::UnknownType { .. } => model_error(
+                path,
+                format!("uses a tensor type this engine cannot load ({e}); supported: {SUPPORTED_TYPES}"),
+            ),
+            ReadError::Corrupt(_) => model_error(
+                path,
+                format!("is not a readable GGUF file ({e}); it may be truncated or corrupt — fetch it again"),
+            ),
         })?;
         let file_size = bytes.len() as u64;
         for (name, info) in &content.tensor_infos {
             // The dimensions come from the file: their product may overflow (found by the
             // `gguf` fuzz target), and a block type's tensor must hold whole blocks. Checked
             // here once, so every later `elem_count` of this content is safe.
-            let dims = info.shape.dims();
+            let dims = &info.dims;
             let elems = dims
                 .iter()
                 .try_fold(1usize, |acc, &d| acc.checked_mul(d))
@@ -133,9 +122,7 @@ impl Gguf {
     }
 
     pub fn string(&self, key: &str) -> Option<&str> {
-        self.get(key)
-            .and_then(|v| v.to_string().ok())
-            .map(String::as_str)
+        self.get(key).and_then(Value::as_str)
     }
 
     pub fn uint(&self, key: &str) -> Option<u64> {
@@ -186,48 +173,10 @@ impl Gguf {
             self.content
                 .tensor_infos
                 .get("token_embd.weight")
-                .map(|t| t.shape.dims()[0] as u64)
+                .and_then(|t| t.dims.first())
+                .map(|&d| d as u64)
         })
     }
-}
-
-thread_local! {
-    /// Set while [`contained`] runs: its panics are caught and reported, not printed.
-    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f`, turning a panic into an error with its message. The panic hook stays quiet for this
-/// thread meanwhile (a user sees one line, `odai: error: …`, not a panic report); other threads'
-/// panics are reported as before.
-fn contained<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(std::cell::Cell::get) {
-                previous(info);
-            }
-        }));
-    });
-    QUIET.with(|q| q.set(true));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    QUIET.with(|q| q.set(false));
-    r.map_err(|p| {
-        p.downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into())
-    })
-}
-
-/// candle's error text without the backtrace candle appends when RUST_BACKTRACE is set.
-pub fn candle_message(e: &candle_core::Error) -> String {
-    e.to_string()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
 }
 
 /// Bytes a tensor of `elems` elements of `dtype` occupies.
@@ -312,7 +261,7 @@ impl ModelInfo {
         let mut parameters = 0u64;
         let mut weight_bytes = 0u64;
         for info in g.content.tensor_infos.values() {
-            let elems = info.shape.elem_count();
+            let elems = info.elem_count();
             let bytes = tensor_bytes(info.ggml_dtype, elems);
             parameters += elems as u64;
             weight_bytes += bytes;
@@ -329,7 +278,7 @@ impl ModelInfo {
             g.content
                 .tensor_infos
                 .get("token_embd.weight")
-                .map_or(0, |t| tensor_bytes(t.ggml_dtype, t.shape.elem_count()))
+                .map_or(0, |t| tensor_bytes(t.ggml_dtype, t.elem_count()))
         } else {
             0
         };
@@ -458,13 +407,13 @@ mod tests {
 
     #[test]
     fn regression_fuzz_gguf_zero_alignment_is_an_error_not_a_panic() {
-        // Found by the `gguf` fuzz target: candle's reader divides by `general.alignment`.
+        // Found by the `gguf` fuzz target: candle's reader divided by `general.alignment`.
         let e = Gguf::parse(Path::new("x.gguf"), &with_alignment(&[4, 4], 64, Some(0)))
             .err()
             .expect("refused");
         assert_eq!(
             e.to_string(),
-            "x.gguf: is not a readable GGUF file (the GGUF reader failed: attempt to divide by zero); it may be truncated or corrupt — fetch it again"
+            "x.gguf: is not a readable GGUF file (gguf: general.alignment is 0: it must be a power of two); it may be truncated or corrupt — fetch it again"
         );
         assert!(Gguf::parse(Path::new("x.gguf"), &with_alignment(&[4, 4], 64, Some(32))).is_ok());
     }

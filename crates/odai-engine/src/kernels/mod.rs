@@ -692,7 +692,7 @@ pub fn matvec<B: WeightBlock>(
 mod tests {
     //! (Its generators and `close` serve packed.rs's tests too.)
     use super::*;
-    use crate::engine::team::Team;
+    use crate::team::Team;
     use crate::rng::Rng;
 
     pub(super) fn floats(rng: &mut Rng, n: usize) -> Vec<f32> {

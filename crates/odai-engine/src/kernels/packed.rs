@@ -328,7 +328,7 @@ fn huge_pages(ptr: *mut u8, len: usize) {
     #[cfg(target_os = "linux")]
     // SAFETY: an allocation this function's caller owns; MADV_HUGEPAGE changes no contents.
     unsafe {
-        crate::engine::mapped::advise_inside(ptr as usize, len, 2 << 20, libc::MADV_HUGEPAGE)
+        crate::mapped::advise_inside(ptr as usize, len, 2 << 20, libc::MADV_HUGEPAGE)
     };
     #[cfg(not(target_os = "linux"))]
     let _ = (ptr, len);
@@ -387,7 +387,7 @@ pub fn matmul<P: Packed8>(
     x: &[Act<P>],
     m: usize,
     y: &mut [f32],
-    team: &crate::engine::team::Team,
+    team: &crate::team::Team,
 ) {
     assert!(rows > 0 && m > 0);
     assert_eq!(y.len(), m * rows);

@@ -102,12 +102,22 @@ impl Mapped {
         // SAFETY: inside this mapping, which nothing reads again there.
         #[cfg(unix)]
         unsafe {
-            advise_inside(addr, len, crate::platform::page_size(), libc::MADV_DONTNEED)
+            advise_inside(addr, len, page_size(), libc::MADV_DONTNEED)
         };
         // Windows: a hint with no counterpart for a file view (the working set trims itself).
         #[cfg(windows)]
         let _ = (addr, len);
     }
+}
+
+/// The kernel's page size (sysconf(3) _SC_PAGESIZE; 4 KiB if it will not say).
+#[cfg(unix)]
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .ok()
+        .filter(|&p| p > 0)
+        .unwrap_or(4096)
 }
 
 /// madvise(2) on the whole `align`-sized pages inside `addr..addr + len` (none if it holds no

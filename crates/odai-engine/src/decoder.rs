@@ -17,10 +17,9 @@
 //! GELU-tanh (gemma3), gate and up fused in phi3; gemma3's √n_embd embedding scale; final
 //! logit soft-capping where the file sets it.
 
-use candle_core::quantized::GgmlDType;
 
 use super::arch::{self, Act, Rope, Spec};
-use super::gguf::Gguf;
+use super::gguf::{GgmlDType, Gguf};
 use super::kernels::packed::{
     self, BlockQ4_0x8, BlockQ4_1x8, BlockQ4Kx8, BlockQ5_0x8, BlockQ8_0x8, Packed8,
 };
@@ -385,14 +384,14 @@ impl Tensors<'_> {
             return unsupported(format!("no tensor {name}"));
         };
         let start = c.tensor_data_offset as usize + info.offset as usize;
-        let bytes = super::gguf::tensor_bytes(info.ggml_dtype, info.shape.elem_count()) as usize;
+        let bytes = super::gguf::tensor_bytes(info.ggml_dtype, info.elem_count()) as usize;
         if start + bytes > self.map.len {
             return unsupported(format!("{name} lies outside the file"));
         }
         self.used.borrow_mut().insert(name.to_owned());
         // SAFETY: start + bytes ≤ len, checked above.
         let ptr = unsafe { self.map.ptr.add(start) };
-        Ok((info.ggml_dtype, info.shape.dims().to_vec(), ptr))
+        Ok((info.ggml_dtype, info.dims.clone(), ptr))
     }
 
     /// `rows` × `cols` quantized weights.
@@ -488,7 +487,8 @@ impl Decoder {
         let vocab = c
             .tensor_infos
             .get("token_embd.weight")
-            .map_or(0, |t| t.shape.dims()[0]);
+            .and_then(|t| t.dims.first().copied())
+            .unwrap_or(0);
         let embd = t.matrix("token_embd.weight", vocab, n_embd)?;
         let output = if t.has("output.weight") {
             t.matrix("output.weight", vocab, n_embd)?
@@ -498,7 +498,8 @@ impl Decoder {
         let ffn = c
             .tensor_infos
             .get("blk.0.ffn_down.weight")
-            .map_or(0, |t| t.shape.dims()[1]);
+            .and_then(|t| t.dims.get(1).copied())
+            .unwrap_or(0);
         let mut layers = Vec::with_capacity(spec.n_layer);
         for i in 0..spec.n_layer {
             let p = |s: &str| format!("blk.{i}.{s}.weight");

@@ -7,7 +7,7 @@
 //! metadata asks for something this engine does not compute (YaRN or LongRoPE scaling, partial
 //! rotary dimensions, per-layer head counts) is refused with the reason, and candle runs it.
 
-use super::gguf::Gguf;
+use super::gguf::{Gguf, Value};
 
 /// How RoPE pairs a head's dimensions (ggml's rope modes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +96,7 @@ impl Spec {
         }
         let key = |k: &str| format!("{arch}.{k}");
         let uint = |k: &str| g.uint(&key(k)).map(|v| v as usize);
-        let float = |k: &str| g.get(&key(k)).and_then(|v| v.to_f32().ok());
+        let float = |k: &str| g.get(&key(k)).and_then(Value::to_f32);
         if uint("expert_count").unwrap_or(0) > 0 {
             return refuse("mixture of experts");
         }
@@ -152,9 +152,7 @@ impl Spec {
             (true, Some(window)) if window > 0 => {
                 let pattern = uint("attention.sliding_window_pattern").unwrap_or(6);
                 if g.get(&key("attention.sliding_window_pattern"))
-                    .is_some_and(|v| {
-                        matches!(v, candle_core::quantized::gguf_file::Value::Array(_))
-                    })
+                    .is_some_and(|v| matches!(v, Value::Array(_)))
                 {
                     return refuse("a per-layer sliding-window pattern");
                 }

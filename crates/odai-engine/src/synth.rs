@@ -304,8 +304,11 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// The cached synthetic file for `preset` at `quant`, written first if missing.
-pub fn cached(preset: &Preset, quant: Quant) -> anyhow::Result<PathBuf> {
-    use anyhow::Context;
+pub fn cached(preset: &Preset, quant: Quant) -> Result<PathBuf, Error> {
+    let io = |file: &Path, what: &str, e: std::io::Error| Error::Model {
+        file: file.to_owned(),
+        problem: format!("{what}: {e}"),
+    };
     let dir = cache_dir().join("synthetic");
     let path = dir.join(format!(
         "{}-{}-v{GENERATOR_VERSION}.gguf",
@@ -314,14 +317,13 @@ pub fn cached(preset: &Preset, quant: Quant) -> anyhow::Result<PathBuf> {
     ));
     if !path.is_file() {
         std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create the cache directory {}", dir.display()))?;
+            .map_err(|e| io(&dir, "cannot create the cache directory", e))?;
         // Written under a name of this process's own and renamed into place: workers of several
         // simulated devices on one machine may make the same model at once, and none may load
         // another's half-written file.
         let tmp = dir.join(format!(".{}.{}.tmp", preset.name, std::process::id()));
         write(preset, quant, &tmp)?;
-        std::fs::rename(&tmp, &path)
-            .with_context(|| format!("cannot move {} into place", tmp.display()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io(&tmp, "cannot move it into place", e))?;
     }
     Ok(path)
 }
@@ -691,8 +693,8 @@ fn fill_tensor(t: &TensorSpec, rng: &mut Rng, buf: &mut Vec<u8>) {
 }
 
 /// What `odai model inspect` would say of the synthetic file, without writing it.
-pub fn model_info(p: &Preset, quant: Quant) -> crate::engine::gguf::ModelInfo {
-    use crate::engine::gguf::{ModelInfo, TypeBytes};
+pub fn model_info(p: &Preset, quant: Quant) -> crate::gguf::ModelInfo {
+    use crate::gguf::{ModelInfo, TypeBytes};
     let specs = tensors(p, quant);
     let mut tensor_types = std::collections::BTreeMap::new();
     for t in &specs {
@@ -762,19 +764,19 @@ mod tests {
         let path = dir.path().join("m.gguf");
         let p = preset("smollm2-135m").unwrap();
         write(p, Quant::Q8_0, &path).unwrap();
-        let g = crate::engine::gguf::Gguf::open(&path).unwrap();
+        let g = crate::gguf::Gguf::open(&path).unwrap();
         assert_eq!(g.string("tokenizer.ggml.model"), Some("llama"));
-        let Some(candle_core::quantized::gguf_file::Value::Array(tokens)) =
+        let Some(crate::gguf::Value::Array(tokens)) =
             g.get("tokenizer.ggml.tokens")
         else {
             panic!("no token list");
         };
         assert_eq!(tokens.len() as u64, p.vocab);
-        let texts: std::collections::HashSet<&String> =
-            tokens.iter().map(|t| t.to_string().unwrap()).collect();
+        let texts: std::collections::HashSet<&str> =
+            tokens.iter().map(|t| t.as_str().unwrap()).collect();
         assert_eq!(texts.len(), tokens.len(), "token texts are unique");
         assert!(
-            texts.contains(&"<0x0A>".to_owned()),
+            texts.contains("<0x0A>"),
             "byte tokens for SentencePiece"
         );
     }
