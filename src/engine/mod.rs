@@ -293,7 +293,6 @@ pub fn candle_runs_here() -> bool {
     true
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -766,19 +766,14 @@ mod tests {
         write(p, Quant::Q8_0, &path).unwrap();
         let g = crate::gguf::Gguf::open(&path).unwrap();
         assert_eq!(g.string("tokenizer.ggml.model"), Some("llama"));
-        let Some(crate::gguf::Value::Array(tokens)) =
-            g.get("tokenizer.ggml.tokens")
-        else {
+        let Some(crate::gguf::Value::Array(tokens)) = g.get("tokenizer.ggml.tokens") else {
             panic!("no token list");
         };
         assert_eq!(tokens.len() as u64, p.vocab);
         let texts: std::collections::HashSet<&str> =
             tokens.iter().map(|t| t.as_str().unwrap()).collect();
         assert_eq!(texts.len(), tokens.len(), "token texts are unique");
-        assert!(
-            texts.contains("<0x0A>"),
-            "byte tokens for SentencePiece"
-        );
+        assert!(texts.contains("<0x0A>"), "byte tokens for SentencePiece");
     }
 
     #[test]

@@ -50,13 +50,17 @@ fn fetch_model(name: &str) -> PathBuf {
 /// The file's sha256, as odai identifies model files.
 fn sha256_file(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap();
-    Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// odai's engine on `path` (it must take the file: these are the shapes it runs).
 fn load(path: &Path) -> Decoder {
     let g = Gguf::open(path).unwrap_or_else(|e| panic!("{e}"));
-    Decoder::load(&g).unwrap_or_else(|e| panic!("{}: odai's engine must run it: {}", path.display(), e.0))
+    Decoder::load(&g)
+        .unwrap_or_else(|e| panic!("{}: odai's engine must run it: {}", path.display(), e.0))
 }
 
 /// Largest |odai − llama.cpp| logit difference allowed, as a fraction of llama.cpp's largest

@@ -288,7 +288,10 @@ impl Content {
             wide: true,
         };
         if bytes.len() < 4 {
-            return corrupt(format!("{} bytes: too short for a GGUF header", bytes.len()));
+            return corrupt(format!(
+                "{} bytes: too short for a GGUF header",
+                bytes.len()
+            ));
         }
         let magic = c.u32("the magic")?;
         // "GGUF" read as a little-endian u32.

@@ -692,8 +692,8 @@ pub fn matvec<B: WeightBlock>(
 mod tests {
     //! (Its generators and `close` serve packed.rs's tests too.)
     use super::*;
-    use crate::team::Team;
     use crate::rng::Rng;
+    use crate::team::Team;
 
     pub(super) fn floats(rng: &mut Rng, n: usize) -> Vec<f32> {
         (0..n)
