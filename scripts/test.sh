@@ -91,14 +91,16 @@ export ODAI_TEST_MODELS=${ODAI_TEST_MODELS:-$cache/test-models}
 report=()
 current=
 began=$SECONDS
+# (Names of their own: a stage's function sees these, and a loop variable of the same name
+# would overwrite them.)
 stage() {
-  local name=$1 t=$SECONDS
+  local stage_name=$1 stage_began=$SECONDS
   shift
-  current=$name
-  echo "test.sh: == $name" >&2
+  current=$stage_name
+  echo "test.sh: == $stage_name" >&2
   "$@"
-  report+=("$(printf '  %-18s %6d s' "$name" $((SECONDS - t)))")
-  echo "test.sh: $name: $((SECONDS - t)) s" >&2
+  report+=("$(printf '  %-18s %6d s' "$stage_name" $((SECONDS - stage_began)))")
+  echo "test.sh: $stage_name: $((SECONDS - stage_began)) s" >&2
   current=
 }
 skip() {
@@ -110,7 +112,7 @@ finish() {
   if [ -n "$current" ]; then report+=("$(printf "  %-18s FAILED (exit %d)" "$current" "$rc")"); fi
   {
     echo "test.sh: stages ($([ "$tier" = all ] && echo "--all" || echo "base tier")):"
-    printf '%s\n' "${report[@]}"
+    if [ ${#report[@]} -gt 0 ]; then printf '%s\n' "${report[@]}"; fi
     printf '  %-18s %6d s\n' total $((SECONDS - began))
   } >&2
 }
@@ -121,7 +123,7 @@ base_packages=(gcc libc6-dev mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-
 platform_packages=(libvulkan-dev glslc spirv-headers gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user clang llvm gcc-mingw-w64-x86-64 wine64 musl-tools file)
 missing=()
 setup() {
-  local want=("${base_packages[@]}")
+  local want=("${base_packages[@]}") p t
   [ "$tier" = all ] && want+=("${platform_packages[@]}")
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
