@@ -7,16 +7,20 @@
 
 use std::path::Path;
 
-/// A GGUF file: header, metadata and tensor table, then what odai derives from them before
-/// loading a single weight (model facts, the architecture spec, the tokenizer).
+/// A GGUF file: header, metadata and tensor table (odai's reader), then what odai derives from
+/// them before loading a single weight (model facts, the architecture spec), and what candle
+/// reads of a file odai's reader accepted (its header, the tokenizer built from it).
 pub fn gguf(bytes: &[u8]) {
-    let Ok(g) = crate::engine::gguf::Gguf::parse(Path::new("fuzz.gguf"), bytes) else {
+    let path = Path::new("fuzz.gguf");
+    let Ok(g) = crate::engine::gguf::Gguf::parse(path, bytes) else {
         return;
     };
     let _ = g.architecture();
     let _ = crate::engine::gguf::ModelInfo::from_gguf(&g);
     let _ = crate::engine::arch::Spec::read(&g);
-    let _ = crate::engine::text::tokenizer(&g);
+    if let Ok(content) = crate::engine::candle_read(path, &mut std::io::Cursor::new(bytes)) {
+        let _ = crate::engine::text::tokenizer_from(&g, &content);
+    }
 }
 
 /// The TOML files a user writes: a matrix, device classes, a workload profile, a farm inventory.

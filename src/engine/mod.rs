@@ -223,25 +223,32 @@ impl Model {
 }
 
 /// The header of `path` as candle reads it (candle's models and tokenizer take its own type),
-/// with the reader left at the end of it. odai's reader (`gguf`) has checked the file already;
-/// candle's trusts the file's numbers, so a panic in it is caught and becomes the same
-/// corrupt-file error as any other unreadable header.
+/// with the reader left at the end of it. odai's reader (`gguf`) has checked the file already.
 pub fn candle_content(path: &Path) -> Result<(Content, BufReader<File>), Error> {
-    let problem = |problem: String| Error::Model {
+    let file = File::open(path).map_err(|e| Error::Model {
         file: path.to_owned(),
-        problem,
-    };
-    let file = File::open(path).map_err(|e| problem(format!("cannot open it: {e}")))?;
+        problem: format!("cannot open it: {e}"),
+    })?;
     let mut reader = BufReader::new(file);
-    let content = contained(|| Content::read(&mut reader))
+    Ok((candle_read(path, &mut reader)?, reader))
+}
+
+/// candle's reading of a GGUF header from `reader` (`path` names it in errors). candle's reader
+/// trusts the file's numbers, so a panic in it is caught and becomes the same corrupt-file error
+/// as any other unreadable header.
+pub fn candle_read<R: std::io::Read + std::io::Seek>(
+    path: &Path,
+    reader: &mut R,
+) -> Result<Content, Error> {
+    contained(|| Content::read(reader))
         .map_err(|why| format!("candle's GGUF reader failed: {why}"))
         .and_then(|r| r.map_err(|e| candle_message(&e)))
-        .map_err(|why| {
-            problem(format!(
+        .map_err(|why| Error::Model {
+            file: path.to_owned(),
+            problem: format!(
                 "is not a readable GGUF file ({why}); it may be truncated or corrupt — fetch it again"
-            ))
-        })?;
-    Ok((content, reader))
+            ),
+        })
 }
 
 thread_local! {

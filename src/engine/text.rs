@@ -1,6 +1,7 @@
 //! Text ↔ token ids through candle's GGUF tokenizer support (candle-core `quantized::tokenizer`),
 //! with the pre-tokenizer corrected to what llama.cpp does for gpt2-style vocabularies.
 
+use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -18,7 +19,13 @@ pub use tokenizers::Tokenizer;
 /// and SmolLM2's own tokenizer.json).
 pub fn tokenizer(g: &Gguf) -> Result<Tokenizer, String> {
     let (content, _) = super::candle_content(&g.path).map_err(|e| e.to_string())?;
-    let mut tok = Tokenizer::from_gguf(&content).map_err(|e| e.to_string())?;
+    tokenizer_from(g, &content)
+}
+
+/// The tokenizer of `g` from candle's reading of the same header (candle builds it from its own
+/// type).
+pub fn tokenizer_from(g: &Gguf, content: &Content) -> Result<Tokenizer, String> {
+    let mut tok = Tokenizer::from_gguf(content).map_err(|e| e.to_string())?;
     let byte_level = ByteLevel::new(false, true, true);
     match g.string("tokenizer.ggml.pre").unwrap_or("gpt2") {
         "smollm" => {
