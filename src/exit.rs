@@ -23,6 +23,14 @@ pub const INTERRUPTED: i32 = 130;
 
 /// The exit code for an error that reached `main`.
 pub fn code_for(err: &anyhow::Error) -> i32 {
+    // The engine's errors (a model file, a synthetic preset) reach here as they are, or as
+    // odai's own with the same meaning.
+    if let Some(e) = err.downcast_ref::<odai_engine::Error>() {
+        return match e {
+            odai_engine::Error::Invalid { .. } => USAGE,
+            odai_engine::Error::Model { .. } => INPUT,
+        };
+    }
     match err.downcast_ref::<crate::error::Error>() {
         Some(crate::error::Error::Invalid { .. }) => USAGE,
         Some(crate::error::Error::DoesNotFit { .. }) => DOES_NOT_FIT,

@@ -383,32 +383,41 @@ fn memory_cgroup(bytes: u64) -> Option<Cgroup> {
     Some(cg)
 }
 
-/// Runs `cmd` and returns its output and its peak resident memory in bytes (wait4's rusage).
+/// Runs `cmd` and returns its output and its peak resident memory in bytes: the largest VmHWM
+/// that /proc/PID/status showed while it ran (a high-water mark, so a peak between two reads is
+/// still seen). Not wait4's ru_maxrss: std starts children with posix_spawn (CLONE_VM), and the
+/// kernel carries the parent's high-water mark into the child's at exec (fs/exec.c,
+/// setmax_mm_hiwater_rss), so the test process — every integration test shares one — would be
+/// measured as the coordinator (regression: 1449 MiB "peaks" once the tests became one binary).
 fn output_and_peak_rss(mut cmd: Command) -> (std::process::ExitStatus, String, u64) {
-    use std::os::unix::process::ExitStatusExt;
-    // wait4 below reaps it: std's wait would lose the rusage.
-    #[allow(clippy::zombie_processes)]
-    let child = cmd
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut err = child.stderr.unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut err = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut err, &mut s).unwrap();
         s
     });
-    let mut status = 0;
-    // SAFETY: wait4 on our own child, which std will not wait on (the Child is dropped unwaited).
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut ru) }, pid);
-    (
-        std::process::ExitStatus::from_raw(status),
-        reader.join().unwrap(),
-        ru.ru_maxrss as u64 * 1024,
-    )
+    let mut peak = 0u64;
+    let status = loop {
+        let hwm = fs::read_to_string(&status_file).ok().and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        });
+        peak = peak.max(hwm.unwrap_or(0) * 1024);
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        // Polling interval only: the high-water mark keeps what happened between reads.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(peak > 0, "no VmHWM was read from {status_file}");
+    (status, reader.join().unwrap(), peak)
 }
 
 #[test]
