@@ -473,7 +473,7 @@ pub(crate) fn avxvnni() -> bool {
 /// The Arm dot-product extension (`sdot`, ARMv8.2+: Cortex-A55/A76 and later, Apple M1+); the
 /// Cortex-A53 of the Pi 3 and low-end phones lacks it and takes the plain NEON path.
 #[cfg(target_arch = "aarch64")]
-pub(crate) fn dotprod() -> bool {
+pub fn dotprod() -> bool {
     // std caches the answer (HWCAP on Linux and Android, sysctl on macOS).
     std::arch::is_aarch64_feature_detected!("dotprod")
 }
