@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates tests/data/arch-reference.json: llama.cpp's logits (llama-cpp-python 0.3.36, CPU)
-# on every synthetic fidelity case of tests/it/arch_fidelity.rs and on the real test model. Run it
+# on every synthetic fidelity case of crates/odai-engine/tests/arch_fidelity.rs and on the real test model. Run it
 # after changing the synthetic generator or the cases; the suite itself needs no llama.cpp.
 #
 #   scripts/arch-references.sh

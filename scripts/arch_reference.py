@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""llama.cpp's figures for tests/it/arch_fidelity.rs: for each case of a manifest (written by that
+"""llama.cpp's figures for crates/odai-engine/tests/arch_fidelity.rs: for each case of a manifest (written by that
 test's `write_fidelity_models`), loads the GGUF in llama.cpp (llama-cpp-python, CPU), runs the
 prompt, then STEPS greedy tokens one at a time, and records after the prompt and after each
 token: every logit (the prompt, when the vocabulary is small) or the 16 largest, the largest |logit| (scale) and

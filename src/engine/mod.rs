@@ -352,7 +352,7 @@ mod tests {
 
     /// odai's own pass computes what candle's does, on synthetic models of every architecture
     /// whose candle implementation follows llama.cpp's graph (gemma3's does not: its greedy
-    /// tokens part from llama.cpp's on a real Gemma 3 file, so tests/it/arch_fidelity.rs checks
+    /// tokens part from llama.cpp's on a real Gemma 3 file, so crates/odai-engine/tests/arch_fidelity.rs checks
     /// gemma3 against llama.cpp's own logits) and every quantization odai's kernels cover: the
     /// logits of a prompt and of decode steps after it agree within 5% of their scale
     /// (measured: Q4_K ~1e-7, Q4_0 0.6%, Q8_0 3.5% on llama — odai's Q8_0 kernel matches the
@@ -361,23 +361,7 @@ mod tests {
     #[test]
     fn own_engine_matches_candle_on_every_architecture() {
         for arch in ["llama", "qwen2", "qwen3", "phi3"] {
-            let shape = Preset {
-                name: "tiny",
-                arch,
-                n_layer: 2,
-                n_embd: 256,
-                n_head: 4,
-                n_kv_head: 2,
-                head_dim: 64,
-                ffn: 512,
-                vocab: 320,
-                context: 128,
-                rope_theta: 10_000.0,
-                rms_eps: 1e-5,
-                tied: arch != "phi3",
-                bos: Some(1),
-                sliding_window: 0,
-            };
+            let shape = synth::small(arch);
             for quant in [Quant::Q4_0, Quant::Q8_0, Quant::Q4K] {
                 let dir = tempfile::tempdir().unwrap();
                 let path = dir.path().join("tiny.gguf");
@@ -385,7 +369,7 @@ mod tests {
                 let mut own = Model::load_on(&path, true).unwrap();
                 if !candle_runs_here() {
                     // Arm without dotprod: candle cannot run here (see candle_runs_here); the
-                    // plain NEON path is checked against llama.cpp by tests/it/arch_fidelity.rs.
+                    // plain NEON path is checked against llama.cpp by crates/odai-engine/tests/arch_fidelity.rs.
                     assert!(Model::load_on(&path, false).is_err());
                     continue;
                 }

@@ -1013,7 +1013,7 @@ fn softmax(x: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::{self, Preset, Quant};
+    use crate::synth::{self, Quant};
 
     /// Every architecture's small synthetic model, at every quantization the kernels cover, loads
     /// on this engine and runs a prompt and a decode step after it with finite logits of the
@@ -1027,23 +1027,7 @@ mod tests {
             "the engine's kernels need AVX2 (x86-64) or NEON (aarch64)"
         );
         for arch in ["llama", "qwen2", "qwen3", "phi3", "gemma3"] {
-            let shape = Preset {
-                name: "tiny",
-                arch,
-                n_layer: 2,
-                n_embd: 256,
-                n_head: 4,
-                n_kv_head: 2,
-                head_dim: 64,
-                ffn: 512,
-                vocab: 320,
-                context: 128,
-                rope_theta: 10_000.0,
-                rms_eps: 1e-5,
-                tied: arch != "phi3",
-                bos: Some(1),
-                sliding_window: if arch == "gemma3" { 4 } else { 0 },
-            };
+            let shape = synth::small(arch);
             for quant in [Quant::Q4_0, Quant::Q8_0, Quant::Q4K] {
                 let dir = tempfile::tempdir().unwrap();
                 let path = dir.path().join("tiny.gguf");

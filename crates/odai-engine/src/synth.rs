@@ -33,6 +33,28 @@ pub struct Preset {
     pub sliding_window: u64,
 }
 
+/// A small model of `arch`'s shape for tests: two layers, 256 wide (a whole Q4_K block per
+/// row), a 320-token vocabulary; gemma3 with a sliding window of 4.
+pub fn small(arch: &'static str) -> Preset {
+    Preset {
+        name: "tiny",
+        arch,
+        n_layer: 2,
+        n_embd: 256,
+        n_head: 4,
+        n_kv_head: 2,
+        head_dim: 64,
+        ffn: 512,
+        vocab: 320,
+        context: 128,
+        rope_theta: 10_000.0,
+        rms_eps: 1e-5,
+        tied: arch != "phi3",
+        bos: Some(1),
+        sliding_window: if arch == "gemma3" { 4 } else { 0 },
+    }
+}
+
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "smollm2-135m",
