@@ -87,8 +87,6 @@ pub fn adapters(
     let spawned = thread::Builder::new()
         .name("odai-gpu-enumerate".into())
         .spawn(move || {
-            // `tx` is dropped last, after the adapters: the caller reads the disconnect as
-            // "the drivers are torn down".
             let (list, handles) = enumerate();
             if tx.send(Found::List(list)).is_err() || check.is_none() {
                 return;
@@ -114,9 +112,12 @@ pub fn adapters(
                 }
             }
         });
-    if let Err(e) = spawned {
-        return Reading::unavailable(format!("not enumerated: cannot start a thread ({e})"));
-    }
+    let spawned = match spawned {
+        Ok(handle) => handle,
+        Err(e) => {
+            return Reading::unavailable(format!("not enumerated: cannot start a thread ({e})"));
+        }
+    };
     let mut list = match rx.recv_timeout(timeout) {
         Ok(Found::List(list)) => list,
         Ok(Found::Check(..)) => unreachable!("the list is sent first"),
@@ -158,19 +159,34 @@ pub fn adapters(
             }
         }
     }
-    // The thread drops its adapters, devices and instance after its last message. Wait for that
-    // teardown before going on: a process that exits while a driver is still being torn down on
-    // another thread races the driver's exit handlers (regression: Mesa's GL driver crashed with
-    // SIGSEGV after a failed check, in a few runs out of ten).
+    // The thread drops its adapters, devices and instance after its last message, and then its
+    // thread-local destructors run (libglvnd's and Mesa's EGL thread state among them). Wait until
+    // the thread has ended, destructors included, before going on: a process that exits while a
+    // driver is still being torn down on another thread races the driver's exit handlers
+    // (regressions: Mesa's GL driver crashed with SIGSEGV after a failed check, in a few runs out
+    // of ten, while this waited only for the channel to close; then glibc aborted with
+    // "malloc_consolidate(): invalid chunk size" in CI under load, because the channel closes
+    // *before* those destructors run — the race wgpu's CI met on GL, gfx-rs/wgpu#4285).
     if !crate::exit::DRIVER_THREAD_ABANDONED.load(std::sync::atomic::Ordering::SeqCst)
-        && matches!(
-            rx.recv_timeout(check.unwrap_or(timeout)),
-            Err(mpsc::RecvTimeoutError::Timeout)
-        )
+        && !ended(spawned, check.unwrap_or(timeout))
     {
         crate::exit::DRIVER_THREAD_ABANDONED.store(true, std::sync::atomic::Ordering::SeqCst);
     }
     Reading::Value(list)
+}
+
+/// Whether `thread` ended within `limit`. `JoinHandle::join` has no timeout and
+/// `is_finished` turns true before the thread's thread-local destructors have run, so a
+/// second thread joins it (pthread_join returns once the thread has terminated) and reports.
+fn ended(thread: thread::JoinHandle<()>, limit: Duration) -> bool {
+    let (tx, rx) = mpsc::channel();
+    let joiner = thread::Builder::new()
+        .name("odai-gpu-join".into())
+        .spawn(move || {
+            let _ = thread.join();
+            let _ = tx.send(());
+        });
+    joiner.is_ok() && rx.recv_timeout(limit).is_ok()
 }
 
 fn enumerate() -> (Vec<GpuAdapter>, Vec<wgpu::Adapter>) {
