@@ -16,9 +16,11 @@ fn bench_probe(c: &mut Criterion) {
         b.iter(|| black_box(probe::run(&root, &opts)))
     });
     for tree in ["intel-laptop", "android-phone", "hostile"] {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(tree);
+        let dir = Path::new(
+            &std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("tests/fixtures")
+        .join(tree);
         let root = SysRoot::at(&dir).unwrap();
         group.bench_function(tree, |b| b.iter(|| black_box(probe::run(&root, &opts))));
     }

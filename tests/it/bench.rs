@@ -519,7 +519,7 @@ fn bad_load_is_a_usage_error() {
 
 #[test]
 fn unknown_headroom_runs_with_a_warning_not_a_guess() {
-    let hostile = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostile");
+    let hostile = common::repo().join("tests/fixtures/hostile");
     let out = bench(&[
         "--reps",
         "1",

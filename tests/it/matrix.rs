@@ -38,7 +38,7 @@ fn shipped_matrices_plan_on_a_captured_device() {
         // and unloaded only, and all four combinations at 4 threads: 6. Seven models: 42.
         ("matrices/readiness.toml", 42),
     ] {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let path = common::repo().join(file);
         let (code, v, err) = plan(&[path.to_str().unwrap()], Some(&root));
         assert_eq!(code, 0, "{file}: {err}");
         assert_eq!(v["cells"].as_array().unwrap().len(), cells, "{file}");

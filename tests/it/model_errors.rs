@@ -106,8 +106,7 @@ fn regression_fuzz_a_gguf_that_crashed_the_reader_is_one_line() {
     // Found by the `gguf` fuzz target (the file is its finding, kept as it was): a
     // `general.alignment` of 0 made candle's GGUF reader divide by zero, and odai panicked.
     // odai's own reader refuses it.
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/fuzz/gguf-zero-alignment.gguf");
+    let file = common::repo().join("tests/data/fuzz/gguf-zero-alignment.gguf");
     assert_eq!(
         inspect_error(&file),
         format!(

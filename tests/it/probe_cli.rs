@@ -173,7 +173,7 @@ fn odai_root_env_points_at_a_tree() {
 fn root_that_is_a_file_is_rejected() {
     odai()
         .args(["probe", "--root", "Cargo.toml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(common::repo())
         .assert()
         .code(3)
         .stderr(predicate::str::starts_with(
@@ -353,10 +353,7 @@ fn json_reads_back_into_odai_types_unchanged() {
 fn captured_tree_of_this_machine_probes_like_the_machine() {
     let dir = tempfile::tempdir().unwrap();
     let status = std::process::Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/capture-tree.sh"
-        ))
+        .arg(common::repo().join("scripts/capture-tree.sh"))
         .arg(dir.path())
         .status()
         .unwrap();

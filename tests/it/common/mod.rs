@@ -20,10 +20,18 @@ pub fn ok(out: &std::process::Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
+/// The checkout under test, read when the test runs (cargo test sets CARGO_MANIFEST_DIR), not
+/// when it was compiled. The target directory lives outside the clone (scripts/test.sh) and is
+/// shared by every clone on the machine, and cargo reuses a test binary another clone built (its
+/// fingerprints hold paths relative to the package): a path baked in at compile time can name a
+/// clone that is gone (regression: CI's clone failed to find tests/data in one built here).
+pub fn repo() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    repo().join("tests/fixtures").join(name)
 }
 
 pub fn odai() -> Command {
@@ -80,7 +88,7 @@ pub fn fetch_model(name: &str) -> PathBuf {
     if let Some((_, p)) = fetched.iter().find(|(n, _)| n == name) {
         return p.clone();
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = repo();
     let out = std::process::Command::new("bash")
         .arg(root.join("scripts/fetch-test-model.sh"))
         .arg(name)
@@ -98,8 +106,7 @@ pub fn fetch_model(name: &str) -> PathBuf {
 
 /// llama.cpp's greedy reference ids for the test model, from ../shared/reference.
 pub fn reference() -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/smollm2-135m-q4_1-greedy.json");
+    let path = repo().join("../shared/reference/smollm2-135m-q4_1-greedy.json");
     let text = fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e} (CI puts ../shared beside the checkout)",
