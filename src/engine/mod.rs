@@ -308,36 +308,20 @@ pub fn candle_runs_here() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use synth::{Preset, Quant};
+    use synth::Quant;
 
     /// Every architecture's load and forward path, on a tiny synthetic model of its shape.
     #[test]
     fn each_architecture_loads_and_runs_a_tiny_synthetic_model() {
         for arch in ["llama", "qwen2", "qwen3", "phi3", "gemma3"] {
-            let tiny = Preset {
-                name: "tiny",
-                arch,
-                n_layer: 2,
-                n_embd: 64,
-                n_head: 4,
-                n_kv_head: 2,
-                head_dim: 16,
-                ffn: 128,
-                vocab: 256,
-                context: 128,
-                rope_theta: 10_000.0,
-                rms_eps: 1e-5,
-                tied: arch != "phi3",
-                bos: Some(1),
-                sliding_window: if arch == "gemma3" { 4 } else { 0 },
-            };
+            let tiny = synth::small(arch);
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("tiny.gguf");
             synth::write(&tiny, Quant::Q8_0, &path).unwrap();
             let mut m = Model::load(&path).unwrap_or_else(|e| panic!("{arch}: {e}"));
             assert_eq!(m.info.architecture, arch);
             let logits = m.forward(&[1, 2, 3], 0).unwrap();
-            assert_eq!(logits.len(), 256, "{arch}");
+            assert_eq!(logits.len(), tiny.vocab as usize, "{arch}");
             assert!(
                 logits.iter().all(|v| v.is_finite()),
                 "{arch}: non-finite logits"
@@ -346,7 +330,7 @@ mod tests {
             let logits = m.forward(&[next], 3).unwrap();
             assert!(logits.iter().all(|v| v.is_finite()), "{arch}");
             m.reset();
-            assert_eq!(m.forward(&[1, 2, 3], 0).unwrap().len(), 256);
+            assert_eq!(m.forward(&[1, 2, 3], 0).unwrap().len(), tiny.vocab as usize);
         }
     }
 
