@@ -187,8 +187,11 @@ stage fmt cargo fmt --check
 clippy() {
   # Without llama.cpp (what `cargo run --release -- profile` builds) and the xtask (man pages),
   # then with llama.cpp: its build script compiles llama.cpp here, once, for every later stage.
+  # The second line selects the packages and features the test stage's command does, so cargo
+  # resolves the same features for llama-cpp-sys-2's build tools and its build script's OUT_DIR
+  # is the one the test build and llama-server link (other arguments: llama.cpp compiled twice).
   cargo clippy --workspace --all-targets -- -D warnings
-  cargo clippy --all-targets --features llama-cpp -- -D warnings
+  cargo clippy --workspace --all-targets --features odai/llama-cpp -- -D warnings
 }
 stage clippy clippy
 llama_server() {
@@ -278,8 +281,8 @@ else
 fi
 
 device_binary() {
-  # The static aarch64 device binary, as phones and boards run it. The dev profile
-  # (dependencies optimised as in release) keeps the rebuild of odai short;
+  # The static aarch64 device binary, as phones and boards run it. The dev profile (the engine
+  # and candle optimised as in release) keeps the rebuild of odai short;
   # scripts/build-device-binaries.sh builds release binaries by default.
   ODAI_DEVICE_TARGET_DIR=$cache/target-device TARGETS=aarch64-unknown-linux-musl PROFILE=dev \
     OUT=$cache/device-binaries scripts/build-device-binaries.sh >/dev/null
