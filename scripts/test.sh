@@ -213,14 +213,15 @@ stage clippy-no-default cargo clippy --all-targets --no-default-features -- -D w
 
 vulkan() {
   # llama.cpp's Vulkan backend, its layers on Mesa's lavapipe (a real Vulkan device run by the
-  # CPU), in its own target in the cache: the GPU path, not its speed.
+  # CPU): the GPU path, not its speed. In the base tier's target, with its packages (--workspace)
+  # so every dependency resolves the features it had there: only llama.cpp (a build of its own,
+  # beside the CPU one), its bindings and odai compile here.
   local sdk
   sdk=$(scripts/vulkan-sdk.sh)
   (
     if [ -n "$sdk" ]; then export VULKAN_SDK=$sdk; fi
-    export CARGO_TARGET_DIR=$cache/target-vulkan
-    cargo clippy --features llama-cpp-vulkan --test it -- -D warnings
-    cargo test --features llama-cpp-vulkan --test it gpu_llama::
+    cargo clippy --workspace --features odai/llama-cpp-vulkan --test it -- -D warnings
+    cargo test --workspace --features odai/llama-cpp-vulkan --test it gpu_llama::
   )
 }
 if [ ${#missing[@]} -eq 0 ]; then
