@@ -109,15 +109,16 @@ odai report results/r1 --fail-on hybrid   # exit 5 unless every class is on-devi
     )]
     Report(ReportArgs),
 
-    /// Compare two results (directories or measurements.csv): per cell and metric the change,
-    /// its significance (Welch's t-test on the repetitions) and regressions past a threshold
+    /// Compare two results (directories or measurements.csv) as a release gate: per cell and
+    /// metric the change, its significance (Welch's t-test on the repetitions), regressions past
+    /// a threshold, cells lost, changes too noisy to call
     #[command(
-        after_help = "A regression is a change worse than --threshold that Welch's t-test on the \
-repetitions finds significant (p < 0.05); where a side has fewer than two repetitions (a \
-measurements.csv holds none) the threshold alone decides, and the output says so.\n\n\
-Exit status: 0 no regression, 5 a regression (the gate tripped), 1 the comparison itself \
-failed, 3 an input is missing or malformed.\n\n\
-Examples:\n  odai compare results/q4_0 results/q4_k\n  odai compare base/ new/ --threshold 10% --format json"
+        after_help = "Cells pair up by --match-by (device and cell id by default: the same matrix run twice). A cell ok in BASE that failed, was skipped or is missing in NEW is a regression. A metric worse than --threshold is a regression when Welch's t-test on the repetitions finds it significant (p < 0.05), or when a side has a single repetition and there is nothing to test; with repetitions that cannot tell it from noise it is INCONCLUSIVE: shown, counted, and a failure under --fail-on-inconclusive. Two results with no cell in common are an error, not a pass. A results directory and its measurements.csv give the same verdicts.\n\n\
+Exit status: 0 no regression, 5 a regression or a lost cell (the gate tripped; inconclusive changes too under --fail-on-inconclusive), 1 the comparison itself failed, 2 a usage error, 3 an input is missing or malformed, or the two share no cell.\n\n\
+Examples:\n  odai compare results/main results/pr-123\n  \
+odai compare results/q4_0 results/q4_k --match-by device,threads,prompt_tokens,gen_tokens\n  \
+odai compare base/ new/ --threshold 10% --fail-on-inconclusive --format markdown > comment.md\n  \
+odai compare base/measurements.csv new/measurements.csv --format json"
     )]
     Compare(CompareArgs),
 
@@ -926,13 +927,40 @@ pub struct CompareArgs {
     #[arg(value_name = "NEW")]
     pub new: PathBuf,
 
-    /// A significant change worse than this is a regression
+    /// A change worse than this is a regression (when significant) or inconclusive (when the
+    /// repetitions cannot tell); `10%` or `10`
     #[arg(long, default_value = "5%", value_name = "PERCENT", value_parser = percent)]
     pub threshold: f64,
 
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Fields that pair a BASE cell with a NEW one, comma-separated: device, class, cell_id,
+    /// model, quant, runtime, backend, threads, prompt_tokens, gen_tokens, cold, load,
+    /// sustained_s, gpu_layers. For an A/B of two quants, models or runtimes, match by shape:
+    /// device,threads,prompt_tokens,gen_tokens
+    #[arg(
+        long,
+        value_name = "FIELDS",
+        value_delimiter = ',',
+        default_value = "device,cell_id",
+        value_parser = clap::builder::PossibleValuesParser::new(crate::report::compare::MATCH_FIELDS)
+    )]
+    pub match_by: Vec<String>,
+
+    /// Fail the gate (exit 5) on inconclusive changes too: a release that must prove it did not
+    /// get slower, not merely not be caught
+    #[arg(long)]
+    pub fail_on_inconclusive: bool,
+
+    /// Output format: text, json, or markdown (a pull-request comment)
+    #[arg(long, value_enum, default_value_t = CompareFormat::Text)]
+    pub format: CompareFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompareFormat {
+    Text,
+    Json,
+    #[value(alias = "md")]
+    Markdown,
 }
 
 fn percent(s: &str) -> Result<f64, String> {

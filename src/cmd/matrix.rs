@@ -288,6 +288,16 @@ impl RunConfig {
 pub fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
     let matrix = Matrix::load(&cfg.file)?;
     let devices = devices(cfg.farm.as_deref(), &cfg.root)?;
+    let has_local = match cfg.farm.as_deref() {
+        Some(f) => Farm::load(f)?
+            .devices
+            .iter()
+            .any(|d| d.transport == crate::farm::inventory::Transport::Local),
+        None => true,
+    };
+    if has_local {
+        crate::matrix::plan::check_local_models(&matrix)?;
+    }
     let s = runner::run(&matrix, &devices, &cfg.opts)?;
     report_summary(
         &cfg.file.display().to_string(),

@@ -77,6 +77,32 @@ pub fn write(cfg: &Config) -> anyhow::Result<(Report, Vec<PathBuf>)> {
         }
     };
     let r = Report::new(set, &cfg.workload, &cfg.classes, baseline.as_ref());
+    if r.scoring.scorecards.is_empty() {
+        // Nothing of the workload's kind: every verdict would be vacuous, so none is given.
+        let (kind, other, hint) = if cfg.workload.tensor {
+            (
+                "tensor",
+                "language-model",
+                "measure a [[tensor]] entry of the matrix, or pick a language workload: \
+                 --profile chat-assistant",
+            )
+        } else {
+            (
+                "language-model",
+                "tensor",
+                "measure a [matrix] of GGUF models, or pick a tensor workload: --profile wake-word",
+            )
+        };
+        return Err(crate::error::Error::ConfigFile {
+            file: cfg.results.clone(),
+            problem: format!(
+                "holds no {kind} cells of a device for the {} profile to judge (a {kind} \
+                 workload; {other} and endpoint cells are not its evidence): {hint}",
+                cfg.workload.id
+            ),
+        }
+        .into());
+    }
     std::fs::create_dir_all(&cfg.out).map_err(|e| {
         anyhow::anyhow!(
             "cannot create the report directory {}: {e}",
@@ -101,6 +127,17 @@ pub fn write(cfg: &Config) -> anyhow::Result<(Report, Vec<PathBuf>)> {
 
 #[cfg(feature = "db")]
 fn from_db(db: &std::path::Path, since: Option<f64>) -> anyhow::Result<ResultsSet> {
+    // Opening creates a missing file: a report on a mistyped path would read an empty, new
+    // database. Reading never creates.
+    if !db.is_file() {
+        return Err(crate::error::Error::ConfigFile {
+            file: db.to_owned(),
+            problem: "--db: no such database (odai db import DIR --db FILE or odai matrix run \
+                      --db FILE writes one)"
+                .into(),
+        }
+        .into());
+    }
     crate::db::Db::open(db)?.results_set(since)
 }
 
@@ -142,16 +179,17 @@ pub fn gate(r: &Report, fail_on: Option<FailOn>) -> i32 {
 
 pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
     let (r, written) = write(cfg)?;
-    let mut text = format!(
+    let text = format!(
         "{} ({}), results {}\n\n{}\n",
         r.scoring.workload.label,
         r.scoring.workload.id,
         cfg.results.display(),
         report::markdown::verdict_matrix(&r)
     );
-    for p in &written {
-        text.push_str(&format!("wrote {}\n", p.display()));
-    }
     super::print(&text)?;
+    // Status, not data: `odai report DIR > verdict.md` holds the verdicts alone.
+    for p in &written {
+        anstream::eprintln!("wrote {}", p.display());
+    }
     Ok(gate(&r, cfg.fail_on))
 }

@@ -98,15 +98,13 @@ pub fn build(cfg: &BuildConfig) -> anyhow::Result<i32> {
                     n.class, n.model, n.runtime, n.why
                 ));
             }
-            s.push_str(&format!(
-                "otherwise: {}\nwrote {}\n",
-                r.otherwise,
-                cfg.out.display()
-            ));
+            s.push_str(&format!("otherwise: {}\n", r.otherwise));
             s
         }
     };
     super::print(&text)?;
+    // Status, not data: stdout is the rules.
+    anstream::eprintln!("wrote {}", cfg.out.display());
     Ok(exit::SUCCESS)
 }
 

@@ -50,6 +50,54 @@ fn model_info(m: &ModelRef) -> Result<ModelInfo, String> {
     }
 }
 
+/// Checks that this machine can open every model file the matrix names (a GGUF's header and
+/// metadata; a tensor model's file), before a run whose devices include this one: a typo in a
+/// path is one error naming it (exit 3) instead of a run that records every cell of that model
+/// failed. Remote devices open their own paths, so a farm without a local device skips this.
+pub fn check_local_models(matrix: &Matrix) -> Result<(), crate::error::Error> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut bad = Vec::new();
+    for c in &matrix.cells {
+        let why = match &c.model {
+            ModelRef::File { path, .. } if seen.insert(path.clone()) => {
+                model_info(&c.model).err().map(|e| {
+                    // The engine's errors already start with the path.
+                    if e.starts_with(&path.display().to_string()) {
+                        e
+                    } else {
+                        format!("{}: {e}", path.display())
+                    }
+                })
+            }
+            ModelRef::Tensor { models } => models
+                .iter()
+                .filter(|p| seen.insert((*p).clone()))
+                .find_map(|p| match std::fs::File::open(p) {
+                    Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => None,
+                    Ok(_) => Some(format!("{}: not a file", p.display())),
+                    Err(e) => Some(format!("{}: cannot open: {e}", p.display())),
+                }),
+            _ => None,
+        };
+        bad.extend(why);
+    }
+    match bad.split_first() {
+        None => Ok(()),
+        Some((first, rest)) => Err(crate::error::Error::ConfigFile {
+            file: matrix.file.clone(),
+            problem: format!(
+                "models: {first}{} (fix the path: model paths are read from the directory odai \
+                 runs in; nothing was run)",
+                if rest.is_empty() {
+                    String::new()
+                } else {
+                    format!(", and {} more unreadable model(s)", rest.len())
+                }
+            ),
+        }),
+    }
+}
+
 /// The plan of `matrix` on the device `probe` describes; `bandwidth_gb_s` from its STREAM triad.
 /// Endpoint cells are not a device's: the coordinator runs them (`runner::ENDPOINT_DEVICE`).
 pub fn plan(matrix: &Matrix, probe: &Probe, bandwidth_gb_s: Reading<f64>) -> DevicePlan {

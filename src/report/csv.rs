@@ -32,6 +32,15 @@ pub const MEASUREMENT_KEYS: &[&str] = &[
 /// one, and the split per device (`0/31 on GPU (fell back to the CPU)` when none did).
 pub const OFFLOAD_COLUMNS: &[&str] = &["gpu_layers", "gpu_layers_on_gpu", "offload"];
 
+/// Per-repetition samples of the metrics `odai compare` tests (schema 5), `;`-separated, so a
+/// measurements.csv gives the same verdicts as the directory it came from.
+pub fn sample_columns() -> Vec<String> {
+    super::compare::SAMPLED
+        .iter()
+        .map(|m| format!("{m}_samples"))
+        .collect()
+}
+
 /// The last columns of both files: where and when the file was made, from which odai build (the
 /// same on every row, so a row copied into a spreadsheet keeps it).
 pub const PROVENANCE_COLUMNS: &[&str] = &["generated_by_host", "generated_utc", "git_commit"];
@@ -66,13 +75,15 @@ fn opt(v: Option<f64>) -> String {
 
 pub fn measurements(r: &Report) -> anyhow::Result<Vec<u8>> {
     let mut w = ::csv::Writer::from_writer(Vec::new());
+    let samples = sample_columns();
     let header: Vec<&str> = MEASUREMENT_KEYS
         .iter()
         .chain(METRICS)
         .chain(&["odai_version", "model_sha256"])
         .chain(OFFLOAD_COLUMNS)
-        .chain(PROVENANCE_COLUMNS)
         .copied()
+        .chain(samples.iter().map(String::as_str))
+        .chain(PROVENANCE_COLUMNS.iter().copied())
         .collect();
     w.write_record(&header)?;
     let made = provenance_fields();
@@ -106,6 +117,11 @@ pub fn measurements(r: &Report) -> anyhow::Result<Vec<u8>> {
                 .map_or_else(String::new, |o| o.on_gpu.to_string()),
         );
         rec.push(row.offload.as_ref().map_or_else(String::new, |o| o.label()));
+        for m in super::compare::SAMPLED {
+            rec.push(row.samples.get(m).map_or_else(String::new, |v| {
+                v.iter().map(|x| num(*x)).collect::<Vec<_>>().join(";")
+            }));
+        }
         rec.extend(made.iter().cloned());
         w.write_record(&rec)?;
     }

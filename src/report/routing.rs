@@ -27,6 +27,9 @@ use super::workload::{Criterion, Workload};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The fewest distinct prompt lengths a TTFT fit is made from.
+pub const MIN_PROMPT_LENGTHS: usize = 3;
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Routing {
     pub schema_version: u32,
@@ -81,6 +84,10 @@ pub struct Evidence {
     /// generation limit is solved with), and the cells it comes from.
     pub token_ms_p95: Option<f64>,
     pub peak_rss_bytes: Option<u64>,
+    /// The longest generation measured among those cells: no generation limit goes past it
+    /// (absent in files from before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gen_tokens_measured: Option<u32>,
     pub notes: Vec<String>,
 }
 
@@ -103,6 +110,16 @@ pub struct Fit {
 }
 
 impl Fit {
+    /// The fitted TTFT p95 plus the fit's worst under-estimate, only inside the measured range:
+    /// `None` past the longest prompt measured (no evidence there); below the shortest, the
+    /// shortest's figure (TTFT grows with the prompt, so that bounds it); never negative.
+    pub fn bound_at(&self, prompt_tokens: u32) -> Option<f64> {
+        let lo = self.points.iter().map(|p| p.prompt_tokens).min()?;
+        let hi = self.points.iter().map(|p| p.prompt_tokens).max()?;
+        (prompt_tokens <= hi)
+            .then(|| (self.at(f64::from(prompt_tokens.max(lo))) + self.max_under_ms).max(0.0))
+    }
+
     pub fn at(&self, prompt_tokens: f64) -> f64 {
         self.intercept_ms
             + self.ms_per_token * prompt_tokens
@@ -297,13 +314,34 @@ pub fn build(rows: &[Row], w: &Workload, source: &str) -> Result<Routing, String
             .iter()
             .map(|p| (f64::from(p.prompt_tokens), p.ttft_ms_p95))
             .collect();
-        let Some((a, b)) = fit_line(&xy) else {
+        // Two points always fit a line exactly (RMSE 0) and say nothing about its error: a
+        // rule needs three prompt lengths at least.
+        if pts.len() < MIN_PROMPT_LENGTHS {
             not_written.push(skip(format!(
-                "one prompt length measured ({}): a sweep needs cells at two or more prompt_tokens",
-                pts[0].prompt_tokens
+                "{} prompt length(s) measured ({}): a fit needs cells at {MIN_PROMPT_LENGTHS} or \
+                 more prompt_tokens (e.g. prompt_tokens = [128, 512, 1024] in the matrix)",
+                pts.len(),
+                pts.iter()
+                    .map(|p| p.prompt_tokens.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
             continue;
+        }
+        let Some((a, b)) = fit_line(&xy) else {
+            continue;
         };
+        if b <= 0.0 {
+            not_written.push(skip(format!(
+                "TTFT p95 does not increase with the prompt across the measured lengths ({}): \
+                 the cells are noise-dominated; measure longer prompts or more repetitions",
+                pts.iter()
+                    .map(|p| format!("{} tokens {:.0} ms", p.prompt_tokens, p.ttft_ms_p95))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+            continue;
+        }
         let errors = |f: &dyn Fn(f64) -> f64| -> (Vec<f64>, f64) {
             let resid: Vec<f64> = xy.iter().map(|(x, y)| y - f(*x)).collect();
             let rmse = (resid.iter().map(|r| r * r).sum::<f64>() / resid.len() as f64).sqrt();
@@ -406,10 +444,22 @@ pub fn build(rows: &[Row], w: &Workload, source: &str) -> Result<Routing, String
             .filter_map(|r| r.get("peak_rss_mib"))
             .reduce(f64::max)
             .map(|m| (m * 1048576.0) as u64);
-        let gen_max = match (w.total_latency_ms, token_ms_p95) {
-            (Some(total), Some(t)) if t > 0.0 => {
-                let ttft = fit.at(f64::from(w.prompt_tokens)) + max_under;
-                let n = gen_limit(total, ttft, t);
+        let gen_measured = class_rows.iter().map(|r| r.gen_tokens).max();
+        let gen_max = match (
+            w.total_latency_ms,
+            token_ms_p95,
+            fit.bound_at(w.prompt_tokens),
+        ) {
+            (Some(_), Some(_), None) => {
+                notes.push(format!(
+                    "the workload's {} prompt tokens are past the longest prompt measured \
+                     ({longest}): the generation limit is not derived",
+                    w.prompt_tokens
+                ));
+                None
+            }
+            (Some(total), Some(t), Some(ttft)) if t > 0.0 => {
+                let mut n = gen_limit(total, ttft, t);
                 if n == 0 {
                     notes.push(format!(
                         "at the workload's {} prompt tokens TTFT alone ({ttft:.0} ms) takes the \
@@ -417,16 +467,23 @@ pub fn build(rows: &[Row], w: &Workload, source: &str) -> Result<Routing, String
                         w.prompt_tokens
                     ));
                 }
+                if let Some(m) = gen_measured.filter(|&m| n > m) {
+                    notes.push(format!(
+                        "the budget allows {n} generated tokens; capped at the longest generation \
+                         measured ({m}): measure longer generations to raise it"
+                    ));
+                    n = m;
+                }
                 Some(n)
             }
-            (Some(_), _) => {
+            (Some(_), _, _) => {
                 notes.push(
                     "no per-token latencies in the cells: the generation limit is not derived"
                         .into(),
                 );
                 None
             }
-            (None, _) => {
+            (None, _, _) => {
                 notes.push(
                     "the workload sets no total_latency_ms: the generation limit is not derived"
                         .into(),
@@ -463,6 +520,7 @@ pub fn build(rows: &[Row], w: &Workload, source: &str) -> Result<Routing, String
                 ttft_fit: fit,
                 token_ms_p95,
                 peak_rss_bytes: peak,
+                gen_tokens_measured: gen_measured,
                 notes,
             },
         });
@@ -525,39 +583,57 @@ impl Routing {
         {
             let c = &r.local_if;
             let fit = &r.evidence.ttft_fit;
-            let ttft = fit.at(f64::from(q.prompt_tokens)) + fit.max_under_ms;
+            let ttft = fit.bound_at(q.prompt_tokens);
             let mut ok = true;
             let mut why = Vec::new();
             let p_ok = q.prompt_tokens <= c.prompt_tokens_max;
             ok &= p_ok;
             why.push(format!(
-                "prompt_tokens {} {} {} (fitted TTFT p95 {:.0} ms {} the {} ms budget)",
+                "prompt_tokens {} {} {} ({})",
                 q.prompt_tokens,
                 if p_ok { "≤" } else { ">" },
                 c.prompt_tokens_max,
-                ttft,
-                if ttft <= self.workload.ttft_budget_ms {
-                    "within"
-                } else {
-                    "over"
-                },
-                self.workload.ttft_budget_ms
+                match ttft {
+                    Some(t) => format!(
+                        "fitted TTFT p95 {t:.0} ms {} the {} ms budget",
+                        if t <= self.workload.ttft_budget_ms {
+                            "within"
+                        } else {
+                            "over"
+                        },
+                        self.workload.ttft_budget_ms
+                    ),
+                    None => format!(
+                        "past the longest prompt measured, {}: no TTFT evidence",
+                        fit.points
+                            .iter()
+                            .map(|p| p.prompt_tokens)
+                            .max()
+                            .unwrap_or(0)
+                    ),
+                }
             ));
-            if let (Some(_), Some(total), Some(t)) = (
+            if let (Some(_), Some(total), Some(t), Some(ttft)) = (
                 c.gen_tokens_max,
                 self.workload.total_budget_ms,
                 r.evidence.token_ms_p95,
+                ttft,
             ) {
-                // The limit at this request's prompt length, not the workload's.
-                let g = gen_limit(total, ttft, t);
+                // The limit at this request's prompt length, not the workload's, and never past
+                // the longest generation measured.
+                let g = gen_limit(total, ttft, t)
+                    .min(r.evidence.gen_tokens_measured.unwrap_or(u32::MAX));
                 let g_ok = q.gen_tokens <= g;
                 ok &= g_ok;
                 why.push(format!(
-                    "gen_tokens {} {} {g} (TTFT + (n − 1) × {:.1} ms per token within {} ms)",
+                    "gen_tokens {} {} {g} (TTFT + (n − 1) × {:.1} ms per token within {} ms{})",
                     q.gen_tokens,
                     if g_ok { "≤" } else { ">" },
                     t,
-                    total
+                    total,
+                    r.evidence
+                        .gen_tokens_measured
+                        .map_or(String::new(), |m| format!(", at most {m} as measured"))
                 ));
             }
             if let (Some(need), Some(have)) = (c.headroom_bytes_min, q.headroom_bytes) {
@@ -648,7 +724,7 @@ mod tests {
             backend: String::new(),
             threads: 2,
             prompt_tokens: p,
-            gen_tokens: 32,
+            gen_tokens: 128,
             cold: false,
             sustained_s: None,
             load: "none".into(),
@@ -728,8 +804,8 @@ mod tests {
         assert_eq!(long.route, "cloud");
         assert!(
             long.checks[0].starts_with(
-                "rule 1 (m.gguf on odai): does not fire — prompt_tokens 900 > 350 (fitted TTFT \
-                 p95 1900 ms over the 800 ms budget)"
+                "rule 1 (m.gguf on odai): does not fire — prompt_tokens 900 > 350 (past the \
+                 longest prompt measured, 512: no TTFT evidence)"
             ),
             "{long:?}"
         );
@@ -759,11 +835,13 @@ mod tests {
         assert!(r.rules.is_empty());
         assert_eq!(
             r.not_written[0].why,
-            "one prompt length measured (128): a sweep needs cells at two or more prompt_tokens"
+            "1 prompt length(s) measured (128): a fit needs cells at 3 or more prompt_tokens (e.g. \
+             prompt_tokens = [128, 512, 1024] in the matrix)"
         );
         let slow = vec![
             row("phone", "a", 128, 900.0, 50.0, 300.0),
             row("phone", "a", 256, 1200.0, 50.0, 300.0),
+            row("phone", "a", 512, 1800.0, 50.0, 300.0),
         ];
         let r = build(&slow, &workload(800.0, None), "dir").unwrap();
         assert!(r.rules.is_empty());
@@ -777,12 +855,13 @@ mod tests {
             &[
                 row("phone", "a", 128, 300.0, 50.0, 300.0),
                 row("phone", "a", 256, 400.0, 50.0, 300.0),
+                row("phone", "a", 512, 600.0, 50.0, 300.0),
             ],
             &workload(5000.0, None),
             "dir",
         )
         .unwrap();
-        assert_eq!(r.rules[0].local_if.prompt_tokens_max, 256);
+        assert_eq!(r.rules[0].local_if.prompt_tokens_max, 512);
         assert_eq!(r.rules[0].local_if.gen_tokens_max, None);
         assert!(
             r.rules[0].evidence.notes[0].starts_with("the fit allows 6144 prompt tokens; capped"),
@@ -829,5 +908,85 @@ mod tests {
         assert!((a - 44.0).abs() < 1e-9 && (b - 2.0).abs() < 1e-9, "{a} {b}");
         assert!(fit_line(&[(128.0, 1.0), (128.0, 2.0)]).is_none());
         assert!(fit_line(&[(128.0, 1.0)]).is_none());
+    }
+
+    #[test]
+    fn regression_route_refuses_a_two_point_fit_and_never_extrapolates_or_goes_negative() {
+        // Found in review: `route build` fitted a line through 2 points (RMSE 0), `route
+        // explain` then printed "fitted TTFT p95 −30758 ms within the budget" and allowed
+        // gen_tokens ≤ 179375 on a 2048-context model.
+        let two = vec![
+            row("phone", "a", 512, 900.0, 1.0, 300.0),
+            row("phone", "a", 1024, 950.0, 1.0, 300.0),
+        ];
+        let r = build(&two, &workload(2000.0, Some(180_000.0)), "dir").unwrap();
+        assert!(r.rules.is_empty());
+        assert!(
+            r.not_written[0]
+                .why
+                .starts_with("2 prompt length(s) measured (512, 1024)")
+        );
+        // TTFT that falls as the prompt grows is noise, not a curve to solve.
+        let falling = vec![
+            row("phone", "a", 128, 900.0, 1.0, 300.0),
+            row("phone", "a", 256, 700.0, 1.0, 300.0),
+            row("phone", "a", 512, 600.0, 1.0, 300.0),
+        ];
+        let r = build(&falling, &workload(2000.0, None), "dir").unwrap();
+        assert!(r.rules.is_empty());
+        assert!(
+            r.not_written[0]
+                .why
+                .starts_with("TTFT p95 does not increase with the prompt"),
+            "{:?}",
+            r.not_written
+        );
+        // A steep line with a negative intercept: below the shortest prompt the figure is the
+        // shortest's, never negative; the generation limit stops at the longest measured.
+        let steep = vec![
+            row("phone", "a", 512, 100.0, 1.0, 300.0),
+            row("phone", "a", 768, 600.0, 1.0, 300.0),
+            row("phone", "a", 1024, 1100.0, 1.0, 300.0),
+        ];
+        let mut w = workload(2000.0, Some(180_000.0));
+        w.prompt_tokens = 16;
+        let r = build(&steep, &w, "dir").unwrap();
+        let rule = &r.rules[0];
+        assert!(rule.evidence.ttft_fit.intercept_ms < 0.0);
+        assert_eq!(rule.local_if.gen_tokens_max, Some(128));
+        assert!(
+            rule.evidence
+                .notes
+                .iter()
+                .any(|n| n.contains("capped at the longest generation measured (128)")),
+            "{:?}",
+            rule.evidence.notes
+        );
+        let d = r.explain(&Request {
+            class: "phone",
+            prompt_tokens: 1,
+            gen_tokens: 100_000,
+            headroom_bytes: None,
+        });
+        assert_eq!(d.route, "cloud");
+        assert!(
+            d.checks[0].contains("fitted TTFT p95 100 ms within the 2000 ms budget")
+                && d.checks[0].contains("gen_tokens 100000 > 128"),
+            "{:?}",
+            d.checks
+        );
+        assert!(!d.checks[0].contains("p95 −") && !d.checks[0].contains("p95 -"));
+        // Past the longest prompt measured there is no figure to print.
+        let far = r.explain(&Request {
+            class: "phone",
+            prompt_tokens: 4096,
+            gen_tokens: 1,
+            headroom_bytes: None,
+        });
+        assert!(
+            far.checks[0].contains("past the longest prompt measured, 1024: no TTFT evidence"),
+            "{:?}",
+            far.checks
+        );
     }
 }

@@ -345,3 +345,55 @@ fn auto_threads_run_each_devices_default_and_record_what_ran() {
     let row: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
     assert_eq!(row[col], "2");
 }
+
+#[test]
+fn regression_a_matrix_naming_a_missing_model_exits_3_before_anything_runs() {
+    // Found in review: a matrix naming a model file that is not there ran, recorded its cells
+    // "skipped", and exited 0 ("2 skipped"): a typo in CI passed.
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.toml");
+    fs::write(
+        &m,
+        "[matrix]\nmodels = [\"synthetic:toy:q8_0\", \"no-such-model.gguf\"]\nthreads = [1]\n\
+         prompt_tokens = [4]\ngen_tokens = [2]\nreps = 1\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = odai()
+        .current_dir(dir.path())
+        .args(["matrix", "run"])
+        .arg(&m)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "odai: error: {}: models: no-such-model.gguf: no such file (fix the path: model paths are read from the directory odai runs in; \
+             nothing was run)\n",
+            m.display()
+        )
+    );
+    assert!(!out_dir.join("results.jsonl").exists(), "a cell ran");
+    // A file that is not a model is refused the same way.
+    fs::write(dir.path().join("no-such-model.gguf"), b"not a gguf").unwrap();
+    let out = odai()
+        .current_dir(dir.path())
+        .args(["matrix", "run"])
+        .arg(&m)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "odai: error: {}: models: no-such-model.gguf: ",
+            m.display()
+        )),
+        "{err}"
+    );
+}

@@ -123,7 +123,9 @@ fn golden_csv_and_markdown() {
          battery_drain_pct_per_hour,sustained_decode_tps,sustained_stability,failure_rate_pct,\
          inference_ms_p50,inference_ms_p99,inferences_per_s,frame_deadline_miss_pct,\
          frame_latency_ms_p99,cpu_duty_pct,energy_j_per_inference,odai_version,\
-         model_sha256,gpu_layers,gpu_layers_on_gpu,offload,generated_by_host,generated_utc,git_commit"
+         model_sha256,gpu_layers,gpu_layers_on_gpu,offload,ttft_ms_samples,prefill_tps_samples,\
+         decode_tps_samples,token_ms_p99_samples,load_ms_samples,peak_rss_mib_samples,\
+         generated_by_host,generated_utc,git_commit"
     );
     let s = text(out.path(), "scorecard.csv");
     assert_eq!(
@@ -215,7 +217,7 @@ fn fail_on_gates_a_release() {
     assert_eq!(gate.status.code(), Some(5));
     let err = String::from_utf8_lossy(&gate.stderr);
     assert!(
-        err.starts_with("odai: gate failed (--fail-on hybrid): synthetic:llama-3.2-3b:q4_0 on Midrange phone: cloud-only"),
+        err.contains("\nodai: gate failed (--fail-on hybrid): synthetic:llama-3.2-3b:q4_0 on Midrange phone: cloud-only"),
         "{err}"
     );
     // A workload every measurement meets: on-device first everywhere the model fits.
@@ -243,7 +245,11 @@ fn fail_on_gates_a_release() {
     assert_eq!(lenient_run.status.code(), Some(5));
     assert_eq!(
         String::from_utf8_lossy(&lenient_run.stderr),
-        "odai: gate failed (--fail-on hybrid): synthetic:llama-3.2-3b:q4_0 on Midrange phone: cloud-only\n"
+        format!(
+            "wrote {}\nodai: gate failed (--fail-on hybrid): synthetic:llama-3.2-3b:q4_0 on \
+             Midrange phone: cloud-only\n",
+            out.path().join("report.json").display()
+        )
     );
     let j: Value = serde_json::from_str(&text(out.path(), "report.json")).unwrap();
     let phone_3b = j["scorecards"]
@@ -520,6 +526,10 @@ fn regression_compare_of_two_csvs_trips_the_gate() {
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     assert!(report(&base, &a, &["--format", "csv"]).status.success());
     assert!(report(&slower, &b, &["--format", "csv"]).status.success());
+    // Files from before measurements.csv carried samples (schema 4): no repetitions to test.
+    for d in [&a, &b] {
+        strip_sample_columns(&d.join("measurements.csv"));
+    }
     let run = |fmt: &str| {
         odai()
             .arg("compare")
@@ -557,6 +567,315 @@ fn regression_compare_of_two_csvs_trips_the_gate() {
         .output()
         .unwrap();
     assert_eq!(same.status.code(), Some(0));
+}
+
+/// Drops the `*_samples` columns of a measurements.csv, as schema 4 wrote it.
+fn strip_sample_columns(path: &Path) {
+    let mut rd = csv::Reader::from_path(path).unwrap();
+    let header = rd.headers().unwrap().clone();
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|&i| !header[i].ends_with("_samples"))
+        .collect();
+    assert!(keep.len() < header.len(), "no sample columns to strip");
+    let mut w = csv::Writer::from_path(path.with_extension("tmp")).unwrap();
+    w.write_record(keep.iter().map(|&i| &header[i])).unwrap();
+    for rec in rd.records() {
+        let rec = rec.unwrap();
+        w.write_record(keep.iter().map(|&i| &rec[i])).unwrap();
+    }
+    w.flush().unwrap();
+    drop(w);
+    fs::rename(path.with_extension("tmp"), path).unwrap();
+}
+
+/// A copy of the fixture at `to` with every record passed through `edit`.
+fn edited(to: &Path, edit: impl Fn(&mut Value)) {
+    copy_tree(&results(), to);
+    let text = fs::read_to_string(to.join("results.jsonl")).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            edit(&mut v);
+            serde_json::to_string(&v).unwrap()
+        })
+        .collect();
+    fs::write(to.join("results.jsonl"), lines.join("\n") + "\n").unwrap();
+}
+
+fn compare_json(base: &Path, new: &Path, extra: &[&str]) -> (Option<i32>, Value) {
+    let out = odai()
+        .arg("compare")
+        .arg(base)
+        .arg(new)
+        .args(["--format", "json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code(), v)
+}
+
+/// Each change's (match key, metric) → verdict.
+fn verdicts(v: &Value) -> std::collections::BTreeMap<(String, String), String> {
+    v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                (
+                    c["key"].as_str().unwrap().to_owned(),
+                    c["metric"].as_str().unwrap().to_owned(),
+                ),
+                c["verdict"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn regression_compare_directory_and_its_csv_give_the_same_verdicts() {
+    // Found in review: two runs at 2 reps with decode −59 % and token p99 +1043 % were "no
+    // significant change" as directories but 6 regressions as measurements.csv — the same data,
+    // opposite verdicts. The CSV now carries the repetitions, and an untestable change past the
+    // threshold is inconclusive in both.
+    let dir = tempfile::tempdir().unwrap();
+    let (base, new) = (dir.path().join("base"), dir.path().join("new"));
+    copy_tree(&results(), &base);
+    edited(&new, |v| {
+        if let Some(reps) = v["report"]["reps"].as_array_mut() {
+            for r in reps {
+                let d = r["decode_tps"].as_f64().unwrap();
+                r["decode_tps"] = Value::from(d * 0.41);
+                let p99 = r["token_ms_p99"].as_f64().unwrap();
+                r["token_ms_p99"] = Value::from(p99 * 11.43);
+                if let Some(t) = r["token_ms"].as_array_mut() {
+                    for x in t {
+                        *x = Value::from(x.as_f64().unwrap() * 11.43);
+                    }
+                }
+            }
+        }
+    });
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    assert!(report(&base, &a, &["--format", "csv"]).status.success());
+    assert!(report(&new, &b, &["--format", "csv"]).status.success());
+    let (dir_code, dirs) = compare_json(&base, &new, &[]);
+    let (csv_code, csvs) = compare_json(
+        &a.join("measurements.csv"),
+        &b.join("measurements.csv"),
+        &[],
+    );
+    assert_eq!(verdicts(&dirs), verdicts(&csvs));
+    assert_eq!(dir_code, csv_code);
+    for k in ["regressions", "inconclusive", "threshold_only", "verdict"] {
+        assert_eq!(dirs[k], csvs[k], "{k}");
+    }
+    // Every slower decode is judged: a regression where the test can tell, inconclusive where
+    // two repetitions cannot — never "no significant change".
+    let decode: Vec<String> = verdicts(&dirs)
+        .into_iter()
+        .filter(|((_, m), _)| m == "decode_tps")
+        .map(|(_, v)| v)
+        .collect();
+    assert!(!decode.is_empty());
+    assert!(
+        decode
+            .iter()
+            .all(|v| v == "regression" || v == "inconclusive"),
+        "{decode:?}"
+    );
+    assert!(dirs["inconclusive"].as_u64().unwrap() > 0, "{dirs}");
+    // Under --fail-on-inconclusive they fail the gate.
+    let (code, v) = compare_json(&base, &new, &["--fail-on-inconclusive"]);
+    assert_eq!(code, Some(5));
+    assert_eq!(v["verdict"], "FAIL");
+}
+
+#[test]
+fn regression_compare_inconclusive_alone_passes_unless_asked_to_fail() {
+    // Two repetitions a side, decode 30 % slower in one cell with the spread kept: Welch's test
+    // cannot tell, so the gate says so, counts it, and fails only under --fail-on-inconclusive.
+    let dir = tempfile::tempdir().unwrap();
+    let (base, new) = (dir.path().join("base"), dir.path().join("new"));
+    copy_tree(&results(), &base);
+    edited(&new, |v| {
+        if v["device"] == "pi5" && v["cell_id"] == "21e23b18229109e0" {
+            for r in v["report"]["reps"].as_array_mut().unwrap() {
+                let d = r["decode_tps"].as_f64().unwrap();
+                r["decode_tps"] = Value::from(d * 0.7);
+            }
+        }
+    });
+    let (code, v) = compare_json(&base, &new, &["--threshold", "10%"]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["verdict"], "PASS, with inconclusive changes");
+    assert_eq!(
+        (v["regressions"].as_u64(), v["inconclusive"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let text = common::ok(
+        &odai()
+            .arg("compare")
+            .arg(&base)
+            .arg(&new)
+            .args(["--threshold", "10%"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        text.contains("INCONCLUSIVE (too few or too noisy repetitions)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pass --fail-on-inconclusive to fail on them"),
+        "{text}"
+    );
+    let (code, v) = compare_json(
+        &base,
+        &new,
+        &["--threshold", "10%", "--fail-on-inconclusive"],
+    );
+    assert_eq!(code, Some(5));
+    assert_eq!(v["verdict"], "FAIL (inconclusive)");
+}
+
+#[test]
+fn regression_compare_counts_a_cell_failed_or_missing_in_new() {
+    // Found in review: a cell OOM-killed in the new run, and one that vanished from it, were
+    // ignored: "18 cell metrics compared; 0 regression(s)", exit 0.
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("new");
+    edited(&new, |v| {
+        if v["device"] == "laptop" && v["cell_id"] == "6aa9675b3f49c8e6" {
+            v["status"] = "failed".into();
+            v["reason"] = "worker killed by SIGKILL (out of memory?)".into();
+            v["report"] = Value::Null;
+        }
+    });
+    let text = fs::read_to_string(new.join("results.jsonl")).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !(l.contains("\"device\":\"pi5\"") && l.contains("d1700a9549d39ea7")))
+        .collect();
+    fs::write(new.join("results.jsonl"), kept.join("\n") + "\n").unwrap();
+    let (code, v) = compare_json(&results(), &new, &[]);
+    assert_eq!(code, Some(5), "{v}");
+    assert_eq!(v["regressions"], 2);
+    let lost: Vec<(String, String)> = v["lost"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["key"].as_str().unwrap().to_owned(),
+                l["new_status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lost,
+        [
+            (
+                "device=laptop cell_id=6aa9675b3f49c8e6".to_owned(),
+                "failed".to_owned()
+            ),
+            (
+                "device=pi5 cell_id=d1700a9549d39ea7".to_owned(),
+                "missing".to_owned()
+            ),
+        ]
+    );
+    let out = odai()
+        .arg("compare")
+        .arg(results())
+        .arg(&new)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ok in BASE, not ok in NEW (each a regression):"),
+        "{text}"
+    );
+    assert!(
+        text.contains("failed: worker killed by SIGKILL (out of memory?)"),
+        "{text}"
+    );
+    assert!(text.contains("verdict: FAIL"), "{text}");
+}
+
+#[test]
+fn regression_compare_of_runs_with_no_cell_in_common_is_an_error() {
+    // Found in review: `compare results/q4_0 results/q4_k` (the README's own example) compared
+    // nothing and exited 0.
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("q4_k");
+    edited(&new, |v| {
+        let id = format!("{}x", v["cell_id"].as_str().unwrap());
+        v["cell_id"] = id.into();
+    });
+    let out = odai()
+        .arg("compare")
+        .arg(results())
+        .arg(&new)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "odai: error: {}: no cell in common with the baseline (12 cells in BASE, 12 in NEW, \
+             matched by device,cell_id): nothing was compared. Two runs of different matrices, \
+             models or quants match by shape: --match-by device,threads,prompt_tokens,gen_tokens\n",
+            new.display()
+        )
+    );
+    assert!(out.stdout.is_empty());
+    // Matched by shape they compare (the fixture has two models at one shape on a device: an
+    // ambiguous key is an error naming the cells, so add the model's own field).
+    let (code, v) = compare_json(
+        &results(),
+        &new,
+        &[
+            "--match-by",
+            "device,threads,prompt_tokens,gen_tokens,cold,sustained_s,model",
+        ],
+    );
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["cells_in_common"], 12);
+}
+
+#[test]
+fn compare_markdown_is_a_pull_request_comment() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("new");
+    edited(&new, |v| {
+        if v["device"] == "laptop" && v["cell_id"] == "6aa9675b3f49c8e6" {
+            v["status"] = "failed".into();
+            v["reason"] = "worker killed by SIGKILL (out of memory?)".into();
+            v["report"] = Value::Null;
+        }
+    });
+    let out = odai()
+        .arg("compare")
+        .arg(results())
+        .arg(&new)
+        .args(["--format", "md"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.starts_with("### odai compare: **FAIL**\n"), "{md}");
+    assert!(
+        md.contains("| regressions | lost cells | inconclusive | compared metrics |"),
+        "{md}"
+    );
+    assert!(md.contains("#### Cells ok in BASE, not ok in NEW"), "{md}");
+    assert!(md.contains("| laptop | `6aa9675b3f49c8e6` | synthetic:llama-3.2-3b:q4_0 | failed: worker killed by SIGKILL (out of memory?) |"), "{md}");
+    assert!(md.contains("<details><summary>All "), "{md}");
 }
 
 #[test]
@@ -755,5 +1074,65 @@ fn regression_a_verdict_on_half_the_weight_is_insufficient_evidence_not_a_pass()
             .starts_with("to measure kld_mean: not measured: no odai quality record")),
         "{}",
         laptop["reasons"]
+    );
+}
+
+#[test]
+fn regression_a_tensor_profile_over_results_without_tensor_cells_is_an_error() {
+    // Found in review: `--profile wake-word` over language-model results "passed" with no
+    // scorecard at all, exit 0.
+    let dir = tempfile::tempdir().unwrap();
+    let out = odai()
+        .arg("report")
+        .arg(results())
+        .args(["--profile", "wake-word", "--fail-on", "fail", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "odai: error: {}: holds no tensor cells of a device for the wake-word profile to \
+             judge (a tensor workload; language-model and endpoint cells are not its evidence): \
+             measure a [[tensor]] entry of the matrix, or pick a language workload: --profile \
+             chat-assistant\n",
+            results().display()
+        )
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[cfg(feature = "db")]
+#[test]
+fn regression_report_db_on_a_missing_file_is_an_error_not_a_new_database() {
+    // Found in review: a mistyped --db created an empty database and reported on it.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("typo.sqlite");
+    let out = odai().arg("report").arg("--db").arg(&db).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "odai: error: {}: --db: no such database (odai db import DIR --db FILE or odai \
+             matrix run --db FILE writes one)\n",
+            db.display()
+        )
+    );
+    assert!(!db.exists(), "a database was created");
+}
+
+#[test]
+fn regression_report_stdout_is_the_verdicts_alone() {
+    // Found in review: `odai report DIR > verdict.md` held "wrote …" status lines between the
+    // verdicts; status belongs on stderr.
+    let dir = tempfile::tempdir().unwrap();
+    let out = report(&results(), dir.path(), &["--format", "md"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("wrote "), "{stdout}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("wrote {}\n", dir.path().join("report.md").display())
     );
 }
