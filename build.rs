@@ -17,6 +17,22 @@ fn main() {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .filter(|s| !s.is_empty())
     };
+    // The cargo features this odai was built with (`odai --version`): cargo sets
+    // CARGO_FEATURE_<NAME> for each, upper-cased with `-` as `_`.
+    let mut features: Vec<String> = std::env::vars()
+        .filter_map(|(k, _)| {
+            k.strip_prefix("CARGO_FEATURE_")
+                .map(|f| f.to_lowercase().replace('_', "-"))
+        })
+        .filter(|f| f != "default")
+        .collect();
+    features.sort();
+    let features = if features.is_empty() {
+        "none".to_owned()
+    } else {
+        features.join(", ")
+    };
+    println!("cargo:rustc-env=ODAI_FEATURES={features}");
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=ODAI_GIT_COMMIT={commit}");
     // A new commit moves HEAD's branch ref (or HEAD itself when detached): build again then.

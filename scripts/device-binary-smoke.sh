@@ -20,7 +20,7 @@ json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.arg
 
 file -b "$bin" | grep -q "ARM aarch64" || fail "$bin is not an aarch64 binary: $(file -b "$bin")"
 
-v=$("${run[@]}" --version)
+v=$("${run[@]}" --version | head -1)
 [ "$v" = "odai $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)" ] || fail "--version said $v"
 
 probe=$("${run[@]}" probe --root tests/fixtures/raspberry-pi-5 --format json)
@@ -34,7 +34,7 @@ live=$("${run[@]}" probe --format json)
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"${run[@]}" model synth --preset toy --quant q4_0 -o "$tmp/toy.gguf" >/dev/null
+"${run[@]}" model synth --preset toy --quant q4_0 --output "$tmp/toy.gguf" >/dev/null
 protocol=$(sed -n 's/^pub const PROTOCOL_VERSION: u32 = \([0-9]*\);/\1/p' src/protocol.rs)
 req=$(printf '{"request":"rep","protocol":%s,"model":"%s","prompt_tokens":8,"gen_tokens":4,"seed":42,"cold":false,"token_deadline_ms":null}' \
   "$protocol" "$tmp/toy.gguf")

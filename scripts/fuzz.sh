@@ -45,7 +45,7 @@ if [[ " ${targets[*]} " == *" gguf "* ]]; then
   [ -x "$bin" ] || bin=$out/debug/odai
   for q in q8_0 q4_0 f16; do
     [ -s "fuzz/corpus/gguf/toy-$q.gguf" ] ||
-      "$bin" model synth --preset toy --quant "$q" -o "fuzz/corpus/gguf/toy-$q.gguf" >/dev/null
+      "$bin" model synth --preset toy --quant "$q" --output "fuzz/corpus/gguf/toy-$q.gguf" >/dev/null
   done
 fi
 cp -f matrices/*.toml profiles/device-classes.toml profiles/workloads/*.toml \

@@ -13,8 +13,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     long_about = "odai probes a device (CPU, SIMD, memory headroom, GPUs, NPUs, thermal, power), \
 benchmarks real local inference, runs benchmark matrices across a device farm, and scores \
 on-device readiness.\n\nEvery reading is a value or \"unavailable: reason\" - never a made-up zero.",
+    long_version = crate::LONG_VERSION,
     after_help = "Exit codes: 0 success, 1 failure, 2 usage error, 3 bad input (missing or malformed \
-file or directory), 4 model does not fit the device's memory headroom, 130 interrupted (finished results are on disk).\nColour follows --color, NO_COLOR and whether output is a terminal."
+file or directory), 4 model does not fit the device's memory headroom, 5 a release gate tripped (compare found a \
+regression or a lost cell, report --fail-on a verdict below the level), 130 interrupted (finished results are on disk).\n\
+Colour follows --color, NO_COLOR and whether output is a terminal. -o is the output format in every command \
+(text, json…); --output FILE names a file, --out DIR a directory."
 )]
 pub struct Cli {
     /// Read /proc, /sys and /dev under DIR instead of the live device (a captured device tree)
@@ -92,7 +96,7 @@ odai bench -m model.gguf -p 512 -n 0 -o jsonl >> prefill.jsonl"
     #[command(
         after_help = "Runs matrices/quick.toml (built in) on this device: synthetic models, nothing downloaded.\n\
 Cells whose model does not fit the memory headroom are skipped, not attempted.\n\
-Ends with the scorecard for --workload and writes DIR/report/ (CSV, HTML, Markdown, JSON).\n\n\
+Ends with the scorecard for --profile (the workload) and writes DIR/report/ (CSV, HTML, Markdown, JSON).\n\n\
 Examples:\n  odai profile\n  odai profile --out results/my-laptop\n  odai profile --format json"
     )]
     Profile(ProfileArgs),
@@ -191,7 +195,7 @@ pub struct DbImportArgs {
     pub db: PathBuf,
 
     /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -513,7 +517,7 @@ pub enum ModelCommand {
     /// Write a GGUF with random weights in the exact shape of a real model family
     #[command(
         after_help = "Presets: smollm2-135m, qwen2.5-0.5b, qwen3-0.6b, llama-3.2-1b, tinyllama-1.1b, llama-3.2-3b, \
-phi-3-mini, gemma-3-1b, llama-3.1-8b.\nQuantizations: q4_0, q8_0, q4_k, f16.\n\nExamples:\n  odai model synth --preset llama-3.2-3b --quant q4_k -o llama3b-q4k.gguf\n  odai model inspect llama3b-q4k.gguf"
+phi-3-mini, gemma-3-1b, llama-3.1-8b.\nQuantizations: q4_0, q8_0, q4_k, f16.\n\nExamples:\n  odai model synth --preset llama-3.2-3b --quant q4_k --output llama3b-q4k.gguf\n  odai model inspect llama3b-q4k.gguf"
     )]
     Synth(SynthArgs),
 }
@@ -528,8 +532,9 @@ pub struct SynthArgs {
     #[arg(long, default_value = "q4_0")]
     pub quant: String,
 
-    /// Where to write the GGUF file
-    #[arg(short, long, value_name = "FILE")]
+    /// Where to write the GGUF file (`-o FILE` is the older spelling: -o is the output format in
+    /// every odai command)
+    #[arg(long, value_name = "FILE")]
     pub output: PathBuf,
 }
 
@@ -614,7 +619,7 @@ pub struct RunArgs {
     pub sample_interval: SampleInterval,
 
     /// Output format of the summary (progress goes to stderr)
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -629,7 +634,7 @@ pub struct MatrixPlanArgs {
     pub farm: Option<PathBuf>,
 
     /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -665,7 +670,7 @@ pub struct FarmCheckArgs {
     pub farm: PathBuf,
 
     /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -684,7 +689,7 @@ pub struct FarmDeployArgs {
     pub binaries: Option<PathBuf>,
 
     /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -738,6 +743,7 @@ pub struct ReportArgs {
 
     /// Which files to write (comma-separated)
     #[arg(
+        short = 'o',
         long,
         value_enum,
         value_delimiter = ',',
@@ -759,7 +765,7 @@ pub struct ReportArgs {
 #[derive(Debug, Args)]
 pub struct QualityArgs {
     /// GGUF model file
-    #[arg(long, value_name = "FILE")]
+    #[arg(short = 'm', long, value_name = "FILE")]
     pub model: PathBuf,
 
     #[command(flatten)]
@@ -816,8 +822,9 @@ pub struct QualityArgs {
     #[arg(long, value_name = "VAR", requires = "shadow")]
     pub api_key_env: Option<String>,
 
-    /// A shadow request that sends nothing for this long fails
-    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    /// A shadow request that sends nothing for this long fails (`--timeout` is the older
+    /// spelling; `odai bench --endpoint` takes the same flag)
+    #[arg(long = "request-timeout", alias = "timeout", default_value = "60s", value_name = "DURATION", value_parser = crate::units::parse_duration)]
     pub timeout: std::time::Duration,
 
     /// Append the figures to DIR/quality.jsonl (a results directory odai report reads)
@@ -829,7 +836,7 @@ pub struct QualityArgs {
     pub device: String,
 
     /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -848,8 +855,8 @@ pub enum RouteCommand {
         after_help = "Needs a prompt-length sweep: cells at several prompt_tokens (a matrix axis) per class, model \
 and runtime. TTFT is fitted as a line in prompt length (its form and error are written beside the rule) \
 and solved for the budget; a rule is only written where cells stand behind it.\n\n\
-Examples:\n  odai route build results/r1 --profile chat-assistant -o routing.json\n  \
-odai route build results/r1 --profile my-workload.toml -o routing.json --format json"
+Examples:\n  odai route build results/r1 --profile chat-assistant --output routing.json\n  \
+odai route build results/r1 --profile my-workload.toml --output routing.json --format json"
     )]
     Build(RouteBuildArgs),
 
@@ -876,23 +883,19 @@ pub struct RouteBuildArgs {
     #[arg(long, env = "ODAI_CLASSES", value_name = "FILE")]
     pub classes: Option<PathBuf>,
 
-    /// Where to write the rules (--out is the older spelling)
-    #[arg(
-        short = 'o',
-        long = "output",
-        visible_alias = "out",
-        value_name = "FILE"
-    )]
+    /// Where to write the rules (`--out` and `-o FILE` are older spellings: -o is the output
+    /// format in every odai command)
+    #[arg(long = "output", visible_alias = "out", value_name = "FILE")]
     pub out: PathBuf,
 
     /// What to print: a summary, or the rules document itself
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
 #[derive(Debug, Args)]
 pub struct RouteExplainArgs {
-    /// A routing file (odai route build -o)
+    /// A routing file (odai route build --output)
     #[arg(value_name = "ROUTING_JSON")]
     pub rules: PathBuf,
 
@@ -901,11 +904,11 @@ pub struct RouteExplainArgs {
     pub class: String,
 
     /// The request's prompt length
-    #[arg(long, value_name = "TOKENS")]
+    #[arg(short = 'p', long, value_name = "TOKENS")]
     pub prompt_tokens: u32,
 
     /// Tokens the request will generate [default: the workload's]
-    #[arg(long, value_name = "TOKENS")]
+    #[arg(short = 'n', long, value_name = "TOKENS")]
     pub gen_tokens: Option<u32>,
 
     /// The device's free memory now (e.g. 1.5GiB, 800MB) [default: not checked]
@@ -913,7 +916,7 @@ pub struct RouteExplainArgs {
     pub headroom: Option<u64>,
 
     /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -951,7 +954,7 @@ pub struct CompareArgs {
     pub fail_on_inconclusive: bool,
 
     /// Output format: text, json, or markdown (a pull-request comment)
-    #[arg(long, value_enum, default_value_t = CompareFormat::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = CompareFormat::Text)]
     pub format: CompareFormat,
 }
 
@@ -981,17 +984,28 @@ pub struct ProfileArgs {
     #[arg(long, value_name = "FILE")]
     pub matrix: Option<PathBuf>,
 
-    /// Workload the scorecard judges against: a built-in name or a TOML file
-    #[arg(long, default_value = "chat-assistant", value_name = "NAME|FILE")]
+    /// Workload profile the scorecard judges against: a built-in name or a TOML file, as in
+    /// `odai report --profile` (`--workload` is the older spelling)
+    #[arg(
+        long = "profile",
+        alias = "workload",
+        default_value = "chat-assistant",
+        value_name = "NAME|FILE"
+    )]
     pub workload: String,
 
     /// Device classes file with fleet shares (default: the built-in one)
     #[arg(long, env = "ODAI_CLASSES", value_name = "FILE")]
     pub classes: Option<PathBuf>,
 
-    /// Skip the GPU compute check (probe --gpu-check) the profile runs on every adapter
-    #[arg(long)]
+    /// Skip the GPU compute check (probe --gpu-check) the profile runs on every hardware adapter
+    #[arg(long, conflicts_with = "gpu_check_software")]
     pub no_gpu_check: bool,
+
+    /// Check software rasterisers too (llvmpipe, lavapipe, SwiftShader, WARP): left out by
+    /// default, as they are the CPU behind a GPU API and their check takes tens of seconds
+    #[arg(long)]
+    pub gpu_check_software: bool,
 
     #[command(flatten)]
     pub run: RunArgs,
@@ -1000,7 +1014,7 @@ pub struct ProfileArgs {
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// GGUF model file
-    #[arg(long, value_name = "FILE")]
+    #[arg(short = 'm', long, value_name = "FILE")]
     pub model: PathBuf,
 
     /// Prompt text (tokenized with the model's own gpt2 BPE vocabulary)
@@ -1027,7 +1041,7 @@ pub struct GenerateArgs {
     pub runtime: RuntimeArgs,
 
     /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -1047,14 +1061,14 @@ pub struct InspectArgs {
     pub sha256: bool,
 
     /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
     /// Output format: a readable summary, or the stable JSON document (docs/probe-json.md)
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 
     /// Skip GPU adapter enumeration (loading Vulkan/GL drivers is the slow part of a probe)

@@ -40,6 +40,20 @@ pub use sysroot::{Reading, SysRoot};
 /// every export's provenance.
 pub const GIT_COMMIT: &str = env!("ODAI_GIT_COMMIT");
 
+/// `odai --version`: the version, then the commit, target and cargo features it was built with
+/// (`-V` prints the first line alone; `farm deploy` compares that line).
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit ",
+    env!("ODAI_GIT_COMMIT"),
+    "\ntarget ",
+    env!("ODAI_TARGET"),
+    "\nfeatures ",
+    env!("ODAI_FEATURES"),
+    "\nruntimes odai, candle, openai",
+    ", onnxruntime and tflite (loaded at run time)"
+);
+
 use clap::Parser;
 
 use cli::{Cli, ColorChoice, Command};
@@ -47,15 +61,16 @@ use cli::{Cli, ColorChoice, Command};
 /// Runs the command line and returns the process exit code (see [`exit`]).
 pub fn run() -> i32 {
     headless_gpu_env();
-    let cli = match Cli::try_parse_from(llama_bench_spellings(std::env::args_os())) {
+    let cli = match Cli::try_parse_from(older_spellings(std::env::args_os())) {
         Ok(c) => c,
+        Err(e) if e.use_stderr() => {
+            anstream::eprintln!("odai: error: {}", usage_error(&e.to_string()));
+            return exit::USAGE;
+        }
         Err(e) => {
+            // --help and --version: clap's own text, on stdout.
             let _ = e.print();
-            return if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::SUCCESS
-            };
+            return exit::SUCCESS;
         }
     };
     match cli.color {
@@ -158,15 +173,60 @@ fn init_logging(verbose: u8) {
 /// llama-bench's two-letter short flags `-pg P,N` and `-ngl N,...` as clap takes them (`--pg`,
 /// `--gpu-layers`): clap's short flags are one letter, and people who benchmark type them from
 /// habit.
-fn llama_bench_spellings(
-    args: impl Iterator<Item = std::ffi::OsString>,
-) -> Vec<std::ffi::OsString> {
-    args.map(|a| match a.to_str() {
-        Some("-pg") => "--pg".into(),
-        Some("-ngl") => "--gpu-layers".into(),
-        _ => a,
-    })
-    .collect()
+/// clap's usage error (`error: …`, a blank line, tips, `Usage: …`, "For more information…") as
+/// odai's one line: what is wrong, then the tip and the usage in brackets.
+fn usage_error(clap_text: &str) -> String {
+    let mut lines = clap_text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let what = lines
+        .next()
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .unwrap_or("bad command line");
+    let mut extra: Vec<String> = Vec::new();
+    for l in lines {
+        if l.starts_with("tip: ") {
+            extra.push(l.to_owned());
+        } else if let Some(usage) = l.strip_prefix("Usage: ") {
+            extra.push(format!("usage: {usage}"));
+        }
+    }
+    extra.push("see --help".into());
+    format!("{what} ({})", extra.join("; "))
+}
+
+/// Spellings odai accepts from elsewhere or from before, rewritten to odai's own before clap
+/// parses them:
+/// - llama-bench's `-pg` and `-ngl` (`odai bench` takes llama-bench's flags);
+/// - `-o FILE` in `route build` and `model synth`, from before `-o` meant the output format in
+///   every command: rewritten to `--output FILE`, with a warning saying so. A value that is a
+///   format name (`-o json`) is the format, as everywhere.
+fn older_spellings(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let args: Vec<std::ffi::OsString> = args.collect();
+    let words: Vec<&str> = args.iter().map(|a| a.to_str().unwrap_or("")).collect();
+    let file_o = words
+        .windows(2)
+        .any(|w| w == ["route", "build"] || w == ["model", "synth"]);
+    let mut out = Vec::with_capacity(args.len());
+    for (i, a) in args.iter().enumerate() {
+        match words[i] {
+            "-pg" => out.push("--pg".into()),
+            "-ngl" => out.push("--gpu-layers".into()),
+            "-o" if file_o
+                && words
+                    .get(i + 1)
+                    .is_some_and(|v| !v.is_empty() && !["text", "json"].contains(v)) =>
+            {
+                anstream::eprintln!(
+                    "odai: warning: `-o {}` is the older spelling: -o is the output format in \
+                     every odai command; write --output {}",
+                    words[i + 1],
+                    words[i + 1]
+                );
+                out.push("--output".into());
+            }
+            _ => out.push(a.clone()),
+        }
+    }
+    out
 }
 
 /// GPU enumeration is headless: Mesa's Vulkan device-select layer otherwise connects to Wayland to

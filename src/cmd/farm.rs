@@ -89,9 +89,14 @@ fn check_one(d: &Device, opts: &runner::Options) -> CheckRow {
         memory_total_bytes: None,
         headroom_bytes: None,
     };
-    row.odai_version = output(t.odai(&["--version"]))
-        .ok()
-        .map(|v| v.trim_start_matches("odai ").to_owned());
+    // `--version`'s first line (later lines: commit, target, features).
+    row.odai_version = output(t.odai(&["--version"])).ok().map(|v| {
+        v.lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("odai ")
+            .to_owned()
+    });
     match runner::probe_device(t, opts, false) {
         Err((f, _)) => row.status = f.to_string(),
         Ok(p) => {
@@ -383,6 +388,7 @@ fn deploy_one(t: &dyn Transport, cfg: &DeployConfig) -> DeployRow {
             path = sh_quote(&path)
         )))?;
         let version = output(t.odai(&["--version"]))?;
+        let version = version.lines().next().unwrap_or_default().to_owned();
         let want = format!("odai {}", env!("CARGO_PKG_VERSION"));
         if version != want {
             return Err(format!("copied, but it says {version:?}, not {want:?}"));

@@ -40,6 +40,8 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         &probe::Options {
             gpu: cfg.gpu,
             gpu_check: cfg.gpu_check,
+            // Asked for explicitly: every adapter, software rasterisers included.
+            gpu_check_software: true,
             classes,
             bandwidth: cfg.bandwidth,
         },

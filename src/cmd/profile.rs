@@ -20,6 +20,8 @@ pub struct Config {
     pub matrix: Option<PathBuf>,
     /// The GPU compute check's limit per adapter; `None` with --no-gpu-check.
     pub gpu_check: Option<std::time::Duration>,
+    /// Check software rasterisers too (`--gpu-check-software`).
+    pub gpu_check_software: bool,
     pub opts: Options,
     pub format: Format,
     pub report: super::report::Config,
@@ -42,6 +44,7 @@ impl Config {
             root,
             matrix: a.matrix.clone(),
             gpu_check: (!a.no_gpu_check).then_some(crate::probe::gpu_check::ADAPTER_LIMIT),
+            gpu_check_software: a.gpu_check_software,
             report: super::report::Config {
                 results: out.clone(),
                 workload: crate::report::workload::Workload::resolve(&a.workload)?,
@@ -85,6 +88,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         &probe::Options {
             gpu: probe::gpu::Enumerate::WithTimeout(std::time::Duration::from_secs(10)),
             gpu_check: cfg.gpu_check,
+            gpu_check_software: cfg.gpu_check_software,
             ..probe::Options::quick()
         },
     );
@@ -209,7 +213,11 @@ mod tests {
     fn the_built_in_quick_matrix_is_valid() {
         let m = crate::matrix::spec::Matrix::parse(super::QUICK, std::path::Path::new("quick"))
             .unwrap();
-        assert_eq!(m.cells.len(), 3);
+        // Per model a warm cell at the workload's shape and a cold one-token cell.
+        assert_eq!(m.cells.len(), 6);
+        for c in &m.cells {
+            assert_eq!(c.gen_tokens, if c.cold { 1 } else { 64 }, "{c:?}");
+        }
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub fn explain(cfg: &ExplainConfig) -> anyhow::Result<i32> {
         .map_err(|e| bad(format!("cannot read the routing file ({e})")))?;
     let r: Routing = serde_json::from_str(&text).map_err(|e| {
         bad(format!(
-            "not a routing file ({e}); odai route build -o FILE writes one"
+            "not a routing file ({e}); odai route build --output FILE writes one"
         ))
     })?;
     if r.schema_version > routing::SCHEMA_VERSION {

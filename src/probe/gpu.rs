@@ -64,14 +64,27 @@ pub enum Enumerate {
 enum Found {
     List(Vec<GpuAdapter>),
     Check(usize, Box<GpuCheck>),
+    Skipped(usize, String),
 }
 
-/// The adapters, each checked with compute shaders when `check` gives the time one adapter's
-/// check may take.
+/// How the compute check runs.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckOptions {
+    /// The time one adapter's check may take.
+    pub limit: Duration,
+    /// Check software rasterisers too. `odai profile` leaves them out unless asked: llvmpipe
+    /// and kin are the CPU behind a GPU API, and their check spends tens of seconds measuring
+    /// the CPU the benchmark measures anyway.
+    pub software: bool,
+    /// The most one check may allocate (a share of the memory headroom); `None`: no bound.
+    pub memory_budget: Option<u64>,
+}
+
+/// The adapters, each checked with compute shaders when `check` says how.
 pub fn adapters(
     root: &SysRoot,
     how: Enumerate,
-    check: Option<Duration>,
+    check: Option<CheckOptions>,
 ) -> Reading<Vec<GpuAdapter>> {
     let timeout = match how {
         Enumerate::Skip => return Reading::unavailable("skipped: --no-gpu"),
@@ -88,25 +101,39 @@ pub fn adapters(
         .name("odai-gpu-enumerate".into())
         .spawn(move || {
             let (list, handles) = enumerate();
-            if tx.send(Found::List(list)).is_err() || check.is_none() {
+            let software: Vec<bool> = list.iter().map(GpuAdapter::is_software).collect();
+            if tx.send(Found::List(list)).is_err() {
                 return;
             }
+            let Some(opts) = check else {
+                return;
+            };
             for (i, a) in handles.iter().enumerate() {
+                if software[i] && !opts.software {
+                    let why = "skipped: a software rasteriser (the CPU behind a GPU API); \
+                               --gpu-check-software checks it"
+                        .to_owned();
+                    if tx.send(Found::Skipped(i, why)).is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 let started = std::time::Instant::now();
-                let c =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| gpu_check::run(a)))
-                        .unwrap_or_else(|p| {
-                            let msg = p
-                                .downcast_ref::<String>()
-                                .map(String::as_str)
-                                .or_else(|| p.downcast_ref::<&str>().copied())
-                                .unwrap_or("no message");
-                            GpuCheck::failed(
-                                gpu_check::Limits::of(&a.limits()),
-                                format!("wgpu panicked: {}", gpu_check::one_line(msg)),
-                                started.elapsed().as_secs_f64(),
-                            )
-                        });
+                let c = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    gpu_check::run(a, opts.memory_budget)
+                }))
+                .unwrap_or_else(|p| {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| p.downcast_ref::<&str>().copied())
+                        .unwrap_or("no message");
+                    GpuCheck::failed(
+                        gpu_check::Limits::of(&a.limits()),
+                        format!("wgpu panicked: {}", gpu_check::one_line(msg)),
+                        started.elapsed().as_secs_f64(),
+                    )
+                });
                 if tx.send(Found::Check(i, Box::new(c))).is_err() {
                     return;
                 }
@@ -120,7 +147,7 @@ pub fn adapters(
     };
     let mut list = match rx.recv_timeout(timeout) {
         Ok(Found::List(list)) => list,
-        Ok(Found::Check(..)) => unreachable!("the list is sent first"),
+        Ok(Found::Check(..) | Found::Skipped(..)) => unreachable!("the list is sent first"),
         Err(mpsc::RecvTimeoutError::Timeout) => {
             crate::exit::DRIVER_THREAD_ABANDONED.store(true, std::sync::atomic::Ordering::SeqCst);
             return Reading::unavailable(format!(
@@ -132,10 +159,11 @@ pub fn adapters(
             return Reading::unavailable("GPU enumeration panicked inside the driver stack");
         }
     };
-    if let Some(limit) = check {
+    if let Some(CheckOptions { limit, .. }) = check {
         for i in 0..list.len() {
             match rx.recv_timeout(limit) {
                 Ok(Found::Check(j, c)) => list[j].check = Reading::Value(*c),
+                Ok(Found::Skipped(j, why)) => list[j].check = Reading::Unavailable(why),
                 Ok(Found::List(_)) => unreachable!("the list is sent once"),
                 Err(e) => {
                     let why = match e {
@@ -168,7 +196,7 @@ pub fn adapters(
     // "malloc_consolidate(): invalid chunk size" in CI under load, because the channel closes
     // *before* those destructors run — the race wgpu's CI met on GL, gfx-rs/wgpu#4285).
     if !crate::exit::DRIVER_THREAD_ABANDONED.load(std::sync::atomic::Ordering::SeqCst)
-        && !ended(spawned, check.unwrap_or(timeout))
+        && !ended(spawned, check.map_or(timeout, |c| c.limit))
     {
         crate::exit::DRIVER_THREAD_ABANDONED.store(true, std::sync::atomic::Ordering::SeqCst);
     }

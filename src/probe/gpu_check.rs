@@ -147,11 +147,17 @@ impl GpuCheck {
     }
 }
 
-/// Runs the whole check on `adapter`. Never panics on a driver's error: that is the result.
-pub fn run(adapter: &wgpu::Adapter) -> GpuCheck {
+/// The share of the device's memory headroom one adapter's check may allocate: an integrated
+/// GPU's buffers come out of the same RAM a phone's apps live in, and the largest-buffer probe
+/// would otherwise climb to the driver's `max_buffer_size` (gigabytes on llvmpipe and many iGPUs).
+pub const MEMORY_SHARE: f64 = 0.25;
+
+/// Runs the whole check on `adapter`, allocating at most `memory_budget` bytes in one buffer
+/// (`None`: the adapter's own limits). Never panics on a driver's error: that is the result.
+pub fn run(adapter: &wgpu::Adapter, memory_budget: Option<u64>) -> GpuCheck {
     let started = Instant::now();
     let limits = Limits::of(&adapter.limits());
-    let gpu = match Gpu::open(adapter) {
+    let gpu = match Gpu::open(adapter, memory_budget) {
         Ok(g) => g,
         Err(e) => return GpuCheck::failed(limits, e, started.elapsed().as_secs_f64()),
     };
@@ -293,6 +299,9 @@ struct Gpu {
     queue: wgpu::Queue,
     errors: Arc<Mutex<Vec<String>>>,
     limits: wgpu::Limits,
+    /// The most one buffer of the check may hold ([`MEMORY_SHARE`] of the headroom), never
+    /// above the adapter's own limit.
+    budget: u64,
     f16: bool,
     timestamps: bool,
 }
@@ -305,7 +314,7 @@ enum Slot {
 }
 
 impl Gpu {
-    fn open(adapter: &wgpu::Adapter) -> Result<Gpu, String> {
+    fn open(adapter: &wgpu::Adapter, memory_budget: Option<u64>) -> Result<Gpu, String> {
         let f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
@@ -338,11 +347,15 @@ impl Gpu {
                     .push(format!("device lost: {}", one_line(&message)));
             }
         });
+        let budget = memory_budget
+            .unwrap_or(u64::MAX)
+            .min(limits.max_buffer_size);
         Ok(Gpu {
             device,
             queue,
             errors,
             limits,
+            budget,
             f16,
             timestamps: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
         })
@@ -665,9 +678,11 @@ impl Gpu {
     }
 
     fn stream_array_bytes(&self) -> u64 {
+        // Three arrays live at once: together within the budget.
         let cap = STREAM_ARRAY_BYTES
             .min(self.limits.max_storage_buffer_binding_size)
-            .min(self.limits.max_buffer_size);
+            .min(self.limits.max_buffer_size)
+            .min(self.budget / 3);
         cap / 16 * 16
     }
 
@@ -778,7 +793,9 @@ impl Gpu {
             let groups = (n / tile, n / tile);
             let first = self.dispatch(&pipeline, &bind, groups, 1)?;
             let once = self.dispatch(&pipeline, &bind, groups, 1)?.min(first);
-            if once < MATMUL_MIN_DISPATCH && n < MATMUL_MAX_N {
+            // Three matrices live at once; the next size's must fit the budget too.
+            let next_fits = 3 * 4 * bytes <= self.budget;
+            if once < MATMUL_MIN_DISPATCH && n < MATMUL_MAX_N && next_fits {
                 n *= 2;
                 continue;
             }
@@ -849,14 +866,15 @@ impl Gpu {
         Ok((percentile(&us, 0.5), percentile(&us, 0.95)))
     }
 
-    /// Halves from the adapter's `max_buffer_size` until a buffer is created and usable, then
-    /// narrows the gap above it to within 1/16.
+    /// Halves from the adapter's `max_buffer_size` (or the check's memory budget, the smaller)
+    /// until a buffer is created and usable, then narrows the gap above it to within 1/16.
     fn largest_buffer(&self) -> Result<u64, String> {
-        let cap = self.limits.max_buffer_size / MIB * MIB;
+        let cap = self.budget / MIB * MIB;
         if cap < MIB {
             return Err(format!(
-                "the adapter's max_buffer_size ({} bytes) is below 1 MiB",
-                self.limits.max_buffer_size
+                "the adapter's max_buffer_size or the check's memory budget ({} bytes) is below 1 \
+                 MiB",
+                self.budget
             ));
         }
         let mut size = cap;

@@ -46,6 +46,8 @@ pub struct Options {
     pub gpu: gpu::Enumerate,
     /// `--gpu-check`: run the compute check on each adapter, each within this time.
     pub gpu_check: Option<std::time::Duration>,
+    /// Check software rasterisers too (`--gpu-check-software`; `probe --gpu-check` always does).
+    pub gpu_check_software: bool,
     pub classes: class::Classes,
     pub bandwidth: bool,
 }
@@ -57,6 +59,7 @@ impl Options {
         Options {
             gpu: gpu::Enumerate::Skip,
             gpu_check: None,
+            gpu_check_software: true,
             classes: class::Classes::embedded(),
             bandwidth: false,
         }
@@ -67,7 +70,17 @@ pub fn run(root: &SysRoot, opts: &Options) -> Probe {
     let device = device::probe(root);
     let cpu = cpu::probe(root);
     let memory = memory::probe(root);
-    let gpus = gpu::adapters(root, opts.gpu, opts.gpu_check);
+    // Each adapter's check allocates at most a share of the headroom (an integrated GPU's
+    // buffers are the device's RAM).
+    let check = opts.gpu_check.map(|limit| gpu::CheckOptions {
+        limit,
+        software: opts.gpu_check_software,
+        memory_budget: memory
+            .headroom_bytes
+            .value()
+            .map(|&h| (h as f64 * gpu_check::MEMORY_SHARE) as u64),
+    });
+    let gpus = gpu::adapters(root, opts.gpu, check);
     let drm_cards = gpu::drm_cards(root);
     let npus = npu::probe(root);
     let thermal = thermal::probe(root, &cpu);

@@ -260,6 +260,7 @@ pub fn render(r: &Report) -> String {
                 Outcome::Pass => ("r-PASS", "✔ PASS"),
                 Outcome::Fail => ("r-FAIL", "✖ FAIL"),
                 Outcome::NotApplicable => ("r-NA", "– N/A"),
+                Outcome::DoesNotApply => ("r-NA", "○ does not apply"),
             };
             out.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td><td class=\"{cls}\">{mark}</td><td>{}</td></tr>\n",

@@ -88,6 +88,7 @@ fn scorecard(s: &Scorecard) -> String {
                 Outcome::Pass => "PASS",
                 Outcome::Fail => "**FAIL**",
                 Outcome::NotApplicable => "N/A",
+                Outcome::DoesNotApply => "does not apply",
             },
             cell(&c.reason)
         ));

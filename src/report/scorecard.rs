@@ -20,6 +20,10 @@ pub enum Outcome {
     Fail,
     #[serde(rename = "N/A")]
     NotApplicable,
+    /// The criterion cannot hold on the class (battery drain on a class without a battery): it
+    /// leaves the coverage arithmetic instead of counting as unmeasured.
+    #[serde(rename = "does not apply")]
+    DoesNotApply,
 }
 
 impl Outcome {
@@ -28,6 +32,7 @@ impl Outcome {
             Outcome::Pass => "PASS",
             Outcome::Fail => "FAIL",
             Outcome::NotApplicable => "N/A",
+            Outcome::DoesNotApply => "does not apply",
         }
     }
 }
@@ -396,6 +401,38 @@ fn value_on_device(c: Criterion, rows: &[&Row], w: &Workload) -> Result<f64, Str
     }
 }
 
+/// Why `c` cannot hold on the class at all, if it cannot: battery drain where the class is
+/// declared without a battery (`battery = false` in the classes file) or, where the class says
+/// nothing of batteries, where no device of it has one (their probes, every one read).
+fn does_not_apply(
+    c: Criterion,
+    def: Option<&crate::probe::class::ClassDef>,
+    devices: &BTreeMap<String, Vec<&Row>>,
+    set: &ResultsSet,
+) -> Option<String> {
+    if c != Criterion::BatteryDrainPctPerHour {
+        return None;
+    }
+    match def.and_then(|d| d.battery) {
+        Some(false) => {
+            Some("does not apply: the class is declared without a battery (battery = false)".into())
+        }
+        Some(true) => None,
+        None => {
+            let probes: Option<Vec<&crate::probe::Probe>> =
+                devices.keys().map(|d| set.probes.get(d)).collect();
+            probes
+                .filter(|p| !p.is_empty() && p.iter().all(|p| p.power.batteries.is_empty()))
+                .map(|p| {
+                    format!(
+                        "does not apply: no device of the class has a battery ({} probed)",
+                        p.len()
+                    )
+                })
+        }
+    }
+}
+
 /// Whether every cell of the model on the device was skipped because it does not fit.
 fn does_not_fit(rows: &[&Row]) -> Option<String> {
     (!rows.is_empty() && rows.iter().all(|r| r.status == "skipped"))
@@ -458,6 +495,19 @@ pub fn score(
         for (model, devices) in &by[class] {
             let mut criteria = Vec::new();
             for t in &w.thresholds {
+                if let Some(why) = does_not_apply(t.criterion, def, devices, set) {
+                    criteria.push(CriterionResult {
+                        criterion: t.criterion,
+                        measured: None,
+                        unit: t.criterion.unit(),
+                        op: if t.criterion.is_max() { "max" } else { "min" },
+                        threshold: t.limit,
+                        weight: t.weight,
+                        outcome: Outcome::DoesNotApply,
+                        reason: why,
+                    });
+                    continue;
+                }
                 if t.criterion.is_quality() {
                     criteria.push(quality_criterion(t, model, devices, &set.quality, w));
                     continue;
@@ -525,7 +575,7 @@ pub fn score(
             }
             let measured_w: f64 = criteria
                 .iter()
-                .filter(|c| c.outcome != Outcome::NotApplicable)
+                .filter(|c| matches!(c.outcome, Outcome::Pass | Outcome::Fail))
                 .map(|c| c.weight)
                 .sum();
             let passed_w: f64 = criteria
@@ -540,7 +590,12 @@ pub fn score(
                 .iter()
                 .find_map(|(device, rs)| does_not_fit(rs).map(|why| format!("{device}: {why}")));
             let score_pct = (measured_w > 0.0).then(|| 100.0 * passed_w / measured_w + 0.0);
-            let total_w: f64 = criteria.iter().map(|c| c.weight).sum();
+            // What cannot apply to the class is not part of what it could have measured.
+            let total_w: f64 = criteria
+                .iter()
+                .filter(|c| c.outcome != Outcome::DoesNotApply)
+                .map(|c| c.weight)
+                .sum();
             let coverage_pct = if total_w > 0.0 {
                 100.0 * measured_w / total_w + 0.0
             } else {
@@ -555,9 +610,9 @@ pub fn score(
                     why: c.reason.clone(),
                 })
                 .collect();
-            let quality_measured = criteria
-                .iter()
-                .any(|c| c.criterion.is_quality() && c.outcome != Outcome::NotApplicable);
+            let quality_measured = criteria.iter().any(|c| {
+                c.criterion.is_quality() && matches!(c.outcome, Outcome::Pass | Outcome::Fail)
+            });
             let stated_quality = w
                 .factors
                 .iter()
@@ -909,7 +964,10 @@ fn decide(
         reasons.insert(0, format!("nothing measured on {class}"));
         Verdict::CloudOnly
     } else if fails.is_empty() {
-        let n = criteria.len() - not_measured.len();
+        let n = criteria
+            .iter()
+            .filter(|c| matches!(c.outcome, Outcome::Pass | Outcome::Fail))
+            .count();
         reasons.insert(
             0,
             format!(

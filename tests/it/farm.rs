@@ -343,7 +343,9 @@ fn hostile_names_reach_the_worker_intact_and_run_nothing() {
     fs::create_dir_all(&model_dir).unwrap();
     let model = model_dir.join(format!("{evil}.gguf"));
     let made = odai()
-        .args(["model", "synth", "--preset", "toy", "--quant", "q8_0", "-o"])
+        .args([
+            "model", "synth", "--preset", "toy", "--quant", "q8_0", "--output",
+        ])
         .arg(&model)
         .output()
         .unwrap();

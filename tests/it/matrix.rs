@@ -32,7 +32,7 @@ fn plan(args: &[&str], root: Option<&std::path::Path>) -> (i32, Value, String) {
 fn shipped_matrices_plan_on_a_captured_device() {
     let root = fixture("container-cgroup-v2");
     for (file, cells) in [
-        ("matrices/quick.toml", 3),
+        ("matrices/quick.toml", 6),
         ("matrices/sustained.toml", 2),
         // Per model 3 threads x 2 cold x 2 loads = 12; the exclusions leave 2 and 8 threads warm
         // and unloaded only, and all four combinations at 4 threads: 6. Seven models: 42.

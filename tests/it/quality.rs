@@ -247,7 +247,7 @@ fn shadow_mode_compares_with_llama_server_and_a_dead_endpoint_is_one_error() {
     fs::write(&tasks, TASKS).unwrap();
     let t = tasks.to_str().unwrap();
     let dead = format!("openai:http://127.0.0.1:{}/v1", servers::free_port());
-    let out = quality(&["--tasks", t, "--shadow", &dead, "--timeout", "5s"]);
+    let out = quality(&["--tasks", t, "--shadow", &dead, "--request-timeout", "5s"]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -199,6 +199,7 @@ fn nothing_passes_silently() {
             }
             "PASS" | "FAIL" => {}
             "N/A" => assert!(!reason.is_empty(), "an N/A says why: {row:?}"),
+            "does not apply" => assert!(reason.starts_with("does not apply: "), "{row:?}"),
             other => panic!("result {other:?}"),
         }
     }
@@ -1134,5 +1135,65 @@ fn regression_report_stdout_is_the_verdicts_alone() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         format!("wrote {}\n", dir.path().join("report.md").display())
+    );
+}
+
+#[test]
+fn regression_battery_drain_does_not_apply_where_the_class_has_no_battery() {
+    // Found in review: battery drain counted as unmeasured against classes without a battery
+    // (desktops, VMs, boards), dragging their coverage under min_coverage so the verdict could
+    // never be reached. It does not apply there, and leaves the coverage arithmetic.
+    let out = tempfile::tempdir().unwrap();
+    assert!(
+        report(&results(), out.path(), &["--format", "json"])
+            .status
+            .success()
+    );
+    let j: Value = serde_json::from_str(&text(out.path(), "report.json")).unwrap();
+    let pi = j["scorecards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["class"] == "single-board-computer" && c["model"] == "synthetic:smollm2-135m:q8_0"
+        })
+        .unwrap();
+    let battery = pi["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["criterion"] == "battery_drain_pct_per_hour")
+        .unwrap();
+    assert_eq!(battery["outcome"], "does not apply", "{battery}");
+    assert_eq!(
+        battery["reason"],
+        "does not apply: no device of the class has a battery (1 probed)"
+    );
+    // 10 of the 11 weights that can apply are measured (was 10 of 12).
+    assert!(
+        (pi["coverage_pct"].as_f64().unwrap() - 100.0 * 10.0 / 11.0).abs() < 1e-6,
+        "{pi}"
+    );
+    assert!(
+        !pi["missing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["criterion"] == "battery_drain_pct_per_hour")
+    );
+    // A class declared with a battery keeps the criterion: the laptop's is unmeasured.
+    let laptop = j["scorecards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["class"] == "laptop")
+        .unwrap();
+    assert!(
+        laptop["criteria"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["criterion"] == "battery_drain_pct_per_hour"
+                && c["outcome"] != "does not apply")
     );
 }

@@ -49,7 +49,7 @@ fn rules_come_from_the_sweep_cells_and_explain_says_which_fired() {
         .arg(&out)
         .arg("--profile")
         .arg(&profile)
-        .arg("-o")
+        .arg("--output")
         .arg(&rules)
         .output()
         .unwrap();
@@ -219,7 +219,7 @@ fn no_sweep_no_rule_and_broken_inputs_say_what_to_do() {
     let built = odai()
         .args(["route", "build"])
         .arg(common::fixture("results/three-classes"))
-        .arg("-o")
+        .arg("--output")
         .arg(&rules)
         .args(["--format", "json"])
         .output()
@@ -244,7 +244,7 @@ fn no_sweep_no_rule_and_broken_inputs_say_what_to_do() {
     let tensor = odai()
         .args(["route", "build"])
         .arg(common::fixture("results/three-classes"))
-        .args(["--profile", "wake-word", "-o"])
+        .args(["--profile", "wake-word", "--output"])
         .arg(&rules)
         .output()
         .unwrap();
@@ -270,7 +270,7 @@ fn no_sweep_no_rule_and_broken_inputs_say_what_to_do() {
             junk.display()
         )) && err
             .trim_end()
-            .ends_with("odai route build -o FILE writes one"),
+            .ends_with("odai route build --output FILE writes one"),
         "{err}"
     );
 }

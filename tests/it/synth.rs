@@ -14,7 +14,9 @@ use serde_json::Value;
 fn synth(dir: &std::path::Path, preset: &str, quant: &str) -> std::path::PathBuf {
     let out = dir.join(format!("{preset}-{quant}.gguf"));
     odai()
-        .args(["model", "synth", "--preset", preset, "--quant", quant, "-o"])
+        .args([
+            "model", "synth", "--preset", preset, "--quant", quant, "--output",
+        ])
         .arg(&out)
         .assert()
         .success();
@@ -108,7 +110,7 @@ fn unsupported_architecture_is_named_with_the_supported_list() {
 #[test]
 fn unknown_preset_is_a_usage_error_listing_presets() {
     odai()
-        .args(["model", "synth", "--preset", "gpt-5", "-o", "x.gguf"])
+        .args(["model", "synth", "--preset", "gpt-5", "--output", "x.gguf"])
         .assert()
         .code(2)
         .stderr(

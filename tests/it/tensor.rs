@@ -529,9 +529,21 @@ shapes = {{ "serving_default_input:0" = [1, 1760], "serving_default_input_1:0" =
         !page.contains("Decode speed by device class"),
         "no token charts"
     );
-    // A language workload does not judge tensor cells.
-    let chat = report("chat-assistant");
-    assert!(!chat.contains("silero_vad"), "{chat}");
+    // A language workload does not judge tensor cells: with no cell of its kind it says so
+    // (exit 3) instead of passing vacuously.
+    let chat = odai()
+        .args(["report", "--format", "csv", "--profile", "chat-assistant"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(chat.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&chat.stderr).contains(
+            "holds no language-model cells of a device for the chat-assistant profile to judge"
+        ),
+        "{}",
+        String::from_utf8_lossy(&chat.stderr)
+    );
     let csv = std::fs::read_to_string(out.join("report/measurements.csv")).unwrap();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
