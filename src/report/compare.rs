@@ -562,6 +562,7 @@ pub fn rows_from_csv(path: &Path) -> Result<Vec<Row>, Error> {
             model_sha256: None,
             gpu_layers: col("gpu_layers").and_then(|c| rec.get(c)?.parse().ok()),
             offload: None,
+            warnings: Vec::new(),
         });
     }
     Ok(rows)
@@ -627,6 +628,7 @@ mod tests {
             model_sha256: None,
             gpu_layers: None,
             offload: None,
+            warnings: Vec::new(),
         }
     }
 

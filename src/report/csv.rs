@@ -67,6 +67,7 @@ pub const SCORECARD_COLUMNS: &[&str] = &[
     "score_pct",
     "coverage_pct",
     "verdict",
+    "warnings",
 ];
 
 fn opt(v: Option<f64>) -> String {
@@ -151,6 +152,7 @@ pub fn scorecard(r: &Report) -> anyhow::Result<Vec<u8>> {
                 opt(s.score_pct),
                 num(s.coverage_pct),
                 s.verdict.text().to_owned(),
+                c.warnings.join(" | "),
             ];
             w.write_record(fields.iter().chain(&made))?;
         }

@@ -24,7 +24,7 @@ table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.9rem; }
 th, td { border: 1px solid #bbb; padding: 0.3rem 0.5rem; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; }
 .v-on { background: #d8f5d0; } .v-hybrid { background: #fff2c2; } .v-cloud { background: #ffd9d6; } .v-none { background: #e4e4e4; }
-.r-PASS { background: #e6f7e1; } .r-FAIL { background: #ffe3e0; font-weight: bold; } .r-NA { color: #555; }
+.r-PASS { background: #e6f7e1; } .r-FAIL { background: #ffe3e0; font-weight: bold; } .r-NA { color: #555; } .noisy { color: #8a4b00; }
 .meta { color: #444; } .chart { margin: 0.6rem 0; } .chart svg { max-width: 100%; height: auto; } .small { font-size: 0.8rem; color: #555; }
 ul.reasons { margin-top: 0.2rem; }
 "#;
@@ -240,6 +240,26 @@ pub fn render(r: &Report) -> String {
         out.push_str("</ul>\n");
     }
     out.push_str(&charts_section(r));
+    if !r.set.quality.is_empty() {
+        // Every odai quality record, used by a criterion or not: measured quality is shown.
+        out.push_str("<h2>Quality (odai quality)</h2>\n<table><thead><tr><th>model</th><th>runtime</th><th>device</th><th>perplexity</th><th>ppl Δ vs reference</th><th>KLD mean</th><th>KLD p99</th><th>top-1 agreement</th><th>task accuracy</th></tr></thead><tbody>\n");
+        let f = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), human);
+        for q in &r.set.quality {
+            out.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                esc(&q.model),
+                esc(&q.runtime.runtime),
+                esc(&q.device),
+                f(q.perplexity.as_ref().map(|p| p.ppl)),
+                q.kld.as_ref().map_or("—".into(), |k| format!("{:+.2} %", k.ppl_delta_pct)),
+                f(q.kld.as_ref().map(|k| k.summary.kld_mean)),
+                f(q.kld.as_ref().map(|k| k.summary.kld_p99)),
+                q.kld.as_ref().map_or("—".into(), |k| format!("{:.1} %", k.summary.top1_agreement_pct)),
+                q.tasks.as_ref().map_or("—".into(), |t| format!("{:.1} % ({}/{})", t.accuracy_pct, t.correct, t.tasks)),
+            ));
+        }
+        out.push_str("</tbody></table>\n");
+    }
     out.push_str("<h2>Scorecards</h2>\n");
     for c in &s.scorecards {
         out.push_str(&format!(
@@ -269,7 +289,15 @@ pub fn render(r: &Report) -> String {
                 k.op,
                 esc(&human_unit(k.threshold, k.unit)),
                 human(k.weight),
-                esc(&k.reason)
+                if k.warnings.is_empty() {
+                    esc(&k.reason)
+                } else {
+                    format!(
+                        "{} <span class=\"noisy\">⚠ noisy: {}</span>",
+                        esc(&k.reason),
+                        esc(&k.warnings.join("; "))
+                    )
+                }
             ));
         }
         out.push_str("</tbody></table>\n<ul class=\"reasons\">\n");

@@ -90,7 +90,11 @@ fn scorecard(s: &Scorecard) -> String {
                 Outcome::NotApplicable => "N/A",
                 Outcome::DoesNotApply => "does not apply",
             },
-            cell(&c.reason)
+            if c.warnings.is_empty() {
+                cell(&c.reason)
+            } else {
+                cell(&format!("{} ⚠ noisy: {}", c.reason, c.warnings.join("; ")))
+            }
         ));
     }
     out.push('\n');
@@ -146,10 +150,48 @@ pub fn render(r: &Report) -> String {
         }
         out.push('\n');
     }
+    out.push_str(&quality_section(r));
     out.push_str("## Scorecards\n\n");
     for s in &r.scoring.scorecards {
         out.push_str(&scorecard(s));
     }
+    out
+}
+
+/// Every `odai quality` record of the results (quality.jsonl), whether or not a criterion of the
+/// profile uses it: measured quality is shown, never dropped. Empty when there is none.
+pub fn quality_section(r: &Report) -> String {
+    if r.set.quality.is_empty() {
+        return String::new();
+    }
+    let f = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), human);
+    let mut out = String::from(
+        "## Quality (odai quality)\n\n| model | runtime | device | perplexity | ppl Δ vs reference | \
+         KLD mean | KLD p99 | top-1 agreement | task accuracy |\n|---|---|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for q in &r.set.quality {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            cell(&q.model),
+            cell(&q.runtime.runtime),
+            cell(&q.device),
+            f(q.perplexity.as_ref().map(|p| p.ppl)),
+            q.kld
+                .as_ref()
+                .map_or("—".into(), |k| format!("{:+.2} %", k.ppl_delta_pct)),
+            f(q.kld.as_ref().map(|k| k.summary.kld_mean)),
+            f(q.kld.as_ref().map(|k| k.summary.kld_p99)),
+            q.kld.as_ref().map_or("—".into(), |k| format!(
+                "{:.1} %",
+                k.summary.top1_agreement_pct
+            )),
+            q.tasks.as_ref().map_or("—".into(), |t| format!(
+                "{:.1} % ({}/{})",
+                t.accuracy_pct, t.correct, t.tasks
+            )),
+        ));
+    }
+    out.push('\n');
     out
 }
 

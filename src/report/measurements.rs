@@ -196,6 +196,10 @@ pub struct Row {
     /// GPU layers the cell asked for (`gpu_layers`), and where the runtime put them.
     pub gpu_layers: Option<u32>,
     pub offload: Option<crate::runtime::Offload>,
+    /// What `odai bench` warned about the cell's measurement (a noisy machine, too few
+    /// repetitions, outliers, failed repetitions): carried to every scorecard criterion built on
+    /// the cell.
+    pub warnings: Vec<String>,
 }
 
 impl Row {
@@ -526,5 +530,10 @@ pub fn row(r: &Record, class: Option<String>) -> Row {
             .report
             .as_ref()
             .and_then(|x| x.reps.first()?.offload.clone()),
+        warnings: r
+            .report
+            .as_ref()
+            .map(|x| x.warnings.clone())
+            .unwrap_or_default(),
     }
 }

@@ -739,6 +739,7 @@ mod tests {
             model_sha256: None,
             gpu_layers: None,
             offload: None,
+            warnings: Vec::new(),
         }
     }
 

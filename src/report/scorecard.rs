@@ -74,6 +74,10 @@ pub struct CriterionResult {
     pub outcome: Outcome,
     /// Where the value came from (the worst device), or why there is none.
     pub reason: String,
+    /// What `odai bench` warned about the cells the value comes from (noisy repetitions, too
+    /// few of them, outliers, failed ones), each prefixed by the device: a figure to read with
+    /// care, and the verdict's reasons say so.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -401,6 +405,40 @@ fn value_on_device(c: Criterion, rows: &[&Row], w: &Workload) -> Result<f64, Str
     }
 }
 
+/// The bench warnings of the cells a criterion's figure on one device comes from: the main cell
+/// for the latency, speed and energy criteria, the cold cells for cold start, the sustained ones
+/// for stability. Peak memory and quality do not depend on repetition noise.
+fn evidence_warnings(c: Criterion, rows: &[&Row], w: &Workload) -> Vec<String> {
+    let from: Vec<&Row> = match c {
+        Criterion::MemoryHeadroomFrac => Vec::new(),
+        _ if c.is_quality() => Vec::new(),
+        Criterion::ColdStartMs => rows
+            .iter()
+            .filter(|r| r.is_ok() && r.cold)
+            .copied()
+            .collect(),
+        Criterion::SustainedStability => rows
+            .iter()
+            .filter(|r| r.is_ok() && r.sustained_s.is_some())
+            .copied()
+            .collect(),
+        _ => if w.tensor {
+            main_tensor_row(rows)
+        } else {
+            main_row(rows, w)
+        }
+        .into_iter()
+        .collect(),
+    };
+    let mut out: Vec<String> = Vec::new();
+    for x in from.iter().flat_map(|r| r.warnings.iter()) {
+        if !out.contains(x) {
+            out.push(x.clone());
+        }
+    }
+    out
+}
+
 /// Why `c` cannot hold on the class at all, if it cannot: battery drain where the class is
 /// declared without a battery (`battery = false` in the classes file) or, where the class says
 /// nothing of batteries, where no device of it has one (their probes, every one read).
@@ -478,7 +516,10 @@ pub fn score(
     };
     let mut class_ids: Vec<&String> = by.keys().collect();
     class_ids.sort_by_key(|id| (class_order(id), (*id).clone()));
-    let lean = lean_of(w, &[]);
+    // Quality that is only stated never weighs like a measurement: a stated "met" leaves the
+    // lean (a stated "not met" still decides, in `decide`); a measured quality criterion weighs
+    // as the criterion it is.
+    let lean = lean_of(w, &[Factor::QualityThresholdMet]);
     let mut scorecards = Vec::new();
     for class in class_ids {
         let def = classes.classes.iter().find(|c| &c.id == class);
@@ -505,6 +546,7 @@ pub fn score(
                         weight: t.weight,
                         outcome: Outcome::DoesNotApply,
                         reason: why,
+                        warnings: Vec::new(),
                     });
                     continue;
                 }
@@ -538,6 +580,15 @@ pub fn score(
                         Err(e) => why_not = why_not.or(Some(format!("{device}: {e}"))),
                     }
                 }
+                let warnings = match (&fit_fail, worst) {
+                    (None, Some((_, device))) => {
+                        evidence_warnings(t.criterion, &devices[device], w)
+                            .into_iter()
+                            .map(|x| format!("{device}: {x}"))
+                            .collect()
+                    }
+                    _ => Vec::new(),
+                };
                 let (measured, outcome, reason) = match (fit_fail, worst) {
                     (Some(why), _) => (None, Outcome::Fail, why),
                     (None, Some((v, device))) => {
@@ -571,6 +622,7 @@ pub fn score(
                     weight: t.weight,
                     outcome,
                     reason,
+                    warnings,
                 });
             }
             let measured_w: f64 = criteria
@@ -624,12 +676,6 @@ pub fn score(
             } else {
                 "none"
             };
-            // A measured quality criterion wins over the stated factor: it leaves the lean.
-            let lean = if quality_measured {
-                lean_of(w, &[Factor::QualityThresholdMet])
-            } else {
-                lean
-            };
             let (verdict, mut reasons) = decide(
                 &criteria,
                 w,
@@ -642,6 +688,19 @@ pub fn score(
                     quality_measured,
                 },
             );
+            let noisy: Vec<&str> = criteria
+                .iter()
+                .filter(|c| !c.warnings.is_empty())
+                .map(|c| c.criterion.name())
+                .collect();
+            if !noisy.is_empty() {
+                reasons.push(format!(
+                    "read with care: {} rest(s) on noisy or under-repeated cells (each criterion \
+                     lists its cell's warnings); more repetitions on a quiet device would firm \
+                     the verdict up",
+                    noisy.join(", ")
+                ));
+            }
             let cloud = baseline.as_ref().map(|b| {
                 let (c, why) = compare_with_cloud(devices, w, b, &label);
                 reasons.extend(why);
@@ -815,18 +874,24 @@ fn quality_criterion(
         weight: t.weight,
         outcome,
         reason,
+        warnings: Vec::new(),
     }
 }
 
-/// The combined score (measured 70 %, stated lean 30 %) if every criterion not measured passed.
+/// The combined score (measured 70 %, stated lean 30 %) if every criterion not measured passed
+/// (what does not apply to the class counts on neither side).
 fn best_case_combined(criteria: &[CriterionResult], lean: f64) -> f64 {
-    let total: f64 = criteria.iter().map(|c| c.weight).sum();
+    let total: f64 = criteria
+        .iter()
+        .filter(|c| c.outcome != Outcome::DoesNotApply)
+        .map(|c| c.weight)
+        .sum();
     if total <= 0.0 {
         return 100.0;
     }
     let could_pass: f64 = criteria
         .iter()
-        .filter(|c| c.outcome != Outcome::Fail)
+        .filter(|c| !matches!(c.outcome, Outcome::Fail | Outcome::DoesNotApply))
         .map(|c| c.weight)
         .sum();
     0.7 * 100.0 * could_pass / total + 0.3 * lean
@@ -924,7 +989,8 @@ fn decide(
         ));
     } else if let Some(m) = stated_quality {
         reasons.push(format!(
-            "quality stated, not measured (quality_threshold_met = {m}; odai quality measures it)"
+            "quality stated, not measured (quality_threshold_met = {m}: it does not weigh in the \
+             verdict; odai quality --out measures it)"
         ));
     }
     let min_pct = 100.0 * w.min_coverage;

@@ -622,7 +622,15 @@ mod tests {
             let w = Workload::resolve(id).unwrap();
             assert_eq!(w.id, *id);
             assert!(!w.thresholds.is_empty());
-            assert_eq!(w.factors.len(), 5, "{id} states every factor");
+            // A language workload measures quality (kld_mean) instead of stating it; a tensor
+            // one, which odai quality cannot measure, states it (and it does not weigh).
+            let measures_quality = w.thresholds.iter().any(|t| t.criterion.is_quality());
+            assert_eq!(measures_quality, !w.tensor, "{id}");
+            assert_eq!(
+                w.factors.len(),
+                if measures_quality { 4 } else { 5 },
+                "{id} states every factor it does not measure"
+            );
         }
     }
 
@@ -721,6 +729,18 @@ mod tests {
             1.0,
             "low complexity leans on-device"
         );
-        assert_eq!(get(Factor::QualityThresholdMet).value_text(), "yes");
+        // It measures quality (kld_mean) instead of stating it.
+        assert!(
+            w.factors
+                .iter()
+                .all(|s| s.factor != Factor::QualityThresholdMet)
+        );
+        let wake = Workload::resolve("wake-word").unwrap();
+        let stated = wake
+            .factors
+            .iter()
+            .find(|s| s.factor == Factor::QualityThresholdMet)
+            .unwrap();
+        assert_eq!(stated.value_text(), "yes");
     }
 }

@@ -131,7 +131,7 @@ fn golden_csv_and_markdown() {
     assert_eq!(
         s.lines().next().unwrap(),
         "workload,class,class_label,fleet_share,model,criterion,measured,unit,op,threshold,weight,\
-         result,reason,score_pct,coverage_pct,verdict,generated_by_host,generated_utc,git_commit"
+         result,reason,score_pct,coverage_pct,verdict,warnings,generated_by_host,generated_utc,git_commit"
     );
     // The provenance columns (host, time, commit) differ from run to run: the snapshots hold
     // the rest of each row.
@@ -1169,9 +1169,10 @@ fn regression_battery_drain_does_not_apply_where_the_class_has_no_battery() {
         battery["reason"],
         "does not apply: no device of the class has a battery (1 probed)"
     );
-    // 10 of the 11 weights that can apply are measured (was 10 of 12).
+    // 10 of the 12 weights that can apply are measured (battery's 1 of 13 does not apply; it
+    // counted against the class before).
     assert!(
-        (pi["coverage_pct"].as_f64().unwrap() - 100.0 * 10.0 / 11.0).abs() < 1e-6,
+        (pi["coverage_pct"].as_f64().unwrap() - 100.0 * 10.0 / 12.0).abs() < 1e-6,
         "{pi}"
     );
     assert!(
@@ -1196,4 +1197,150 @@ fn regression_battery_drain_does_not_apply_where_the_class_has_no_battery() {
             .any(|c| c["criterion"] == "battery_drain_pct_per_hour"
                 && c["outcome"] != "does not apply")
     );
+}
+
+#[test]
+fn regression_noise_reaches_every_form_of_the_verdict() {
+    // Found in review: a cell whose decode varied 85 % between repetitions carried that warning
+    // in results.jsonl, but the scorecard showed nothing, so a FAIL built on it looked as solid
+    // as a PASS.
+    let out = tempfile::tempdir().unwrap();
+    assert!(report(&results(), out.path(), &[]).status.success());
+    let j: Value = serde_json::from_str(&text(out.path(), "report.json")).unwrap();
+    let pi = j["scorecards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["class"] == "single-board-computer" && c["model"] == "synthetic:smollm2-135m:q8_0"
+        })
+        .unwrap();
+    let decode = pi["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["criterion"] == "decode_tps_p10")
+        .unwrap();
+    let w: Vec<&str> = decode["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        w,
+        [
+            "pi5: only 2 repetition(s): too few for a confidence interval to mean much (use \
+             --reps 5 or more)",
+            "pi5: decode_tps varies by 85 % between repetitions: the machine is noisy (other \
+             load, thermal throttling); compare with care"
+        ]
+    );
+    assert!(
+        pi["reasons"].as_array().unwrap().iter().any(|r| r
+            .as_str()
+            .unwrap()
+            .starts_with("read with care: ttft_ms_p95, decode_tps_p10")),
+        "{pi}"
+    );
+    // Peak memory does not depend on repetition noise.
+    let mem = pi["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["criterion"] == "memory_headroom_frac")
+        .unwrap();
+    assert_eq!(mem["warnings"], serde_json::json!([]));
+    // CSV: the warnings column; Markdown and HTML: ⚠ noisy beside the figure.
+    let csv = text(out.path(), "scorecard.csv");
+    let mut rd = csv::Reader::from_reader(csv.as_bytes());
+    let header = rd.headers().unwrap().clone();
+    let col = header.iter().position(|h| h == "warnings").unwrap();
+    let row = rd
+        .records()
+        .map(|r| r.unwrap())
+        .find(|r| {
+            &r[1] == "single-board-computer"
+                && &r[4] == "synthetic:smollm2-135m:q8_0"
+                && &r[5] == "decode_tps_p10"
+        })
+        .unwrap();
+    assert!(
+        row[col].contains("pi5: decode_tps varies by 85 %"),
+        "{row:?}"
+    );
+    let md = text(out.path(), "report.md");
+    assert!(md.contains("⚠ noisy: pi5: only 2 repetition(s)"), "{md}");
+    let html = text(out.path(), "report.html");
+    assert!(html.contains("<span class=\"noisy\">⚠ noisy: pi5: only 2 repetition(s)"));
+}
+
+#[test]
+fn regression_measured_quality_is_shown_and_stated_quality_does_not_weigh() {
+    // Found in review: after `odai quality --out DIR` the report still said "quality stated,
+    // not measured" — no built-in profile had a quality criterion, and each asserted
+    // quality_threshold_met = true, which weighed in the verdict like a measurement.
+    let dir = tempfile::tempdir().unwrap();
+    let res = dir.path().join("r");
+    copy_tree(&results(), &res);
+    fs::write(
+        res.join("quality.jsonl"),
+        quality_line("synthetic:smollm2-135m:q8_0", "unrecorded", 0.03, 80.0, 1.0) + "\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    assert!(report(&res, &out, &[]).status.success());
+    let md = text(&out, "report.md");
+    assert!(md.contains("## Quality (odai quality)"), "{md}");
+    assert!(
+        md.contains("| synthetic:smollm2-135m:q8_0 | unrecorded | local | — | +3.00 % | 0.03 | 0.4 | 93.0 % | 80.0 % (32/40) |"),
+        "{md}"
+    );
+    let j: Value = serde_json::from_str(&text(&out, "report.json")).unwrap();
+    for s in j["scorecards"].as_array().unwrap() {
+        let kld = s["criteria"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["criterion"] == "kld_mean")
+            .expect("chat-assistant judges quality");
+        if s["model"] == "synthetic:smollm2-135m:q8_0" {
+            assert_eq!(kld["outcome"], "PASS", "{s}");
+            assert_eq!(s["quality_source"], "measured");
+        } else {
+            assert_eq!(kld["outcome"], "N/A", "{s}");
+            assert_eq!(
+                s["quality_source"], "none",
+                "nothing stated in the built-in profile"
+            );
+        }
+    }
+    // A profile that only states quality: said, and it does not tip the verdict.
+    let stated = dir.path().join("stated.toml");
+    fs::write(
+        &stated,
+        "schema_version = 1\nid = \"stated\"\nlabel = \"Stated\"\ndescription = \"d\"\n\
+         prompt_tokens = 32\ngen_tokens = 16\n\n[criteria]\nttft_ms_p95 = { max = 1500 }\n\n\
+         [factors]\nquality_threshold_met = { value = true, weight = 2 }\n",
+    )
+    .unwrap();
+    let out2 = dir.path().join("out2");
+    assert!(
+        report(&results(), &out2, &["--profile", stated.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let j: Value = serde_json::from_str(&text(&out2, "report.json")).unwrap();
+    for s in j["scorecards"].as_array().unwrap() {
+        assert_eq!(s["quality_source"], "stated");
+        assert!(
+            s["reasons"].as_array().unwrap().iter().any(|r| r
+                .as_str()
+                .unwrap()
+                .starts_with("quality stated, not measured (quality_threshold_met = true: it does not weigh in the verdict")),
+            "{s}"
+        );
+        // No other factor stated: nothing leans.
+        assert_eq!(s["factor_lean_pct"], 50.0, "{s}");
+    }
 }
