@@ -58,7 +58,7 @@ for arg in "$@"; do
 done
 
 base_stages=(setup models fmt clippy llama-server test)
-platform_stages=(clippy-no-default vulkan aarch64 cross-clippy wine device-binary fuzz)
+platform_stages=(clippy-no-default memory-large vulkan aarch64 cross-clippy wine device-binary fuzz)
 if [ "$tier" = list ]; then
   cat <<'EOF'
 scripts/test.sh (base):
@@ -71,6 +71,8 @@ scripts/test.sh (base):
                      page per command)
 scripts/test.sh --all (base, then the platform stage):
   clippy-no-default  odai without the results database, as device binaries build it
+  memory-large       the memory estimate against the measured peak for the 3-8 B presets
+                     (odai's engine and llama.cpp; 1.7-4.3 GiB files, twice that resident)
   vulkan             llama.cpp's Vulkan backend, its layers on Mesa's lavapipe
   aarch64            odai's engine crate under qemu-user: dotprod (QEMU_CPU=max) and Cortex-A53
   cross-clippy       clippy for Arm Linux, Windows (gnu, msvc) and macOS (aarch64, x86_64)
@@ -210,6 +212,8 @@ fi
 # --- the platform tier ---
 # odai without its default features (the results database), as device binaries build it.
 stage clippy-no-default cargo clippy --all-targets --no-default-features -- -D warnings
+# The base tier's test build (same packages and features): nothing compiles here.
+stage memory-large cargo test --workspace --features odai/llama-cpp --test it memory:: -- --ignored
 
 vulkan() {
   # llama.cpp's Vulkan backend, its layers on Mesa's lavapipe (a real Vulkan device run by the

@@ -385,7 +385,11 @@ fn check_fit(
         return Ok(None);
     };
     let context = u64::from(cfg.prompt_tokens) + u64::from(cfg.gen_tokens);
-    let needs = info.memory_needs(context, cfg.prompt_tokens.into());
+    // As the runtime that will hold it holds it (tensor runtimes have no GGUF to size).
+    let Some(holder) = crate::runtime::memory::Holder::for_kind(cfg.runtime, info) else {
+        return Ok(None);
+    };
+    let needs = crate::runtime::memory::needs(info, holder, context, cfg.prompt_tokens.into());
     match &device.memory.headroom_bytes {
         Reading::Value(headroom) if needs.total_bytes > *headroom && !cfg.force => {
             return Err(Error::DoesNotFit {

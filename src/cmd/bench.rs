@@ -665,12 +665,28 @@ fn render_text(r: &Report) -> String {
     }
     if let Some(m) = &r.memory_needs {
         s.push_str(&format!(
-            "  memory: needs {} at {} tokens (weights {}, KV cache {}, working {})\n",
-            units::bytes(m.total_bytes),
-            m.context,
-            units::bytes(m.weights_bytes),
-            units::bytes(m.kv_cache_bytes),
-            units::bytes(m.working_bytes),
+            "  memory: {}\n",
+            crate::runtime::memory::describe(m)
+        ));
+    }
+    if let Some(peak) = r.reps.iter().filter_map(|x| x.peak_rss_bytes).max() {
+        // The parts are the largest of the telemetry samples and a reading at the end, each on
+        // its own: a lower bound on each part's peak, and their peaks need not coincide (a load
+        // holds mapped pages and their repacked copies at once, briefly).
+        let anon = r.reps.iter().filter_map(|x| x.peak_rss_anon_bytes).max();
+        let file = r.reps.iter().filter_map(|x| x.peak_rss_file_bytes).max();
+        s.push_str(&format!(
+            "  measured: peak resident {}{}\n",
+            units::bytes(peak),
+            match (anon, file) {
+                (Some(a), Some(f)) => format!(
+                    " (sampled: anonymous {} — KV cache, copies, buffers — and file-backed {} — \
+                     the mapped model; the peak can exceed their sum while a load repacks)",
+                    units::bytes(a),
+                    units::bytes(f)
+                ),
+                _ => String::new(),
+            }
         ));
     }
     if let Some(o) = r.reps.first().and_then(|x| x.offload.as_ref()) {

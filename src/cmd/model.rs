@@ -51,7 +51,10 @@ pub fn inspect(cfg: &InspectConfig) -> anyhow::Result<i32> {
         .context
         .or(info.context_length)
         .unwrap_or(DEFAULT_CONTEXT);
-    let memory = info.memory_needs(context, 512.min(context));
+    // As `auto` would hold it (odai's engine where it runs the model, else candle).
+    let holder = crate::runtime::memory::Holder::for_kind(crate::runtime::RuntimeKind::Auto, &info)
+        .unwrap_or(crate::runtime::memory::Holder::Candle);
+    let memory = crate::runtime::memory::needs(&info, holder, context, 512.min(context));
     let sha256 = if cfg.sha256 {
         Some(fingerprint::sha256_file(&cfg.file)?)
     } else {
@@ -115,13 +118,7 @@ fn render(o: &Inspection) -> String {
     let m = &o.memory;
     line(
         &format!("memory @ {}", m.context),
-        format!(
-            "{} = weights {} + KV cache {} + working {}",
-            units::bytes(m.total_bytes),
-            units::bytes(m.weights_bytes),
-            units::bytes(m.kv_cache_bytes),
-            units::bytes(m.working_bytes)
-        ),
+        crate::runtime::memory::describe(m),
     );
     s
 }

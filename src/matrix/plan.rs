@@ -113,9 +113,13 @@ pub fn plan(matrix: &Matrix, probe: &Probe, bandwidth_gb_s: Reading<f64>) -> Dev
             let info = model_info(&c.model);
             let context = u64::from(c.prompt_tokens) + u64::from(c.gen_tokens);
             let needs = match &info {
-                Ok(i) => {
-                    Reading::Value(i.memory_needs(context, c.prompt_tokens.into()).total_bytes)
-                }
+                Ok(i) => match crate::runtime::memory::Holder::for_kind(c.runtime, i) {
+                    Some(h) => Reading::Value(
+                        crate::runtime::memory::needs(i, h, context, c.prompt_tokens.into())
+                            .total_bytes,
+                    ),
+                    None => Reading::unavailable("not sized: no model file in this process"),
+                },
                 Err(e) => Reading::unavailable(e.clone()),
             };
             let skip = match (&info, &needs, &headroom) {

@@ -95,9 +95,35 @@ pub fn is_not_a_link(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(libc::EINVAL)
 }
 
-/// Peak resident set of this process in bytes: getrusage(2)'s ru_maxrss, which Linux and Android
-/// give in KiB and macOS in bytes (getrusage(2) on each).
+/// Peak resident set of this process in bytes. Linux and Android: /proc/self/status `VmHWM`, the
+/// high-water mark of this process's own address space. Not getrusage's ru_maxrss there: exec
+/// folds the *previous* address space's high-water mark into it (fs/exec.c,
+/// setmax_mm_hiwater_rss), and a worker started with posix_spawn (CLONE_VM | CLONE_VFORK) ran in
+/// the coordinator's address space until its exec, so ru_maxrss reported the coordinator's peak
+/// when that was larger than the model's (peak_rss above RssAnon + RssFile, with no reason).
+/// Elsewhere getrusage's ru_maxrss (KiB on Linux, bytes on macOS).
 pub fn peak_rss_bytes() -> Result<u64, String> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(hwm) = own_status_kib("VmHWM:") {
+        return Ok(hwm);
+    }
+    rusage_maxrss_bytes()
+}
+
+/// A `kB` field of /proc/self/status, in bytes (always the live /proc: it is this process).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn own_status_kib(key: &str) -> Option<u64> {
+    let status = crate::sysroot::SysRoot::live()
+        .read_str("/proc/self/status")
+        .into_value()?;
+    status.lines().find_map(|l| {
+        let v = l.strip_prefix(key)?.trim().strip_suffix("kB")?;
+        v.trim().parse::<u64>().ok().map(|k| k * 1024)
+    })
+}
+
+/// getrusage(2)'s ru_maxrss, which Linux and Android give in KiB and macOS in bytes.
+fn rusage_maxrss_bytes() -> Result<u64, String> {
     // SAFETY: getrusage fills the zeroed struct.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
@@ -165,16 +191,7 @@ pub fn cpu_times_s() -> Result<(f64, f64), String> {
 pub fn own_rss_split() -> Option<(u64, u64)> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        let status = crate::sysroot::SysRoot::live()
-            .read_str("/proc/self/status")
-            .into_value()?;
-        let kib = |key: &str| {
-            status.lines().find_map(|l| {
-                let v = l.strip_prefix(key)?.trim().strip_suffix("kB")?;
-                v.trim().parse::<u64>().ok().map(|k| k * 1024)
-            })
-        };
-        Some((kib("RssAnon:")?, kib("RssFile:")?))
+        Some((own_status_kib("RssAnon:")?, own_status_kib("RssFile:")?))
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     None

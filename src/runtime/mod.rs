@@ -12,6 +12,7 @@ pub mod candle;
 pub mod inspect;
 #[cfg(feature = "llama-cpp")]
 pub mod llama_cpp;
+pub mod memory;
 pub mod odai;
 pub mod onnxruntime;
 pub mod openai;

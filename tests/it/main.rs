@@ -18,6 +18,7 @@ mod faults;
 mod gpu_check;
 mod gpu_llama;
 mod matrix;
+mod memory;
 mod model_errors;
 mod probe_cli;
 mod probe_fixtures;

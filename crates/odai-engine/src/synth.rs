@@ -730,9 +730,18 @@ pub fn model_info(p: &Preset, quant: Quant) -> crate::gguf::ModelInfo {
         let e = tensor_types.entry(name.to_owned()).or_insert(TypeBytes {
             tensors: 0,
             bytes: 0,
+            largest_bytes: 0,
+            second_bytes: 0,
         });
+        let bytes = t.bytes();
         e.tensors += 1;
-        e.bytes += t.bytes();
+        e.bytes += bytes;
+        if bytes > e.largest_bytes {
+            e.second_bytes = e.largest_bytes;
+            e.largest_bytes = bytes;
+        } else if bytes > e.second_bytes {
+            e.second_bytes = bytes;
+        }
     }
     let weight_bytes: u64 = specs.iter().map(TensorSpec::bytes).sum();
     let embedding = specs[0].bytes();
@@ -765,6 +774,16 @@ pub fn model_info(p: &Preset, quant: Quant) -> crate::gguf::ModelInfo {
         bos_token_id: p.bos.map(u64::from),
         eos_token_id: None,
         tokenizer: Some("llama".into()),
+        token_embd_bytes: embedding,
+        token_embd_type: match specs[0].quant {
+            None => "F32",
+            Some(Quant::Q4_0) => "Q4_0",
+            Some(Quant::Q8_0) => "Q8_0",
+            Some(Quant::Q4K) => "Q4_K",
+            Some(Quant::F16) => "F16",
+        }
+        .into(),
+        output_tied: p.tied,
     }
 }
 

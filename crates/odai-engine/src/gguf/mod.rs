@@ -232,12 +232,27 @@ pub struct ModelInfo {
     pub bos_token_id: Option<u64>,
     pub eos_token_id: Option<u64>,
     pub tokenizer: Option<String>,
+    /// The token embedding table's bytes, and whether the output projection is tied to it (no
+    /// `output.weight`): runtimes hold these differently (candle dequantizes the table to f32,
+    /// llama.cpp packs a tied output as a second copy).
+    #[serde(default)]
+    pub token_embd_bytes: u64,
+    #[serde(default)]
+    pub token_embd_type: String,
+    #[serde(default)]
+    pub output_tied: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TypeBytes {
     pub tensors: u64,
     pub bytes: u64,
+    /// The largest and second-largest tensor of the type: what a runtime repacking tensors two
+    /// at a time holds twice at the peak of its load.
+    #[serde(default)]
+    pub largest_bytes: u64,
+    #[serde(default)]
+    pub second_bytes: u64,
 }
 
 impl ModelInfo {
@@ -270,18 +285,23 @@ impl ModelInfo {
                 .or_insert(TypeBytes {
                     tensors: 0,
                     bytes: 0,
+                    largest_bytes: 0,
+                    second_bytes: 0,
                 });
             e.tensors += 1;
             e.bytes += bytes;
+            if bytes > e.largest_bytes {
+                e.second_bytes = e.largest_bytes;
+                e.largest_bytes = bytes;
+            } else if bytes > e.second_bytes {
+                e.second_bytes = bytes;
+            }
         }
-        let untied_embedding = if g.content.tensor_infos.contains_key("output.weight") {
-            g.content
-                .tensor_infos
-                .get("token_embd.weight")
-                .map_or(0, |t| tensor_bytes(t.ggml_dtype, t.elem_count()))
-        } else {
-            0
-        };
+        let embd = g.content.tensor_infos.get("token_embd.weight");
+        let token_embd_bytes = embd.map_or(0, |t| tensor_bytes(t.ggml_dtype, t.elem_count()));
+        let token_embd_type = embd.map_or(String::new(), |t| type_name(t.ggml_dtype).to_owned());
+        let output_tied = !g.content.tensor_infos.contains_key("output.weight");
+        let untied_embedding = if output_tied { 0 } else { token_embd_bytes };
         let quant = tensor_types
             .iter()
             .max_by_key(|(_, t)| t.bytes)
@@ -308,40 +328,52 @@ impl ModelInfo {
             eos_token_id: g.uint("tokenizer.ggml.eos_token_id"),
             tokenizer: g.string("tokenizer.ggml.model").map(str::to_owned),
             architecture: arch,
+            token_embd_bytes,
+            token_embd_type,
+            output_tied,
         })
     }
 
-    /// KV cache bytes at `context` tokens: K and V, per layer, per KV head, f32 as candle keeps it.
-    pub fn kv_cache_bytes(&self, context: u64) -> u64 {
-        2 * self.n_layers * context * self.n_kv_heads * self.head_dim * 4
+    /// KV cache bytes per position at `bytes_per_value` (4 for f32, 2 for f16): K and V, per
+    /// layer, per KV head.
+    pub fn kv_bytes_per_position(&self, bytes_per_value: u64) -> u64 {
+        2 * self.n_layers * self.n_kv_heads * self.head_dim * bytes_per_value
     }
 
-    /// Memory a run needs at `context` tokens with prompts of `batch` tokens.
-    pub fn memory_needs(&self, context: u64, batch: u64) -> MemoryNeeds {
-        let vocab = self.vocab_size.unwrap_or(0);
-        let ffn = self.feed_forward_length.unwrap_or(4 * self.n_embd);
-        // candle's quantized models dequantize the token embedding table to f32 at load.
-        let embedding_f32 = vocab * self.n_embd * 4;
-        // Live activations while a batch goes through one layer (f32): the residual stream and
-        // its norm, q/k/v, the FFN's gate/up/down, the attention scores, and the logits.
-        let working =
-            4 * (batch * (4 * self.n_embd + 3 * ffn) + self.n_heads * batch * context + vocab);
-        MemoryNeeds {
-            weights_bytes: self.weight_bytes + embedding_f32,
-            kv_cache_bytes: self.kv_cache_bytes(context),
-            working_bytes: working,
-            total_bytes: self.weight_bytes + embedding_f32 + self.kv_cache_bytes(context) + working,
-            context,
-        }
+    /// KV cache bytes at `context` tokens, f32 (what odai's engine and candle keep; the
+    /// roofline's bytes per token).
+    pub fn kv_cache_bytes(&self, context: u64) -> u64 {
+        context * self.kv_bytes_per_position(4)
     }
 }
 
+/// What a runtime holds while it runs a model, by part, and the peak (odai's runtime::memory
+/// builds it for each runtime: docs/bench-json.md, `memory_needs`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct MemoryNeeds {
     pub context: u64,
+    /// The runtime the figure is for (`odai`, `candle`, `llama.cpp`); empty in results from
+    /// before estimates were per runtime.
+    #[serde(default)]
+    pub runtime: String,
+    /// The model file's bytes mapped and resident (odai's engine and llama.cpp map it).
+    #[serde(default)]
+    pub mapped_bytes: u64,
+    /// Weight bytes copied into the process: repacked matrices (and, while a load repacks, the
+    /// copies in flight beside the mapped bytes they replace), candle's read and dequantized
+    /// tensors.
+    #[serde(default)]
+    pub copied_bytes: u64,
+    /// `mapped_bytes + copied_bytes`.
     pub weights_bytes: u64,
     pub kv_cache_bytes: u64,
+    /// Activations, logits and the runtime's compute buffers.
     pub working_bytes: u64,
+    /// The process itself: odai's code, its libraries and thread stacks.
+    #[serde(default)]
+    pub overhead_bytes: u64,
+    /// The peak: the larger of the load (weights with the copies in flight) and the run
+    /// (weights, KV cache, working memory), plus the process.
     pub total_bytes: u64,
 }
 
