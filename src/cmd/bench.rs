@@ -46,6 +46,51 @@ pub fn invalid(flag: &str, problem: String) -> anyhow::Error {
     .into()
 }
 
+/// Checks, before the first cell, that each export can be written where it is named: a
+/// benchmark that ran for minutes and then could not write its file is a lost result. The
+/// directory must exist and take a new file; an existing export must be a file (nothing is
+/// created or truncated here).
+pub fn check_exports(exports: &[(BenchFormat, PathBuf)]) -> anyhow::Result<()> {
+    for (_, file) in exports {
+        let bad = |problem: String| -> anyhow::Error {
+            Error::ConfigFile {
+                file: file.clone(),
+                problem,
+            }
+            .into()
+        };
+        if file.is_dir() {
+            return Err(bad("is a directory: name a file to export to".into()));
+        }
+        let dir = match file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(bad(format!(
+                "cannot export there: {} is not a directory (create it, or name another file; \
+                 nothing was run)",
+                dir.display()
+            )));
+        }
+        // The export is written as a temporary file renamed into place: the directory must
+        // take a new file. A probe file shows it without touching the export.
+        let probe = dir.join(format!(".odai-export-check-{}", std::process::id()));
+        match std::fs::File::create(&probe) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+            }
+            Err(e) => {
+                return Err(bad(format!(
+                    "cannot export there: {} does not take a new file ({e}; nothing was run)",
+                    dir.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The files `--export-FORMAT FILE` (and `--out FILE`, in `--format`) name, in the order given.
 pub fn exports(a: &BenchArgs) -> Vec<(BenchFormat, PathBuf)> {
     let mut out: Vec<(BenchFormat, PathBuf)> = Vec::new();
@@ -88,6 +133,19 @@ impl Config {
                     .into(),
             ));
         }
+        if let Some(url) = &a.endpoint {
+            // Before anything runs: a mistyped URL is one usage error, not a run of failed
+            // repetitions.
+            crate::runtime::openai::Url::parse(url).map_err(|p| {
+                let flag = format!("--endpoint {url:?}");
+                let problem = p
+                    .strip_prefix(&format!("{flag}: "))
+                    .unwrap_or(&p)
+                    .to_owned();
+                invalid(&flag, problem)
+            })?;
+        }
+        check_exports(&exports(a))?;
         let runtimes = runtimes(a)?;
         let models: Vec<ModelRef> = match (&a.endpoint, a.synthetic.is_empty()) {
             (Some(url), _) => a

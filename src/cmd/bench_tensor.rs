@@ -43,6 +43,7 @@ pub struct Config {
 
 impl Config {
     pub fn new(root: SysRoot, a: &BenchArgs) -> anyhow::Result<Self> {
+        super::bench::check_exports(&super::bench::exports(a))?;
         if !a.synthetic.is_empty() {
             return Err(invalid(
                 "--synthetic",

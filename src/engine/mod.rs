@@ -5,6 +5,7 @@
 //! ids. Everything above it (bench, generate) speaks token ids and logits only.
 
 pub mod fingerprint;
+pub mod spm;
 pub mod text;
 
 pub use odai_engine::{arch, argmax, decoder, gguf, kernels, mapped, synth, team};

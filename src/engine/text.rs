@@ -1,5 +1,7 @@
-//! Text ↔ token ids through candle's GGUF tokenizer support (candle-core `quantized::tokenizer`),
-//! with the pre-tokenizer corrected to what llama.cpp does for gpt2-style vocabularies.
+//! Text ↔ token ids: gpt2-style BPE vocabularies through candle's GGUF tokenizer support
+//! (candle-core `quantized::tokenizer`), with the pre-tokenizer corrected to what llama.cpp does;
+//! SentencePiece vocabularies (`llama`: Llama 2, Mistral, Phi-3, Gemma) through [`super::spm`],
+//! llama.cpp's algorithm.
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
@@ -10,9 +12,15 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 
 use super::gguf::Gguf;
 
-pub use tokenizers::Tokenizer;
+/// A model's tokenizer.
+pub enum Tokenizer {
+    /// A gpt2-style byte-level BPE vocabulary (tokenizers' BPE, as candle builds it).
+    Bpe(Box<tokenizers::Tokenizer>),
+    /// A SentencePiece vocabulary.
+    Spm(Box<super::spm::Spm>),
+}
 
-/// The model's tokenizer; `Err` says why there is none (e.g. not a gpt2 BPE vocabulary).
+/// The model's tokenizer; `Err` says why there is none (a vocabulary type odai does not read).
 ///
 /// candle's default gpt2 pipeline adds a prefix space ("The" → " The"), which llama.cpp does not;
 /// `smollm` vocabularies also split digits one by one (llama.cpp's LLAMA_VOCAB_PRE_TYPE_SMOLLM,
@@ -22,10 +30,46 @@ pub fn tokenizer(g: &Gguf) -> Result<Tokenizer, String> {
     tokenizer_from(g, &content)
 }
 
+/// A GGUF metadata array, each element through `get` (empty where absent or of another type).
+fn array<T>(
+    content: &Content,
+    key: &str,
+    get: impl Fn(&candle_core::quantized::gguf_file::Value) -> Option<T>,
+) -> Vec<T> {
+    content
+        .metadata
+        .get(key)
+        .and_then(|v| v.to_vec().ok())
+        .map(|v| v.iter().filter_map(&get).collect())
+        .unwrap_or_default()
+}
+
+/// A SentencePiece vocabulary from the GGUF arrays llama.cpp reads (`tokenizer.ggml.tokens`,
+/// `.scores`, `.token_type`, `.add_space_prefix`).
+fn spm_from(content: &Content) -> Result<Tokenizer, String> {
+    let pieces = array(content, "tokenizer.ggml.tokens", |v| {
+        v.to_string().ok().cloned()
+    });
+    let scores = array(content, "tokenizer.ggml.scores", |v| v.to_f32().ok());
+    let types = array(content, "tokenizer.ggml.token_type", |v| v.to_i32().ok());
+    let add_space_prefix = content
+        .metadata
+        .get("tokenizer.ggml.add_space_prefix")
+        .and_then(|v| v.to_bool().ok())
+        .unwrap_or(true);
+    super::spm::Spm::new(pieces, scores, types, add_space_prefix)
+        .map(|s| Tokenizer::Spm(Box::new(s)))
+}
+
 /// The tokenizer of `g` from candle's reading of the same header (candle builds it from its own
 /// type).
 pub fn tokenizer_from(g: &Gguf, content: &Content) -> Result<Tokenizer, String> {
-    let mut tok = Tokenizer::from_gguf(content).map_err(|e| e.to_string())?;
+    if g.string("tokenizer.ggml.model") == Some("llama") {
+        return spm_from(content);
+    }
+    // candle's message alone: its backtrace (RUST_BACKTRACE) is not the user's error.
+    let mut tok =
+        tokenizers::Tokenizer::from_gguf(content).map_err(|e| super::candle_message(&e))?;
     let byte_level = ByteLevel::new(false, true, true);
     match g.string("tokenizer.ggml.pre").unwrap_or("gpt2") {
         "smollm" => {
@@ -40,16 +84,23 @@ pub fn tokenizer_from(g: &Gguf, content: &Content) -> Result<Tokenizer, String> 
         }
         _ => {}
     }
-    Ok(tok)
+    Ok(Tokenizer::Bpe(Box::new(tok)))
 }
 
 /// Token ids of `text`, without BOS (as the reference engine is run).
 pub fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>, String> {
-    tok.encode(text, false)
-        .map(|e| e.get_ids().to_vec())
-        .map_err(|e| e.to_string())
+    match tok {
+        Tokenizer::Bpe(t) => t
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| e.to_string()),
+        Tokenizer::Spm(s) => Ok(s.encode(text)),
+    }
 }
 
 pub fn decode(tok: &Tokenizer, ids: &[u32]) -> Option<String> {
-    tok.decode(ids, false).ok()
+    match tok {
+        Tokenizer::Bpe(t) => t.decode(ids, false).ok(),
+        Tokenizer::Spm(s) => Some(s.decode(ids)),
+    }
 }

@@ -130,14 +130,19 @@ pub fn needs(info: &ModelInfo, holder: Holder, context: u64, batch: u64) -> Memo
     let (mapped, copied, kv, working, overhead, total) = match holder {
         Holder::Odai => {
             let mapped = info.file_size_bytes;
-            // Two matrices repack at once: the largest two copies beside the whole file.
-            let in_flight = info
+            // Two matrices repack at once: the largest two copies beside the whole file (a tied
+            // embedding is repacked as the output; an untied one is not repacked).
+            let mut candidates: Vec<u64> = info
                 .tensor_types
                 .iter()
                 .filter(|(t, _)| odai_repacks(t))
-                .map(|(_, b)| b.largest_bytes + b.second_bytes)
-                .max()
-                .unwrap_or(0);
+                .flat_map(|(_, b)| [b.largest_bytes, b.second_bytes])
+                .collect();
+            if info.output_tied && odai_repacks(&info.token_embd_type) {
+                candidates.push(info.token_embd_bytes);
+            }
+            candidates.sort_unstable_by(|a, b| b.cmp(a));
+            let in_flight: u64 = candidates.iter().take(2).sum();
             let kv = odai_kv_peak(info, context, batch);
             let working = activations(info, context, batch);
             let load = mapped + in_flight;

@@ -628,3 +628,81 @@ fn regression_threads_follow_cpu_affinity() {
         v["warnings"]
     );
 }
+
+#[test]
+fn regression_exports_and_endpoints_are_checked_before_the_first_cell() {
+    // Found in review: an export into a missing directory failed only after the benchmark had
+    // run ("cannot write /nonexistent/dir/.r.json.tmp"), and a mistyped --endpoint failed every
+    // repetition instead of the command line.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir/r.json");
+    let out = odai()
+        .args([
+            "bench",
+            "--synthetic",
+            "toy:q8_0",
+            "-p",
+            "4",
+            "-n",
+            "2",
+            "-r",
+            "1",
+        ])
+        .arg("--export-json")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "odai: error: {}: cannot export there: {} is not a directory (create it, or name \
+             another file; nothing was run)\n",
+            missing.display(),
+            dir.path().join("no-such-dir").display()
+        )
+    );
+    assert!(out.stdout.is_empty(), "nothing measured");
+    // A directory named as the file.
+    let out = odai()
+        .args([
+            "bench",
+            "--synthetic",
+            "toy:q8_0",
+            "-p",
+            "4",
+            "-n",
+            "2",
+            "-r",
+            "1",
+        ])
+        .arg("--export-csv")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .ends_with(": is a directory: name a file to export to\n")
+    );
+    let out = odai()
+        .args([
+            "bench",
+            "--endpoint",
+            "htp:/bad",
+            "-m",
+            "x",
+            "-p",
+            "2",
+            "-n",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "odai: error: --endpoint \"htp:/bad\": not an http:// or https:// URL (example: \
+         http://127.0.0.1:8080/v1)\n"
+    );
+}

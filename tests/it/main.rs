@@ -30,3 +30,4 @@ mod runtimes;
 mod sustained;
 mod synth;
 mod tensor;
+mod tokenizer;

@@ -719,7 +719,7 @@ pub fn model_info(p: &Preset, quant: Quant) -> crate::gguf::ModelInfo {
     use crate::gguf::{ModelInfo, TypeBytes};
     let specs = tensors(p, quant);
     let mut tensor_types = std::collections::BTreeMap::new();
-    for t in &specs {
+    for (i, t) in specs.iter().enumerate() {
         let name = match t.quant {
             None => "F32",
             Some(Quant::Q4_0) => "Q4_0",
@@ -736,6 +736,10 @@ pub fn model_info(p: &Preset, quant: Quant) -> crate::gguf::ModelInfo {
         let bytes = t.bytes();
         e.tensors += 1;
         e.bytes += bytes;
+        // The embedding (the first tensor) aside, as ModelInfo::from_gguf counts it.
+        if i == 0 {
+            continue;
+        }
         if bytes > e.largest_bytes {
             e.second_bytes = e.largest_bytes;
             e.largest_bytes = bytes;

@@ -86,6 +86,25 @@ impl LlamaServer {
         format!("http://127.0.0.1:{}/v1", self.port)
     }
 
+    /// POSTs a JSON body to `path` and returns the JSON answer (llama-server's own endpoints,
+    /// e.g. /tokenize: llama.cpp's tokenizer as the reference).
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let body = body.to_string();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+        let (_, json) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {answer}"))
+    }
+
     /// Requests the server has started on (its log says `launch_slot_` once per task).
     pub fn tasks_started(&self) -> usize {
         std::fs::read_to_string(&self.log)

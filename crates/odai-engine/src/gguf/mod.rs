@@ -247,8 +247,8 @@ pub struct ModelInfo {
 pub struct TypeBytes {
     pub tensors: u64,
     pub bytes: u64,
-    /// The largest and second-largest tensor of the type: what a runtime repacking tensors two
-    /// at a time holds twice at the peak of its load.
+    /// The largest and second-largest tensor of the type, the token embedding aside: what a
+    /// runtime repacking matrices two at a time holds twice at the peak of its load.
     #[serde(default)]
     pub largest_bytes: u64,
     #[serde(default)]
@@ -275,7 +275,7 @@ impl ModelInfo {
         let mut tensor_types: BTreeMap<String, TypeBytes> = BTreeMap::new();
         let mut parameters = 0u64;
         let mut weight_bytes = 0u64;
-        for info in g.content.tensor_infos.values() {
+        for (name, info) in &g.content.tensor_infos {
             let elems = info.elem_count();
             let bytes = tensor_bytes(info.ggml_dtype, elems);
             parameters += elems as u64;
@@ -290,6 +290,11 @@ impl ModelInfo {
                 });
             e.tensors += 1;
             e.bytes += bytes;
+            // The embedding is read a row at a time, not multiplied: repacked only as a tied
+            // output, which the runtimes size apart (`token_embd_bytes`).
+            if name == "token_embd.weight" {
+                continue;
+            }
             if bytes > e.largest_bytes {
                 e.second_bytes = e.largest_bytes;
                 e.largest_bytes = bytes;
