@@ -1017,7 +1017,8 @@ pub struct GenerateArgs {
     #[arg(short = 'm', long, value_name = "FILE")]
     pub model: PathBuf,
 
-    /// Prompt text (tokenized with the model's own gpt2 BPE vocabulary)
+    /// Prompt text, tokenized with the model's own vocabulary as llama.cpp does it (gpt2-style
+    /// BPE, or SentencePiece: Llama 2, Mistral, Phi-3, Gemma)
     #[arg(
         long,
         conflicts_with = "prompt_ids",

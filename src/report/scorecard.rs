@@ -430,9 +430,30 @@ fn evidence_warnings(c: Criterion, rows: &[&Row], w: &Workload) -> Vec<String> {
         .into_iter()
         .collect(),
     };
+    // A warning about one metric counts where the criterion reads that metric (a cold
+    // one-token cell's decode noise says nothing of its cold start); one about the cell as a
+    // whole (too few repetitions, failed ones, oversubscribed threads) counts everywhere.
+    let reads: &[&str] = match c {
+        Criterion::TtftMsP95 => &["ttft_ms", "first_ttft_ms", "prefill_tps"],
+        Criterion::DecodeTpsP10 | Criterion::SustainedStability => &["decode_tps", "token_ms"],
+        Criterion::TokenMsP99 | Criterion::DeadlineMissPct => &["token_ms", "decode_tps"],
+        Criterion::ColdStartMs => &["load_ms", "first_ttft_ms", "ttft_ms"],
+        Criterion::InferenceMsP99 | Criterion::FrameDeadlineMissPct | Criterion::CpuDutyPct => {
+            &["inference_ms", "frame", "cpu_duty"]
+        }
+        _ => &[],
+    };
+    let relevant = |w: &str| {
+        let head = w.split([':', ' ']).next().unwrap_or_default();
+        let names_a_metric = head.contains('_')
+            && head
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        !names_a_metric || reads.iter().any(|m| head.starts_with(m))
+    };
     let mut out: Vec<String> = Vec::new();
     for x in from.iter().flat_map(|r| r.warnings.iter()) {
-        if !out.contains(x) {
+        if relevant(x) && !out.contains(x) {
             out.push(x.clone());
         }
     }

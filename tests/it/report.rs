@@ -1243,6 +1243,21 @@ fn regression_noise_reaches_every_form_of_the_verdict() {
             .starts_with("read with care: ttft_ms_p95, decode_tps_p10")),
         "{pi}"
     );
+    // A warning about a metric the criterion does not read stays out: the cold cell's decode
+    // noise is not its cold start's.
+    let cold = pi["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["criterion"] == "cold_start_ms")
+        .unwrap();
+    assert_eq!(
+        cold["warnings"],
+        serde_json::json!([
+            "pi5: only 2 repetition(s): too few for a confidence interval to mean much (use \
+             --reps 5 or more)"
+        ])
+    );
     // Peak memory does not depend on repetition noise.
     let mem = pi["criteria"]
         .as_array()
