@@ -215,14 +215,14 @@ fn render(m: &Matrix, p: &plan::DevicePlan) -> String {
                 .map_or("run".to_owned(), |w| format!("skip: {w}")),
         ));
     }
-    let time = match (&p.min_seconds, &p.bandwidth_gb_s) {
-        (Reading::Value(t), Reading::Value(b)) => format!(
-            "at least {t:.0} s (decode at the {b:.1} GB/s measured memory bandwidth plus \
-             sustained durations; loading, prefill and warm-up come on top)"
+    let time = match (&p.min_seconds, &p.estimate_seconds, &p.bandwidth_gb_s) {
+        (Reading::Value(t), Reading::Value(e), Reading::Value(b)) => format!(
+            "about {e:.0} s (each repetition's start, load, prompt and tokens priced at the \
+             {b:.1} GB/s measured memory bandwidth), at least {t:.0} s (decode alone)"
         ),
-        (Reading::Unavailable(r), _) | (_, Reading::Unavailable(r)) => {
-            format!("time unknown: {r}")
-        }
+        (Reading::Unavailable(r), _, _)
+        | (_, Reading::Unavailable(r), _)
+        | (_, _, Reading::Unavailable(r)) => format!("time unknown: {r}"),
     };
     s.push_str(&format!(
         "\n  {} to run, {} skipped; {time}\n",

@@ -20,6 +20,8 @@ pub struct PlannedCell {
     /// Lower bound on the cell's time: decode at the memory-bandwidth limit, plus any sustained
     /// duration. Loading, prefill and warm-up come on top.
     pub min_seconds: Reading<f64>,
+    /// The cell's expected time, every repetition and warm-up: see [`estimate_seconds`].
+    pub estimate_seconds: Reading<f64>,
 }
 
 #[derive(Serialize)]
@@ -33,6 +35,47 @@ pub struct DevicePlan {
     pub skipped: usize,
     /// Lower bound on the whole run on this device (the cells that run).
     pub min_seconds: Reading<f64>,
+    /// The expected time of the whole run on this device (the cells that run).
+    pub estimate_seconds: Reading<f64>,
+}
+
+/// A worker's start, its quick probe and the model's header read, per repetition (measured
+/// 0.3–0.4 s on a 2-core x86-64 VM, 2026-12-07).
+const REP_OVERHEAD_S: f64 = 0.35;
+/// Decode reaches this share of the memory-bandwidth roofline (odai's engine measured 57–70 %
+/// on SmolLM2-135M to Llama-3.2-1B shapes, the same machine).
+const DECODE_EFFICIENCY: f64 = 0.65;
+/// A prompt token costs this share of a decoded token: prefill multiplies a batch of tokens
+/// by each weight it reads (measured 3.0–4.2× faster per token than decode, the same machine).
+const PREFILL_PER_DECODE: f64 = 0.25;
+/// A warm load reads the mapped file from the page cache and repacks it (GB/s).
+const WARM_LOAD_GB_S: f64 = 1.5;
+/// A cold load reads it from storage: a conservative figure for phones' UFS/eMMC and SSDs
+/// (GB/s; the VM measured 0.27).
+const COLD_LOAD_GB_S: f64 = 0.3;
+
+/// A language cell's expected time: per repetition (measured and warm-up), a worker's start,
+/// the load (from the page cache, or from storage for a cold cell), the prompt and the
+/// generated tokens, each token priced from the bytes it reads at the measured bandwidth; plus
+/// any sustained duration. An estimate to plan a farm's time with (within 1.5× of the run on
+/// the machine its constants were measured on), not a measurement.
+pub fn estimate_seconds(c: &Cell, i: &ModelInfo, bandwidth_gb_s: f64) -> f64 {
+    let context = u64::from(c.prompt_tokens) + u64::from(c.gen_tokens);
+    let per_token_s = (i.decode_weight_bytes + i.kv_cache_bytes(context)) as f64
+        / (bandwidth_gb_s * 1e9 * DECODE_EFFICIENCY);
+    let load_s = i.file_size_bytes as f64
+        / 1e9
+        / if c.cold {
+            COLD_LOAD_GB_S
+        } else {
+            WARM_LOAD_GB_S
+        };
+    let rep = REP_OVERHEAD_S
+        + load_s
+        + f64::from(c.prompt_tokens) * per_token_s * PREFILL_PER_DECODE
+        + f64::from(c.gen_tokens) * per_token_s
+        + c.sustained_s.unwrap_or(0.0);
+    f64::from(c.reps + c.warmup) * rep
 }
 
 fn model_info(m: &ModelRef) -> Result<ModelInfo, String> {
@@ -150,11 +193,18 @@ pub fn plan(matrix: &Matrix, probe: &Probe, bandwidth_gb_s: Reading<f64>) -> Dev
                 (_, Reading::Unavailable(r)) => Reading::Unavailable(r.clone()),
                 _ => Reading::unavailable("no bandwidth measured"),
             };
+            let estimate_seconds = match (&info, &bandwidth_gb_s) {
+                (Ok(i), Reading::Value(bw)) if *bw > 0.0 => {
+                    Reading::Value(estimate_seconds(c, i, *bw))
+                }
+                _ => min_seconds.clone(),
+            };
             PlannedCell {
                 cell: c.clone(),
                 needs_bytes: needs,
                 skip,
                 min_seconds,
+                estimate_seconds,
             }
         })
         .collect();
@@ -171,7 +221,8 @@ pub fn plan(matrix: &Matrix, probe: &Probe, bandwidth_gb_s: Reading<f64>) -> Dev
         bandwidth_gb_s,
         runs,
         skipped: cells.len() - runs,
-        min_seconds: total_seconds(&cells),
+        min_seconds: total_seconds(&cells, |c| &c.min_seconds),
+        estimate_seconds: total_seconds(&cells, |c| &c.estimate_seconds),
         cells,
     }
 }
@@ -214,15 +265,19 @@ fn plan_tensor(c: &Cell, models: &[std::path::PathBuf], headroom: &Reading<u64>)
         cell: c.clone(),
         needs_bytes: needs,
         skip,
+        estimate_seconds: min_seconds.clone(),
         min_seconds,
     }
 }
 
 /// The running cells' lower bounds added up; unknown if any is.
-fn total_seconds(cells: &[PlannedCell]) -> Reading<f64> {
+fn total_seconds(
+    cells: &[PlannedCell],
+    of: impl Fn(&PlannedCell) -> &Reading<f64>,
+) -> Reading<f64> {
     let mut total = 0.0;
     for c in cells.iter().filter(|c| c.skip.is_none()) {
-        match &c.min_seconds {
+        match of(c) {
             Reading::Value(s) => total += s,
             Reading::Unavailable(r) => return Reading::Unavailable(r.clone()),
         }

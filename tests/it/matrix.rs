@@ -63,9 +63,12 @@ fn a_plan_says_what_does_not_fit_and_what_cannot_be_read() {
     assert_eq!(code, 0);
     let cells = v["cells"].as_array().unwrap();
     assert_eq!(cells[0]["skip"], Value::Null);
-    assert_eq!(
-        cells[1]["skip"],
-        "does not fit: needs 6.2 GiB, headroom 2.8 GiB"
+    // The estimate is the runtime's that would hold it (odai's engine where its kernels run,
+    // 4.5 GiB; candle elsewhere, 6.2 GiB): tests/it/memory.rs holds it to the measured peak.
+    let skip = cells[1]["skip"].as_str().unwrap();
+    assert!(
+        skip.starts_with("does not fit: needs ") && skip.ends_with(" GiB, headroom 2.8 GiB"),
+        "{skip}"
     );
     assert_eq!(cells[2]["skip"], "missing.gguf: no such file");
     assert_eq!(
@@ -156,9 +159,10 @@ fn a_run_records_every_cell_and_resume_never_repeats_one() {
     // The 8B shape does not fit the pod's 2.8 GiB: recorded as skipped, with the reason.
     let skipped: Vec<&Value> = recs.iter().filter(|r| r["status"] == "skipped").collect();
     assert_eq!(skipped.len(), 2);
-    assert_eq!(
-        skipped[0]["reason"],
-        "does not fit: needs 6.2 GiB, headroom 2.8 GiB"
+    let reason = skipped[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("does not fit: needs ") && reason.ends_with(" GiB, headroom 2.8 GiB"),
+        "{reason}"
     );
     // Records follow the JSON contract: unavailable readings as null + `<key>_unavailable`,
     // never the internal marker (the fixture tree has no energy meter).
