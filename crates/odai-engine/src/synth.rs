@@ -719,33 +719,20 @@ pub fn model_info(p: &Preset, quant: Quant) -> crate::gguf::ModelInfo {
     use crate::gguf::{ModelInfo, TypeBytes};
     let specs = tensors(p, quant);
     let mut tensor_types = std::collections::BTreeMap::new();
+    // GGUF's names of the tensor types.
+    let type_name = |q: Option<Quant>| match q {
+        None => "F32",
+        Some(Quant::Q4_0) => "Q4_0",
+        Some(Quant::Q8_0) => "Q8_0",
+        Some(Quant::Q4K) => "Q4_K",
+        Some(Quant::F16) => "F16",
+    };
     for (i, t) in specs.iter().enumerate() {
-        let name = match t.quant {
-            None => "F32",
-            Some(Quant::Q4_0) => "Q4_0",
-            Some(Quant::Q8_0) => "Q8_0",
-            Some(Quant::Q4K) => "Q4_K",
-            Some(Quant::F16) => "F16",
-        };
-        let e = tensor_types.entry(name.to_owned()).or_insert(TypeBytes {
-            tensors: 0,
-            bytes: 0,
-            largest_bytes: 0,
-            second_bytes: 0,
-        });
-        let bytes = t.bytes();
-        e.tensors += 1;
-        e.bytes += bytes;
-        // The embedding (the first tensor) aside, as ModelInfo::from_gguf counts it.
-        if i == 0 {
-            continue;
-        }
-        if bytes > e.largest_bytes {
-            e.second_bytes = e.largest_bytes;
-            e.largest_bytes = bytes;
-        } else if bytes > e.second_bytes {
-            e.second_bytes = bytes;
-        }
+        // The embedding is the first tensor.
+        tensor_types
+            .entry(type_name(t.quant).to_owned())
+            .or_insert_with(TypeBytes::default)
+            .add(t.bytes(), i == 0);
     }
     let weight_bytes: u64 = specs.iter().map(TensorSpec::bytes).sum();
     let embedding = specs[0].bytes();
@@ -779,14 +766,7 @@ pub fn model_info(p: &Preset, quant: Quant) -> crate::gguf::ModelInfo {
         eos_token_id: None,
         tokenizer: Some("llama".into()),
         token_embd_bytes: embedding,
-        token_embd_type: match specs[0].quant {
-            None => "F32",
-            Some(Quant::Q4_0) => "Q4_0",
-            Some(Quant::Q8_0) => "Q8_0",
-            Some(Quant::Q4K) => "Q4_K",
-            Some(Quant::F16) => "F16",
-        }
-        .into(),
+        token_embd_type: type_name(specs[0].quant).into(),
         output_tied: p.tied,
     }
 }

@@ -243,7 +243,26 @@ pub struct ModelInfo {
     pub output_tied: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+impl TypeBytes {
+    /// Counts one tensor of `bytes`; the token embedding counts in the totals, not among the
+    /// largest matrices (it is read a row at a time, repacked only as a tied output, which the
+    /// runtimes size apart through `token_embd_bytes`).
+    pub fn add(&mut self, bytes: u64, embedding: bool) {
+        self.tensors += 1;
+        self.bytes += bytes;
+        if embedding {
+            return;
+        }
+        if bytes > self.largest_bytes {
+            self.second_bytes = self.largest_bytes;
+            self.largest_bytes = bytes;
+        } else if bytes > self.second_bytes {
+            self.second_bytes = bytes;
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct TypeBytes {
     pub tensors: u64,
     pub bytes: u64,
@@ -280,27 +299,10 @@ impl ModelInfo {
             let bytes = tensor_bytes(info.ggml_dtype, elems);
             parameters += elems as u64;
             weight_bytes += bytes;
-            let e = tensor_types
+            tensor_types
                 .entry(type_name(info.ggml_dtype).to_owned())
-                .or_insert(TypeBytes {
-                    tensors: 0,
-                    bytes: 0,
-                    largest_bytes: 0,
-                    second_bytes: 0,
-                });
-            e.tensors += 1;
-            e.bytes += bytes;
-            // The embedding is read a row at a time, not multiplied: repacked only as a tied
-            // output, which the runtimes size apart (`token_embd_bytes`).
-            if name == "token_embd.weight" {
-                continue;
-            }
-            if bytes > e.largest_bytes {
-                e.second_bytes = e.largest_bytes;
-                e.largest_bytes = bytes;
-            } else if bytes > e.second_bytes {
-                e.second_bytes = bytes;
-            }
+                .or_default()
+                .add(bytes, name == "token_embd.weight");
         }
         let embd = g.content.tensor_infos.get("token_embd.weight");
         let token_embd_bytes = embd.map_or(0, |t| tensor_bytes(t.ggml_dtype, t.elem_count()));
