@@ -918,6 +918,26 @@ fn regression_compare_io_failure_is_not_a_tripped_gate() {
     );
 }
 
+/// The scorecard of `class` × `model` in a report.json.
+fn scorecard<'a>(report: &'a Value, class: &str, model: &str) -> &'a Value {
+    report["scorecards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["class"] == class && c["model"] == model)
+        .unwrap_or_else(|| panic!("no scorecard for {model} on {class}"))
+}
+
+/// One criterion of a scorecard.
+fn criterion<'a>(card: &'a Value, name: &str) -> &'a Value {
+    card["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["criterion"] == name)
+        .unwrap_or_else(|| panic!("no {name} criterion: {card}"))
+}
+
 /// A quality record as `odai quality --out` writes it, for a model of the fixture.
 fn quality_line(model: &str, runtime: &str, kld_mean: f64, accuracy: f64, finished: f64) -> String {
     serde_json::json!({
@@ -1150,20 +1170,8 @@ fn regression_battery_drain_does_not_apply_where_the_class_has_no_battery() {
             .success()
     );
     let j: Value = serde_json::from_str(&text(out.path(), "report.json")).unwrap();
-    let pi = j["scorecards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| {
-            c["class"] == "single-board-computer" && c["model"] == "synthetic:smollm2-135m:q8_0"
-        })
-        .unwrap();
-    let battery = pi["criteria"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["criterion"] == "battery_drain_pct_per_hour")
-        .unwrap();
+    let pi = scorecard(&j, "single-board-computer", "synthetic:smollm2-135m:q8_0");
+    let battery = criterion(pi, "battery_drain_pct_per_hour");
     assert_eq!(battery["outcome"], "does not apply", "{battery}");
     assert_eq!(
         battery["reason"],
@@ -1207,20 +1215,8 @@ fn regression_noise_reaches_every_form_of_the_verdict() {
     let out = tempfile::tempdir().unwrap();
     assert!(report(&results(), out.path(), &[]).status.success());
     let j: Value = serde_json::from_str(&text(out.path(), "report.json")).unwrap();
-    let pi = j["scorecards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| {
-            c["class"] == "single-board-computer" && c["model"] == "synthetic:smollm2-135m:q8_0"
-        })
-        .unwrap();
-    let decode = pi["criteria"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["criterion"] == "decode_tps_p10")
-        .unwrap();
+    let pi = scorecard(&j, "single-board-computer", "synthetic:smollm2-135m:q8_0");
+    let decode = criterion(pi, "decode_tps_p10");
     let w: Vec<&str> = decode["warnings"]
         .as_array()
         .unwrap()
@@ -1245,12 +1241,7 @@ fn regression_noise_reaches_every_form_of_the_verdict() {
     );
     // A warning about a metric the criterion does not read stays out: the cold cell's decode
     // noise is not its cold start's.
-    let cold = pi["criteria"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["criterion"] == "cold_start_ms")
-        .unwrap();
+    let cold = criterion(pi, "cold_start_ms");
     assert_eq!(
         cold["warnings"],
         serde_json::json!([
@@ -1259,12 +1250,7 @@ fn regression_noise_reaches_every_form_of_the_verdict() {
         ])
     );
     // Peak memory does not depend on repetition noise.
-    let mem = pi["criteria"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["criterion"] == "memory_headroom_frac")
-        .unwrap();
+    let mem = criterion(pi, "memory_headroom_frac");
     assert_eq!(mem["warnings"], serde_json::json!([]));
     // CSV: the warnings column; Markdown and HTML: ⚠ noisy beside the figure.
     let csv = text(out.path(), "scorecard.csv");
