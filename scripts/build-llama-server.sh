@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's real `llama-server` (and `llama-bench` beside it) once per machine, for the
-# `openai` runtime's tests (a real OpenAI-compatible server on 127.0.0.1, not a stand-in). Prints
-# the server's path.
+# Builds llama.cpp's real `llama-server` (and `llama-bench` and `llama-tokenize` beside it) once
+# per machine, for the `openai` runtime's tests (a real OpenAI-compatible server on 127.0.0.1, not
+# a stand-in) and the tokenizer tests' reference ids. Prints the server's path.
 #
 # llama.cpp's engine is compiled once per machine: by llama-cpp-sys-2 (the linked runtime), whose
 # build script installs libllama, libggml and their CMake packages into its OUT_DIR. The tools link
 # that build: the same llama.cpp sources, compiled with the same flags (.cargo/config.toml's
 # GGML_*: GGML_NATIVE off, x86-64-v3, no AVX-512 or AMX, no OpenMP, static), so a figure from
 # llama-server and one from the linked runtime come from one engine. Only the tools' own sources
-# are compiled here (server, common, mtmd, llama-bench, cpp-httplib): llama-cpp-sys-2 leaves
+# are compiled here (server, common, mtmd, llama-bench, llama-tokenize, cpp-httplib): llama-cpp-sys-2 leaves
 # tools/server and tools/llama-bench out of its crate, so they come from the llama-cpp-python
 # sdist on PyPI (the whole of llama.cpp, at a neighbouring commit: its llama.h differs from the
 # crate's in two state-file version numbers only, and the crate's engine is a superset of the
@@ -71,7 +71,7 @@ out=$cache/llama-server-$crate_version-$sdist
 bin=$out/llama-server
 # The engine's flags are .cargo/config.toml's: a change there rebuilds the tools too.
 stamp="$crate_version $sdist ${flags[*]} $(sha256sum .cargo/config.toml | cut -c1-16)"
-if [ -x "$bin" ] && [ -x "$out/llama-bench" ] && [ "$(cat "$out/stamp" 2>/dev/null)" = "$stamp" ] &&
+if [ -x "$bin" ] && [ -x "$out/llama-bench" ] && [ -x "$out/llama-tokenize" ] && [ "$(cat "$out/stamp" 2>/dev/null)" = "$stamp" ] &&
   "$bin" --version >/dev/null 2>&1; then
   echo "$bin"
   exit 0
@@ -105,10 +105,10 @@ if command -v ccache >/dev/null; then
 fi
 cmake -S "$src" -B "$work/b" "${launcher[@]}" "${flags[@]}" -DCMAKE_PREFIX_PATH="$out_dir" \
   >"$work/cmake.log" 2>&1 || { tail -30 "$work/cmake.log" >&2; exit 1; }
-cmake --build "$work/b" --target llama-server llama-bench -j "$(nproc)" >"$work/build.log" 2>&1 \
+cmake --build "$work/b" --target llama-server llama-bench llama-tokenize -j "$(nproc)" >"$work/build.log" 2>&1 \
   || { grep -m5 -B2 -A8 'error' "$work/build.log" >&2 || tail -30 "$work/build.log" >&2; exit 1; }
 mkdir -p "$out.part"
-cp "$work/b/bin/llama-server" "$work/b/bin/llama-bench" "$out.part/"
+cp "$work/b/bin/llama-server" "$work/b/bin/llama-bench" "$work/b/bin/llama-tokenize" "$out.part/"
 printf '%s\n' "$stamp" >"$out.part/stamp"
 rm -rf "$out"
 mv "$out.part" "$out"

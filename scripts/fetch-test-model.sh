@@ -21,6 +21,16 @@
 #   micro-hey-jarvis  pymicro-wakeword==2.5.0: hey_jarvis.tflite (int8, i8[1,3,40] -> u8[1,1])
 #   onnxruntime-lib   onnxruntime==1.32.0 (CPython 3.11 x86-64 wheel): libonnxruntime.so.1.32.0
 #   tflite-lib        pymicro-wakeword==2.5.0: libtensorflowlite_c.so (TF Lite 2.17, glibc >= 2.35)
+#
+# Tokenizer references (a directory each; the path printed is the directory):
+#   llama-vocabs      llama.cpp's vocabulary-only GGUF files (models/ggml-vocab-*.gguf) with the
+#                     inputs and the ids its tokenizer test gives them (*.gguf.inp, *.gguf.out), out
+#                     of the llama-cpp-python==0.3.36 sdist (the llama.cpp scripts/build-llama-server.sh
+#                     builds)
+#   sp-unigram        SentencePiece's own unigram test models (sentencepiece==0.2.3 sdist:
+#                     test/botchan_en_unigram_1000.model, test/kyoto_ja_unigram_8000.model) written
+#                     as GGUF the way llama.cpp's converter does (tokenizer model `t5`), each with the
+#                     ids SentencePiece itself gives a set of texts (scripts/sp_unigram.py, in a venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${ODAI_TEST_MODELS:-target/test-models}
@@ -32,7 +42,61 @@ one() {
   wheels=("$1") members=("$2") want=$3
   gguf=$dir/${4:-${2##*/}}
 }
+# A directory out of one sdist: sdist_dir NAME SPEC SHA256 PATTERN...; the members matching
+# PATTERN (tar globs) land flat in $dir/NAME, which is printed.
+sdist_dir() {
+  local out=$dir/$1 spec=$2 want=$3
+  shift 3
+  if [ ! -d "$out" ]; then
+    mkdir -p "$dir"
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    python3 -m pip download --quiet --no-deps --no-binary :all: --disable-pip-version-check \
+      "$spec" -d "$tmp" >&2
+    local tarball
+    tarball=$(ls "$tmp"/*.tar.gz)
+    got=$(sha256sum "$tarball" | cut -d' ' -f1)
+    if [ "$got" != "$want" ]; then
+      echo "fetch-test-model.sh: sha256 mismatch for $spec: got $got, want $want" >&2
+      exit 1
+    fi
+    mkdir "$tmp/x" "$tmp/out"
+    tar -xzf "$tarball" -C "$tmp/x" --wildcards "$@"
+    find "$tmp/x" -type f -exec mv -t "$tmp/out" {} +
+    mv "$tmp/out" "$out"
+  fi
+  echo "$out"
+}
+llama_vocabs() {
+  sdist_dir llama-vocabs-0.3.36 llama-cpp-python==0.3.36 \
+    832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e '*/models/ggml-vocab-*'
+}
 case $name in
+  llama-vocabs) llama_vocabs; exit ;;
+  sp-unigram)
+    src=$(sdist_dir sentencepiece-0.2.3 sentencepiece==0.2.3 \
+      21618ad31f0453a1ebf5ec58defed99758d54af0b670546ecac639ddd8b86fbd '*/test/*_unigram_*.model')
+    out=$dir/sp-unigram-0.2.3
+    if [ ! -f "$out/done" ]; then
+      venv=$dir/venv-sp-0.2.3
+      if [ ! -f "$venv/done" ]; then
+        rm -rf "$venv"
+        python3 -m venv "$venv" >&2
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+          sentencepiece==0.2.3 gguf==0.19.0 numpy protobuf >&2
+        touch "$venv/done"
+      fi
+      rm -rf "$out"
+      mkdir -p "$out"
+      for m in "$src"/*.model; do
+        # llama.cpp's tokenizer test inputs as well as the script's own texts.
+        "$venv/bin/python" scripts/sp_unigram.py "$m" "$out" \
+          "$(llama_vocabs)/ggml-vocab-llama-spm.gguf.inp" >&2
+      done
+      touch "$out/done"
+    fi
+    echo "$out"
+    exit ;;
   smollm2)
     gguf=$dir/SmolLM2-135M-Instruct.Q4_1.gguf
     want=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
@@ -72,7 +136,7 @@ case $name in
     25465edb5cd7aadd00249d4d28f1d922ce5cc90195ad4403458111dd63493bae ;;
   *) echo "fetch-test-model.sh: no test model \"$name\" (smollm2, gemma3-270m, silero-vad, magika," \
        "oww-mel-onnx, oww-embedding-onnx, oww-mel, oww-embedding, oww-hey-jarvis, micro-hey-jarvis," \
-       "onnxruntime-lib, tflite-lib)" >&2; exit 2 ;;
+       "onnxruntime-lib, tflite-lib, llama-vocabs, sp-unigram)" >&2; exit 2 ;;
 esac
 if [ ! -f "$gguf" ]; then
   mkdir -p "$dir"

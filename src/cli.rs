@@ -520,6 +520,42 @@ pub enum ModelCommand {
 phi-3-mini, gemma-3-1b, llama-3.1-8b.\nQuantizations: q4_0, q8_0, q4_k, f16.\n\nExamples:\n  odai model synth --preset llama-3.2-3b --quant q4_k --output llama3b-q4k.gguf\n  odai model inspect llama3b-q4k.gguf"
     )]
     Synth(SynthArgs),
+
+    /// Token ids of a text as odai tokenizes it for a model: the ids `generate --prompt` and
+    /// `quality` feed it (gpt2 BPE, SentencePiece BPE and unigram vocabularies, as llama.cpp
+    /// tokenizes them)
+    #[command(
+        after_help = "Control and user-defined tokens written in the text (<start_of_turn>, <|im_start|>) become \
+their own ids, as a chat template's do; no BOS is added.\n\n\
+Examples:\n  odai model tokenize model.gguf -p 'The capital of France is'\n  \
+odai model tokenize model.gguf -p 'first text' -p 'second text' --format json\n  \
+odai model tokenize model.gguf --prompt-file prompt.txt"
+    )]
+    Tokenize(TokenizeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenizeArgs {
+    /// GGUF model file (a vocabulary-only GGUF is enough)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Text to tokenize; repeat for several texts (one result each)
+    #[arg(
+        short = 'p',
+        long,
+        value_name = "TEXT",
+        required_unless_present = "prompt_file"
+    )]
+    pub prompt: Vec<String>,
+
+    /// Tokenize the whole of FILE as one text (`-`: standard input)
+    #[arg(long, value_name = "FILE")]
+    pub prompt_file: Option<PathBuf>,
+
+    /// Output format: each text's tokens with their pieces, or JSON (ids and pieces per text)
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

@@ -133,6 +133,9 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Model(cli::ModelCommand::Synth(args)) => {
             cmd::model::synth(&cmd::model::SynthConfig::new(args)?)
         }
+        Command::Model(cli::ModelCommand::Tokenize(args)) => {
+            cmd::model::tokenize(&cmd::model::TokenizeConfig::new(args)?)
+        }
     }
 }
 

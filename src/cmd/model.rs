@@ -1,14 +1,16 @@
-//! `odai model inspect|synth`: what a GGUF file holds and needs, and synthetic models in the
-//! exact shape of real families.
+//! `odai model inspect|synth|tokenize`: what a GGUF file holds and needs, synthetic models in the
+//! exact shape of real families, and the ids odai's tokenizer gives a text.
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::cli::{Format, InspectArgs, SynthArgs};
+use crate::cli::{Format, InspectArgs, SynthArgs, TokenizeArgs};
 use crate::engine::fingerprint;
 use crate::engine::gguf::{Gguf, MemoryNeeds, ModelInfo};
 use crate::engine::synth::{self, Preset, Quant};
+use crate::engine::text;
+use crate::error::Error;
 use crate::exit;
 use crate::units;
 
@@ -265,4 +267,100 @@ pub fn synth(cfg: &SynthConfig) -> anyhow::Result<i32> {
         started.elapsed().as_secs_f64()
     ))?;
     Ok(exit::SUCCESS)
+}
+
+pub struct TokenizeConfig {
+    pub file: PathBuf,
+    pub texts: Vec<String>,
+    pub format: Format,
+}
+
+impl TokenizeConfig {
+    pub fn new(args: &TokenizeArgs) -> anyhow::Result<Self> {
+        let mut texts = args.prompt.clone();
+        if let Some(path) = &args.prompt_file {
+            let read = if path.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(path)
+            };
+            texts.push(read.map_err(|e| Error::Invalid {
+                flag: "--prompt-file".into(),
+                problem: format!(
+                    "{}: {e} (a UTF-8 text file, or - for stdin)",
+                    path.display()
+                ),
+            })?);
+        }
+        Ok(TokenizeConfig {
+            file: args.file.clone(),
+            texts,
+            format: args.format,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct Tokenized {
+    text: String,
+    ids: Vec<u32>,
+    /// Each id's vocabulary piece, as the GGUF stores it (`▁` for a SentencePiece space, `Ġ` for a
+    /// gpt2 byte-level one).
+    pieces: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Tokenization {
+    file: String,
+    /// The vocabulary type and how odai reads it (e.g. `gpt2 BPE, pre-tokenizer smollm`).
+    tokenizer: String,
+    texts: Vec<Tokenized>,
+}
+
+/// `odai model tokenize`: the ids odai's tokenizer gives each text (no BOS), as `generate
+/// --prompt` and `quality` feed them.
+pub fn tokenize(cfg: &TokenizeConfig) -> anyhow::Result<i32> {
+    let g = Gguf::open(&cfg.file)?;
+    let tok = text::tokenizer(&g).map_err(|why| Error::Model {
+        file: cfg.file.clone(),
+        problem: format!("cannot tokenize: {why}"),
+    })?;
+    let mut texts = Vec::with_capacity(cfg.texts.len());
+    for t in &cfg.texts {
+        let ids = text::encode(&tok, t).map_err(|e| Error::Model {
+            file: cfg.file.clone(),
+            problem: format!("cannot tokenize {t:?}: {e}"),
+        })?;
+        let pieces = ids
+            .iter()
+            .map(|&id| text::piece(&tok, id).unwrap_or_default())
+            .collect();
+        texts.push(Tokenized {
+            text: t.clone(),
+            ids,
+            pieces,
+        });
+    }
+    let out = Tokenization {
+        file: cfg.file.display().to_string(),
+        tokenizer: text::describe(&tok),
+        texts,
+    };
+    let text = match cfg.format {
+        Format::Json => super::document(&out)?,
+        Format::Text => render_tokens(&out),
+    };
+    super::print(&text)?;
+    Ok(exit::SUCCESS)
+}
+
+fn render_tokens(o: &Tokenization) -> String {
+    let mut s = format!("{} ({})\n", o.file, o.tokenizer);
+    for t in &o.texts {
+        s.push_str(&format!("\n{:?}: {} tokens\n", t.text, t.ids.len()));
+        for (id, piece) in t.ids.iter().zip(&t.pieces) {
+            s.push_str(&format!("  {id:>7}  {piece:?}\n"));
+        }
+    }
+    s
 }

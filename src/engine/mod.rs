@@ -5,8 +5,10 @@
 //! ids. Everything above it (bench, generate) speaks token ids and logits only.
 
 pub mod fingerprint;
+mod pretok;
 pub mod spm;
 pub mod text;
+pub mod ugm;
 
 pub use odai_engine::{arch, argmax, decoder, gguf, kernels, mapped, synth, team};
 

@@ -17,9 +17,12 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
 /// GGUF `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`).
-const TYPE_CONTROL: i32 = 3;
-const TYPE_USER_DEFINED: i32 = 4;
-const TYPE_BYTE: i32 = 6;
+pub(crate) const TYPE_NORMAL: i32 = 1;
+pub(crate) const TYPE_UNKNOWN: i32 = 2;
+pub(crate) const TYPE_CONTROL: i32 = 3;
+pub(crate) const TYPE_USER_DEFINED: i32 = 4;
+pub(crate) const TYPE_UNUSED: i32 = 5;
+pub(crate) const TYPE_BYTE: i32 = 6;
 
 /// A SentencePiece vocabulary.
 pub struct Spm {
@@ -89,28 +92,16 @@ impl Spm {
         let types = if types.len() == n { types } else { vec![1; n] };
         let mut ids = HashMap::with_capacity(n);
         let mut bytes = [None; 256];
-        let mut specials = Vec::new();
         for (i, p) in pieces.iter().enumerate() {
             let id = i as u32;
             ids.entry(p.clone()).or_insert(id);
-            match types[i] {
-                TYPE_BYTE => {
-                    if let Some(b) = p
-                        .strip_prefix("<0x")
-                        .and_then(|h| h.strip_suffix('>'))
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    {
-                        bytes[usize::from(b)] = Some(id);
-                    }
-                }
-                TYPE_CONTROL | TYPE_USER_DEFINED if !p.is_empty() => {
-                    specials.push((p.clone(), id));
-                }
-                _ => {}
+            if types[i] == TYPE_BYTE
+                && let Some(b) = byte_of(p)
+            {
+                bytes[usize::from(b)] = Some(id);
             }
         }
-        // The longest first, as llama.cpp sorts its special-token cache.
-        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        let specials = specials(&pieces, &types);
         Ok(Spm {
             pieces,
             scores,
@@ -126,7 +117,7 @@ impl Spm {
     pub fn encode(&self, text: &str) -> Vec<u32> {
         let mut out = Vec::new();
         let mut prev_special = true;
-        for (fragment, special) in self.partition(text) {
+        for (fragment, special) in partition(&self.specials, text) {
             if let Some(id) = special {
                 out.push(id);
                 prev_special = true;
@@ -140,39 +131,6 @@ impl Spm {
             let escaped = t.replace(' ', "\u{2581}");
             self.merge(&escaped, &mut out);
             prev_special = false;
-        }
-        out
-    }
-
-    /// `text` cut at special pieces: (fragment, Some(id)) for a special piece, (fragment, None)
-    /// for raw text between them.
-    fn partition<'a>(&self, text: &'a str) -> Vec<(&'a str, Option<u32>)> {
-        let mut out = Vec::new();
-        let mut rest = text;
-        'outer: while !rest.is_empty() {
-            // The earliest special piece in the rest (the longest at one position).
-            let mut best: Option<(usize, &str, u32)> = None;
-            for (p, id) in &self.specials {
-                if let Some(at) = rest.find(p.as_str())
-                    && best.is_none_or(|(b, bp, _)| at < b || (at == b && p.len() > bp.len()))
-                {
-                    best = Some((at, p.as_str(), *id));
-                }
-            }
-            match best {
-                Some((at, p, id)) => {
-                    if at > 0 {
-                        out.push((&rest[..at], None));
-                    }
-                    out.push((&rest[at..at + p.len()], Some(id)));
-                    rest = &rest[at + p.len()..];
-                    continue 'outer;
-                }
-                None => {
-                    out.push((rest, None));
-                    break;
-                }
-            }
         }
         out
     }
@@ -244,29 +202,86 @@ impl Spm {
         }
     }
 
+    /// The piece of `id`, as the vocabulary stores it.
+    pub fn piece(&self, id: u32) -> Option<&str> {
+        self.pieces.get(id as usize).map(String::as_str)
+    }
+
     /// The text of `ids`: `▁` back to spaces, byte pieces back to bytes, control pieces dropped.
     pub fn decode(&self, ids: &[u32]) -> String {
-        let mut bytes = Vec::new();
-        for &id in ids {
-            let Some(p) = self.pieces.get(id as usize) else {
-                continue;
-            };
-            match self.types[id as usize] {
-                TYPE_CONTROL => {}
-                TYPE_BYTE => {
-                    if let Some(b) = p
-                        .strip_prefix("<0x")
-                        .and_then(|h| h.strip_suffix('>'))
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    {
-                        bytes.push(b);
-                    }
-                }
-                _ => bytes.extend_from_slice(p.replace('\u{2581}', " ").as_bytes()),
+        decode_pieces(&self.pieces, &self.types, ids)
+    }
+}
+
+/// `text` cut at special pieces (`specials`: longest first): (fragment, Some(id)) for a special
+/// piece, (fragment, None) for raw text between them — llama.cpp's `tokenizer_st_partition`.
+pub(crate) fn partition<'a>(
+    specials: &[(String, u32)],
+    text: &'a str,
+) -> Vec<(&'a str, Option<u32>)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        // The earliest special piece in the rest (the longest at one position).
+        let mut best: Option<(usize, &str, u32)> = None;
+        for (p, id) in specials {
+            if let Some(at) = rest.find(p.as_str())
+                && best.is_none_or(|(b, bp, _)| at < b || (at == b && p.len() > bp.len()))
+            {
+                best = Some((at, p.as_str(), *id));
             }
         }
-        String::from_utf8_lossy(&bytes).into_owned()
+        let Some((at, p, id)) = best else {
+            out.push((rest, None));
+            break;
+        };
+        if at > 0 {
+            out.push((&rest[..at], None));
+        }
+        out.push((&rest[at..at + p.len()], Some(id)));
+        rest = &rest[at + p.len()..];
     }
+    out
+}
+
+/// The user-defined and control pieces of a vocabulary, longest first (as llama.cpp sorts its
+/// special-token cache): where a text is cut before tokenizing.
+pub(crate) fn specials(pieces: &[String], types: &[i32]) -> Vec<(String, u32)> {
+    let mut specials: Vec<(String, u32)> = pieces
+        .iter()
+        .zip(types)
+        .enumerate()
+        .filter(|(_, (p, t))| matches!(**t, TYPE_CONTROL | TYPE_USER_DEFINED) && !p.is_empty())
+        .map(|(i, (p, _))| (p.clone(), i as u32))
+        .collect();
+    specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+    specials
+}
+
+/// The byte of a `<0xXX>` piece.
+fn byte_of(piece: &str) -> Option<u8> {
+    piece
+        .strip_prefix("<0x")
+        .and_then(|h| h.strip_suffix('>'))
+        .and_then(|h| u8::from_str_radix(h, 16).ok())
+}
+
+/// The text of `ids` in a SentencePiece vocabulary: `▁` back to spaces, byte pieces back to
+/// bytes, control pieces dropped, an unknown piece as `▅` (llama.cpp's `token_to_piece`).
+pub(crate) fn decode_pieces(pieces: &[String], types: &[i32], ids: &[u32]) -> String {
+    let mut bytes = Vec::new();
+    for &id in ids {
+        let (Some(p), Some(&t)) = (pieces.get(id as usize), types.get(id as usize)) else {
+            continue;
+        };
+        match t {
+            TYPE_CONTROL => {}
+            TYPE_BYTE => bytes.extend(byte_of(p)),
+            TYPE_UNKNOWN => bytes.extend_from_slice("\u{2585}".as_bytes()),
+            _ => bytes.extend_from_slice(p.replace('\u{2581}', " ").as_bytes()),
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 #[cfg(test)]

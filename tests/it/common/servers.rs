@@ -45,6 +45,60 @@ pub fn llama_server_bin() -> Option<PathBuf> {
     None
 }
 
+/// llama.cpp's `llama-tokenize`, built beside llama-server by scripts/build-llama-server.sh.
+pub fn llama_tokenize_bin() -> Option<PathBuf> {
+    let bin = llama_server_bin()?.with_file_name("llama-tokenize");
+    if bin.is_file() {
+        return Some(bin);
+    }
+    assert!(
+        std::env::var_os("ODAI_TEST_REQUIRE_LLAMA_SERVER").is_none(),
+        "llama-tokenize not found at {} (scripts/build-llama-server.sh builds it)",
+        bin.display()
+    );
+    eprintln!("skipped: llama-tokenize not found at {}", bin.display());
+    None
+}
+
+/// The ids llama.cpp gives `text` with the vocabulary of `model` (no BOS, special tokens not
+/// parsed, the text byte for byte: read from stdin, no escapes).
+pub fn llama_tokenize(bin: &Path, model: &Path, text: &str) -> Vec<u64> {
+    let mut child = Command::new(bin)
+        .arg("-m")
+        .arg(model)
+        .args([
+            "--stdin",
+            "--ids",
+            "--no-bos",
+            "--no-escape",
+            "--log-disable",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "llama-tokenize: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = stdout.trim().trim_start_matches('[').trim_end_matches(']');
+    list.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(|x| x.parse().unwrap())
+        .collect()
+}
+
 /// A running llama-server; killed when dropped.
 pub struct LlamaServer {
     pub child: Child,
