@@ -261,7 +261,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "VAR", requires = "endpoint")]
     pub api_key_env: Option<String>,
 
-    /// An endpoint request that sends nothing for this long fails (a stalled server)
+    /// An endpoint request that sends nothing for this long fails (a stalled server), as does
+    /// one whose response head takes longer; the whole request may take this long per token
+    /// asked (-n) and two more
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
     pub request_timeout: std::time::Duration,
 
@@ -858,8 +860,9 @@ pub struct QualityArgs {
     #[arg(long, value_name = "VAR", requires = "shadow")]
     pub api_key_env: Option<String>,
 
-    /// A shadow request that sends nothing for this long fails (`--timeout` is the older
-    /// spelling; `odai bench --endpoint` takes the same flag)
+    /// A shadow request that sends nothing for this long fails, as does one whose response head
+    /// takes longer; the whole request may take this long per token asked and two more
+    /// (`--timeout` is the older spelling; `odai bench --endpoint` takes the same flag)
     #[arg(long = "request-timeout", alias = "timeout", default_value = "60s", value_name = "DURATION", value_parser = crate::units::parse_duration)]
     pub timeout: std::time::Duration,
 

@@ -61,8 +61,13 @@ pub struct EndpointSpec {
     /// Environment variable holding the API key (sent as a bearer token); `None`: no key.
     #[serde(default)]
     pub api_key_env: Option<String>,
-    /// A request that sends nothing for this long fails (a stalled server).
+    /// A request that sends nothing for this long fails (a stalled server), as does one whose
+    /// response head takes longer.
     pub timeout_s: f64,
+    /// The whole request's limit (the cell's time left, in a matrix); `None`: `timeout_s` per
+    /// token asked, and two more.
+    #[serde(default)]
+    pub deadline_s: Option<f64>,
 }
 
 /// What an endpoint's repetition saw beyond the shared figures.

@@ -48,6 +48,9 @@ pub struct Config {
     pub idle_baseline: Option<Duration>,
     pub runtime: RuntimeKind,
     pub gpu_layers: Option<u32>,
+    /// An endpoint cell's time limit, repetitions together (a matrix's cell deadline): each
+    /// request gets what is left, and none starts after it.
+    pub deadline: Option<Duration>,
 }
 
 /// What to wait for before each repetition.
@@ -491,6 +494,7 @@ fn measure(
     let mut reps = Vec::with_capacity(cfg.reps as usize);
     let mut warmups = Vec::with_capacity(cfg.warmup as usize);
     let mut failed = Vec::new();
+    let cell_started = Instant::now();
     for i in 0..total {
         if crate::interrupt::requested() {
             anyhow::bail!("{what}: interrupted");
@@ -507,7 +511,23 @@ fn measure(
         progress(&format!("odai: {label}"));
         let result = match target {
             Target::Local { .. } => super::run_rep(&exe, spec, Some(threads)),
-            Target::Endpoint(_) => crate::runtime::openai::run_rep(spec),
+            Target::Endpoint(_) => match cfg.deadline {
+                None => crate::runtime::openai::run_rep(spec),
+                Some(d) => {
+                    let left = d.saturating_sub(cell_started.elapsed());
+                    if left.is_zero() {
+                        anyhow::bail!(
+                            "{what}: ran past the cell's deadline of {} before {label}",
+                            units::duration(d)
+                        );
+                    }
+                    let mut spec = spec.clone();
+                    if let Some(e) = &mut spec.endpoint {
+                        e.deadline_s = Some(left.as_secs_f64());
+                    }
+                    crate::runtime::openai::run_rep(&spec)
+                }
+            },
         };
         if let Some(done) = REP_DONE_SINK.get() {
             done();

@@ -108,6 +108,7 @@ impl Config {
                     }),
                     api_key_env: args.api_key_env.clone(),
                     timeout_s: args.timeout.as_secs_f64(),
+                    deadline_s: None,
                 })
             }
         };

@@ -102,6 +102,7 @@ pub fn bench_config(
             model: model.clone(),
             api_key_env: api_key_env.clone(),
             timeout_s: ENDPOINT_REQUEST_TIMEOUT.as_secs_f64(),
+            deadline_s: None,
         }),
     };
     Ok(cell::Config {
@@ -127,6 +128,7 @@ pub fn bench_config(
         idle_baseline: None,
         runtime: cell.runtime,
         gpu_layers: cell.gpu_layers,
+        deadline: None,
     })
 }
 
@@ -651,8 +653,11 @@ fn run_endpoints(s: &Shared) -> anyhow::Result<Option<DeviceSummary>> {
             continue;
         }
         s.progress.started(name, &label(c));
-        let outcome = bench_config(&root, c, s.opts.sample_interval_s)
-            .and_then(|cfg| cell::run(&cfg).map_err(|e| format!("{e:#}")));
+        let outcome = bench_config(&root, c, s.opts.sample_interval_s).and_then(|mut cfg| {
+            // The coordinator runs these itself: the cell's deadline bounds its requests.
+            cfg.deadline = Some(cell_deadline(s.opts, c));
+            cell::run(&cfg).map_err(|e| format!("{e:#}"))
+        });
         match outcome {
             Err(_) if crate::interrupt::requested() => break,
             Ok(r) => {

@@ -85,31 +85,112 @@ impl Url {
 }
 
 /// Either side of a connection: plain TCP or TLS over it.
-enum Conn {
+enum Wire {
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
+/// Why a read stopped that the socket did not stop (carried inside an `io::Error`).
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// Ctrl-C (or the coordinator stopping the run).
+    Interrupted,
+    /// The response head did not arrive whole within `--request-timeout`.
+    Head(Duration),
+    /// The whole request ran past its limit.
+    Deadline(Duration),
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Interrupted => write!(f, "interrupted"),
+            Stop::Head(d) => write!(
+                f,
+                "the response head did not arrive whole within {} (the limit is --request-timeout)",
+                crate::units::duration(*d)
+            ),
+            Stop::Deadline(d) => write!(
+                f,
+                "the request ran past its limit of {} (the cell's deadline, or --request-timeout \
+                 per token asked)",
+                crate::units::duration(*d)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Stop {}
+
+/// How often a blocked read looks at Ctrl-C and the deadline.
+const READ_SLICE: Duration = Duration::from_millis(200);
+
+/// A connection whose reads are bounded in time three ways: silence (`stall`, the
+/// `--request-timeout`), the request's deadline (`deadline`, shared so that the head's tighter
+/// one can be lifted once the head is in), and Ctrl-C — each read blocks at most
+/// [`READ_SLICE`] at a time (the socket's own timeout) and looks at all three between slices.
+struct Conn {
+    wire: Wire,
+    /// The socket under `wire`, for its read timeout.
+    socket: TcpStream,
+    stall: Duration,
+    deadline: std::rc::Rc<std::cell::Cell<(Instant, Stop)>>,
+    /// When a byte last arrived (or the request was sent).
+    last: Instant,
+}
+
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.read(buf),
-            Conn::Tls(s) => s.read(buf),
+        loop {
+            if crate::interrupt::requested() {
+                return Err(std::io::Error::other(Stop::Interrupted));
+            }
+            let now = Instant::now();
+            let (deadline, why) = self.deadline.get();
+            // Silence first: a server that sent nothing at all is stalled, whatever else ran out.
+            let silent = now - self.last;
+            if silent >= self.stall {
+                return Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
+            }
+            if now >= deadline {
+                return Err(std::io::Error::other(why));
+            }
+            let slice = READ_SLICE
+                .min(deadline - now)
+                .min(self.stall - silent)
+                .max(Duration::from_millis(1));
+            self.socket.set_read_timeout(Some(slice))?;
+            let read = match &mut self.wire {
+                Wire::Plain(s) => s.read(buf),
+                Wire::Tls(s) => s.read(buf),
+            };
+            match read {
+                Ok(n) => {
+                    self.last = Instant::now();
+                    return Ok(n);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 }
 
 impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.write(buf),
-            Conn::Tls(s) => s.write(buf),
+        match &mut self.wire {
+            Wire::Plain(s) => s.write(buf),
+            Wire::Tls(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Conn::Plain(s) => s.flush(),
-            Conn::Tls(s) => s.flush(),
+        match &mut self.wire {
+            Wire::Plain(s) => s.flush(),
+            Wire::Tls(s) => s.flush(),
         }
     }
 }
@@ -150,6 +231,9 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
 
 /// An I/O error as a user reads it: a timeout is a stalled server.
 fn io_reason(e: &std::io::Error, timeout: Duration, what: &str) -> String {
+    if let Some(stop) = e.get_ref().and_then(|x| x.downcast_ref::<Stop>()) {
+        return stop.to_string();
+    }
     match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!(
             "the endpoint sent nothing for {} while {what} (stalled; the limit is --request-timeout)",
@@ -159,8 +243,8 @@ fn io_reason(e: &std::io::Error, timeout: Duration, what: &str) -> String {
     }
 }
 
-/// DNS, TCP and TLS: a connection ready for the request.
-fn connect(url: &Url, timeout: Duration) -> Result<Conn, String> {
+/// DNS, TCP and TLS: a connection ready for the request, and its socket (for read timeouts).
+fn connect(url: &Url, timeout: Duration) -> Result<(Wire, TcpStream), String> {
     let target = format!("{}:{}", url.host, url.port);
     let addrs: Vec<_> = (url.host.as_str(), url.port)
         .to_socket_addrs()
@@ -183,8 +267,9 @@ fn connect(url: &Url, timeout: Duration) -> Result<Conn, String> {
     tcp.set_write_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let socket = tcp.try_clone().map_err(|e| e.to_string())?;
     if !url.tls {
-        return Ok(Conn::Plain(tcp));
+        return Ok((Wire::Plain(tcp), socket));
     }
     let name = rustls::pki_types::ServerName::try_from(url.host.clone())
         .map_err(|e| format!("{}: not a TLS server name: {e}", url.host))?;
@@ -197,7 +282,7 @@ fn connect(url: &Url, timeout: Duration) -> Result<Conn, String> {
             .complete_io(&mut tls.sock)
             .map_err(|e| io_reason(&e, timeout, &format!("TLS handshake with {target}")))?;
     }
-    Ok(Conn::Tls(Box::new(tls)))
+    Ok((Wire::Tls(Box::new(tls)), socket))
 }
 
 /// A response body: by Content-Length, chunked (RFC 9112 §7.1), or until the server closes.
@@ -272,11 +357,17 @@ struct Head {
     length: Option<u64>,
 }
 
+/// The most header lines and bytes odai reads in a response head: far above any real server's
+/// (a dozen lines, a kilobyte), and a bound against one that never ends its head.
+const MAX_HEADERS: usize = 128;
+const MAX_HEAD: usize = 64 << 10;
+
 fn read_head(r: &mut impl BufRead) -> std::io::Result<Option<Head>> {
     let mut line = String::new();
     if read_line_bounded(r, &mut line)? == 0 {
         return Ok(None);
     }
+    let mut bytes = line.len();
     let mut parts = line.trim_end().splitn(3, ' ');
     let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
         return Ok(None);
@@ -293,10 +384,20 @@ fn read_head(r: &mut impl BufRead) -> std::io::Result<Option<Head>> {
         chunked: false,
         length: None,
     };
-    loop {
+    for n in 0.. {
         line.clear();
         if read_line_bounded(r, &mut line)? == 0 || line.trim().is_empty() {
             break;
+        }
+        bytes += line.len();
+        if n >= MAX_HEADERS || bytes > MAX_HEAD {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "a response head of more than {MAX_HEADERS} lines or {} KiB",
+                    MAX_HEAD >> 10
+                ),
+            ));
         }
         if let Some((k, v)) = line.split_once(':') {
             let v = v.trim();
@@ -384,44 +485,79 @@ struct Stream {
     server: Option<String>,
 }
 
-/// One streaming request; `sent` is when its first byte went out.
-fn exchange(
-    conn: Conn,
-    url: &Url,
-    route: &str,
-    key: Option<&str>,
-    body: &[u8],
+/// One streaming request as odai sends it.
+struct Ask<'a> {
+    url: &'a Url,
+    route: &'a str,
+    key: Option<&'a str>,
+    body: &'a [u8],
+    /// `--request-timeout`: the longest silence, and the longest wait for the response head.
     timeout: Duration,
-) -> Result<(Instant, Stream), String> {
+    /// The whole request's limit, from the first byte sent to `data: [DONE]`.
+    whole: Duration,
+    /// `max_tokens`: what bounds the content chunks odai accepts.
+    max_tokens: u32,
+}
+
+/// The whole-request limit where the caller gives none: `--request-timeout` for the head and for
+/// each token asked (a server that keeps sending without finishing stops here).
+fn default_whole(timeout: Duration, max_tokens: u32) -> Duration {
+    timeout.saturating_mul(max_tokens.saturating_add(2))
+}
+
+/// One streaming request; `sent` is when its first byte went out.
+fn exchange(wire: Wire, socket: TcpStream, ask: &Ask) -> Result<(Instant, Stream), String> {
+    let url = ask.url;
     let mut head = format!(
-        "POST {}{route} HTTP/1.1\r\nHost: {}\r\nUser-Agent: odai/{}\r\n\
+        "POST {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: odai/{}\r\n\
          Content-Type: application/json\r\nAccept: text/event-stream\r\nContent-Length: {}\r\n\
          Connection: close\r\n",
         url.path,
+        ask.route,
         if url.port == 80 || url.port == 443 {
             url.host.clone()
         } else {
             format!("{}:{}", url.host, url.port)
         },
         env!("CARGO_PKG_VERSION"),
-        body.len()
+        ask.body.len()
     );
-    if let Some(k) = key {
+    if let Some(k) = ask.key {
         head.push_str(&format!("Authorization: Bearer {k}\r\n"));
     }
     head.push_str("\r\n");
-    let mut conn = conn;
     let sent = Instant::now();
+    // Until the head is in: the tighter of --request-timeout and the whole limit.
+    let head_limit = if ask.timeout < ask.whole {
+        (sent + ask.timeout, Stop::Head(ask.timeout))
+    } else {
+        (sent + ask.whole, Stop::Deadline(ask.whole))
+    };
+    let deadline = std::rc::Rc::new(std::cell::Cell::new(head_limit));
+    let mut conn = Conn {
+        wire,
+        socket,
+        stall: ask.timeout,
+        deadline: deadline.clone(),
+        last: sent,
+    };
     conn.write_all(head.as_bytes())
-        .and_then(|()| conn.write_all(body))
+        .and_then(|()| conn.write_all(ask.body))
         .and_then(|()| conn.flush())
-        .map_err(|err| io_reason(&err, timeout, "sending the request"))?;
-    read_response(BufReader::new(conn), timeout).map(|s| (sent, s))
+        .map_err(|err| io_reason(&err, ask.timeout, "sending the request"))?;
+    let mut lift = || deadline.set((sent + ask.whole, Stop::Deadline(ask.whole)));
+    read_response(BufReader::new(conn), ask.timeout, ask.max_tokens, &mut lift).map(|s| (sent, s))
 }
 
 /// The longest line odai reads from an endpoint: far above any real event (a chunk is a few
 /// hundred bytes), and a bound on memory against a server that never ends a line.
 const MAX_LINE: usize = 1 << 20;
+
+/// The most bytes odai reads of one streamed response: a thousand times a long answer's.
+const MAX_BODY: usize = 64 << 20;
+
+/// Lines a stream may carry per token asked (data, blank separators, comments, keep-alives).
+const MAX_EVENTS_PER_TOKEN: usize = 16;
 
 /// `read_line` that fails, instead of growing without bound, past `MAX_LINE` bytes.
 fn read_line_bounded(r: &mut impl BufRead, line: &mut String) -> std::io::Result<usize> {
@@ -438,10 +574,24 @@ fn read_line_bounded(r: &mut impl BufRead, line: &mut String) -> std::io::Result
 /// A streaming chat/completions response, from its status line to `data: [DONE]`: HTTP/1.1
 /// head, plain or chunked body, server-sent events. Every byte of it comes from the endpoint, so
 /// it is one of the parsers the fuzz targets feed (`fuzz/fuzz_targets/sse.rs`).
-fn read_response(mut r: impl BufRead, timeout: Duration) -> Result<Stream, String> {
+///
+/// Bounded whatever the server sends: a line at [`MAX_LINE`], the head at [`MAX_HEAD`], the body
+/// at [`MAX_BODY`], content chunks at twice `max_tokens` and 16 more (a token is one chunk on every
+/// server measured; a character split across two is two), events at [`MAX_EVENTS_PER_TOKEN`] per
+/// token asked and 1,024 more. `on_head` is called once the head is in.
+fn read_response(
+    mut r: impl BufRead,
+    timeout: Duration,
+    max_tokens: u32,
+    on_head: &mut dyn FnMut(),
+) -> Result<Stream, String> {
     let h = read_head(&mut r)
         .map_err(|err| io_reason(&err, timeout, "waiting for the response"))?
         .ok_or("the endpoint closed the connection or answered something other than HTTP")?;
+    on_head();
+    let max_chunks = 2 * max_tokens as usize + 16;
+    let max_events = MAX_EVENTS_PER_TOKEN * max_tokens as usize + 1024;
+    let (mut bytes, mut events) = (0usize, 0usize);
     let mut body = Body {
         inner: r,
         chunked: h.chunked,
@@ -511,6 +661,15 @@ fn read_response(mut r: impl BufRead, timeout: Duration) -> Result<Stream, Strin
         if n == 0 {
             return Err(closed());
         }
+        bytes += n;
+        events += 1;
+        if bytes > MAX_BODY || events > max_events {
+            return Err(format!(
+                "the endpoint streamed more than {} or {max_events} lines for max_tokens \
+                 {max_tokens} without finishing",
+                crate::units::bytes(MAX_BODY as u64)
+            ));
+        }
         let at = Instant::now();
         let l = line.trim_end_matches(['\r', '\n']);
         // Server-sent events (html.spec.whatwg.org, "Server-sent events"): `data:` lines carry
@@ -553,6 +712,12 @@ fn read_response(mut r: impl BufRead, timeout: Duration) -> Result<Stream, Strin
             .and_then(|c| c.as_str())
             && !c.is_empty()
         {
+            if stream.arrivals.len() == max_chunks {
+                return Err(format!(
+                    "the endpoint streamed more than {max_chunks} content chunks for max_tokens \
+                     {max_tokens}: it does not stop at max_tokens"
+                ));
+            }
             stream.arrivals.push(at);
             stream.text.push_str(c);
         }
@@ -631,22 +796,50 @@ pub fn complete(
     };
     let body = serde_json::to_vec(&body).map_err(|err| err.to_string())?;
     let started = Instant::now();
-    let conn = connect(&url, timeout)?;
-    let (sent, s) = exchange(conn, &url, route, key.as_deref(), &body, timeout)?;
+    let ask = Ask {
+        url: &url,
+        route,
+        key: key.as_deref(),
+        body: &body,
+        timeout,
+        whole: whole_limit(e, max_tokens),
+        max_tokens,
+    };
+    let (sent, s) = connect(&url, timeout)
+        .and_then(|(wire, socket)| exchange(wire, socket, &ask))
+        .map_err(|why| redact(why, key.as_deref()))?;
     let first = s.arrivals.first().copied().unwrap_or(sent);
     let last = s.arrivals.last().copied().unwrap_or_else(Instant::now);
     Ok(Completion {
         text: s.text,
         ttft_ms: (first - sent).as_secs_f64() * 1e3,
         total_ms: (last - started).as_secs_f64() * 1e3,
-        server: s.server,
+        server: s.server.map(|v| redact(v, key.as_deref())),
     })
+}
+
+/// The whole request's limit: the spec's, else `--request-timeout` per token asked and two more.
+fn whole_limit(e: &EndpointSpec, max_tokens: u32) -> Duration {
+    match e.deadline_s {
+        Some(s) if s > 0.0 => Duration::from_secs_f64(s),
+        _ => default_whole(Duration::from_secs_f64(e.timeout_s), max_tokens),
+    }
+}
+
+/// `text` (from the server, or an error about it) with the API key cut out: a server may echo
+/// the request's `Authorization` header in an error body or a field, and odai prints and stores
+/// what servers say.
+fn redact(text: String, key: Option<&str>) -> String {
+    match key {
+        Some(k) if !k.is_empty() && text.contains(k) => text.replace(k, "[API key redacted]"),
+        _ => text,
+    }
 }
 
 /// Fuzzing entry: an endpoint's whole response as bytes.
 #[doc(hidden)]
 pub fn fuzz_response(bytes: &[u8]) -> Result<usize, String> {
-    read_response(bytes, Duration::from_secs(1)).map(|s| s.arrivals.len())
+    read_response(bytes, Duration::from_secs(1), 64, &mut || {}).map(|s| s.arrivals.len())
 }
 
 /// The API key from the environment variable the spec names; never from anywhere else.
@@ -700,18 +893,23 @@ pub fn run_rep(spec: &CellSpec) -> Result<RepResult, String> {
     let t0 = Instant::now();
     let sampler = worker::start_sampler(spec, t0)?;
     let started = Instant::now();
-    let conn = connect(&url, timeout)?;
-    let connect_ms = started.elapsed().as_secs_f64() * 1e3;
-    let result = exchange(
-        conn,
-        &url,
-        "/chat/completions",
-        key.as_deref(),
-        &body,
+    let ask = Ask {
+        url: &url,
+        route: "/chat/completions",
+        key: key.as_deref(),
+        body: &body,
         timeout,
-    );
+        whole: whole_limit(e, spec.gen_tokens),
+        max_tokens: spec.gen_tokens,
+    };
+    let mut connect_ms = 0.0;
+    let result = connect(&url, timeout).and_then(|(wire, socket)| {
+        connect_ms = started.elapsed().as_secs_f64() * 1e3;
+        exchange(wire, socket, &ask)
+    });
     let telemetry = sampler.map(Sampler::finish);
-    let (sent, s) = result?;
+    let (sent, mut s) = result.map_err(|why| redact(why, key.as_deref()))?;
+    s.server = s.server.map(|v| redact(v, key.as_deref()));
     if let Some(p) = s.usage_prompt {
         learn(e, words, p);
     }

@@ -234,6 +234,121 @@ fn endpoint_faults_are_one_clear_line_each() {
 /// before it stays recorded, the killed one is recorded failed with the reason, the next one
 /// (the server is gone: connection refused) too, and the run ends with every cell on disk.
 #[test]
+fn regression_hostile_endpoints_end_within_their_limits_in_one_line() {
+    // Found in review: an endless event stream grew odai to 3.6 GB in 40 s and never stopped
+    // (-n 8 asked); a server sending a header line every 2 s never timed out under
+    // --request-timeout 5s (the timeout was per read). Each now ends at its bound: content
+    // chunks at twice the tokens asked and 16, the head within --request-timeout, a stream
+    // that never finishes at --request-timeout per token asked (and two more), a line at 1 MiB.
+    let cases: Vec<(Answer, &str)> = vec![
+        (
+            Answer::Endless,
+            "the endpoint streamed more than 18 content chunks for max_tokens 1: it does not stop \
+             at max_tokens",
+        ),
+        (
+            Answer::SlowHead,
+            "the response head did not arrive whole within 1s (the limit is --request-timeout)",
+        ),
+        (
+            Answer::Trickle,
+            "the request ran past its limit of 3s (the cell's deadline, or --request-timeout per \
+             token asked)",
+        ),
+        (
+            Answer::HugeLine(8 << 20),
+            "reading the stream after 0 chunk(s): a line longer than 1 MiB",
+        ),
+    ];
+    for (answer, reason) in cases {
+        let server = FaultServer::start(answer);
+        let out = bench_cmd(&server.url(), "smollm2", "32", "1")
+            .args(["--reps", "1", "--warmup", "0", "--request-timeout", "1s"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{reason}");
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "odai: error: smollm2 at {}: every repetition failed (1 of 1); the last: {reason}\n",
+                server.url()
+            )
+        );
+    }
+}
+
+#[test]
+fn regression_an_endpoint_echoing_the_api_key_never_shows_it() {
+    // Found in review: an endpoint that echoes the Authorization header put the API key on
+    // stderr (and into every file a failed cell's reason reaches).
+    let server = FaultServer::start(Answer::EchoAuth);
+    let out = bench_cmd(&server.url(), "smollm2", "32", "8")
+        .env("ODAI_TEST_SECRET_KEY", "sk-test-0123456789abcdef")
+        .args([
+            "--reps",
+            "1",
+            "--warmup",
+            "0",
+            "--api-key-env",
+            "ODAI_TEST_SECRET_KEY",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "odai: error: smollm2 at {}: every repetition failed (1 of 1); the last: HTTP 401 \
+             Unauthorized: Invalid credentials: Bearer [API key redacted] (check the key in \
+             --api-key-env)\n",
+            server.url()
+        )
+    );
+}
+
+#[test]
+fn regression_an_endpoint_cell_ends_at_the_cell_timeout() {
+    // Found in review: in `matrix run` an endpoint cell whose server kept the connection busy
+    // ignored --cell-timeout (and SIGTERM and SIGINT) for ten minutes while holding the
+    // results lock. Its requests now share the cell's deadline.
+    let server = FaultServer::start(Answer::Trickle);
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = dir.path().join("m.toml");
+    fs::write(
+        &matrix,
+        format!(
+            "[matrix]\nmodels = [{{ endpoint = \"{}\", model = \"smollm2\" }}]\nthreads = [1]\n\
+             prompt_tokens = [16]\ngen_tokens = [64]\nreps = 2\nwarmup = 0\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = odai()
+        .args(["matrix", "run"])
+        .arg(&matrix)
+        .arg("--out")
+        .arg(&out_dir)
+        .args(["--sample-interval", "off", "--cell-timeout", "2s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let recs: Vec<Value> = fs::read_to_string(out_dir.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["status"], "failed");
+    let reason = recs[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the request ran past its limit of 2s")
+            || reason.contains("ran past the cell's deadline of 2s"),
+        "{reason}"
+    );
+}
+
+#[test]
 fn a_server_killed_mid_stream_fails_that_cell_and_the_matrix_goes_on() {
     let Some((dir, mut server)) = llama_server(None) else {
         return;

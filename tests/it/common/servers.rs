@@ -199,6 +199,16 @@ pub enum Answer {
     Stream(String),
     /// 200, chunked transfer encoding, one chunk per event (a few ms apart), then the last chunk.
     Chunked(Vec<String>),
+    /// 200, then content chunks without end (a server that ignores max_tokens).
+    Endless,
+    /// A status line, then a header line every 200 ms without end (a head that never finishes).
+    SlowHead,
+    /// 200, then an event-stream comment every 100 ms without end (bytes, never a token).
+    Trickle,
+    /// 200, then this many bytes without a newline.
+    HugeLine(usize),
+    /// 401 whose error message repeats the request's Authorization header.
+    EchoAuth,
 }
 
 /// A real HTTP/1.1 server on 127.0.0.1 answering every request as `answer` says; over TLS with
@@ -263,6 +273,7 @@ impl FaultServer {
 fn serve<S: Read + Write>(conn: S, answer: &Answer) {
     let mut r = BufReader::new(conn);
     let mut length = 0usize;
+    let mut auth = String::new();
     let mut line = String::new();
     loop {
         line.clear();
@@ -275,11 +286,61 @@ fn serve<S: Read + Write>(conn: S, answer: &Answer) {
         if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
             length = v.trim().parse().unwrap_or(0);
         }
+        if line.to_ascii_lowercase().starts_with("authorization:") {
+            auth = line[14..].trim().to_owned();
+        }
     }
     let mut body = vec![0u8; length];
     let _ = r.read_exact(&mut body);
     let w = r.get_mut();
+    const OK_STREAM: &str =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
     match answer {
+        // Each writes until odai hangs up (the write fails).
+        Answer::Endless => {
+            let _ = w.write_all(OK_STREAM.as_bytes());
+            let chunk = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n";
+            while w.write_all(chunk.as_bytes()).is_ok() {}
+        }
+        Answer::SlowHead => {
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\n");
+            for i in 0.. {
+                if write!(w, "X-Slow-{i}: 1\r\n")
+                    .and_then(|()| w.flush())
+                    .is_err()
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        Answer::Trickle => {
+            let _ = w.write_all(OK_STREAM.as_bytes());
+            while w
+                .write_all(b": keep-alive\n")
+                .and_then(|()| w.flush())
+                .is_ok()
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Answer::HugeLine(n) => {
+            let _ = w.write_all(OK_STREAM.as_bytes());
+            let _ = w.write_all(b"data: ");
+            let block = vec![b'a'; 64 << 10];
+            let mut left = *n;
+            while left > 0 && w.write_all(&block[..left.min(block.len())]).is_ok() {
+                left = left.saturating_sub(block.len());
+            }
+        }
+        Answer::EchoAuth => {
+            let json = format!(r#"{{"error":{{"message":"Invalid credentials: {auth}"}}}}"#);
+            let _ = write!(
+                w,
+                "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+                json.len()
+            );
+        }
         Answer::Status(code, reason, json) => {
             let _ = write!(
                 w,
