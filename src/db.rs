@@ -356,6 +356,9 @@ pub struct Imported {
     pub failures: usize,
     pub quality: usize,
     pub probes: usize,
+    /// What was left out and why (lines of results.jsonl that are no record, a missing probe):
+    /// the command prints them.
+    pub warnings: Vec<String>,
 }
 
 impl Db {
@@ -436,6 +439,7 @@ impl Db {
         )];
         let mut n = Imported {
             run_id: id.clone(),
+            warnings: set.warnings.clone(),
             ..Default::default()
         };
         for r in &set.records {

@@ -21,7 +21,11 @@ pub fn import(a: &DbImportArgs) -> anyhow::Result<i32> {
     let mut db = crate::db::Db::open(&a.db)?;
     let mut done = Vec::new();
     for dir in &a.results {
-        done.push(db.import_dir(dir)?);
+        let n = db.import_dir(dir)?;
+        for w in &n.warnings {
+            anstream::eprintln!("odai: warning: {w}");
+        }
+        done.push(n);
     }
     match a.format {
         Format::Json => super::print(&super::document(&serde_json::json!({

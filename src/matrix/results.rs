@@ -120,6 +120,76 @@ impl DirLock {
     }
 }
 
+/// Where `--resume` moves the lines of `results.jsonl` that are no record.
+pub const REJECTED: &str = "results.rejected.jsonl";
+
+/// A results file read line by line as bytes, each line decoded on its own: one garbled byte
+/// costs its line, not the file, and memory holds one line at a time beside the records.
+pub struct Loaded {
+    pub records: Vec<Record>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// A line that is no readable record.
+pub struct Rejected {
+    /// 1-based.
+    pub line: usize,
+    pub why: String,
+    /// A JSON object with a device and a cell id that is still no record this odai reads: a
+    /// newer odai's, not damage.
+    pub foreign: bool,
+    pub bytes: Vec<u8>,
+}
+
+impl Loaded {
+    pub fn read(path: &Path) -> std::io::Result<Loaded> {
+        use std::io::BufRead;
+        let file = File::open(path)?;
+        let mut loaded = Loaded {
+            records: Vec::new(),
+            rejected: Vec::new(),
+        };
+        for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+            let bytes = line?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let reject = |why: String, foreign: bool| Rejected {
+                line: i + 1,
+                why,
+                foreign,
+                bytes: bytes.clone(),
+            };
+            let value: serde_json::Value = match std::str::from_utf8(&bytes) {
+                Err(e) => {
+                    loaded
+                        .rejected
+                        .push(reject(format!("not UTF-8: {e}"), false));
+                    continue;
+                }
+                Ok(text) => match serde_json::from_str(text) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        loaded
+                            .rejected
+                            .push(reject(format!("not JSON (torn by a crash?): {e}"), false));
+                        continue;
+                    }
+                },
+            };
+            let foreign = value.get("device").is_some_and(|d| d.is_string())
+                && value.get("cell_id").is_some_and(|c| c.is_string());
+            match crate::sysroot::from_contract_json::<Record>(value) {
+                Ok(r) => loaded.records.push(r),
+                Err(e) => loaded
+                    .rejected
+                    .push(reject(format!("not a record: {e}"), foreign)),
+            }
+        }
+        Ok(loaded)
+    }
+}
+
 pub struct Store {
     pub dir: PathBuf,
     results: File,
@@ -164,14 +234,7 @@ impl Store {
 
     /// Every readable record of a JSON Lines file of them (`results.jsonl`, `failures.jsonl`).
     pub fn records_in(path: &Path) -> Vec<Record> {
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let v = serde_json::from_str(l).ok()?;
-                crate::sysroot::from_contract_json(v).ok()
-            })
-            .collect()
+        Loaded::read(path).map(|l| l.records).unwrap_or_default()
     }
 
     /// Cells already finished (ok or skipped), by device: `--resume` does not run them again.
@@ -187,43 +250,75 @@ impl Store {
     }
 
     /// Before a resumed run retries failed cells: their records move to `failures.jsonl` (the
-    /// history of what went wrong) and `results.jsonl` is rewritten without them (and without a
-    /// line torn by a crash), so it never holds two records of one cell. Returns how many moved.
-    pub fn retire_failures(dir: &Path) -> anyhow::Result<usize> {
+    /// history of what went wrong) and `results.jsonl` is rewritten without them, so it never
+    /// holds two records of one cell; lines that are no record (torn by a crash, a garbled byte)
+    /// move to `results.rejected.jsonl`, kept byte for byte. A line that is a record this odai
+    /// cannot read (a newer odai's) stops the resume: its cell would run twice. Returns how many
+    /// failed records and rejected lines moved.
+    pub fn retire_failures(dir: &Path) -> anyhow::Result<(usize, usize)> {
         let path = Self::results_path(dir);
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            return Ok(0);
-        };
-        let (mut keep, mut failed) = (String::new(), String::new());
-        let mut dropped = 0;
-        for line in text.lines() {
-            match serde_json::from_str(line).and_then(crate::sysroot::from_contract_json::<Record>)
-            {
-                Ok(r) if r.status == Status::Failed => {
-                    failed.push_str(line);
-                    failed.push('\n');
-                }
-                Ok(_) => {
-                    keep.push_str(line);
-                    keep.push('\n');
-                }
-                Err(_) => dropped += 1,
+        let loaded = match Loaded::read(&path) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read {} to resume from it", path.display()));
             }
+        };
+        if let Some(r) = loaded.rejected.iter().find(|r| r.foreign) {
+            return Err(crate::error::Error::ConfigFile {
+                file: path.clone(),
+                problem: format!(
+                    "line {} is a record this odai cannot read ({}): resume with the odai that \
+                     wrote it, or choose another --out",
+                    r.line, r.why
+                ),
+            }
+            .into());
         }
-        if failed.is_empty() && dropped == 0 {
-            return Ok(0);
+        let failed: Vec<&Record> = loaded
+            .records
+            .iter()
+            .filter(|r| r.status == Status::Failed)
+            .collect();
+        if failed.is_empty() && loaded.rejected.is_empty() {
+            return Ok((0, 0));
         }
-        let history = dir.join("failures.jsonl");
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&history)
-            .with_context(|| format!("cannot open {}", history.display()))?;
-        f.write_all(failed.as_bytes())
-            .and_then(|()| f.sync_data())
-            .with_context(|| format!("cannot write {} (disk full?)", history.display()))?;
-        write_atomic(dir, "results.jsonl", keep.as_bytes())?;
-        Ok(failed.lines().count())
+        let line = |r: &Record| -> anyhow::Result<Vec<u8>> {
+            let mut l = crate::sysroot::to_contract_json(r)
+                .and_then(|v| serde_json::to_vec(&v))
+                .context("cannot serialize a result")?;
+            l.push(b'\n');
+            Ok(l)
+        };
+        let append = |name: &str, bytes: &[u8]| -> anyhow::Result<()> {
+            let p = dir.join(name);
+            let mut f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+                .with_context(|| format!("cannot open {}", p.display()))?;
+            f.write_all(bytes)
+                .and_then(|()| f.sync_data())
+                .with_context(|| format!("cannot write {} (disk full?)", p.display()))
+        };
+        let mut history = Vec::new();
+        for r in &failed {
+            history.extend(line(r)?);
+        }
+        append("failures.jsonl", &history)?;
+        let mut rejected = Vec::new();
+        for r in &loaded.rejected {
+            rejected.extend_from_slice(&r.bytes);
+            rejected.push(b'\n');
+        }
+        append(REJECTED, &rejected)?;
+        let mut keep = Vec::new();
+        for r in loaded.records.iter().filter(|r| r.status != Status::Failed) {
+            keep.extend(line(r)?);
+        }
+        write_atomic(dir, "results.jsonl", &keep)?;
+        Ok((failed.len(), loaded.rejected.len()))
     }
 
     /// Appends one record and makes it durable before returning.

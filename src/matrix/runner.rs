@@ -765,7 +765,28 @@ pub fn run(matrix: &Matrix, devices: &[Device], opts: &Options) -> anyhow::Resul
     }
     if opts.resume {
         std::fs::create_dir_all(out).ok();
-        Store::retire_failures(out)?;
+        if !manifest_path.exists()
+            && Store::results_path(out)
+                .metadata()
+                .is_ok_and(|m| m.len() > 0)
+        {
+            return Err(Error::ConfigFile {
+                file: manifest_path.clone(),
+                problem: "is missing beside results.jsonl: nothing says which matrix those \
+                          results are of; restore it, or choose another --out"
+                    .into(),
+            }
+            .into());
+        }
+        let (_, rejected) = Store::retire_failures(out)?;
+        if rejected > 0 {
+            anstream::eprintln!(
+                "odai: warning: {rejected} line(s) of {} were no readable record (torn or \
+                 garbled): moved to {}; their cells run again",
+                Store::results_path(out).display(),
+                out.join(super::results::REJECTED).display()
+            );
+        }
     }
     let store = Store::open(out)?;
     store.write_file("manifest.json", &serde_json::to_vec_pretty(&manifest)?)?;

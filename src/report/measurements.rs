@@ -39,36 +39,44 @@ impl ResultsSet {
             ));
         }
         let path = Store::results_path(dir);
-        let text = std::fs::read_to_string(&path).map_err(|_| {
-            bad(
+        let loaded = crate::matrix::results::Loaded::read(&path).map_err(|e| {
+            bad(if e.kind() == std::io::ErrorKind::NotFound {
                 "holds no results.jsonl: not an odai results directory (odai matrix run --out DIR \
                  or odai profile --out DIR writes one)"
-                    .into(),
-            )
+                    .into()
+            } else {
+                format!("cannot read results.jsonl: {e}")
+            })
         })?;
-        let mut warnings = Vec::new();
-        let mut records = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str(line).and_then(crate::sysroot::from_contract_json::<Record>)
-            {
-                Ok(r) => records.push(r),
-                Err(e) => warnings.push(format!(
-                    "{}:{}: unreadable record left out (torn by a crash?): {e}",
+        let records = loaded.records;
+        let unreadable = loaded.rejected.len();
+        // Every line that is no record is named and counted, never silently dropped.
+        let mut warnings: Vec<String> = loaded
+            .rejected
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}:{}: unreadable line left out ({})",
                     path.display(),
-                    i + 1
-                )),
-            }
+                    r.line,
+                    r.why
+                )
+            })
+            .collect();
+        if warnings.len() > 1 {
+            warnings.push(format!(
+                "{}: {} unreadable line(s) left out in all",
+                path.display(),
+                warnings.len()
+            ));
         }
         if records.is_empty() {
             return Err(bad(format!(
                 "results.jsonl holds no readable results{}",
-                if warnings.is_empty() {
+                if unreadable == 0 {
                     String::new()
                 } else {
-                    format!(" ({} unreadable lines)", warnings.len())
+                    format!(" ({unreadable} unreadable lines)")
                 }
             )));
         }

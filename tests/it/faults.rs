@@ -635,3 +635,102 @@ fn durations_hold_while_the_wall_clock_steps_back() {
         }));
     }
 }
+
+#[test]
+fn regression_a_garbled_byte_costs_its_line_not_the_results() {
+    // Found in review: one invalid UTF-8 byte in results.jsonl made the whole file read as
+    // empty — report, compare and db import said "not an odai results directory", and --resume
+    // ran every cell again and appended a second record of each; --resume also deleted lines it
+    // could not read, with no word, even a newer odai's record; and with manifest.json deleted,
+    // --resume would mix two matrices in one directory.
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.toml");
+    fs::write(&m, TWO_CELLS).unwrap();
+    let out = dir.path().join("out");
+    let first = matrix_run(&m, &out, &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let path = out.join("results.jsonl");
+    let mut bytes = fs::read(&path).unwrap();
+    let second = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let at = second
+        + bytes[second..]
+            .windows(7)
+            .position(|w| w == b"\"local\"")
+            .unwrap()
+        + 1;
+    bytes[at] = 0xFF;
+    fs::write(&path, &bytes).unwrap();
+    let garbled = bytes[second..bytes.len() - 1].to_vec();
+
+    // report reads the other record and names the line it left out.
+    let report = odai().arg("report").arg(&out).output().unwrap();
+    assert!(report.status.success(), "{}", stderr(&report));
+    assert!(
+        stderr(&report).contains(&format!(
+            "odai: warning: {}:2: unreadable line left out (not UTF-8: invalid utf-8 sequence of 1 \
+             bytes from index",
+            path.display()
+        )),
+        "{}",
+        stderr(&report)
+    );
+
+    // --resume keeps the line's bytes aside, runs that one cell again, records it once.
+    let resumed = matrix_run(&m, &out, &["--resume"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(
+        stderr(&resumed).contains(&format!(
+            "odai: warning: 1 line(s) of {} were no readable record (torn or garbled): moved to \
+             {}; their cells run again\n",
+            path.display(),
+            out.join("results.rejected.jsonl").display()
+        )),
+        "{}",
+        stderr(&resumed)
+    );
+    let recs = records(&out);
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_ne!(recs[0]["cell_id"], recs[1]["cell_id"]);
+    let mut kept = fs::read(out.join("results.rejected.jsonl")).unwrap();
+    assert_eq!(kept.pop(), Some(b'\n'));
+    assert_eq!(kept, garbled);
+
+    // A record this odai cannot read (a newer odai's): --resume stops, touching nothing.
+    let text = fs::read_to_string(&path).unwrap();
+    let foreign = text
+        .lines()
+        .next()
+        .unwrap()
+        .replace("\"status\":\"ok\"", "\"status\":\"paused\"");
+    fs::write(&path, format!("{text}{foreign}\n")).unwrap();
+    let refused = matrix_run(&m, &out, &["--resume"]);
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    let err = stderr(&refused);
+    assert!(
+        err.starts_with(&format!(
+            "odai: error: {}: line 3 is a record this odai cannot read (not a record: unknown \
+             variant `paused`",
+            path.display()
+        )) && err.ends_with("): resume with the odai that wrote it, or choose another --out\n")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        format!("{text}{foreign}\n")
+    );
+
+    // No manifest: nothing says which matrix the results are of.
+    fs::write(&path, &text).unwrap();
+    fs::remove_file(out.join("manifest.json")).unwrap();
+    let refused = matrix_run(&m, &out, &["--resume"]);
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    assert_eq!(
+        stderr(&refused),
+        format!(
+            "odai: error: {}: is missing beside results.jsonl: nothing says which matrix those \
+             results are of; restore it, or choose another --out\n",
+            out.join("manifest.json").display()
+        )
+    );
+}

@@ -295,7 +295,7 @@ fn broken_inputs_say_what_is_wrong() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(
         err.starts_with(&format!(
-            "odai: warning: {}:13: unreadable record left out (torn by a crash?)",
+            "odai: warning: {}:13: unreadable line left out (not JSON (torn by a crash?)",
             torn.join("results.jsonl").display()
         )),
         "{err}"
