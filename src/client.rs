@@ -29,7 +29,11 @@ pub enum Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::Transport(m) | Failure::Incompatible(m) | Failure::Worker(m) => f.write_str(m),
+            // Their text comes from the device (a worker's words, its stderr): never raw
+            // control characters on a terminal or in a report.
+            Failure::Transport(m) | Failure::Incompatible(m) | Failure::Worker(m) => {
+                f.write_str(&crate::units::printable(m))
+            }
             Failure::TimedOut(d) => write!(
                 f,
                 "timed out after {} (raise --cell-timeout for long cells)",
@@ -224,7 +228,9 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
                 }
                 greeted = true;
             }
-            Ok(Event::Progress { message }) if greeted => (opts.on_progress)(&message),
+            Ok(Event::Progress { message }) if greeted => {
+                (opts.on_progress)(&crate::units::printable(&message));
+            }
             Ok(Event::Error { message }) if greeted => answer = Some(Err(worker_failure(message))),
             Ok(e @ (Event::Result(_) | Event::Report(_) | Event::Probe(_) | Event::Tensor(_)))
                 if greeted =>

@@ -83,7 +83,9 @@ pub fn run() -> i32 {
         Ok(code) => code,
         Err(e) => {
             let _ = std::io::Write::flush(&mut std::io::stdout());
-            anstream::eprintln!("odai: error: {e:#}");
+            // Errors can carry a device's or a server's words.
+            let text = format!("{e:#}");
+            anstream::eprintln!("odai: error: {}", units::printable(&text));
             exit::code_for(&e)
         }
     }

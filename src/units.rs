@@ -204,3 +204,38 @@ mod tests {
         }
     }
 }
+
+/// `text` (from a device, a server, a worker's stderr) safe to print on a terminal or put in a
+/// file someone will `cat`: control characters other than newline and tab are written as Rust
+/// escapes (`\u{1b}`), so an escape sequence (a window title, a cleared screen) shows as text
+/// and does nothing.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if bad(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn escape_sequences_show_as_text() {
+        assert_eq!(
+            super::printable("a\u{1b}]0;pwned\u{7}b\u{1b}[2J\tc\nd\u{9b}"),
+            "a\\u{1b}]0;pwned\\u{7}b\\u{1b}[2J\tc\nd\\u{9b}"
+        );
+        assert!(matches!(
+            super::printable("plain"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+}

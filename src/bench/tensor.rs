@@ -228,6 +228,8 @@ fn load_stages(spec: &TensorBenchSpec) -> Result<Vec<Stage>, String> {
     let mut stages: Vec<Stage> = Vec::new();
     let mut prev_outputs: Vec<Tensor> = Vec::new();
     for (k, st) in spec.stages.iter().enumerate() {
+        crate::engine::regular_file(&st.model)
+            .map_err(|why| format!("{}: {why}", st.model.display()))?;
         let kind = match st.runtime {
             RuntimeKind::Auto => runtime::tensor_runtime_for(&st.model).ok_or_else(|| {
                 format!(

@@ -865,7 +865,7 @@ fn render_sustained(sus: &Sustained) -> String {
 /// One row per repetition of every cell, provenance in every row, so a spreadsheet needs nothing
 /// else; for a single sustained cell, one row per window (the time series, ready for plots).
 fn render_csv(done: &[Done]) -> anyhow::Result<String> {
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut w = crate::report::csv::SafeCsv::new();
     if let [Done { report: r, .. }] = done
         && let Some(sus) = &r.sustained
     {

@@ -403,7 +403,7 @@ fn render_text(r: &TensorResult) -> String {
 
 /// One row: the figures a review sheet compares.
 fn render_csv(r: &TensorResult) -> anyhow::Result<String> {
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut w = crate::report::csv::SafeCsv::new();
     w.write_record([
         "model",
         "runtime",

@@ -140,6 +140,10 @@ struct TensorInspection {
 /// `odai model inspect` on an .onnx or .tflite file: operators and parameters from the file, the
 /// signature from the runtime (ORT_DYLIB_PATH / ODAI_TFLITE_LIB), or why it is unavailable.
 fn inspect_tensor(cfg: &InspectConfig, kind: crate::runtime::RuntimeKind) -> anyhow::Result<i32> {
+    crate::engine::regular_file(&cfg.file).map_err(|problem| Error::Model {
+        file: cfg.file.clone(),
+        problem,
+    })?;
     use crate::error::Error;
     let bytes = std::fs::read(&cfg.file).map_err(|e| Error::Model {
         file: cfg.file.clone(),

@@ -20,6 +20,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// sha256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    super::regular_file(path).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
     let mut f =
         std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut h = Sha256::new();

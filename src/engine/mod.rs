@@ -4,6 +4,21 @@
 //! everything else into candle's quantized implementations — and runs forward passes on token
 //! ids. Everything above it (bench, generate) speaks token ids and logits only.
 
+/// `path` is a regular file odai may open: a FIFO would block the open forever (until a writer
+/// comes), a device or a socket is no model. Checked on the path's metadata, before any open;
+/// `Err` is the problem, for the caller to put after the path.
+pub fn regular_file(path: &std::path::Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("no such file".into()),
+        Err(e) => Err(format!("cannot read it: {e}")),
+        Ok(m) if m.is_dir() => Err("is a directory, not a model file".into()),
+        Ok(m) if !m.is_file() => {
+            Err("is not a regular file (a FIFO, a device or a socket): give a model file".into())
+        }
+        Ok(_) => Ok(()),
+    }
+}
+
 pub mod fingerprint;
 mod pretok;
 pub mod spm;

@@ -66,6 +66,10 @@ impl DeviceEntry {
     }
 }
 
+/// The device name results give a matrix's endpoint cells (the coordinator runs them): no farm
+/// device may take it.
+pub const ENDPOINT_DEVICE: &str = "endpoint";
+
 #[derive(Clone, Debug)]
 pub struct Farm {
     pub file: PathBuf,
@@ -112,6 +116,16 @@ impl Farm {
                     ),
                 ));
             }
+            if d.name == ENDPOINT_DEVICE {
+                return Err(at(
+                    off,
+                    format!(
+                        "device name {:?} is reserved: results record a matrix's endpoint cells \
+                         under it; rename the device",
+                        d.name
+                    ),
+                ));
+            }
             if !names.insert(d.name.clone()) {
                 return Err(at(off, format!("device {:?} is listed twice", d.name)));
             }
@@ -129,12 +143,36 @@ impl Farm {
                 ("identity_file", d.identity_file.is_some()),
                 ("ssh_config", d.ssh_config.is_some()),
             ];
-            if let Some(h) = d
-                .host
-                .as_deref()
-                .filter(|h| h.is_empty() || h.starts_with('-'))
-            {
-                return Err(at(off, format!("{who}: host {h:?} is not a host name")));
+            // odai passes these to ssh as arguments of their own; a strict character set keeps
+            // an option (`-oProxyCommand=…`) or a shell word out whatever ssh does with them.
+            if let Some(h) = d.host.as_deref().filter(|h| {
+                h.is_empty()
+                    || h.starts_with('-')
+                    || !h
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-:[]%_".contains(c))
+            }) {
+                return Err(at(
+                    off,
+                    format!(
+                        "{who}: host {h:?} is not a host name (letters, digits, '.', '-', '_', \
+                         or an IP address)"
+                    ),
+                ));
+            }
+            if let Some(u) = d.user.as_deref().filter(|u| {
+                u.is_empty()
+                    || u.starts_with('-')
+                    || !u
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            }) {
+                return Err(at(
+                    off,
+                    format!(
+                        "{who}: user {u:?} is not a user name (letters, digits, '.', '_', '-')"
+                    ),
+                ));
             }
             let problem = match d.transport {
                 Transport::Ssh => needs("host", d.host.is_some())
@@ -192,6 +230,53 @@ transport = "adb"
 serial = "ABC123"
 odai = "/data/local/tmp/odai"
 "#;
+
+    #[test]
+    fn regression_reserved_names_and_odd_users_and_hosts_are_refused() {
+        // Found in review: a device named `endpoint` vanished from the scorecards (its results
+        // mixed with the endpoint cells'), and user/host were not checked by odai (only a
+        // patched OpenSSH stopped an injected option).
+        let with = |extra: &str| {
+            parse(&format!(
+                "[[device]]\nname = \"a\"\ntransport = \"ssh\"\nhost = \"h\"\n{extra}"
+            ))
+        };
+        assert!(
+            parse("[[device]]\nname = \"endpoint\"\ntransport = \"local\"\n")
+                .unwrap_err()
+                .contains("device name \"endpoint\" is reserved")
+        );
+        assert!(
+            with("user = \"-oProxyCommand=x\"")
+                .unwrap_err()
+                .contains("is not a user name")
+        );
+        assert!(
+            with("user = \"lab user\"")
+                .unwrap_err()
+                .contains("is not a user name")
+        );
+        assert!(
+            parse("[[device]]\nname = \"a\"\ntransport = \"ssh\"\nhost = \"h;touch x\"\n")
+                .unwrap_err()
+                .contains("is not a host name")
+        );
+        assert!(with("user = \"ci_lab-1.x\"").is_ok());
+        for host in [
+            "10.0.0.5",
+            "[fe80::1%eth0]",
+            "fe80::1",
+            "jetson-2.lab.example",
+        ] {
+            assert!(
+                parse(&format!(
+                    "[[device]]\nname = \"a\"\ntransport = \"ssh\"\nhost = \"{host}\"\n"
+                ))
+                .is_ok(),
+                "{host}"
+            );
+        }
+    }
 
     #[test]
     fn a_farm_of_three_transports_parses() {

@@ -115,10 +115,15 @@ pub fn check_local_models(matrix: &Matrix) -> Result<(), crate::error::Error> {
             ModelRef::Tensor { models } => models
                 .iter()
                 .filter(|p| seen.insert((*p).clone()))
-                .find_map(|p| match std::fs::File::open(p) {
-                    Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => None,
-                    Ok(_) => Some(format!("{}: not a file", p.display())),
-                    Err(e) => Some(format!("{}: cannot open: {e}", p.display())),
+                .find_map(|p| {
+                    crate::engine::regular_file(p)
+                        .and_then(|()| {
+                            std::fs::File::open(p)
+                                .map(drop)
+                                .map_err(|e| format!("cannot open: {e}"))
+                        })
+                        .err()
+                        .map(|why| format!("{}: {why}", p.display()))
                 }),
             _ => None,
         };

@@ -125,6 +125,7 @@ impl Progress {
 
     /// Shows `message` beside `device`'s bar.
     pub fn say(&self, device: &str, message: &str) {
+        let message = &*crate::units::printable(message);
         if let Some(b) = &self.bars
             && let Some(bar) = b.devices.get(device)
         {
@@ -134,6 +135,7 @@ impl Progress {
 
     /// A cell ended on `device` (`line` says how); it counts towards the bars.
     pub fn finished(&self, device: &str, line: &str) {
+        let line = &*crate::units::printable(line);
         match &self.bars {
             None => eprintln!("{line}"),
             Some(b) => {
@@ -150,6 +152,7 @@ impl Progress {
 
     /// Something about the device itself (offline, not selected, probed as a class).
     pub fn note(&self, device: &str, line: &str) {
+        let line = &*crate::units::printable(line);
         match &self.bars {
             None => eprintln!("{line}"),
             Some(b) => {

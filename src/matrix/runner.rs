@@ -134,7 +134,8 @@ pub fn bench_config(
 
 /// The device name of endpoint cells in results: the coordinator runs them itself, after the
 /// devices' cells (so a local server and local benchmarks do not compete for this machine).
-pub const ENDPOINT_DEVICE: &str = "endpoint";
+/// Reserved in farm files.
+pub const ENDPOINT_DEVICE: &str = crate::farm::inventory::ENDPOINT_DEVICE;
 
 /// An endpoint request of a matrix cell that sends nothing for this long fails.
 const ENDPOINT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);

@@ -7,6 +7,52 @@ use super::{Exporter, Report, num};
 
 pub struct Csv;
 
+/// A CSV writer for files people open in spreadsheets: a text cell that starts with `=`, `+`,
+/// `-`, `@`, a tab or a carriage return — and is not a number — gets a leading `'`, so a device
+/// name or a server's error text cannot act as a formula (OWASP, "CSV Injection"); control
+/// characters are written as escapes ([`crate::units::printable`]). Every CSV odai writes goes
+/// through it.
+pub struct SafeCsv(::csv::Writer<Vec<u8>>);
+
+impl SafeCsv {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> SafeCsv {
+        SafeCsv(::csv::Writer::from_writer(Vec::new()))
+    }
+
+    pub fn write_record<I, S>(&mut self, fields: I) -> ::csv::Result<()>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.0.write_record(
+            fields
+                .into_iter()
+                .map(|f| safe_cell(f.as_ref()).into_owned()),
+        )
+    }
+
+    pub fn into_inner(self) -> anyhow::Result<Vec<u8>> {
+        self.0
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("cannot write CSV: {}", e.error()))
+    }
+}
+
+/// One cell as [`SafeCsv`] writes it.
+fn safe_cell(text: &str) -> std::borrow::Cow<'_, str> {
+    let text = crate::units::printable(text);
+    match text.chars().next() {
+        // A lone sign is no formula (and is how some tools write "none").
+        Some('=' | '+' | '-' | '@' | '\t' | '\r')
+            if text.len() > 1 && text.trim().parse::<f64>().is_err() =>
+        {
+            std::borrow::Cow::Owned(format!("'{text}"))
+        }
+        _ => text,
+    }
+}
+
 /// measurements.csv columns before the metrics.
 pub const MEASUREMENT_KEYS: &[&str] = &[
     "device",
@@ -75,7 +121,7 @@ fn opt(v: Option<f64>) -> String {
 }
 
 pub fn measurements(r: &Report) -> anyhow::Result<Vec<u8>> {
-    let mut w = ::csv::Writer::from_writer(Vec::new());
+    let mut w = SafeCsv::new();
     let samples = sample_columns();
     let header: Vec<&str> = MEASUREMENT_KEYS
         .iter()
@@ -126,11 +172,11 @@ pub fn measurements(r: &Report) -> anyhow::Result<Vec<u8>> {
         rec.extend(made.iter().cloned());
         w.write_record(&rec)?;
     }
-    Ok(w.into_inner()?)
+    w.into_inner()
 }
 
 pub fn scorecard(r: &Report) -> anyhow::Result<Vec<u8>> {
-    let mut w = ::csv::Writer::from_writer(Vec::new());
+    let mut w = SafeCsv::new();
     w.write_record(SCORECARD_COLUMNS.iter().chain(PROVENANCE_COLUMNS))?;
     let made = provenance_fields();
     for s in &r.scoring.scorecards {
@@ -157,7 +203,7 @@ pub fn scorecard(r: &Report) -> anyhow::Result<Vec<u8>> {
             w.write_record(fields.iter().chain(&made))?;
         }
     }
-    Ok(w.into_inner()?)
+    w.into_inner()
 }
 
 impl Exporter for Csv {
@@ -166,5 +212,24 @@ impl Exporter for Csv {
             ("measurements.csv", measurements(r)?),
             ("scorecard.csv", scorecard(r)?),
         ])
+    }
+}
+
+#[cfg(test)]
+mod safe_tests {
+    use super::safe_cell;
+
+    #[test]
+    fn formulas_are_neutralised_and_numbers_kept() {
+        assert_eq!(
+            safe_cell("=HYPERLINK(\"http://x\")"),
+            "'=HYPERLINK(\"http://x\")"
+        );
+        assert_eq!(safe_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(safe_cell("+1 day"), "'+1 day");
+        assert_eq!(safe_cell("-1.5"), "-1.5");
+        assert_eq!(safe_cell("-"), "-");
+        assert_eq!(safe_cell("phone"), "phone");
+        assert_eq!(safe_cell("a\u{1b}[2J"), "a\\u{1b}[2J");
     }
 }

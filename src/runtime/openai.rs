@@ -416,6 +416,10 @@ fn read_head(r: &mut impl BufRead) -> std::io::Result<Option<Head>> {
 /// The `message` of an OpenAI-style error body (`{"error": {"message": …}}`, or llama-server's
 /// and ollama's variants), else the body's first line.
 fn error_message(body: &str) -> String {
+    crate::units::printable(&error_text(body)).into_owned()
+}
+
+fn error_text(body: &str) -> String {
     let v: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let from_json = v.as_ref().and_then(|v| {
         v.pointer("/error/message")

@@ -116,3 +116,45 @@ fn regression_fuzz_a_gguf_that_crashed_the_reader_is_one_line() {
         )
     );
 }
+
+#[test]
+fn regression_a_model_path_that_is_a_fifo_is_refused_not_waited_on() {
+    // Found in review: a model path that is a FIFO blocked odai forever (opening it waits for a
+    // writer that never comes).
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["model.gguf", "model.onnx"] {
+        let fifo = dir.path().join(name);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert_eq!(
+            inspect_error(&fifo),
+            format!(
+                "odai: error: {}: is not a regular file (a FIFO, a device or a socket): give a {} \
+                 file\n",
+                fifo.display(),
+                if name.ends_with("gguf") {
+                    "GGUF"
+                } else {
+                    "model"
+                }
+            )
+        );
+    }
+    let fifo = dir.path().join("model.gguf");
+    let out = odai()
+        .args(["bench", "-m"])
+        .arg(&fifo)
+        .args(["-p", "8", "-n", "2", "--reps", "1"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a regular file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

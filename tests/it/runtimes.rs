@@ -307,6 +307,38 @@ fn regression_an_endpoint_echoing_the_api_key_never_shows_it() {
 }
 
 #[test]
+fn regression_server_text_is_no_formula_and_no_escape_sequence() {
+    // Found in review: device- and server-supplied text reached measurements.csv with spreadsheet
+    // formula prefixes (=HYPERLINK(…)) and the operator's terminal with raw escape sequences.
+    // A server whose system_fingerprint (recorded as the runtime version) is both.
+    let hostile =
+        "=HYPERLINK(\\\"http://evil.example\\\",\\\"ok\\\")\\u001b]0;pwned\\u0007\\u001b[2J";
+    let mut events: Vec<String> = (0..4)
+        .map(|i| {
+            format!(
+                "data: {{\"choices\":[{{\"delta\":{{\"content\":\"t{i}\"}}}}],\
+                 \"system_fingerprint\":\"{hostile}\"}}\n\n"
+            )
+        })
+        .collect();
+    events.push("data: [DONE]\n\n".into());
+    let server = FaultServer::start(Answer::Chunked(events));
+    let run = bench_cmd(&server.url(), "smollm2", "16", "4")
+        .args(["--reps", "1", "--warmup", "0", "--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let csv = String::from_utf8(run.stdout.clone()).unwrap();
+    assert!(
+        csv.contains(",\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"ok\"\")\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\","),
+        "{csv}"
+    );
+    for (what, bytes) in [("the CSV", csv.as_bytes()), ("stderr", &run.stderr[..])] {
+        assert!(!bytes.contains(&0x1b), "a raw ESC in {what}");
+    }
+}
+
+#[test]
 fn regression_an_endpoint_cell_ends_at_the_cell_timeout() {
     // Found in review: in `matrix run` an endpoint cell whose server kept the connection busy
     // ignored --cell-timeout (and SIGTERM and SIGINT) for ten minutes while holding the

@@ -52,6 +52,13 @@ impl Gguf {
                 "is a directory, not a GGUF file (pass the .gguf file inside it)",
             ));
         }
+        // Checked before the open: opening a FIFO blocks until a writer comes.
+        if !meta.is_file() {
+            return Err(model_error(
+                path,
+                "is not a regular file (a FIFO, a device or a socket): give a GGUF file",
+            ));
+        }
         let map = crate::mapped::Mapped::open(path, false)
             .map_err(|e| model_error(path, format!("cannot open it: {e}")))?;
         Self::parse(path, map.bytes())
