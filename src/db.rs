@@ -96,6 +96,9 @@ fn json(v: &impl serde::Serialize) -> anyhow::Result<Value> {
 /// bench run's host and start.
 pub fn run_id(manifest: Option<&Manifest>, dir: &Path) -> String {
     match manifest {
+        Some(Manifest {
+            run_id: Some(id), ..
+        }) => id.clone(),
         Some(m) => format!(
             "{}-{}",
             &m.matrix_sha256[..m.matrix_sha256.len().min(16)],
@@ -570,6 +573,39 @@ impl RunWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regression_two_runs_of_one_matrix_in_one_second_are_two_runs() {
+        // Found in review: the run id was the matrix hash and the start second, so two
+        // `matrix run --db same.db` started in one second became one run with their rows mixed.
+        let manifest = |id: Option<String>| Manifest {
+            run_id: id,
+            odai_version: "0".into(),
+            matrix_file: "m.toml".into(),
+            matrix_sha256: "ab".repeat(32),
+            farm_file: None,
+            devices: vec!["local".into()],
+            started_unix_s: 1_700_000_000.0,
+            finished_unix_s: None,
+            interrupted: false,
+        };
+        let (a, b) = (
+            crate::matrix::results::new_run_id(&"ab".repeat(32)),
+            crate::matrix::results::new_run_id(&"ab".repeat(32)),
+        );
+        assert_ne!(a, b);
+        let dir = Path::new("/r");
+        assert_eq!(run_id(Some(&manifest(Some(a.clone()))), dir), a);
+        assert_ne!(
+            run_id(Some(&manifest(Some(a))), dir),
+            run_id(Some(&manifest(Some(b))), dir)
+        );
+        // A directory an older odai wrote keeps the id it was imported under.
+        assert_eq!(
+            run_id(Some(&manifest(None)), dir),
+            format!("{}-1700000000", "ab".repeat(8))
+        );
+    }
 
     #[test]
     fn literals_quote_as_sqlite_reads_them() {

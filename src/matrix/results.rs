@@ -39,6 +39,11 @@ pub struct Record {
 
 #[derive(Serialize, Deserialize)]
 pub struct Manifest {
+    /// The run's own id, drawn when it starts (kept by `--resume`): what the results database
+    /// files its rows under. Absent in directories older odai wrote (the database then derives
+    /// one from the matrix and the start second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     pub odai_version: String,
     pub matrix_file: String,
     /// sha256 of the matrix file's text: `--resume` refuses a directory of another matrix.
@@ -193,6 +198,16 @@ impl Loaded {
 pub struct Store {
     pub dir: PathBuf,
     results: File,
+}
+
+/// A new run's id: 16 hex digits of sha256 over the clock's nanoseconds, the process id and the
+/// matrix — two runs of one matrix started in the same second get two ids.
+pub fn new_run_id(matrix_sha256: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = format!("{nanos} {} {matrix_sha256}", std::process::id());
+    crate::engine::fingerprint::sha256_hex(seed.as_bytes())[..16].to_owned()
 }
 
 impl Store {

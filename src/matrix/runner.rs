@@ -726,6 +726,7 @@ pub fn run(matrix: &Matrix, devices: &[Device], opts: &Options) -> anyhow::Resul
         .map(|d| d.transport.name().to_owned())
         .collect();
     let mut manifest = Manifest {
+        run_id: Some(super::results::new_run_id(&matrix.sha256)),
         odai_version: env!("CARGO_PKG_VERSION").into(),
         matrix_file: matrix.file.display().to_string(),
         matrix_sha256: matrix.sha256.clone(),
@@ -763,6 +764,9 @@ pub fn run(matrix: &Matrix, devices: &[Device], opts: &Options) -> anyhow::Resul
             .into());
         }
         manifest.started_unix_s = old.started_unix_s;
+        // The same run goes on: its rows stay under its id (an older odai's run keeps the id
+        // derived from it).
+        manifest.run_id = old.run_id;
     }
     if opts.resume {
         std::fs::create_dir_all(out).ok();

@@ -320,6 +320,11 @@ impl Selectors {
     }
 }
 
+/// The most cells one matrix may expand to (README, "Matrix files"): far beyond a lab's day of runs (a
+/// cell takes seconds to minutes), and a bound on the plan's memory (a cell is a few hundred
+/// bytes) against a short file that names 10⁹.
+pub const MAX_CELLS: usize = 100_000;
+
 /// The axes of language-model cells, validated one by one: what a `[matrix]` table and
 /// `odai bench`'s comma lists (`-m a,b -t 1,2 -p 0,512`) both expand, so a bench run and a
 /// matrix of the same values are the same cells with the same ids.
@@ -353,6 +358,39 @@ impl LmAxes {
     /// decoding and an endpoint asked for an empty prompt or answer are refused with what to
     /// change.
     pub fn expand(&self) -> Result<Vec<Cell>, String> {
+        // Counted before anything is built: a short file can name 10⁹ cells.
+        let axes = [
+            ("models", self.models.len()),
+            ("runtimes", self.runtimes.len().max(1)),
+            ("gpu_layers", self.gpu_layers.len().max(1)),
+            ("threads", self.threads.len()),
+            ("prompt_tokens", self.prompt_tokens.len()),
+            ("gen_tokens", self.gen_tokens.len()),
+            ("cold", self.cold.len()),
+            ("sustained", self.sustained.len()),
+            ("load", self.loads.len()),
+        ];
+        let product = axes
+            .iter()
+            .try_fold(1usize, |n, (_, k)| n.checked_mul(*k))
+            .unwrap_or(usize::MAX);
+        if product > MAX_CELLS {
+            let shown: Vec<String> = axes
+                .iter()
+                .filter(|(_, k)| *k > 1)
+                .map(|(name, k)| format!("{name} {k}"))
+                .collect();
+            return Err(format!(
+                "the matrix expands to {} cells ({}): more than the {MAX_CELLS} one matrix may \
+                 hold; split it into several",
+                if product == usize::MAX {
+                    "more than 2^64".to_owned()
+                } else {
+                    product.to_string()
+                },
+                shown.join(" × ")
+            ));
+        }
         let mut cells = Vec::new();
         let mut empty = false;
         for model in &self.models {
@@ -1183,6 +1221,30 @@ inputs = { sr = 16000, clip = "clip.npy" }
         assert_eq!(
             parse(&text).unwrap_err(),
             "m.toml:2:11: sha256 \"abc\" is not 64 hex digits"
+        );
+    }
+
+    #[test]
+    fn regression_a_matrix_of_a_billion_cells_is_refused_before_it_is_built() {
+        // Found in review: a 15 KB matrix file of 10⁹ cells aborted `plan` on an allocation
+        // failure (10⁶ cells: 1.1 GB).
+        let many: Vec<String> = (1..=1000).map(|i| i.to_string()).collect();
+        let list = many.join(", ");
+        let text = format!(
+            "[matrix]\nmodels = [\"synthetic:toy:q8_0\"]\nthreads = [{list}]\n\
+             prompt_tokens = [{list}]\ngen_tokens = [{list}]\nreps = 1\n"
+        );
+        let Err(err) = Matrix::parse(&text, Path::new("big.toml")) else {
+            panic!("a matrix of 10⁹ cells was accepted");
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains(
+                "the matrix expands to 1000000000 cells (threads 1000 × prompt_tokens 1000 × \
+                 gen_tokens 1000): more than the 100000 one matrix may hold; split it into \
+                 several"
+            ),
+            "{err}"
         );
     }
 }
