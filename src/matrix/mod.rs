@@ -3,6 +3,7 @@
 //! (`results`).
 
 pub mod plan;
+pub mod plausible;
 pub mod progress;
 pub mod results;
 pub mod runner;

@@ -553,7 +553,14 @@ fn run_device(s: &Shared, t: &dyn Transport, tags: &[String]) -> anyhow::Result<
                 None => why,
             };
             match outcome {
-                Ok(Event::Report(r)) => (Status::Ok, None, Some(*r)),
+                Ok(Event::Report(r)) => match super::plausible::check(&r, cell) {
+                    None => (Status::Ok, None, Some(*r)),
+                    Some(why) => (
+                        Status::Failed,
+                        Some(format!("the device's figures cannot be right: {why}")),
+                        None,
+                    ),
+                },
                 Ok(Event::Tensor(t)) if cell.tensor.is_some() => {
                     tensor = Some(*t);
                     (Status::Ok, None, None)
