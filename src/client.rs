@@ -107,8 +107,14 @@ enum Line {
     TooLong,
 }
 
+/// Lines read ahead of the waiting loop. The channel is bounded so that a worker flooding
+/// progress lines is slowed by its own pipe (the reader waits for room) instead of growing the
+/// coordinator (an unbounded channel reached 0.2–0.75 GB per device): at most this many lines
+/// and the one being read are held, each at most [`MAX_WORKER_LINE`].
+const LINES_AHEAD: usize = 4;
+
 /// Reads `stdout` line by line into `tx`, never holding more than [`MAX_WORKER_LINE`] bytes.
-fn read_lines(stdout: impl Read, tx: &mpsc::Sender<Line>) {
+fn read_lines(stdout: impl Read, tx: &mpsc::SyncSender<Line>) {
     let mut r = BufReader::new(stdout);
     let mut buf = Vec::new();
     loop {
@@ -188,7 +194,7 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
         .take()
         .map(|e| std::thread::spawn(move || read_tail(e)));
     let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel::<Line>();
+    let (tx, rx) = mpsc::sync_channel::<Line>(LINES_AHEAD);
     std::thread::spawn(move || read_lines(stdout, &tx));
     let started = Instant::now();
     let mut answer: Option<Result<Event, Failure>> = None;

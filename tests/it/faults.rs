@@ -456,6 +456,41 @@ fn a_worker_that_floods_one_line_cannot_exhaust_the_coordinators_memory() {
 }
 
 #[test]
+fn regression_a_worker_flooding_progress_lines_cannot_grow_the_coordinator() {
+    // Found in review: a worker's progress lines went through an unbounded channel, and a worker
+    // writing them faster than the coordinator shows them grew it to 0.2–0.75 GB per device.
+    // The channel is bounded now: the flood waits on its own pipe.
+    let hello = hello();
+    let dir = tempfile::tempdir().unwrap();
+    let (farm, m) = stand_in(
+        dir.path(),
+        &on_cell(&format!(
+            "{hello}\nyes '{{\"event\":\"progress\",\"message\":\"{}\"}}' | head -n 1000000",
+            "x".repeat(200)
+        )),
+    );
+    let out = dir.path().join("out");
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("odai"));
+    cmd.env("ODAI_CACHE_DIR", cache())
+        .args(["matrix", "run"])
+        .arg(&m)
+        .arg("--farm")
+        .arg(&farm)
+        .arg("--out")
+        .arg(&out);
+    let (status, err, peak) = output_and_peak_rss(cmd);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(reasons(&out).len(), 2);
+    // A million lines of 240 bytes: 240 MB had they piled up.
+    eprintln!("the coordinator peaked at {} MiB", peak >> 20);
+    assert!(
+        peak < 100 << 20,
+        "the coordinator peaked at {} MiB under a flood of progress lines",
+        peak >> 20
+    );
+}
+
+#[test]
 fn a_worker_that_never_ends_its_line_fails_the_cell_at_its_timeout() {
     let hello = hello();
     let dir = tempfile::tempdir().unwrap();
