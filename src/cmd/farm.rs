@@ -342,6 +342,39 @@ struct DeployRow {
     status: String,
 }
 
+/// The copy at `tmp` on the device is `binary` byte for byte — its size and sha256 as the
+/// device's own tools read them (coreutils', busybox's or toybox's `sha256sum`, macOS's
+/// `shasum`) — before it replaces anything: `--version` alone passes a binary cut short or with
+/// a flipped byte. A copy that differs is removed.
+fn verify_copy(t: &dyn Transport, binary: &std::path::Path, tmp: &str) -> Result<(), String> {
+    let size = std::fs::metadata(binary)
+        .map_err(|e| format!("cannot read {}: {e}", binary.display()))?
+        .len();
+    let sha = crate::engine::fingerprint::sha256_file(binary).map_err(|e| format!("{e:#}"))?;
+    let q = sh_quote(tmp);
+    let said = output(t.shell(&format!(
+        "wc -c < {q}; {{ sha256sum {q} 2>/dev/null || shasum -a 256 {q}; }} | cut -d' ' -f1"
+    )))?;
+    let mut lines = said.lines().map(str::trim);
+    let got_size: Option<u64> = lines.next().and_then(|l| l.parse().ok());
+    let got_sha = lines.next().filter(|l| l.len() == 64);
+    let Some(got_sha) = got_sha else {
+        return Err(
+            "copied, but the copy cannot be verified: neither sha256sum nor shasum on the device"
+                .into(),
+        );
+    };
+    if got_size != Some(size) || got_sha != sha {
+        let _ = output(t.shell(&format!("rm -f {q}")));
+        return Err(format!(
+            "the copy on the device is {} bytes (sha256 {got_sha}), not the {size} bytes (sha256 \
+             {sha}) sent: the transfer was cut or altered; nothing was replaced, deploy again",
+            got_size.map_or_else(|| "?".to_owned(), |n| n.to_string())
+        ));
+    }
+    Ok(())
+}
+
 fn deploy_one(t: &dyn Transport, cfg: &DeployConfig) -> DeployRow {
     let mut row = DeployRow {
         device: t.name().to_owned(),
@@ -380,6 +413,7 @@ fn deploy_one(t: &dyn Transport, cfg: &DeployConfig) -> DeployRow {
             .push(binary, &tmp)
             .map_err(|e| format!("cannot read {}: {e}", binary.display()))?;
         output_with_stdin(push)?;
+        verify_copy(t, binary, &tmp)?;
         // Replaced in one rename: a worker starting meanwhile runs the old or the new binary,
         // never half of one.
         output(t.shell(&format!(

@@ -751,6 +751,73 @@ fn farm_deploy_copies_odai_over_scp_and_checks_it_runs() {
 }
 
 #[test]
+fn regression_farm_deploy_refuses_a_copy_cut_short_or_altered() {
+    // Found in review: `farm deploy` said "deployed" for a binary missing its last 64 KiB and
+    // for one with a flipped byte: only `--version` was checked. An `ssh` first on PATH that
+    // damages what `cat > …` receives (the last 64 KiB cut, or one byte flipped) stands in for
+    // a bad link; the real ssh carries the rest.
+    let a = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let real_ssh = std::process::Command::new("sh")
+        .args(["-c", "command -v ssh"])
+        .output()
+        .unwrap();
+    let real_ssh = String::from_utf8(real_ssh.stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    for (what, damage) in [
+        ("cut", "head -c -65536"),
+        (
+            "flipped",
+            "{ head -c 1000; head -c 1 | tr '\\000-\\377' '\\001-\\377\\000'; cat; }",
+        ),
+    ] {
+        let wrap = dir.path().join(format!("bin-{what}"));
+        fs::create_dir_all(&wrap).unwrap();
+        let ssh = wrap.join("ssh");
+        fs::write(
+            &ssh,
+            format!(
+                "#!/bin/sh\ncase \"$*\" in\n  *'cat > '*) {damage} | exec {real_ssh} \"$@\" ;;\n  \
+                 *) exec {real_ssh} \"$@\" ;;\nesac\n"
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let target = dir.path().join(format!("{what}/odai"));
+        let farm = dir.path().join(format!("farm-{what}.toml"));
+        fs::write(&farm, a.device("box", &target, &[])).unwrap();
+        let path = format!(
+            "{}:{}",
+            wrap.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let deploy = odai()
+            .env("PATH", path)
+            .args(["farm", "deploy", "--format", "json", "--farm"])
+            .arg(&farm)
+            .output()
+            .unwrap();
+        assert_eq!(deploy.status.code(), Some(1), "{what}: {}", stderr(&deploy));
+        let rows: Value =
+            serde_json::from_slice::<Value>(&deploy.stdout).unwrap()["devices"].clone();
+        let status = rows[0]["status"].as_str().unwrap();
+        let size = fs::metadata(bin()).unwrap().len();
+        assert!(
+            status.starts_with("the copy on the device is ")
+                && status.contains(&format!("not the {size} bytes (sha256 "))
+                && status.ends_with(
+                    "sent: the transfer was cut or altered; nothing was replaced, deploy again"
+                ),
+            "{what}: {status}"
+        );
+        assert!(!target.exists(), "{what}: a damaged copy replaced odai");
+        assert!(!target.with_file_name("odai.deploying").exists());
+    }
+}
+
+#[test]
 fn device_selectors_pick_devices_by_tag_or_probed_class() {
     let dir = tempfile::tempdir().unwrap();
     let farm = dir.path().join("farm.toml");
