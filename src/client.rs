@@ -53,6 +53,10 @@ pub struct Options<'a> {
     /// the worker (ssh's 255, adb's 0 without an answer).
     pub transport_exit: &'a dyn Fn(&ExitStatus, &str) -> bool,
     pub on_progress: &'a dyn Fn(&str),
+    /// The kernel's count of OOM kills where the worker runs, when odai can read it (a local
+    /// worker: [`crate::probe::memory::oom_kills`]): what tells a SIGKILL from the OOM killer
+    /// apart from any other.
+    pub oom_kills: &'a dyn Fn() -> Option<u64>,
     /// Given the worker's stderr (its last 64 KiB) when the worker ran and failed, for the
     /// runner to keep beside the results (`DIR/logs/`): the one-line reason is its last line.
     pub on_failed_stderr: &'a dyn Fn(&str),
@@ -65,6 +69,7 @@ impl Default for Options<'_> {
             interruptible: false,
             transport_exit: &|_, _| false,
             on_progress: &|_| {},
+            oom_kills: &|| None,
             on_failed_stderr: &|_| {},
         }
     }
@@ -177,6 +182,7 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    let oom_before = (opts.oom_kills)();
     let mut child = spawn_retrying(&mut cmd)
         .map_err(|e| Failure::Incompatible(format!("cannot start the worker {program}: {e}")))?;
     let line = serde_json::to_string(request).map_err(|e| Failure::Worker(e.to_string()))?;
@@ -325,7 +331,7 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
                 status.code().unwrap_or(0)
             ))),
             _ if signal_of(&status) == Some(platform::SIGKILL) => {
-                Failure::Worker("the worker was killed (likely out of memory)".into())
+                Failure::Worker(killed(oom_before, (opts.oom_kills)()))
             }
             _ => Failure::Transport(said(format!(
                 "{program} ended ({}) before odai answered",
@@ -334,12 +340,8 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
         });
     }
     Err(match signal_of(&status) {
-        _ if killed_code(&status) => {
-            Failure::Worker("the worker was killed (likely out of memory)".into())
-        }
-        Some(platform::SIGKILL) => {
-            Failure::Worker("the worker was killed (likely out of memory)".into())
-        }
+        _ if killed_code(&status) => Failure::Worker(killed(oom_before, (opts.oom_kills)())),
+        Some(platform::SIGKILL) => Failure::Worker(killed(oom_before, (opts.oom_kills)())),
         Some(platform::SIGABRT) if last.contains("memory allocation of") => {
             worker_failure(last.clone())
         }
@@ -368,6 +370,22 @@ fn worker_failure(message: String) -> Failure {
     } else {
         message
     })
+}
+
+/// A death by SIGKILL in words: the OOM killer's only when the kernel's count of OOM kills rose
+/// meanwhile; otherwise what is known (`kill -9`, an operator, a watchdog also send it).
+fn killed(before: Option<u64>, after: Option<u64>) -> String {
+    match (before, after) {
+        (Some(b), Some(a)) if a > b => {
+            "the worker was killed by the kernel's OOM killer (out of memory)".into()
+        }
+        (Some(_), Some(_)) => "the worker was killed by SIGKILL, not by the OOM killer (the \
+                               kernel counted no OOM kill)"
+            .into(),
+        _ => "the worker was killed by SIGKILL (out of memory? the kernel's count of OOM kills \
+              cannot be read from here)"
+            .into(),
+    }
 }
 
 /// Whether an exit code is a shell's report of a death by SIGKILL (128 + 9): a worker behind

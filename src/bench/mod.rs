@@ -31,10 +31,14 @@ pub fn run_rep(exe: &Path, spec: &CellSpec, threads: Option<u32>) -> Result<RepR
         // candle sizes its thread pool from RAYON_NUM_THREADS, once per process.
         cmd.env("RAYON_NUM_THREADS", t.to_string());
     }
+    let oom_kills = || crate::probe::memory::oom_kills(&crate::sysroot::SysRoot::live());
     match client::call(
         cmd,
         &Request::Rep(Box::new(spec.clone())),
-        &client::Options::default(),
+        &client::Options {
+            oom_kills: &oom_kills,
+            ..client::Options::default()
+        },
     ) {
         Ok(Event::Result(r)) => Ok(*r),
         Ok(_) => Err(format!(
@@ -100,12 +104,21 @@ mod tests {
     const HELLO: &str = r#"echo '{"event":"hello","protocol":5,"odai_version":"0.1.0"}'"#;
 
     #[test]
-    fn a_worker_killed_by_sigkill_is_reported_as_likely_out_of_memory() {
+    fn regression_a_sigkill_is_called_out_of_memory_only_when_the_kernel_says_so() {
+        // Found in review: every SIGKILL was labelled "likely out of memory". A `kill -9` is
+        // not the OOM killer: where the kernel's count can be read, it says so.
         let dir = tempfile::tempdir().unwrap();
         let w = fake_worker(dir.path(), &format!("{HELLO}\nkill -9 $$"));
+        let readable = crate::probe::memory::oom_kills(&crate::sysroot::SysRoot::live()).is_some();
         assert_eq!(
             run_rep(&w, &spec(), None).unwrap_err(),
-            "the worker was killed (likely out of memory)"
+            if readable {
+                "the worker was killed by SIGKILL, not by the OOM killer (the kernel counted no \
+                 OOM kill)"
+            } else {
+                "the worker was killed by SIGKILL (out of memory? the kernel's count of OOM \
+                 kills cannot be read from here)"
+            }
         );
     }
 

@@ -229,6 +229,12 @@ fn call_retrying(
     loop {
         attempt += 1;
         let transport_exit = |s: &std::process::ExitStatus, last: &str| t.transport_failed(s, last);
+        // The real kernel's count (not a --root fixture's), for a worker on this machine only.
+        let oom_kills = || {
+            t.is_local()
+                .then(|| crate::probe::memory::oom_kills(&SysRoot::live()))
+                .flatten()
+        };
         let outcome = client::call(
             t.odai(&["worker"]),
             request,
@@ -237,6 +243,7 @@ fn call_retrying(
                 interruptible: true,
                 transport_exit: &transport_exit,
                 on_progress,
+                oom_kills: &oom_kills,
                 on_failed_stderr: &|err| on_failed_stderr(attempt, err),
             },
         );

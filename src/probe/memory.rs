@@ -237,6 +237,29 @@ pub fn read_proc_cgroup(root: &SysRoot) -> Reading<CgroupMembership> {
     })
 }
 
+/// How many processes the kernel's OOM killer has killed in this process's memory cgroup (and
+/// below it): `oom_kill` of cgroup v2's `memory.events` or of v1's `memory.oom_control`
+/// (Documentation/admin-guide/cgroup-v2.rst; v1 since Linux 4.13). `None` where neither can be
+/// read. A worker odai starts here lives in the same cgroup, so the count rising while it died
+/// by SIGKILL is the kernel saying it was out of memory.
+pub fn oom_kills(root: &SysRoot) -> Option<u64> {
+    let member = read_proc_cgroup(root).into_value()?;
+    let file = if let Some(path) = member.v1_path("memory") {
+        let mount = v1_mount(root, "memory");
+        format!("{}/memory.oom_control", ancestors(root, &mount, path)[0])
+    } else {
+        let path = member.v2_path()?;
+        format!(
+            "{}/memory.events",
+            ancestors(root, "/sys/fs/cgroup", path)[0]
+        )
+    };
+    root.read_raw(&file).into_value()?.lines().find_map(|l| {
+        l.strip_prefix("oom_kill ")
+            .and_then(|n| n.trim().parse().ok())
+    })
+}
+
 /// Where the v1 hierarchy of `controller` is mounted: `/sys/fs/cgroup/<controller>`, or a
 /// co-mounted directory such as `/sys/fs/cgroup/cpu,cpuacct`.
 pub fn v1_mount(root: &SysRoot, controller: &str) -> String {

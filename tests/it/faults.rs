@@ -333,7 +333,7 @@ fn a_worker_killed_by_the_oom_killer_is_recorded_as_out_of_memory() {
     let err = stderr(&run);
     assert_ne!(run.status.code(), Some(0), "{err}");
     assert!(
-        err.contains("the worker was killed (likely out of memory)"),
+        err.contains("the worker was killed by the kernel's OOM killer (out of memory)"),
         "{err}"
     );
 }
