@@ -376,6 +376,11 @@ impl Db {
             .map_err(|e| bad(format!("cannot open the database: {e}")))?;
         // Several writers (a matrix run, an import) wait for each other instead of failing.
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        // Write-ahead logging: readers (a dashboard, `report --db`) never block a run's writes,
+        // and a crash mid-write leaves the last committed state (sqlite.org/wal.html). A file
+        // system without shared memory keeps the rollback journal: that mode is reported, not
+        // an error.
+        let _ = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0));
         for t in TABLES {
             conn.execute(t, [])
                 .map_err(|e| bad(format!("not an odai results database: {e}")))?;
@@ -558,6 +563,20 @@ impl RunWriter {
             db: std::sync::Mutex::new(db),
             run_id,
         })
+    }
+
+    /// Writes every record of a results directory (`--resume`): a cell the database missed
+    /// while it was locked or away lands now. Idempotent: the keys replace what is there.
+    pub fn catch_up(&self, records: &[Record]) -> anyhow::Result<usize> {
+        let mut rows = Vec::new();
+        for r in records {
+            rows.extend(record_rows(&self.run_id, r, false)?);
+        }
+        self.db
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write(&rows)?;
+        Ok(records.len())
     }
 
     /// Writes one finished cell's rows.

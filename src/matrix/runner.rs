@@ -325,6 +325,9 @@ impl DbWriter {
     fn record(&self, _: &Record) -> anyhow::Result<()> {
         match *self {}
     }
+    fn catch_up(&self, _: &[Record]) -> anyhow::Result<usize> {
+        match *self {}
+    }
 }
 
 #[cfg(not(feature = "db"))]
@@ -370,10 +373,21 @@ impl Shared<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .append(&record)?;
-        match &self.db {
-            Some(db) => db.record(&record),
-            None => Ok(()),
+        // results.jsonl holds the record: a database that cannot take it now (locked past its
+        // wait, gone) costs a warning, not the matrix, and `--resume` catches it up.
+        if let Some(db) = &self.db
+            && let Err(e) = db.record(&record)
+        {
+            self.progress.note(
+                device,
+                &format!(
+                    "odai: warning: the database did not take {device} {}: {e:#}; it is in \
+                     results.jsonl, and --resume (or odai db import) puts it there",
+                    cell.id
+                ),
+            );
         }
+        Ok(())
     }
 }
 
@@ -810,6 +824,13 @@ pub fn run(matrix: &Matrix, devices: &[Device], opts: &Options) -> anyhow::Resul
     let store = Store::open(out)?;
     store.write_file("manifest.json", &serde_json::to_vec_pretty(&manifest)?)?;
     let db = open_db(opts, &manifest)?;
+    if opts.resume
+        && let Some(db) = &db
+    {
+        // What the database missed before (locked, away, an older odai without --db) lands
+        // now: it ends with every record the directory has.
+        db.catch_up(&Store::records(out))?;
+    }
     let done = Store::done(out);
     let endpoint_cells = matrix
         .cells

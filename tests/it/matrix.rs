@@ -106,6 +106,55 @@ fn a_malformed_matrix_names_file_line_and_column() {
 const TINY: &str = "[matrix]\nmodels = [\"synthetic:smollm2-135m:q8_0\", \"synthetic:llama-3.1-8b:q4_0\"]\n\
                     threads = [1, 2]\nprompt_tokens = [8]\ngen_tokens = [4]\nreps = 1\nwarmup = 0\n";
 
+#[cfg(feature = "db")]
+#[test]
+fn regression_resume_catches_the_database_up_with_the_directory() {
+    // Found in review: a database that missed a cell (locked past its wait, which also aborted
+    // the whole matrix) kept 11 of 12 cells for good after --resume; its journal was a rollback
+    // journal. Now a write the database refuses costs a warning, --resume writes every record
+    // the directory has, and the database logs ahead (WAL).
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.toml");
+    fs::write(&m, TINY).unwrap();
+    let out = dir.path().join("out");
+    let db = dir.path().join("late.sqlite");
+    let run = |extra: &[&std::ffi::OsStr]| {
+        odai()
+            .env("ODAI_CACHE_DIR", cache())
+            .args(["matrix", "run"])
+            .arg(&m)
+            .arg("--out")
+            .arg(&out)
+            .arg("--root")
+            .arg(fixture("container-cgroup-v2"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Every cell recorded, none in a database yet.
+    let first = run(&[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let resumed = run(&["--resume".as_ref(), "--db".as_ref(), db.as_os_str()]);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let cells: i64 = conn
+        .query_row("SELECT COUNT(*) FROM cells", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(cells, 4, "the database has every record of the directory");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
 #[test]
 fn a_run_records_every_cell_and_resume_never_repeats_one() {
     let dir = tempfile::tempdir().unwrap();
