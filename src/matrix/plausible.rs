@@ -35,27 +35,29 @@ pub fn check(report: &Report, cell: &Cell) -> Option<String> {
         ));
     }
     for (i, rep) in report.reps.iter().enumerate() {
-        let value = serde_json::to_value(rep).ok()?;
-        let why = NON_NEGATIVE
-            .iter()
-            .find_map(|k| value.get(*k).and_then(|v| negative(v, k)));
+        let why = non_negative_metrics()
+            .find_map(|(name, get)| get(rep).and_then(|x| bad(x).then(|| format!("{name} is {x}"))))
+            .or_else(|| {
+                rep.token_ms
+                    .iter()
+                    .position(|&x| bad(x))
+                    .map(|k| format!("token_ms[{k}] is {}", rep.token_ms[k]))
+            });
         if let Some(why) = why {
             return Some(format!("repetition {}: {why}", i + 1));
         }
     }
-    // Power may be negative where a meter counts charge flowing in.
-    for (metric, s) in report
-        .summary
-        .iter()
-        .filter(|(m, _)| NON_NEGATIVE.contains(&m.as_str()))
-    {
+    for (metric, _) in non_negative_metrics() {
+        let Some(s) = report.summary.get(metric) else {
+            continue;
+        };
         for (what, x) in [
             ("mean", s.mean),
             ("median", s.median),
             ("min", s.min),
             ("max", s.max),
         ] {
-            if !x.is_finite() || x < 0.0 {
+            if bad(x) {
                 return Some(format!("the summary's {metric} {what} is {x}"));
             }
         }
@@ -63,46 +65,20 @@ pub fn check(report: &Report, cell: &Cell) -> Option<String> {
     None
 }
 
-/// A repetition's figures that cannot be negative: times, rates, shares, sizes, energy (not its
-/// telemetry, where a charging battery's current is, nor its sustained windows' changes).
-const NON_NEGATIVE: &[&str] = &[
-    "load_ms",
-    "first_ttft_ms",
-    "ttft_ms",
-    "prefill_tps",
-    "decode_tps",
-    "token_ms_p50",
-    "token_ms_p90",
-    "token_ms_p95",
-    "token_ms_p99",
-    "token_ms_p999",
-    "token_ms_max",
-    "deadline_miss_pct",
-    "cpu_user_s",
-    "cpu_system_s",
-    "peak_rss_anon_bytes",
-    "peak_rss_file_bytes",
-    "peak_rss_bytes",
-    "token_ms",
-    "energy_j_per_token",
-];
+/// Every repetition metric (the figures criteria read, [`crate::bench::cell::METRICS`]) but
+/// power, which may be negative where a meter counts charge flowing in: times, rates, shares,
+/// sizes and energy cannot be.
+fn non_negative_metrics()
+-> impl Iterator<Item = (&'static str, fn(&crate::protocol::RepResult) -> Option<f64>)> {
+    crate::bench::cell::METRICS
+        .iter()
+        .filter(|(name, _, _)| *name != "mean_power_w")
+        .map(|(name, _, get)| (*name, *get))
+}
 
-/// The first number under `v` that is negative or not finite, by its path.
-fn negative(v: &serde_json::Value, path: &str) -> Option<String> {
-    match v {
-        serde_json::Value::Number(n) => {
-            let x = n.as_f64()?;
-            (!x.is_finite() || x < 0.0).then(|| format!("{path} is {x}"))
-        }
-        serde_json::Value::Array(a) => a
-            .iter()
-            .enumerate()
-            .find_map(|(i, x)| negative(x, &format!("{path}[{i}]"))),
-        serde_json::Value::Object(o) => o
-            .iter()
-            .find_map(|(k, x)| negative(x, &format!("{path}.{k}"))),
-        _ => None,
-    }
+/// A figure no measurement gives: negative, or not finite.
+fn bad(x: f64) -> bool {
+    !x.is_finite() || x < 0.0
 }
 
 #[cfg(test)]
