@@ -145,13 +145,15 @@ impl Farm {
             ];
             // odai passes these to ssh as arguments of their own; a strict character set keeps
             // an option (`-oProxyCommand=…`) or a shell word out whatever ssh does with them.
-            if let Some(h) = d.host.as_deref().filter(|h| {
-                h.is_empty()
-                    || h.starts_with('-')
-                    || !h
+            // Empty, an option, or a character outside letters, digits and `extra`.
+            let odd = |v: &&str, extra: &str| {
+                v.is_empty()
+                    || v.starts_with('-')
+                    || !v
                         .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || ".-:[]%_".contains(c))
-            }) {
+                        .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+            };
+            if let Some(h) = d.host.as_deref().filter(|h| odd(h, ".-:[]%_")) {
                 return Err(at(
                     off,
                     format!(
@@ -160,13 +162,7 @@ impl Farm {
                     ),
                 ));
             }
-            if let Some(u) = d.user.as_deref().filter(|u| {
-                u.is_empty()
-                    || u.starts_with('-')
-                    || !u
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            }) {
+            if let Some(u) = d.user.as_deref().filter(|u| odd(u, "._-")) {
                 return Err(at(
                     off,
                     format!(

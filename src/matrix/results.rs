@@ -132,6 +132,8 @@ pub const REJECTED: &str = "results.rejected.jsonl";
 /// costs its line, not the file, and memory holds one line at a time beside the records.
 pub struct Loaded {
     pub records: Vec<Record>,
+    /// Each record's line (1-based), in step with `records`.
+    pub lines: Vec<usize>,
     pub rejected: Vec<Rejected>,
 }
 
@@ -143,7 +145,6 @@ pub struct Rejected {
     /// A JSON object with a device and a cell id that is still no record this odai reads: a
     /// newer odai's, not damage.
     pub foreign: bool,
-    pub bytes: Vec<u8>,
 }
 
 impl Loaded {
@@ -152,6 +153,7 @@ impl Loaded {
         let file = File::open(path)?;
         let mut loaded = Loaded {
             records: Vec::new(),
+            lines: Vec::new(),
             rejected: Vec::new(),
         };
         for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
@@ -163,7 +165,6 @@ impl Loaded {
                 line: i + 1,
                 why,
                 foreign,
-                bytes: bytes.clone(),
             };
             let value: serde_json::Value = match std::str::from_utf8(&bytes) {
                 Err(e) => {
@@ -185,7 +186,10 @@ impl Loaded {
             let foreign = value.get("device").is_some_and(|d| d.is_string())
                 && value.get("cell_id").is_some_and(|c| c.is_string());
             match crate::sysroot::from_contract_json::<Record>(value) {
-                Ok(r) => loaded.records.push(r),
+                Ok(r) => {
+                    loaded.records.push(r);
+                    loaded.lines.push(i + 1);
+                }
                 Err(e) => loaded
                     .rejected
                     .push(reject(format!("not a record: {e}"), foreign)),
@@ -299,13 +303,6 @@ impl Store {
         if failed.is_empty() && loaded.rejected.is_empty() {
             return Ok((0, 0));
         }
-        let line = |r: &Record| -> anyhow::Result<Vec<u8>> {
-            let mut l = crate::sysroot::to_contract_json(r)
-                .and_then(|v| serde_json::to_vec(&v))
-                .context("cannot serialize a result")?;
-            l.push(b'\n');
-            Ok(l)
-        };
         let append = |name: &str, bytes: &[u8]| -> anyhow::Result<()> {
             let p = dir.join(name);
             let mut f = OpenOptions::new()
@@ -317,21 +314,35 @@ impl Store {
                 .and_then(|()| f.sync_data())
                 .with_context(|| format!("cannot write {} (disk full?)", p.display()))
         };
-        let mut history = Vec::new();
-        for r in &failed {
-            history.extend(line(r)?);
+        // Every line moves byte for byte (a record is never rewritten, so nothing an older odai
+        // wrote is lost in a round trip): a second pass sorts them by their line numbers.
+        let failed_lines: HashSet<usize> = loaded
+            .records
+            .iter()
+            .zip(&loaded.lines)
+            .filter(|(r, _)| r.status == Status::Failed)
+            .map(|(_, &n)| n)
+            .collect();
+        let rejected_lines: HashSet<usize> = loaded.rejected.iter().map(|r| r.line).collect();
+        let (mut keep, mut history, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
+        let file = File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        for (i, line) in std::io::BufRead::split(std::io::BufReader::new(file), b'\n').enumerate() {
+            let mut bytes = line.with_context(|| format!("cannot read {}", path.display()))?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            bytes.push(b'\n');
+            let to = if failed_lines.contains(&(i + 1)) {
+                &mut history
+            } else if rejected_lines.contains(&(i + 1)) {
+                &mut rejected
+            } else {
+                &mut keep
+            };
+            to.extend_from_slice(&bytes);
         }
         append("failures.jsonl", &history)?;
-        let mut rejected = Vec::new();
-        for r in &loaded.rejected {
-            rejected.extend_from_slice(&r.bytes);
-            rejected.push(b'\n');
-        }
         append(REJECTED, &rejected)?;
-        let mut keep = Vec::new();
-        for r in loaded.records.iter().filter(|r| r.status != Status::Failed) {
-            keep.extend(line(r)?);
-        }
         write_atomic(dir, "results.jsonl", &keep)?;
         Ok((failed.len(), loaded.rejected.len()))
     }

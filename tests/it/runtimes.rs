@@ -262,8 +262,10 @@ fn regression_hostile_endpoints_end_within_their_limits_in_one_line() {
     ];
     for (answer, reason) in cases {
         let server = FaultServer::start(answer);
+        // A regression fails here instead of hanging the suite.
         let out = bench_cmd(&server.url(), "smollm2", "32", "1")
             .args(["--reps", "1", "--warmup", "0", "--request-timeout", "1s"])
+            .timeout(std::time::Duration::from_secs(120))
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{reason}");
@@ -362,6 +364,7 @@ fn regression_an_endpoint_cell_ends_at_the_cell_timeout() {
         .arg("--out")
         .arg(&out_dir)
         .args(["--sample-interval", "off", "--cell-timeout", "2s"])
+        .timeout(std::time::Duration::from_secs(120))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
