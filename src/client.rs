@@ -146,29 +146,57 @@ fn read_lines(stdout: impl Read, tx: &mpsc::SyncSender<Line>) {
     }
 }
 
-/// Reads `stderr` to its end, keeping the last [`STDERR_TAIL`] bytes.
-fn read_tail(mut stderr: impl Read) -> String {
-    let mut tail: Vec<u8> = Vec::new();
+/// A worker's stderr as it is read: its last [`STDERR_TAIL`] bytes so far, and whether it has
+/// ended. Shared with the waiting loop, which takes what there is once the worker has exited: a
+/// process the worker started may hold the pipe open long after (see [`EXIT_DRAIN`]).
+#[derive(Default)]
+struct Tail {
+    bytes: Vec<u8>,
+    ended: bool,
+}
+
+/// Reads `stderr` to its end into `tail`, keeping the last [`STDERR_TAIL`] bytes.
+fn read_tail(mut stderr: impl Read, tail: &std::sync::Mutex<Tail>) {
     let mut chunk = [0u8; 8192];
     loop {
-        match stderr.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                tail.extend_from_slice(&chunk[..n]);
-                if tail.len() > 2 * STDERR_TAIL {
-                    tail.drain(..tail.len() - STDERR_TAIL);
-                }
-            }
+        let n = match stderr.read(&mut chunk) {
+            Ok(0) | Err(_) => 0,
+            Ok(n) => n,
+        };
+        let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+        if n == 0 {
+            t.ended = true;
+            return;
+        }
+        t.bytes.extend_from_slice(&chunk[..n]);
+        if t.bytes.len() > STDERR_TAIL {
+            let cut = t.bytes.len() - STDERR_TAIL;
+            t.bytes.drain(..cut);
         }
     }
-    if tail.len() > STDERR_TAIL {
-        tail.drain(..tail.len() - STDERR_TAIL);
+}
+
+/// The stderr read so far: all of it once it has ended, or after [`EXIT_DRAIN`] without an end.
+fn stderr_text(tail: &std::sync::Mutex<Tail>) -> String {
+    let until = Instant::now() + EXIT_DRAIN;
+    loop {
+        let t = tail.lock().unwrap_or_else(|p| p.into_inner());
+        if t.ended || Instant::now() >= until {
+            return String::from_utf8_lossy(&t.bytes).into_owned();
+        }
+        drop(t);
+        std::thread::sleep(SIGNAL_POLL);
     }
-    String::from_utf8_lossy(&tail).into_owned()
 }
 
 /// How long a worker that has answered may take to exit before it is stopped.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// How long the pipes of a worker that has exited are read on while they keep quiet: what it
+/// wrote before exiting is in the pipe and arrives at once, but a process it started in the
+/// background (a wrapper's `server &`) inherits the pipes and may hold them open for hours.
+/// Found in review: such a worker cost the whole cell timeout; now it costs this.
+const EXIT_DRAIN: Duration = Duration::from_secs(1);
 
 fn stop(child: &mut Child) {
     let _ = child.kill();
@@ -195,16 +223,21 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
     }
     // Drain stderr beside stdout: a worker that fills one pipe while odai waits on the other
     // would otherwise block both.
-    let stderr = child
-        .stderr
-        .take()
-        .map(|e| std::thread::spawn(move || read_tail(e)));
+    let tail = std::sync::Arc::new(std::sync::Mutex::new(Tail::default()));
+    if let Some(e) = child.stderr.take() {
+        let tail = tail.clone();
+        std::thread::spawn(move || read_tail(e, &tail));
+    } else {
+        tail.lock().unwrap_or_else(|p| p.into_inner()).ended = true;
+    }
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::sync_channel::<Line>(LINES_AHEAD);
     std::thread::spawn(move || read_lines(stdout, &tx));
     let started = Instant::now();
     let mut answer: Option<Result<Event, Failure>> = None;
     let mut greeted = false;
+    // Since when the worker has been seen exited, or a line last arrived after that.
+    let mut quiet_since_exit: Option<Instant> = None;
     loop {
         if opts.interruptible && crate::interrupt::requested() {
             stop(&mut child);
@@ -226,9 +259,22 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
                     protocol::PROTOCOL_VERSION
                 )));
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if quiet_since_exit.is_none() && matches!(child.try_wait(), Ok(Some(_))) {
+                    quiet_since_exit = Some(Instant::now());
+                }
+                // Exited, and its stdout quiet since: whoever holds the pipe now is not the
+                // worker.
+                if quiet_since_exit.is_some_and(|t| t.elapsed() >= EXIT_DRAIN) {
+                    break;
+                }
+                continue;
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
+        if let Some(t) = quiet_since_exit.as_mut() {
+            *t = Instant::now();
+        }
         match serde_json::from_str::<Event>(&line) {
             Ok(Event::Hello {
                 protocol,
@@ -274,8 +320,8 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
     let status = child
         .wait()
         .map_err(|e| Failure::Worker(format!("cannot wait for the worker: {e}")))?;
-    // The worker has exited: its stderr is complete.
-    let err = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+    // The worker has exited: its stderr is complete, unless a process it left holds the pipe.
+    let err = stderr_text(&tail);
     if let Some(a) = answer {
         if a.is_err() && !err.trim().is_empty() {
             (opts.on_failed_stderr)(&err);

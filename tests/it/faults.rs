@@ -514,6 +514,49 @@ fn a_worker_that_never_ends_its_line_fails_the_cell_at_its_timeout() {
 }
 
 #[test]
+fn regression_a_worker_that_exits_while_its_child_holds_stdout_is_not_waited_on() {
+    // Found in review: a worker that exited while a process it started in the background still
+    // held its stdout cost the whole cell timeout (the coordinator read on until the pipe
+    // closed). Here the child sleeps for an hour behind a 300 s cell timeout: the cells must be
+    // recorded with the worker's own failure, long before either.
+    let hello = hello();
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let (farm, m) = stand_in(
+        dir.path(),
+        &on_cell(&format!(
+            "{hello}\nsleep 3600 &\necho $! >>'{}'\necho 'cannot run this cell' >&2\nexit 3",
+            pids.display()
+        )),
+    );
+    let out = dir.path().join("out");
+    let started = std::time::Instant::now();
+    let run = matrix_run(
+        &m,
+        &out,
+        &["--farm", farm.to_str().unwrap(), "--cell-timeout", "300s"],
+    );
+    let took = started.elapsed();
+    for pid in fs::read_to_string(&pids)
+        .unwrap_or_default()
+        .split_whitespace()
+    {
+        let _ = Command::new("kill").arg(pid).status();
+    }
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let why = reasons(&out);
+    assert_eq!(why.len(), 2);
+    assert!(
+        why.iter().all(|w| w.starts_with(
+            "the worker exited with 3 without a result: cannot run this cell (the worker's stderr: "
+        )),
+        "{why:?}"
+    );
+    // Not a timing threshold: 300 s is the cell timeout the old code waited out per cell.
+    assert!(took < std::time::Duration::from_secs(300), "{took:?}");
+}
+
+#[test]
 fn a_device_answering_a_newer_protocol_is_given_up_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let (farm, m) = stand_in(
