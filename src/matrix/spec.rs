@@ -325,6 +325,52 @@ impl Selectors {
 /// bytes) against a short file that names 10⁹.
 pub const MAX_CELLS: usize = 100_000;
 
+/// Refuses a product of `axes` that would take the matrix past [`MAX_CELLS`], counted before
+/// anything is built; `before`: the cells the matrix's earlier tables and entries expanded to.
+fn check_cell_count(axes: &[(&str, usize)], before: usize) -> Result<(), String> {
+    let product = axes
+        .iter()
+        .try_fold(1usize, |n, (_, k)| n.checked_mul(*k))
+        .unwrap_or(usize::MAX);
+    let total = product.saturating_add(before);
+    if total <= MAX_CELLS {
+        return Ok(());
+    }
+    let mut shown: Vec<String> = axes
+        .iter()
+        .filter(|(_, k)| *k > 1)
+        .map(|(name, k)| format!("{name} {k}"))
+        .collect();
+    if shown.is_empty() {
+        shown.push("1".into());
+    }
+    let count = |n: usize| {
+        if n == usize::MAX {
+            "more than 2^64".to_owned()
+        } else {
+            n.to_string()
+        }
+    };
+    let what = if before == 0 {
+        format!(
+            "the matrix expands to {} cells ({})",
+            count(total),
+            shown.join(" × ")
+        )
+    } else {
+        format!(
+            "the matrix expands to {} cells ({} before this entry, {} in it: {})",
+            count(total),
+            before,
+            count(product),
+            shown.join(" × ")
+        )
+    };
+    Err(format!(
+        "{what}: more than the {MAX_CELLS} one matrix may hold; split it into several"
+    ))
+}
+
 /// The axes of language-model cells, validated one by one: what a `[matrix]` table and
 /// `odai bench`'s comma lists (`-m a,b -t 1,2 -p 0,512`) both expand, so a bench run and a
 /// matrix of the same values are the same cells with the same ids.
@@ -370,27 +416,7 @@ impl LmAxes {
             ("sustained", self.sustained.len()),
             ("load", self.loads.len()),
         ];
-        let product = axes
-            .iter()
-            .try_fold(1usize, |n, (_, k)| n.checked_mul(*k))
-            .unwrap_or(usize::MAX);
-        if product > MAX_CELLS {
-            let shown: Vec<String> = axes
-                .iter()
-                .filter(|(_, k)| *k > 1)
-                .map(|(name, k)| format!("{name} {k}"))
-                .collect();
-            return Err(format!(
-                "the matrix expands to {} cells ({}): more than the {MAX_CELLS} one matrix may \
-                 hold; split it into several",
-                if product == usize::MAX {
-                    "more than 2^64".to_owned()
-                } else {
-                    product.to_string()
-                },
-                shown.join(" × ")
-            ));
-        }
+        check_cell_count(&axes, 0)?;
         let mut cells = Vec::new();
         let mut empty = false;
         for model in &self.models {
@@ -685,7 +711,14 @@ impl Matrix {
             cells.extend(lm.expand().map_err(|m| err(matrix.span().start, m))?);
         }
         for entry in &raw.tensor {
-            cells.extend(tensor_cells(entry.get_ref()).map_err(|m| err(entry.span().start, m))?);
+            let e = entry.get_ref();
+            let axes = [
+                ("threads", e.threads.len()),
+                ("providers", e.providers.as_ref().map_or(1, Vec::len)),
+                ("cold", e.cold.as_ref().map_or(1, Vec::len)),
+            ];
+            check_cell_count(&axes, cells.len()).map_err(|m| err(entry.span().start, m))?;
+            cells.extend(tensor_cells(e).map_err(|m| err(entry.span().start, m))?);
         }
         for ex in &raw.exclude {
             let e = ex.get_ref();
@@ -1243,6 +1276,57 @@ inputs = { sr = 16000, clip = "clip.npy" }
                 "the matrix expands to 1000000000 cells (threads 1000 × prompt_tokens 1000 × \
                  gen_tokens 1000): more than the 100000 one matrix may hold; split it into \
                  several"
+            ),
+            "{err}"
+        );
+    }
+    #[test]
+    fn regression_a_tensor_matrix_of_a_billion_cells_is_refused_before_it_is_built() {
+        // Found in review: the limit held for [matrix] tables only; [[tensor]] entries expanded
+        // threads × providers × cold unchecked, each entry on top of the cells before it.
+        let many: Vec<String> = (1..=1000).map(|i| i.to_string()).collect();
+        let providers: Vec<String> = (1..=1000).map(|i| format!("\"p{i}\"")).collect();
+        let text = TENSOR
+            .replace(
+                "threads = [1, \"auto\"]",
+                &format!("threads = [{}]", many.join(", ")),
+            )
+            .replace(
+                "providers = [\"cpu\", \"xnnpack\"]",
+                &format!("providers = [{}]", providers.join(", ")),
+            );
+        assert_ne!(text, TENSOR);
+        let err = Matrix::parse(&text, Path::new("t.toml"))
+            .map(|m| m.cells.len())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with(
+                "the matrix expands to 1000000 cells (threads 1000 × providers 1000): more than \
+                 the 100000 one matrix may hold; split it into several"
+            ),
+            "{err}"
+        );
+        // Entries that each fit but not together: the count says what came before.
+        let entry = &TENSOR[TENSOR.find("[[tensor]]").unwrap()..];
+        let one = entry
+            .replace(
+                "threads = [1, \"auto\"]",
+                &format!("threads = [{}]", many.join(", ")),
+            )
+            .replace(
+                "providers = [\"cpu\", \"xnnpack\"]",
+                &format!("providers = [{}]", providers[..60].join(", ")),
+            );
+        let err = Matrix::parse(&format!("{one}\n{one}"), Path::new("t.toml"))
+            .map(|m| m.cells.len())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with(
+                "the matrix expands to 120000 cells (60000 before this entry, 60000 in it: \
+                 threads 1000 × providers 60): more than the 100000 one matrix may hold; split \
+                 it into several"
             ),
             "{err}"
         );
