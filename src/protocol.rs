@@ -240,6 +240,10 @@ pub struct RepResult {
     /// The sustained run's windows and verdicts, with `--sustained`.
     #[serde(default)]
     pub sustained: Option<crate::bench::sustained::Sustained>,
+    /// What the reader must know about these figures (the model's logits were NaN); the cell's
+    /// report carries each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Checks a worker's hello: a different protocol is refused with what to do about it.

@@ -532,6 +532,13 @@ fn measure(
         if let Some(done) = REP_DONE_SINK.get() {
             done();
         }
+        if let Ok(r) = &result {
+            for w in &r.warnings {
+                if !warnings.contains(w) {
+                    warnings.push(w.clone());
+                }
+            }
+        }
         match (result, target) {
             (Ok(r), _) if measured => reps.push(r),
             (Ok(r), _) => warmups.push(r),

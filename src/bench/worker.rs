@@ -58,6 +58,8 @@ pub struct Timings {
     /// The largest anonymous and file-backed resident bytes seen (not for an endpoint).
     pub rss_split: Option<(u64, u64)>,
     pub endpoint: Option<EndpointFigures>,
+    /// What the reader must know about this repetition's figures (logits that were NaN).
+    pub warnings: Vec<String>,
 }
 
 /// Turns a run's timings and telemetry into a repetition's figures: throughput, percentiles,
@@ -142,6 +144,7 @@ pub fn finish(
         energy_j_per_token,
         telemetry,
         sustained,
+        warnings: t.warnings,
     })
 }
 
@@ -249,6 +252,19 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
     }
     let decode_s = t0.elapsed().as_secs_f64();
     let telemetry = sampler.map(Sampler::finish);
+    // Found in review: a model whose weights hold NaN benchmarked like any other. Its passes
+    // take their time, but what they compute is not a model's: the figures say so.
+    let steps = 1 + u64::from(p > 0) + token_ms.len() as u64;
+    let bad = rt.non_finite_steps();
+    let warnings = if bad > 0 {
+        vec![format!(
+            "the model's logits were NaN or infinite in {bad} of {steps} forward passes: its \
+             weights hold NaN or overflow (a damaged or mis-converted file?), so these figures \
+             time arithmetic on NaN, not a working model (odai quality scores its output)"
+        )]
+    } else {
+        Vec::new()
+    };
     let timings = Timings {
         load_ms,
         first_ttft_ms: first_ttft,
@@ -265,6 +281,7 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
         cpu_times_s: crate::platform::cpu_times_s().ok(),
         rss_split: peak_rss_split(telemetry.as_ref()),
         endpoint: None,
+        warnings,
     };
     finish(spec, timings, telemetry)
 }

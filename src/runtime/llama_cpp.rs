@@ -170,6 +170,8 @@ pub struct LlamaCpp {
     model: Box<LlamaModel>,
     batch_cap: usize,
     pos: i32,
+    /// Forward passes whose logits held NaN or +∞.
+    non_finite: u64,
     threads: u32,
     offload: Option<Offload>,
     backend_desc: String,
@@ -333,6 +335,7 @@ impl LlamaCpp {
             model,
             batch_cap,
             pos: 0,
+            non_finite: 0,
             threads,
             offload,
             backend_desc,
@@ -355,7 +358,7 @@ impl LlamaCpp {
                 .map_err(|e| format!("llama.cpp decode: {e}"))?;
             self.pos += piece.len() as i32;
             let logits = self.ctx.get_logits_ith(self.batch.n_tokens() - 1);
-            last = crate::engine::argmax(logits);
+            last = super::greedy(logits, &mut self.non_finite);
         }
         Ok(last)
     }
@@ -427,6 +430,10 @@ impl Runtime for LlamaCpp {
             }
         }
         Ok(out)
+    }
+
+    fn non_finite_steps(&self) -> u64 {
+        self.non_finite
     }
 
     fn offload(&self) -> Option<Offload> {

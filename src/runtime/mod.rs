@@ -223,6 +223,10 @@ pub trait Runtime {
     fn offload(&self) -> Option<Offload> {
         None
     }
+    /// Forward passes so far whose logits held NaN or +∞ (see [`greedy`]).
+    fn non_finite_steps(&self) -> u64 {
+        0
+    }
     /// A tensor model's inputs and outputs (ONNX Runtime, TF Lite); `None` for a language model.
     fn signature(&self) -> Option<&tensor::Signature> {
         None
@@ -232,6 +236,17 @@ pub trait Runtime {
     fn infer(&mut self, _inputs: &[tensor::Tensor]) -> Result<Vec<tensor::Tensor>, String> {
         Err("this runtime runs language models token by token, not tensor models".into())
     }
+}
+
+/// The greedy pick from `logits`, counting in `bad` a forward pass whose logits hold NaN or +∞:
+/// the sign of weights that hold NaN or overflow (a damaged or mis-converted file), whose run
+/// still takes time but whose pick means nothing. −∞ is not counted: it is a masked token. The
+/// scan is one pass over the vocabulary, against a forward pass over every weight.
+pub(crate) fn greedy(logits: &[f32], bad: &mut u64) -> u32 {
+    if logits.iter().any(|v| v.is_nan() || *v == f32::INFINITY) {
+        *bad += 1;
+    }
+    crate::engine::argmax(logits)
 }
 
 /// What a tensor runtime says when asked to prefill or decode.

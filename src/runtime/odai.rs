@@ -11,6 +11,8 @@ use crate::error::Error;
 pub struct EngineRuntime {
     model: Model,
     pos: usize,
+    /// Forward passes whose logits held NaN or +∞.
+    non_finite: u64,
     /// Why odai's engine did not take a file `--runtime auto` gave to candle (the row says so).
     fallback: Option<String>,
 }
@@ -20,6 +22,7 @@ impl EngineRuntime {
         EngineRuntime {
             model,
             pos: 0,
+            non_finite: 0,
             fallback: None,
         }
     }
@@ -44,7 +47,7 @@ impl EngineRuntime {
             .forward(tokens, self.pos)
             .map_err(|e| engine::candle_message(&e))?;
         self.pos += tokens.len();
-        Ok(engine::argmax(&logits))
+        Ok(super::greedy(&logits, &mut self.non_finite))
     }
 }
 
@@ -71,6 +74,10 @@ impl Runtime for EngineRuntime {
             bos: self.model.info.bos_token_id,
             context_length: self.model.info.context_length,
         }
+    }
+
+    fn non_finite_steps(&self) -> u64 {
+        self.non_finite
     }
 
     fn threads(&self) -> u32 {

@@ -962,6 +962,7 @@ pub fn run_rep(spec: &CellSpec) -> Result<RepResult, String> {
             chunks: s.arrivals.len() as u64,
             server_timings: s.timings,
         }),
+        warnings: Vec::new(),
     };
     worker::finish(spec, timings, telemetry)
 }

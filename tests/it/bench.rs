@@ -706,3 +706,47 @@ fn regression_exports_and_endpoints_are_checked_before_the_first_cell() {
          http://127.0.0.1:8080/v1)\n"
     );
 }
+
+#[test]
+fn regression_a_model_with_nan_weights_is_benchmarked_with_a_warning() {
+    // Found in review: NaN weights benchmarked without a word. The toy model's last 64 KiB of
+    // weights (its last layer's feed-forward and output norm) overwritten with 0xFF: NaN as f32,
+    // as f16 and as every Q8_0 block's scale.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("nan.gguf");
+    ok(&odai()
+        .args([
+            "model", "synth", "--preset", "toy", "--quant", "q8_0", "--output",
+        ])
+        .arg(&model)
+        .output()
+        .unwrap());
+    let mut bytes = fs::read(&model).unwrap();
+    let n = bytes.len();
+    bytes[n - 65536..].fill(0xFF);
+    fs::write(&model, bytes).unwrap();
+    let out = odai()
+        .args(["bench", "--model"])
+        .arg(&model)
+        .args([
+            "-p", "8", "-n", "4", "-t", "1", "-r", "1", "--format", "json",
+        ])
+        .args(["--sample-interval", "off"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+    let warnings: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        warnings.contains(
+            &"the model's logits were NaN or infinite in 6 of 6 forward passes: its weights hold \
+              NaN or overflow (a damaged or mis-converted file?), so these figures time \
+              arithmetic on NaN, not a working model (odai quality scores its output)"
+        ),
+        "{warnings:?}"
+    );
+}

@@ -917,6 +917,13 @@ impl Decoder {
         if let Some(c) = sp.softcap {
             logits.iter_mut().for_each(|v| *v = c * (*v / c).tanh());
         }
+        // A NaN or ∞ in the hidden state (weights that hold NaN, an overflow) would vanish in
+        // the int8 quantization of the activations above (a NaN's amax is skipped, and it
+        // rounds to 0), leaving finite logits of nothing: they are NaN instead, as they are on
+        // every runtime that multiplies in floats, so the caller can tell.
+        if s.xn[..rows * d].iter().any(|v| !v.is_finite()) {
+            logits.fill(f32::NAN);
+        }
         Ok(logits)
     }
 }
@@ -1046,5 +1053,19 @@ mod tests {
                 assert_eq!(d.forward(&prompt, 0).unwrap(), first, "{arch} {quant:?}");
             }
         }
+    }
+    #[test]
+    fn regression_nan_in_the_hidden_state_reaches_the_logits() {
+        // Found in review: a model whose weights hold NaN benchmarked like any other. The int8
+        // quantization of the activations turned the NaN hidden state into zeros, and the
+        // logits came out finite (all 0): nothing downstream could tell.
+        let shape = synth::small("llama");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        synth::write(&shape, Quant::Q8_0, &path).unwrap();
+        let mut d = Decoder::load(&Gguf::open(&path).unwrap()).unwrap();
+        d.output_norm[0] = f32::NAN;
+        let logits = d.forward(&[1, 17, 42], 0).unwrap();
+        assert!(logits.iter().all(|v| v.is_nan()));
     }
 }
