@@ -375,7 +375,7 @@ impl Db {
         let conn = rusqlite::Connection::open(path)
             .map_err(|e| bad(format!("cannot open the database: {e}")))?;
         // Several writers (a matrix run, an import) wait for each other instead of failing.
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.busy_timeout(WAIT)?;
         // Write-ahead logging: readers (a dashboard, `report --db`) never block a run's writes,
         // and a crash mid-write leaves the last committed state (sqlite.org/wal.html). A file
         // system without shared memory keeps the rollback journal: that mode is reported, not
@@ -547,10 +547,31 @@ impl Db {
     }
 }
 
+/// How long a write waits for another writer (a run, an import, a dashboard's long read in
+/// rollback mode) to let go of the database.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a run that the database already refused waits per record: a database locked for
+/// an hour would otherwise cost every cell the whole [`WAIT`]. The records it misses are
+/// written at the next write it takes, or at the run's end with the whole wait.
+const BEHIND_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A matrix run writing into a database as each result lands (`odai matrix run --db`).
 pub struct RunWriter {
     db: std::sync::Mutex<Db>,
     run_id: String,
+    /// Records of this run the database refused (locked past its wait, away) and does not
+    /// hold yet: results.jsonl has them, and they are written again from it.
+    missed: std::sync::atomic::AtomicUsize,
+}
+
+/// What writing one record came to.
+#[derive(Debug, PartialEq)]
+pub enum Took {
+    Written,
+    /// Written, and with it every record of the directory: the database, behind since a write
+    /// it refused, holds all of them again.
+    CaughtUp(usize),
 }
 
 impl RunWriter {
@@ -562,7 +583,13 @@ impl RunWriter {
         Ok(RunWriter {
             db: std::sync::Mutex::new(db),
             run_id,
+            missed: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// Records this run's database refused and does not hold yet.
+    pub fn missed(&self) -> usize {
+        self.missed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Writes every record of a results directory (`--resume`): a cell the database missed
@@ -579,13 +606,44 @@ impl RunWriter {
         Ok(records.len())
     }
 
-    /// Writes one finished cell's rows.
-    pub fn record(&self, r: &Record) -> anyhow::Result<()> {
+    /// Writes one finished cell's rows; when the database had refused earlier ones, then every
+    /// record `all` reads from the directory too. A refusal counts in [`RunWriter::missed`].
+    pub fn record(&self, r: &Record, all: &dyn Fn() -> Vec<Record>) -> anyhow::Result<Took> {
+        use std::sync::atomic::Ordering::SeqCst;
         let rows = record_rows(&self.run_id, r, false)?;
-        self.db
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .write(&rows)
+        let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        let behind = self.missed() > 0;
+        db.conn
+            .busy_timeout(if behind { BEHIND_WAIT } else { WAIT })?;
+        let wrote = db.write(&rows);
+        db.conn.busy_timeout(WAIT)?;
+        if let Err(e) = wrote {
+            self.missed.fetch_add(1, SeqCst);
+            return Err(e);
+        }
+        if !behind {
+            return Ok(Took::Written);
+        }
+        drop(db);
+        // A catch-up it refuses leaves it behind, to be tried again at the next record.
+        Ok(match self.catch_up(&all()) {
+            Ok(n) => {
+                self.missed.store(0, SeqCst);
+                Took::CaughtUp(n)
+            }
+            Err(_) => Took::Written,
+        })
+    }
+
+    /// At the run's end: every record `all` reads from the directory, with the whole wait,
+    /// when the database refused some of this run's; `None` when it missed none.
+    pub fn finish(&self, all: &dyn Fn() -> Vec<Record>) -> anyhow::Result<Option<usize>> {
+        if self.missed() == 0 {
+            return Ok(None);
+        }
+        let n = self.catch_up(&all())?;
+        self.missed.store(0, std::sync::atomic::Ordering::SeqCst);
+        Ok(Some(n))
     }
 }
 

@@ -320,12 +320,29 @@ fn open_db(opts: &Options, manifest: &Manifest) -> anyhow::Result<Option<DbWrite
 #[cfg(not(feature = "db"))]
 enum DbWriter {}
 
+#[cfg(feature = "db")]
+use crate::db::Took;
+
+/// What writing one record came to (never, without a database built in).
+#[cfg(not(feature = "db"))]
+#[allow(dead_code)]
+enum Took {
+    Written,
+    CaughtUp(usize),
+}
+
 #[cfg(not(feature = "db"))]
 impl DbWriter {
-    fn record(&self, _: &Record) -> anyhow::Result<()> {
+    fn record(&self, _: &Record, _: &dyn Fn() -> Vec<Record>) -> anyhow::Result<Took> {
         match *self {}
     }
     fn catch_up(&self, _: &[Record]) -> anyhow::Result<usize> {
+        match *self {}
+    }
+    fn missed(&self) -> usize {
+        match *self {}
+    }
+    fn finish(&self, _: &dyn Fn() -> Vec<Record>) -> anyhow::Result<Option<usize>> {
         match *self {}
     }
 }
@@ -374,18 +391,32 @@ impl Shared<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .append(&record)?;
         // results.jsonl holds the record: a database that cannot take it now (locked past its
-        // wait, gone) costs a warning, not the matrix, and `--resume` catches it up.
-        if let Some(db) = &self.db
-            && let Err(e) = db.record(&record)
-        {
-            self.progress.note(
-                device,
-                &format!(
-                    "odai: warning: the database did not take {device} {}: {e:#}; it is in \
-                     results.jsonl, and --resume (or odai db import) puts it there",
-                    cell.id
+        // wait, gone) costs one warning, not the matrix; what it missed is written at the next
+        // write it takes, at the end of the run, or by `--resume`.
+        if let Some(db) = &self.db {
+            let all = || Store::records(&self.opts.out);
+            match db.record(&record, &all) {
+                Ok(Took::Written) => {}
+                Ok(Took::CaughtUp(n)) => self.progress.note(
+                    device,
+                    &format!(
+                        "odai: the database takes writes again: it holds all {n} record(s) of \
+                         results.jsonl"
+                    ),
                 ),
-            );
+                // The first refusal is told; the ones after it, until it takes writes again,
+                // are counted.
+                Err(e) if db.missed() == 1 => self.progress.note(
+                    device,
+                    &format!(
+                        "odai: warning: the database did not take {device} {}: {e:#}; the run \
+                         goes on, results.jsonl has every record, and odai writes what the \
+                         database missed once it takes writes again",
+                        cell.id
+                    ),
+                ),
+                Err(_) => {}
+            }
         }
         Ok(())
     }
@@ -878,6 +909,21 @@ pub fn run(matrix: &Matrix, devices: &[Device], opts: &Options) -> anyhow::Resul
     });
     let endpoints = run_endpoints(&shared);
     shared.progress.finish();
+    if let Some(db) = &shared.db {
+        let missed = db.missed();
+        match db.finish(&|| Store::records(out)) {
+            Ok(None) => {}
+            Ok(Some(n)) => anstream::eprintln!(
+                "odai: the database took the {missed} record(s) it had refused: it holds all {n} \
+                 of results.jsonl"
+            ),
+            Err(e) => anstream::eprintln!(
+                "odai: warning: the database still misses {missed} record(s) of this run: {e:#}; \
+                 run again with --resume --db (or odai db import {}) to put them there",
+                out.display()
+            ),
+        }
+    }
     let mut summaries = Vec::new();
     for r in results {
         summaries.push(r?);

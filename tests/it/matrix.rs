@@ -155,6 +155,79 @@ fn regression_resume_catches_the_database_up_with_the_directory() {
     assert_eq!(mode, "wal");
 }
 
+#[cfg(feature = "db")]
+#[test]
+fn regression_a_database_locked_past_its_wait_mid_run_ends_with_every_record() {
+    // Found in review: a database locked for more than its 30 s wait aborted the whole matrix.
+    // Then it cost a warning and the database kept 5 of 6 cells until a --resume. Now the run
+    // goes on, says so once, and writes what the database missed as soon as it takes writes
+    // again (or at the end, with the whole wait).
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.toml");
+    fs::write(
+        &m,
+        "[matrix]\nmodels = [\"synthetic:toy:q8_0\"]\nthreads = [1]\n\
+         prompt_tokens = [8, 12, 16, 20, 24, 28]\ngen_tokens = [4]\nreps = 1\nwarmup = 0\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let db = dir.path().join("locked.sqlite");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("odai"))
+        .env("ODAI_CACHE_DIR", cache())
+        .args(["matrix", "run"])
+        .arg(&m)
+        .arg("--out")
+        .arg(&out)
+        .arg("--db")
+        .arg(&db)
+        .arg("--root")
+        .arg(fixture("container-cgroup-v2"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the run has recorded itself in the database (before its first cell), another
+    // writer holds the database for 33 s: past the run's 30 s wait.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    let opened = std::time::Instant::now();
+    while conn
+        .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get::<_, i64>(0))
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            opened.elapsed().as_secs() < 120,
+            "the run never opened the database"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let before: i64 = conn
+        .query_row("SELECT COUNT(*) FROM cells", [], |r| r.get(0))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(33));
+    conn.execute_batch("COMMIT").unwrap();
+    let run = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(
+        before < 6,
+        "every cell was written before the lock: nothing was tested"
+    );
+    assert_eq!(
+        err.matches("odai: warning: the database did not take ")
+            .count(),
+        1,
+        "one warning, however many records it missed: {err}"
+    );
+    let cells: i64 = conn
+        .query_row("SELECT COUNT(*) FROM cells", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(cells, 6, "the database has every record of the run: {err}");
+}
+
 #[test]
 fn a_run_records_every_cell_and_resume_never_repeats_one() {
     let dir = tempfile::tempdir().unwrap();
