@@ -57,6 +57,10 @@ pub struct Options<'a> {
     /// worker: [`crate::probe::memory::oom_kills`]): what tells a SIGKILL from the OOM killer
     /// apart from any other.
     pub oom_kills: &'a dyn Fn() -> Option<u64>,
+    /// For a worker on another machine (SSH, ADB), instead: the count before is the one its
+    /// hello carries, and this asks the device for the count after (a fresh worker's hello),
+    /// once, only when the worker died by SIGKILL.
+    pub device_oom_kills: Option<&'a dyn Fn() -> Option<u64>>,
     /// Given the worker's stderr (its last 64 KiB) when the worker ran and failed, for the
     /// runner to keep beside the results (`DIR/logs/`): the one-line reason is its last line.
     pub on_failed_stderr: &'a dyn Fn(&str),
@@ -70,6 +74,7 @@ impl Default for Options<'_> {
             transport_exit: &|_, _| false,
             on_progress: &|_| {},
             oom_kills: &|| None,
+            device_oom_kills: None,
             on_failed_stderr: &|_| {},
         }
     }
@@ -210,7 +215,15 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let oom_before = (opts.oom_kills)();
+    let mut oom_before = match opts.device_oom_kills {
+        None => (opts.oom_kills)(),
+        Some(_) => None,
+    };
+    let oom_after = |before: Option<u64>| match opts.device_oom_kills {
+        // No count before, nothing to compare: the device is not asked.
+        Some(ask) => before.and_then(|_| ask()),
+        None => (opts.oom_kills)(),
+    };
     let mut child = spawn_retrying(&mut cmd)
         .map_err(|e| Failure::Incompatible(format!("cannot start the worker {program}: {e}")))?;
     let line = serde_json::to_string(request).map_err(|e| Failure::Worker(e.to_string()))?;
@@ -279,12 +292,16 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
             Ok(Event::Hello {
                 protocol,
                 odai_version,
+                oom_kills,
             }) => {
                 if let Err(e) = protocol::check_hello(protocol, &odai_version) {
                     stop(&mut child);
                     return Err(Failure::Incompatible(e));
                 }
                 greeted = true;
+                if opts.device_oom_kills.is_some() {
+                    oom_before = oom_kills;
+                }
             }
             Ok(Event::Progress { message }) if greeted => {
                 (opts.on_progress)(&crate::units::printable(&message));
@@ -377,7 +394,7 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
                 status.code().unwrap_or(0)
             ))),
             _ if signal_of(&status) == Some(platform::SIGKILL) => {
-                Failure::Worker(killed(oom_before, (opts.oom_kills)()))
+                Failure::Worker(killed(oom_before, oom_after(oom_before)))
             }
             _ => Failure::Transport(said(format!(
                 "{program} ended ({}) before odai answered",
@@ -386,8 +403,8 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
         });
     }
     Err(match signal_of(&status) {
-        _ if killed_code(&status) => Failure::Worker(killed(oom_before, (opts.oom_kills)())),
-        Some(platform::SIGKILL) => Failure::Worker(killed(oom_before, (opts.oom_kills)())),
+        _ if killed_code(&status) => Failure::Worker(killed(oom_before, oom_after(oom_before))),
+        Some(platform::SIGKILL) => Failure::Worker(killed(oom_before, oom_after(oom_before))),
         Some(platform::SIGABRT) if last.contains("memory allocation of") => {
             worker_failure(last.clone())
         }
@@ -404,6 +421,28 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
             status.code().unwrap_or(-1)
         ))),
     })
+}
+
+/// The count of OOM kills in the hello of a worker `cmd` starts only to greet: its stdin is
+/// closed at once, so it exits after the hello. `None` when it says none, or says nothing
+/// within `deadline`.
+pub fn greeting_oom_kills(mut cmd: Command, deadline: Duration) -> Option<u64> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = spawn_retrying(&mut cmd).ok()?;
+    let stdout = child.stdout.take()?;
+    let (tx, rx) = mpsc::sync_channel::<Line>(LINES_AHEAD);
+    std::thread::spawn(move || read_lines(stdout, &tx));
+    let hello = rx.recv_timeout(deadline);
+    stop(&mut child);
+    match serde_json::from_str::<Event>(match &hello {
+        Ok(Line::Text(l)) => l,
+        _ => return None,
+    }) {
+        Ok(Event::Hello { oom_kills, .. }) => oom_kills,
+        _ => None,
+    }
 }
 
 /// A worker's failure in the words a reader acts on: running out of memory is said first, however

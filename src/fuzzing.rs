@@ -68,6 +68,7 @@ pub fn protocol(bytes: &[u8]) {
         if let Ok(crate::protocol::Event::Hello {
             protocol,
             odai_version,
+            ..
         }) = serde_json::from_str::<crate::protocol::Event>(line)
         {
             let _ = crate::protocol::check_hello(protocol, &odai_version);

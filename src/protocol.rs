@@ -153,7 +153,16 @@ pub struct CellRequest {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// First line: who is speaking.
-    Hello { protocol: u32, odai_version: String },
+    Hello {
+        protocol: u32,
+        odai_version: String,
+        /// The device kernel's count of OOM kills when the worker started (`oom_kill` of
+        /// /proc/vmstat): a coordinator that sees the worker die by SIGKILL compares it with a
+        /// fresh worker's, to say whether the OOM killer did it. Absent where it cannot be read
+        /// (and from workers older than this field, which the same protocol still reads).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        oom_kills: Option<u64>,
+    },
     /// Where a long answer has got to (`rep 2/5`); any number, before the answer.
     Progress { message: String },
     /// The measured repetition; the last line.

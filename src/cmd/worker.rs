@@ -42,6 +42,8 @@ pub fn execute(root: &SysRoot) -> anyhow::Result<i32> {
     say(&Event::Hello {
         protocol: protocol::PROTOCOL_VERSION,
         odai_version: env!("CARGO_PKG_VERSION").to_owned(),
+        // The live kernel's, whatever tree --root names: it is what kills.
+        oom_kills: probe::memory::oom_kills_system(&SysRoot::live()),
     })?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;

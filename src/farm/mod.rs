@@ -55,13 +55,19 @@ pub fn transport(
 }
 
 /// `exec env K=V … odai ARGS`, quoted for the remote shell; `exec` so the worker is the
-/// process the connection waits on, and a signal that ends it is reported as such.
+/// process the connection waits on, and a signal that ends it is reported as such (adbd
+/// reports it as 128 + the signal).
 pub(crate) fn remote_line(d: &DeviceEntry, odai: &str, args: &[&str]) -> String {
+    format!("exec {}", env_line(d, odai, args))
+}
+
+/// `[env K=V …] odai ARGS`, quoted for a POSIX shell.
+pub(crate) fn env_line(d: &DeviceEntry, odai: &str, args: &[&str]) -> String {
     let argv = std::iter::once(odai).chain(args.iter().copied());
     let line = quote::command_line(d.env.iter().map(|(k, v)| (k.as_str(), v.as_str())), argv);
     if d.env.is_empty() {
-        format!("exec {line}")
+        line
     } else {
-        format!("exec env {line}")
+        format!("env {line}")
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, ExitStatus};
 
 use super::inventory::DeviceEntry;
-use super::{Transport, remote_line};
+use super::{Transport, env_line};
 
 /// Where odai is installed when the farm names no path: relative to the login directory, which
 /// is where ssh commands start.
@@ -68,8 +68,17 @@ impl Transport for Ssh {
         )
     }
 
+    /// The worker under a POSIX `sh` that waits for it and exits as it did: OpenSSH's client
+    /// ignores the server's exit-signal message and exits 255 for a remote command a signal
+    /// ended — the code of a lost connection, which is retried. Found in review: a worker
+    /// the OOM killer ended on the device was "device offline after 4 attempts". Through the
+    /// shell it is exit 128 + the signal (137 for SIGKILL), as a shell reports it.
     fn odai(&self, args: &[&str]) -> Command {
-        self.shell(&remote_line(&self.entry, &self.odai_path(), args))
+        let line = env_line(&self.entry, &self.odai_path(), args);
+        self.shell(&format!(
+            "exec sh -c {}",
+            super::quote::sh_quote(&format!("{line}; exit $?"))
+        ))
     }
 
     fn shell(&self, line: &str) -> Command {
@@ -152,7 +161,7 @@ mod tests {
                 "User=lab",
                 "--",
                 "10.0.0.5",
-                "exec env ODAI_ROOT='/srv/a b' '/opt/odai dir/odai' worker",
+                r"exec sh -c 'env ODAI_ROOT='\''/srv/a b'\'' '\''/opt/odai dir/odai'\'' worker; exit $?'",
             ]
         );
         let dir = tempfile::tempdir().unwrap();

@@ -214,6 +214,9 @@ fn cell_deadline(opts: &Options, cell: &Cell) -> Duration {
     })
 }
 
+/// How long a device may take to greet a worker started only to read its count of OOM kills.
+const GREETING_DEADLINE: Duration = Duration::from_secs(30);
+
 /// One request to a device, retried with doubling backoff while the transport fails.
 /// Returns the answer, or the failure and how many attempts were made.
 fn call_retrying(
@@ -235,6 +238,10 @@ fn call_retrying(
                 .then(|| crate::probe::memory::oom_kills(&SysRoot::live()))
                 .flatten()
         };
+        // Elsewhere, the device's own count: its worker's hello, and a fresh one's after a
+        // SIGKILL.
+        let device_oom_kills =
+            || client::greeting_oom_kills(t.odai(&["worker"]), GREETING_DEADLINE);
         let outcome = client::call(
             t.odai(&["worker"]),
             request,
@@ -244,6 +251,7 @@ fn call_retrying(
                 transport_exit: &transport_exit,
                 on_progress,
                 oom_kills: &oom_kills,
+                device_oom_kills: (!t.is_local()).then_some(&device_oom_kills as _),
                 on_failed_stderr: &|err| on_failed_stderr(attempt, err),
             },
         );

@@ -260,6 +260,21 @@ pub fn oom_kills(root: &SysRoot) -> Option<u64> {
     })
 }
 
+/// How many processes the kernel's OOM killer has killed since boot, system-wide: `oom_kill` of
+/// /proc/vmstat (Linux 4.13, mm/oom_kill.c counts it beside the cgroup's count). What a remote
+/// worker reports in its hello: a worker started over SSH or ADB lives in a session's cgroup
+/// that the next session does not share, so only the system's count can be read before and
+/// after. `None` where it cannot be read.
+pub fn oom_kills_system(root: &SysRoot) -> Option<u64> {
+    root.read_raw("/proc/vmstat")
+        .into_value()?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("oom_kill ")
+                .and_then(|n| n.trim().parse().ok())
+        })
+}
+
 /// Where the v1 hierarchy of `controller` is mounted: `/sys/fs/cgroup/<controller>`, or a
 /// co-mounted directory such as `/sys/fs/cgroup/cpu,cpuacct`.
 pub fn v1_mount(root: &SysRoot, controller: &str) -> String {
@@ -402,6 +417,18 @@ mod tests {
         }
         let root = SysRoot::at(dir.path()).unwrap();
         (dir, root)
+    }
+
+    #[test]
+    fn the_systems_oom_kill_count_is_read_from_vmstat() {
+        // Lines around it as in a 6.1 kernel's /proc/vmstat.
+        let (_d, root) = tree(&[(
+            "/proc/vmstat",
+            "pgmajfault 4211\npgrefill 0\noom_kill 29\nnuma_pte_updates 0\n",
+        )]);
+        assert_eq!(oom_kills_system(&root), Some(29));
+        let (_d, root) = tree(&[("/proc/vmstat", "pgmajfault 4211\n")]);
+        assert_eq!(oom_kills_system(&root), None, "before Linux 4.13");
     }
 
     #[test]

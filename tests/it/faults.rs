@@ -338,6 +338,65 @@ fn a_worker_killed_by_the_oom_killer_is_recorded_as_out_of_memory() {
     );
 }
 
+#[test]
+fn regression_a_remote_worker_killed_by_the_oom_killer_is_said_to_be_by_the_devices_kernel() {
+    // Found in review: every SIGKILL was "likely out of memory"; then a local worker's was told
+    // apart by its cgroup's count of OOM kills, and a remote one's stayed "out of memory?".
+    // Now a remote worker's hello carries the device's count (/proc/vmstat) and a fresh
+    // worker's, after the kill, says whether the OOM killer did it. Over real SSH, the worker
+    // of a cell joins a 64 MiB memory cgroup and grows past it (`tail /dev/zero` holds a line
+    // that never ends); a probe and a greeting-only worker run outside it.
+    let Some(cg) = memory_cgroup(64 << 20) else {
+        return;
+    };
+    let a = common::sshd::Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let stand_in = dir.path().join("odai-on-device");
+    let script = r#"#!/bin/sh
+ODAI=@ODAI@
+# The hello with this kernel's count of OOM kills, as odai's worker says it.
+greet() {
+  n=$(awk '/^oom_kill /{print $2}' /proc/vmstat)
+  echo "{\"event\":\"hello\",\"protocol\":@PROTOCOL@,\"odai_version\":\"0.1.0\",\"oom_kills\":$n}"
+}
+# No request: a greeting-only worker.
+if ! read line; then greet; exit 0; fi
+case "$line" in *'"request":"probe"'*)
+  printf '%s\n' "$line" | exec "$ODAI" worker ;;
+esac
+greet
+echo $$ > @PROCS@
+exec tail /dev/zero
+"#;
+    fs::write(
+        &stand_in,
+        script
+            .replace(
+                "@ODAI@",
+                &assert_cmd::cargo::cargo_bin("odai").display().to_string(),
+            )
+            .replace("@PROTOCOL@", &odai::protocol::PROTOCOL_VERSION.to_string())
+            .replace("@PROCS@", &cg.0.join("cgroup.procs").display().to_string()),
+    )
+    .unwrap();
+    fs::set_permissions(&stand_in, fs::Permissions::from_mode(0o755)).unwrap();
+    let farm = dir.path().join("farm.toml");
+    fs::write(&farm, a.device("box", &stand_in, &[])).unwrap();
+    let m = dir.path().join("m.toml");
+    fs::write(&m, TWO_CELLS).unwrap();
+    let out = dir.path().join("out");
+    let run = matrix_run(&m, &out, &["--farm", farm.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let why = reasons(&out);
+    assert_eq!(why.len(), 2);
+    assert!(
+        why.iter()
+            .all(|w| w
+                .starts_with("the worker was killed by the kernel's OOM killer (out of memory)")),
+        "{why:?}"
+    );
+}
+
 /// A child memory cgroup (v1) of the test's own, limited to `bytes`; removed when dropped.
 struct Cgroup(PathBuf);
 
@@ -364,10 +423,13 @@ fn memory_cgroup(bytes: u64) -> Option<Cgroup> {
         );
         return None;
     };
+    // One per test: tests of one process run side by side.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let cg = PathBuf::from(format!(
-        "/sys/fs/cgroup/memory{}/odai-oom-test-{}",
+        "/sys/fs/cgroup/memory{}/odai-oom-test-{}-{}",
         path.trim_end_matches('/'),
-        std::process::id()
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     if let Err(e) = fs::create_dir(&cg) {
         skip_without(
