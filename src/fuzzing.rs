@@ -125,8 +125,10 @@ pub const PROBE_FILES: &[&str] = &[
 ];
 
 /// An endpoint's whole HTTP response to a streaming chat/completions request.
+/// Also through the time-sliced connection on a loopback socket, in pieces.
 pub fn sse(bytes: &[u8]) {
     let _ = crate::runtime::openai::fuzz_response(bytes);
+    let _ = crate::runtime::openai::fuzz_connection(bytes);
 }
 
 /// A scratch directory per fuzzing thread, removed when the thread ends. (Not the `tempfile`

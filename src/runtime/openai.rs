@@ -846,6 +846,45 @@ pub fn fuzz_response(bytes: &[u8]) -> Result<usize, String> {
     read_response(bytes, Duration::from_secs(1), 64, &mut || {}).map(|s| s.arrivals.len())
 }
 
+/// Fuzzing entry: the response read as a request reads it, through the time-sliced connection
+/// ([`Conn`]) on a loopback socket: the input's first byte sets the size of the pieces the rest
+/// arrives in (1 to 256 bytes, each its own write), so reads end mid-line, mid-chunk-size and
+/// mid-character.
+#[doc(hidden)]
+pub fn fuzz_connection(bytes: &[u8]) -> Result<usize, String> {
+    let Some((&piece, body)) = bytes.split_first() else {
+        return Err("empty".into());
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let socket = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    let (mut server, _) = listener.accept().map_err(|e| e.to_string())?;
+    let body = body.to_vec();
+    let writer = std::thread::spawn(move || {
+        for part in body.chunks(usize::from(piece) + 1) {
+            if server
+                .write_all(part)
+                .and_then(|()| server.flush())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let now = Instant::now();
+    let limit = Duration::from_secs(5);
+    let conn = Conn {
+        wire: Wire::Plain(socket.try_clone().map_err(|e| e.to_string())?),
+        socket,
+        stall: limit,
+        deadline: std::rc::Rc::new(std::cell::Cell::new((now + limit, Stop::Deadline(limit)))),
+        last: now,
+    };
+    let read = read_response(BufReader::new(conn), limit, 64, &mut || {});
+    let _ = writer.join();
+    read.map(|s| s.arrivals.len())
+}
+
 /// The API key from the environment variable the spec names; never from anywhere else.
 fn api_key(e: &EndpointSpec) -> Result<Option<String>, String> {
     match &e.api_key_env {
@@ -1027,6 +1066,39 @@ mod tests {
         let mut out = String::new();
         b.read_to_string(&mut out).unwrap();
         assert_eq!(out, "abcdefg");
+    }
+
+    #[test]
+    fn a_response_read_in_pieces_through_the_connection_reads_as_a_whole() {
+        // What the fuzz target feeds the time-sliced connection, checked on a real response:
+        // a chunked stream whose pieces end mid-line, mid-size and mid-character.
+        let events = [
+            "data: {\"choices\":[{\"delta\":{\"content\":\"Hé\"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"llo\"}}]}\n\n",
+            "data: [DONE]\n\n",
+        ];
+        let mut raw =
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec();
+        for e in events {
+            raw.extend_from_slice(format!("{:x}\r\n{e}\r\n", e.len()).as_bytes());
+        }
+        raw.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(fuzz_response(&raw), Ok(2));
+        for piece in [0u8, 1, 6, 255] {
+            let input: Vec<u8> = std::iter::once(piece).chain(raw.iter().copied()).collect();
+            assert_eq!(
+                fuzz_connection(&input),
+                Ok(2),
+                "pieces of {}",
+                piece as usize + 1
+            );
+        }
+        // Cut short: the same error either way.
+        let cut = &raw[..raw.len() - 20];
+        let input: Vec<u8> = std::iter::once(3).chain(cut.iter().copied()).collect();
+        assert_eq!(fuzz_connection(&input), fuzz_response(cut));
+        assert!(fuzz_response(cut).is_err());
     }
 
     #[test]
