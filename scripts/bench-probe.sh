@@ -16,7 +16,7 @@ if ! command -v hyperfine >/dev/null; then
   fi
 fi
 cargo build --release --quiet
-bin=target/release/odai
+bin=${CARGO_TARGET_DIR:-target}/release/odai
 hyperfine -N --warmup 3 --runs "${RUNS:-30}" \
   -n "probe --no-gpu" "$bin probe --no-gpu --format json" \
   -n "probe (GPU enumeration)" "$bin probe --format json" \

@@ -12,7 +12,7 @@ model=${1:-$(scripts/fetch-test-model.sh)}
 threads=${2:-2}; p=${3:-64}; n=${4:-64}; rounds=${5:-3}
 py=$(scripts/llamacpp-venv.sh)
 cargo build --release --quiet
-odai=target/release/odai
+odai=${CARGO_TARGET_DIR:-target}/release/odai
 results=$(mktemp)
 for r in $(seq "$rounds"); do
   "$odai" bench --model "$model" --runtime odai --threads "$threads" -p "$p" -n "$n" --reps 1 --warmup 1 --format json \

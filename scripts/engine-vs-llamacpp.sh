@@ -42,7 +42,7 @@ for shape in $shapes; do
   case $shape in smollm2) continue ;; gemma3-270m) models+=("gemma3-270m:Q4_K_M@$(scripts/fetch-test-model.sh gemma3-270m)"); continue ;; esac
   for q in q4_0 q4_k; do
     out="target/test-models/synthetic-$shape-$q.gguf"
-    [ -s "$out" ] || target/release/odai model synth --preset "$shape" --quant "$q" --output "$out" >/dev/null
+    [ -s "$out" ] || "${CARGO_TARGET_DIR:-target}"/release/odai model synth --preset "$shape" --quant "$q" --output "$out" >/dev/null
     models+=("$shape:${q^^}@$out")
   done
 done

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-200}"
 cargo build --release --quiet
-odai="$PWD/target/release/odai"
+odai="$(realpath "${CARGO_TARGET_DIR:-target}")/release/odai"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 

@@ -23,7 +23,7 @@ llama=$("$py" scripts/llamacpp_perplexity.py "$model" "$tmp/text.txt" "$ctx")
 echo "llama.cpp:  $llama"
 status=0
 for rt in ${RUNTIMES:-odai}; do
-  odai=$(target/release/odai quality --model "$model" --runtime "$rt" --threads 2 --text "$tmp/text.txt" --ctx "$ctx" --format json)
+  odai=$("${CARGO_TARGET_DIR:-target}"/release/odai quality --model "$model" --runtime "$rt" --threads 2 --text "$tmp/text.txt" --ctx "$ctx" --format json)
   python3 - "$rt" "$llama" "$odai" <<'PY' || status=1
 import json, sys
 rt, l, o = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])

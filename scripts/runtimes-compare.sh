@@ -28,9 +28,9 @@ if command -v ccache >/dev/null; then
 fi
 
 cargo build --release --quiet
-cp target/release/odai "$work/odai-plain"
+cp "${CARGO_TARGET_DIR:-target}"/release/odai "$work/odai-plain"
 cargo build --release --quiet --features llama-cpp
-odai=target/release/odai
+odai=${CARGO_TARGET_DIR:-target}/release/odai
 server_bin=$(scripts/build-llama-server.sh)
 
 py=$(scripts/llamacpp-venv.sh)

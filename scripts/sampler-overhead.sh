@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}; shift || true
 cargo build --release --quiet
-odai=target/release/odai
+odai=${CARGO_TARGET_DIR:-target}/release/odai
 results=$(mktemp)
 for r in $(seq "$rounds"); do
   for every in 1s 100ms off; do

@@ -18,7 +18,7 @@ fi
 lib=$("$venv/bin/python" -c 'import onnxruntime,glob,os; print(glob.glob(os.path.dirname(onnxruntime.__file__)+"/capi/libonnxruntime.so*")[0])')
 model=$(scripts/fetch-test-model.sh silero-vad)
 cargo build --release --quiet
-odai=target/release/odai
+odai=${CARGO_TARGET_DIR:-target}/release/odai
 py() {
   "$venv/bin/python" - "$model" "$iters" <<'PY'
 import sys, time, numpy as np, onnxruntime as ort

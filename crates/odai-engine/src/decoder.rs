@@ -18,6 +18,7 @@
 //! logit soft-capping where the file sets it.
 
 use super::arch::{self, Act, Rope, Spec};
+use super::attention::{self, KvCache};
 use super::gguf::{GgmlDType, Gguf};
 use super::kernels::packed::{
     self, BlockQ4_0x8, BlockQ4_1x8, BlockQ4Kx8, BlockQ5_0x8, BlockQ8_0x8, Packed8,
@@ -27,7 +28,7 @@ use super::kernels::{
     Disjoint, WeightBlock, matmul_share as share,
 };
 use super::mapped::Mapped;
-use super::team::{self, Team};
+use super::team::Team;
 
 /// Why a model goes to candle rather than this engine (not an error: candle runs it).
 #[derive(Debug)]
@@ -328,7 +329,6 @@ struct Scratch {
     o: Vec<f32>,
     g: Vec<f32>,
     u: Vec<f32>,
-    scores: Vec<f32>,
     /// RoPE angles of the batch's positions: one table per RoPE base (global, sliding-window).
     cos: [Vec<f32>; 2],
     sin: [Vec<f32>; 2],
@@ -347,10 +347,9 @@ pub struct Decoder {
     layers: Vec<Layer>,
     /// RoPE inverse frequencies (scaled by the layer set's linear factor): [global, sliding].
     inv_freq: [Vec<f32>; 2],
-    /// K and V per layer and KV head: `kv_cap` positions of `head_dim` floats each.
-    k_cache: Vec<f32>,
-    v_cache: Vec<f32>,
-    kv_cap: usize,
+    /// K and V per layer and KV head (slab `layer * n_kv_head + head`), laid out for
+    /// [`attention::attend`].
+    kv: KvCache,
     s: Scratch,
     team: Team,
     /// Repacked matrices (the Kind::*x8 matrices point into them).
@@ -636,6 +635,7 @@ impl Decoder {
         } else {
             embd
         };
+        let kv = KvCache::new(spec.n_layer * spec.n_kv_head, spec.head_dim);
         Ok(Decoder {
             spec,
             ffn,
@@ -645,9 +645,7 @@ impl Decoder {
             output_norm,
             layers,
             inv_freq: [global, sliding],
-            k_cache: Vec::new(),
-            v_cache: Vec::new(),
-            kv_cap: 0,
+            kv,
             s: Scratch::default(),
             _packed: packed,
             // candle and the bench size the process's parallelism through rayon's pool
@@ -669,24 +667,15 @@ impl Decoder {
 
     /// Makes room for `need` positions, keeping what the cache holds.
     fn grow_kv(&mut self, need: usize) {
-        if need <= self.kv_cap {
+        let have = self.kv.cap();
+        if need <= have {
             return;
         }
-        let sp = &self.spec;
         let cap = need
-            .max(self.kv_cap * 2)
+            .max(have * 2)
             .max(KV_START)
-            .min(sp.ctx.max(need));
-        let slabs = sp.n_layer * sp.n_kv_head;
-        let (old, new) = (self.kv_cap * sp.head_dim, cap * sp.head_dim);
-        for cache in [&mut self.k_cache, &mut self.v_cache] {
-            let mut grown = vec![0f32; slabs * new];
-            for s in 0..slabs {
-                grown[s * new..s * new + old].copy_from_slice(&cache[s * old..(s + 1) * old]);
-            }
-            *cache = grown;
-        }
-        self.kv_cap = cap;
+            .min(self.spec.ctx.max(need));
+        self.kv.grow(cap);
     }
 
     /// Runs `tokens` at positions `pos..pos + len`; returns the last position's logits.
@@ -740,7 +729,6 @@ impl Decoder {
             (&mut s.o, m * d),
             (&mut s.g, m * ffn),
             (&mut s.u, m * ffn),
-            (&mut s.scores, size * (pos + m)),
         ] {
             buf.resize(n, 0.0);
         }
@@ -765,8 +753,11 @@ impl Decoder {
         }
 
         let scale = sp.attn_scale;
-        let cap = self.kv_cap;
         let group = sp.n_head / sp.n_kv_head;
+        // Queries per block of attention: the heads of one KV head over enough positions to
+        // make about 32 rows, each tile of keys and values loaded once for all of them.
+        let block = (32 / group).max(1);
+        let blocks = m.div_ceil(block);
         for (li, l) in self.layers.iter().enumerate() {
             rms_norm(&s.x, &l.attn_norm, sp.eps, &mut s.xn);
             s.acts.prepare(&s.xn[..m * d], &[&l.wq, &l.wk, &l.wv]);
@@ -802,40 +793,42 @@ impl Decoder {
             rope(sp.rope, &mut s.k, hd, cos, sin);
             for t in 0..m {
                 for h in 0..sp.n_kv_head {
-                    let at = ((li * sp.n_kv_head + h) * cap + pos + t) * hd;
                     let src = t * kv_dim + h * hd;
-                    self.k_cache[at..at + hd].copy_from_slice(&s.k[src..src + hd]);
-                    self.v_cache[at..at + hd].copy_from_slice(&s.v[src..src + hd]);
+                    self.kv.store(
+                        li * sp.n_kv_head + h,
+                        pos + t,
+                        &s.k[src..src + hd],
+                        &s.v[src..src + hd],
+                    );
                 }
             }
             {
                 let att = Disjoint::new(&mut s.att);
-                let scores = Disjoint::new(&mut s.scores);
-                let (kc, vc, q) = (&self.k_cache, &self.v_cache, &s.q);
-                let span = pos + m;
+                let (kv, q) = (&self.kv, &s.q);
                 team.run(&|id| {
-                    // SAFETY: each member has its own stretch of the scores buffer.
-                    let sc_all = unsafe { scores.range(id * span..(id + 1) * span) };
-                    // (token, head) pairs, dealt out in contiguous runs.
-                    for th in team::share(m * sp.n_head, id, size, 1) {
-                        let (t, h) = (th / sp.n_head, th % sp.n_head);
-                        // Keys first..=pos + t: causal, and windowed on sliding layers.
-                        let (first, end) = (sp.first_key(li, pos + t), pos + t + 1);
-                        let slab = (li * sp.n_kv_head + h / group) * cap * hd;
-                        let keys = &kc[slab + first * hd..slab + end * hd];
-                        let vals = &vc[slab + first * hd..slab + end * hd];
-                        let qh = &q[t * q_dim + h * hd..][..hd];
-                        let sc = &mut sc_all[..end - first];
-                        for (j, k) in keys.chunks_exact(hd).enumerate() {
-                            sc[j] = dot(qh, k) * scale;
+                    let mut rows = Vec::with_capacity(block * group);
+                    let mut out = vec![0f32; block * group * hd];
+                    // (block, KV head) pairs dealt out in turn: later positions see more keys,
+                    // and turns spread them over the team.
+                    for item in (id..blocks * sp.n_kv_head).step_by(size) {
+                        let (b, g) = (item / sp.n_kv_head, item % sp.n_kv_head);
+                        let tokens = b * block..((b + 1) * block).min(m);
+                        rows.clear();
+                        for t in tokens.clone() {
+                            for h in g * group..(g + 1) * group {
+                                rows.push(attention::Row {
+                                    q: &q[t * q_dim + h * hd..][..hd],
+                                    first: sp.first_key(li, pos + t),
+                                    end: pos + t + 1,
+                                });
+                            }
                         }
-                        softmax(sc);
-                        // SAFETY: (t, h) belongs to this member alone.
-                        let out =
-                            unsafe { att.range(t * q_dim + h * hd..t * q_dim + (h + 1) * hd) };
-                        out.fill(0.0);
-                        for (p, v) in sc.iter().zip(vals.chunks_exact(hd)) {
-                            axpy(*p, v, out);
+                        attention::attend(kv, li * sp.n_kv_head + g, &rows, scale, &mut out);
+                        for (i, t) in tokens.enumerate() {
+                            let at = t * q_dim + g * group * hd;
+                            // SAFETY: (token, KV head) belongs to this member alone.
+                            let dst = unsafe { att.range(at..at + group * hd) };
+                            dst.copy_from_slice(&out[i * group * hd..(i + 1) * group * hd]);
                         }
                     }
                 });
@@ -995,26 +988,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
-}
-
-/// y += a·x.
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
-}
-
-fn softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    for v in x.iter_mut() {
-        *v *= inv;
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! implementations for what it does not run, and with the tokenizer.
 
 pub mod arch;
+pub mod attention;
 pub mod decoder;
 pub mod error;
 pub mod gguf;
