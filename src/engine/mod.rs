@@ -25,7 +25,7 @@ pub mod spm;
 pub mod text;
 pub mod ugm;
 
-pub use odai_engine::{arch, argmax, decoder, gguf, kernels, mapped, synth, team};
+pub use odai_engine::{arch, argmax, attention, decoder, gguf, kernels, mapped, synth, team};
 
 use std::fs::File;
 use std::io::BufReader;

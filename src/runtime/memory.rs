@@ -7,8 +7,8 @@
 //!   NEON), Q4_K (AVX2) and, with VNNI, Q8_0 matrices are repacked eight rows at a time, each
 //!   matrix's mapped pages released once its copy exists, two matrices at a time on the load's
 //!   pool: the load peaks at the file plus the two largest copies in flight. The KV cache is f32
-//!   and grows from 256 positions by doubling (old and new copies live during a growth);
-//!   `decoder.rs`.
+//!   (`attention.rs`) and grows from 256 positions by doubling (old and new copies live during a
+//!   growth); attention is tiled, so no scores as long as the context are held (`decoder.rs`).
 //! - **llama.cpp** maps the file (its pages stay resident) and copies Q4_0 and Q4_K (AVX2) or
 //!   Q4_0 and IQ4_NL (Arm dot product) matrices into its repacked CPU buffer, a tied output
 //!   projection included as a second copy of the embedding (ggml-cpu's repack.cpp; llama.cpp's
@@ -101,18 +101,24 @@ fn llama_cpp_repacks(t: &str) -> bool {
 }
 
 /// Activations while a batch goes through one layer (f32): the residual stream and its norm,
-/// q/k/v, the FFN's gate/up/down, the attention scores, and the logits.
-fn activations(info: &ModelInfo, context: u64, batch: u64) -> u64 {
+/// q/k/v, the FFN's gate/up/down, and the logits.
+fn activations(info: &ModelInfo, batch: u64) -> u64 {
     let vocab = info.vocab_size.unwrap_or(0);
     let ffn = info.feed_forward_length.unwrap_or(4 * info.n_embd);
-    4 * (batch * (4 * info.n_embd + 3 * ffn) + info.n_heads * batch * context + vocab)
+    4 * (batch * (4 * info.n_embd + 3 * ffn) + vocab)
+}
+
+/// The attention scores of a batch against the whole context, every head (f32): what candle
+/// materialises (q·kᵀ, then softmax). odai's engine holds none of it (tiled attention).
+fn scores(info: &ModelInfo, context: u64, batch: u64) -> u64 {
+    4 * info.n_heads * batch * context
 }
 
 /// odai's KV cache at its largest while a sequence of `batch` prompt tokens then `context` in
 /// all runs: allocated at max(prompt, 256) positions and doubled when the sequence outgrows it,
 /// the old and new caches both live while one is copied into the other.
 fn odai_kv_peak(info: &ModelInfo, context: u64, batch: u64) -> u64 {
-    let per = info.kv_bytes_per_position(4);
+    let per = info.kv_bytes_per_position(odai_engine::attention::KvCache::BYTES_PER_ELEMENT as u64);
     let ctx_max = info.context_length.unwrap_or(u64::MAX).max(context);
     let mut cap = batch.max(1).max(KV_START).min(ctx_max);
     let mut peak = cap;
@@ -144,7 +150,7 @@ pub fn needs(info: &ModelInfo, holder: Holder, context: u64, batch: u64) -> Memo
             candidates.sort_unstable_by(|a, b| b.cmp(a));
             let in_flight: u64 = candidates.iter().take(2).sum();
             let kv = odai_kv_peak(info, context, batch);
-            let working = activations(info, context, batch);
+            let working = activations(info, batch);
             let load = mapped + in_flight;
             let run = mapped + kv + working;
             (
@@ -194,7 +200,7 @@ pub fn needs(info: &ModelInfo, holder: Holder, context: u64, batch: u64) -> Memo
             let embedding_f32 = info.vocab_size.unwrap_or(0) * info.n_embd * 4;
             let copied = info.weight_bytes + embedding_f32;
             let kv = info.kv_cache_bytes(context);
-            let working = activations(info, context, batch);
+            let working = activations(info, batch) + scores(info, context, batch);
             (
                 0,
                 copied,
@@ -292,7 +298,8 @@ mod tests {
     fn odai_kv_grows_by_doubling_and_holds_both_copies_while_it_grows() {
         let (p, q) = synth::parse_spec("smollm2-135m:q8_0", "models").unwrap();
         let info = synth::model_info(p, q);
-        let per = info.kv_bytes_per_position(4);
+        let per =
+            info.kv_bytes_per_position(odai_engine::attention::KvCache::BYTES_PER_ELEMENT as u64);
         // Within the first 256 positions: one allocation.
         assert_eq!(odai_kv_peak(&info, 144, 128), 256 * per);
         // Past it: 256 and 512 live together while the cache is copied.

@@ -58,6 +58,9 @@ impl KvCache {
         self.cap = cap;
     }
 
+    /// Bytes it holds per element of a key or a value (f32).
+    pub const BYTES_PER_ELEMENT: usize = 4;
+
     /// Writes the key and value of position `pos` of `slab`.
     pub fn store(&mut self, slab: usize, pos: usize, k: &[f32], v: &[f32]) {
         let hd = self.hd;
