@@ -8,7 +8,11 @@
 # ROUNDS rounds, medians), and one side-by-side table is printed: decode, prefill, load, ratios.
 #
 #   scripts/engine-vs-llamacpp.sh [THREADS] [P] [N] [ROUNDS] [SHAPES]
+#   scripts/engine-vs-llamacpp.sh 1,2 64,512,2048 32 3 llama-3.2-1b   # a row per threads × prompt
 #
+# THREADS and P take comma lists: each model is measured at every thread count and prompt length
+# (prefill of a P-token prompt, then decode after it: the context a chat turn or a document
+# has), one row each.
 # SHAPES (default "smollm2 gemma3-270m llama-3.2-1b qwen2.5-0.5b qwen3-0.6b gemma-3-1b
 # phi-3-mini") picks which rows run; "smollm2" is the real test model and its re-quantizations,
 # "gemma3-270m" the real Gemma 3 270M Q4_K_M (scripts/fetch-test-model.sh), the rest synthetic.
@@ -50,14 +54,20 @@ table=$(mktemp)
 trap 'rm -f "$table"' EXIT
 for m in "${models[@]}"; do
   kind=${m%%@*}; file=${m#*@}
-  scripts/bench-vs-llamacpp.sh "$file" "$threads" "$p" "$n" "$rounds" \
-    | awk -v k="$kind" '$1 ~ /^(load_ms|prefill_tps|decode_tps)$/ { print k, $1, $2, $3, $4 }' >>"$table"
+  for t in ${threads//,/ }; do
+    for pp in ${p//,/ }; do
+      scripts/bench-vs-llamacpp.sh "$file" "$t" "$pp" "$n" "$rounds" \
+        | awk -v k="$kind" -v t="$t" -v pp="$pp" \
+          '$1 ~ /^(load_ms|prefill_tps|decode_tps)$/ { print k, t, pp, $1, $2, $3, $4 }' >>"$table"
+    done
+  done
 done
-echo "$threads threads, p=$p n=$n, medians of $rounds interleaved rounds (odai / llama.cpp)"
+echo "threads $threads, p=$p n=$n, medians of $rounds interleaved rounds (odai / llama.cpp)"
 awk '
-  { v[$1" "$2] = sprintf("%8.1f %8.1f %5.2f", $3, $4, $5); kinds[$1] = 1; order[++n] = $1 }
+  { r = $1" "$2" "$3; v[r" "$4] = sprintf("%8.1f %8.1f %5.2f", $5, $6, $7); order[++n] = r }
   END {
-    printf "%-22s | %-24s | %-24s | %-24s\n", "model:type", "decode tok/s (ratio)", "prefill tok/s (ratio)", "load ms (ratio)"
-    for (i = 1; i <= n; i++) { k = order[i]; if (seen[k]++) continue
-      printf "%-22s | %-24s | %-24s | %-24s\n", k, v[k" decode_tps"], v[k" prefill_tps"], v[k" load_ms"] }
+    printf "%-22s %3s %6s | %-24s | %-24s | %-24s\n", "model:type", "t", "p", "decode tok/s (ratio)", "prefill tok/s (ratio)", "load ms (ratio)"
+    for (i = 1; i <= n; i++) { r = order[i]; if (seen[r]++) continue
+      split(r, f, " ")
+      printf "%-22s %3s %6s | %-24s | %-24s | %-24s\n", f[1], f[2], f[3], v[r" decode_tps"], v[r" prefill_tps"], v[r" load_ms"] }
   }' "$table"
