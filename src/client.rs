@@ -160,8 +160,11 @@ struct Tail {
     ended: bool,
 }
 
+/// A [`Tail`] and the signal that it has ended.
+type SharedTail = (std::sync::Mutex<Tail>, std::sync::Condvar);
+
 /// Reads `stderr` to its end into `tail`, keeping the last [`STDERR_TAIL`] bytes.
-fn read_tail(mut stderr: impl Read, tail: &std::sync::Mutex<Tail>) {
+fn read_tail(mut stderr: impl Read, (tail, ended): &SharedTail) {
     let mut chunk = [0u8; 8192];
     loop {
         let n = match stderr.read(&mut chunk) {
@@ -171,6 +174,7 @@ fn read_tail(mut stderr: impl Read, tail: &std::sync::Mutex<Tail>) {
         let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
         if n == 0 {
             t.ended = true;
+            ended.notify_all();
             return;
         }
         t.bytes.extend_from_slice(&chunk[..n]);
@@ -182,16 +186,12 @@ fn read_tail(mut stderr: impl Read, tail: &std::sync::Mutex<Tail>) {
 }
 
 /// The stderr read so far: all of it once it has ended, or after [`EXIT_DRAIN`] without an end.
-fn stderr_text(tail: &std::sync::Mutex<Tail>) -> String {
-    let until = Instant::now() + EXIT_DRAIN;
-    loop {
-        let t = tail.lock().unwrap_or_else(|p| p.into_inner());
-        if t.ended || Instant::now() >= until {
-            return String::from_utf8_lossy(&t.bytes).into_owned();
-        }
-        drop(t);
-        std::thread::sleep(SIGNAL_POLL);
-    }
+fn stderr_text((tail, ended): &SharedTail) -> String {
+    let t = tail.lock().unwrap_or_else(|p| p.into_inner());
+    let (t, _) = ended
+        .wait_timeout_while(t, EXIT_DRAIN, |t| !t.ended)
+        .unwrap_or_else(|p| p.into_inner());
+    String::from_utf8_lossy(&t.bytes).into_owned()
 }
 
 /// How long a worker that has answered may take to exit before it is stopped.
@@ -236,12 +236,12 @@ pub fn call(mut cmd: Command, request: &Request, opts: &Options) -> Result<Event
     }
     // Drain stderr beside stdout: a worker that fills one pipe while odai waits on the other
     // would otherwise block both.
-    let tail = std::sync::Arc::new(std::sync::Mutex::new(Tail::default()));
+    let tail: std::sync::Arc<SharedTail> = std::sync::Arc::default();
     if let Some(e) = child.stderr.take() {
         let tail = tail.clone();
         std::thread::spawn(move || read_tail(e, &tail));
     } else {
-        tail.lock().unwrap_or_else(|p| p.into_inner()).ended = true;
+        tail.0.lock().unwrap_or_else(|p| p.into_inner()).ended = true;
     }
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::sync_channel::<Line>(LINES_AHEAD);

@@ -445,6 +445,19 @@ fn memory_cgroup(bytes: u64) -> Option<Cgroup> {
     Some(cg)
 }
 
+/// `odai matrix run M --farm FARM --out OUT`, not yet started.
+fn farm_run(m: &Path, farm: &Path, out: &Path) -> Command {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("odai"));
+    cmd.env("ODAI_CACHE_DIR", cache())
+        .args(["matrix", "run"])
+        .arg(m)
+        .arg("--farm")
+        .arg(farm)
+        .arg("--out")
+        .arg(out);
+    cmd
+}
+
 /// Runs `cmd` and returns its output and its peak resident memory in bytes: the largest VmHWM
 /// that /proc/PID/status showed while it ran (a high-water mark, so a peak between two reads is
 /// still seen). Not wait4's ru_maxrss: std starts children with posix_spawn (CLONE_VM), and the
@@ -493,15 +506,7 @@ fn a_worker_that_floods_one_line_cannot_exhaust_the_coordinators_memory() {
         &on_cell(&format!("{hello}\nexec head -c 400000000 /dev/zero")),
     );
     let out = dir.path().join("out");
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("odai"));
-    cmd.env("ODAI_CACHE_DIR", cache())
-        .args(["matrix", "run"])
-        .arg(&m)
-        .arg("--farm")
-        .arg(&farm)
-        .arg("--out")
-        .arg(&out);
-    let (status, err, peak) = output_and_peak_rss(cmd);
+    let (status, err, peak) = output_and_peak_rss(farm_run(&m, &farm, &out));
     assert_eq!(status.code(), Some(1), "{err}");
     let why = reasons(&out);
     assert_eq!(why.len(), 2);
@@ -532,15 +537,7 @@ fn regression_a_worker_flooding_progress_lines_cannot_grow_the_coordinator() {
         )),
     );
     let out = dir.path().join("out");
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("odai"));
-    cmd.env("ODAI_CACHE_DIR", cache())
-        .args(["matrix", "run"])
-        .arg(&m)
-        .arg("--farm")
-        .arg(&farm)
-        .arg("--out")
-        .arg(&out);
-    let (status, err, peak) = output_and_peak_rss(cmd);
+    let (status, err, peak) = output_and_peak_rss(farm_run(&m, &farm, &out));
     assert_eq!(status.code(), Some(1), "{err}");
     assert_eq!(reasons(&out).len(), 2);
     // A million lines of 240 bytes: 240 MB had they piled up.
