@@ -1,5 +1,7 @@
 //! The correctness gate: odai's engine must reproduce llama.cpp's greedy tokens on the real test
-//! model. A fast engine that computes the wrong thing is worthless.
+//! model, parting from them only where llama.cpp's own pick is a near-tie (`NEAR_TIE`; the
+//! teacher-forced check of every step is crates/odai-engine/tests/arch_fidelity.rs's). A fast
+//! engine that computes the wrong thing is worthless.
 
 // These tests drive odai through shell scripts, symlinked fixture trees and Unix processes.
 #![cfg(unix)]
@@ -9,9 +11,34 @@ use crate::common;
 use common::{odai, reference, test_model};
 use serde_json::Value;
 
-/// At least the first 12 ids of every case (the reference's note: engines that accumulate in a
-/// different order may part after a near-tie, and prompt 2 does after token 12).
-const GATE: usize = 12;
+/// A pick whose lead (llama.cpp's logit for it less the best other) is under this many logits is a
+/// near-tie: llama.cpp's own f32 KV cache and flash attention move leads by up to 0.39 on this
+/// reference (tests/data/reference-leads.json), so engines that are equally right may part there.
+/// The value and its evidence: crates/odai-engine/tests/arch_fidelity.rs's `NEAR_TIE`.
+const NEAR_TIE: f64 = 0.8;
+
+/// llama.cpp's lead at each step of each reference case, teacher-forced (scripts/reference_leads.py).
+fn leads() -> Vec<Vec<f64>> {
+    let path = common::repo().join("tests/data/reference-leads.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(v["model_sha256"], reference()["model"]["sha256"]);
+    serde_json::from_value(v["leads"]["default"].clone()).unwrap()
+}
+
+/// Generated ids against the reference's: equal up to the first step where they part, and that
+/// step — if any — a near-tie in llama.cpp's own figures. Returns how many ids agree.
+fn check_ids(who: &str, case: usize, ours: &Value, want: &Value, leads: &[f64]) -> usize {
+    let same = agreeing_prefix(ours, want);
+    let n = ours.as_array().unwrap().len();
+    if same < n {
+        assert!(
+            leads[same] < NEAR_TIE,
+            "{who}: case {case} parts from llama.cpp at id {same}, where llama.cpp's pick leads by {:.3}\n odai: {ours}\n ref:  {want}",
+            leads[same]
+        );
+    }
+    same
+}
 
 fn generate(args: &[&str]) -> Value {
     generate_on("auto", args)
@@ -74,8 +101,8 @@ fn linked_llama_cpp_reproduces_the_reference_greedy_ids() {
 }
 
 fn gate_on(runtime: &str) {
-    let r = reference();
-    for case in r["cases"].as_array().unwrap() {
+    let (r, leads) = (reference(), leads());
+    for (c, case) in r["cases"].as_array().unwrap().iter().enumerate() {
         let ids: Vec<String> = case["prompt_ids"]
             .as_array()
             .unwrap()
@@ -84,34 +111,43 @@ fn gate_on(runtime: &str) {
             .collect();
         let n = case["greedy_ids"].as_array().unwrap().len().to_string();
         let out = generate_on(runtime, &["--prompt-ids", &ids.join(","), "-n", &n]);
-        let same = agreeing_prefix(&out["generated_ids"], &case["greedy_ids"]);
-        assert!(
-            same >= GATE,
-            "{runtime}: prompt {:?}: only {same} ids agree with llama.cpp\n odai: {}\n ref:  {}",
-            case["prompt"],
-            out["generated_ids"],
-            case["greedy_ids"]
+        check_ids(
+            runtime,
+            c,
+            &out["generated_ids"],
+            &case["greedy_ids"],
+            &leads[c],
         );
     }
 }
 
 #[test]
 fn prompt_text_tokenizes_like_llama_cpp() {
-    let r = reference();
-    for case in r["cases"].as_array().unwrap() {
+    let (r, leads) = (reference(), leads());
+    for (c, case) in r["cases"].as_array().unwrap().iter().enumerate() {
         let out = generate(&["--prompt", case["prompt"].as_str().unwrap(), "-n", "12"]);
         assert_eq!(
             out["prompt_ids"], case["prompt_ids"],
             "prompt {:?}",
             case["prompt"]
         );
-        assert_eq!(
-            agreeing_prefix(&out["generated_ids"], &case["greedy_ids"]),
-            GATE
+        let same = check_ids(
+            "auto",
+            c,
+            &out["generated_ids"],
+            &case["greedy_ids"],
+            &leads[c],
         );
+        // The text of the ids that agree (all 12, or up to the near-tie they part at).
+        let out = if same < 12 {
+            let n = same.max(1).to_string();
+            generate(&["--prompt", case["prompt"].as_str().unwrap(), "-n", &n])
+        } else {
+            out
+        };
         let text = out["generated_text"].as_str().unwrap();
         assert!(
-            case["greedy_text"].as_str().unwrap().starts_with(text),
+            same == 0 || case["greedy_text"].as_str().unwrap().starts_with(text),
             "decoded {text:?} is not a prefix of the reference text"
         );
     }
