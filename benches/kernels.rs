@@ -158,43 +158,44 @@ fn kernels(c: &mut Criterion) {
 
 /// Tiled attention (crates/odai-engine/src/attention.rs) at the 1B Llama's head shape (64-dim
 /// heads, four query heads per KV head): a decode step's four rows, and a prefill block's 32
-/// rows, over a context of 512, 2,048 and 4,096 positions, one thread. Throughput is the cache's
-/// bytes (keys and values) each call reads: the figure to hold against the machine's
-/// memory bandwidth at depth.
+/// rows, over a context of 512, 2,048 and 4,096 positions, one thread, for each KV cache type
+/// (`f16/rows4/2048`). Throughput is the cache's bytes (keys and values) each call reads: the
+/// figure to hold against the machine's memory bandwidth at depth.
 fn attention(c: &mut Criterion) {
-    use odai::engine::attention::{self, KvCache, Row};
+    use odai::engine::attention::{self, Row};
+    use odai::engine::kv::{KvCache, KvType, KvTypes};
     const HD: usize = 64;
     let mut g = c.benchmark_group("attention");
-    for depth in [512, 2048, 4096] {
-        let mut cache = KvCache::new(1, HD);
-        cache.grow(depth);
-        for p in 0..depth {
-            cache.store(
-                0,
-                p,
-                &activations(HD, p as u32),
-                &activations(HD, !(p as u32)),
-            );
-        }
-        let qs: Vec<Vec<f32>> = (0..32).map(|i| activations(HD, 1000 + i)).collect();
-        let mut out = vec![0f32; 32 * HD];
-        g.throughput(Throughput::Bytes(
-            (2 * depth * HD * KvCache::BYTES_PER_ELEMENT) as u64,
-        ));
-        for rows in [4, 32] {
-            let rs: Vec<Row> = qs[..rows]
-                .iter()
-                .map(|q| Row {
-                    q,
-                    first: 0,
-                    end: depth,
-                })
-                .collect();
-            g.bench_with_input(
-                BenchmarkId::new(format!("rows{rows}"), depth),
-                &depth,
-                |b, _| b.iter(|| attention::attend(&cache, 0, &rs, 0.125, &mut out)),
-            );
+    for t in [KvType::F32, KvType::F16, KvType::Q8_0, KvType::Q4_0] {
+        for depth in [512, 2048, 4096] {
+            let mut cache = KvCache::new(1, HD, KvTypes::both(t)).unwrap();
+            cache.grow(depth);
+            for p in 0..depth {
+                cache.store(
+                    0,
+                    p,
+                    &activations(HD, p as u32),
+                    &activations(HD, !(p as u32)),
+                );
+            }
+            let qs: Vec<Vec<f32>> = (0..32).map(|i| activations(HD, 1000 + i)).collect();
+            let mut out = vec![0f32; 32 * HD];
+            g.throughput(Throughput::Bytes(cache.bytes()));
+            for rows in [4, 32] {
+                let rs: Vec<Row> = qs[..rows]
+                    .iter()
+                    .map(|q| Row {
+                        q,
+                        first: 0,
+                        end: depth,
+                    })
+                    .collect();
+                g.bench_with_input(
+                    BenchmarkId::new(format!("{t}/rows{rows}"), depth),
+                    &depth,
+                    |b, _| b.iter(|| attention::attend(&cache, 0, &rs, 0.125, &mut out)),
+                );
+            }
         }
     }
     g.finish();

@@ -218,6 +218,37 @@ pub struct RuntimeArgs {
     /// Layers to offload to a GPU (llama.cpp with a GPU backend built in)
     #[arg(long, value_name = "N")]
     pub gpu_layers: Option<u32>,
+
+    /// KV cache type of the keys: f16 (the default of odai's engine and llama.cpp), f32, q8_0 or
+    /// q4_0 (ggml's blocks: about half and a quarter of f16's bytes, at some cost in accuracy —
+    /// `odai quality --reference` measures it); `-ctk` works too. candle's cache is f32 only
+    #[arg(long, value_name = "TYPE", value_parser = kv_type)]
+    pub cache_type_k: Option<crate::engine::kv::KvType>,
+
+    /// KV cache type of the values, as --cache-type-k; `-ctv` works too
+    #[arg(long, value_name = "TYPE", value_parser = kv_type)]
+    pub cache_type_v: Option<crate::engine::kv::KvType>,
+}
+
+impl RuntimeArgs {
+    /// `--cache-type-k`/`-v` as asked: `None` when neither was given (the runtime's default), the
+    /// other side f16 when one was.
+    pub fn kv_types(&self) -> Option<crate::engine::kv::KvTypes> {
+        (self.cache_type_k.is_some() || self.cache_type_v.is_some()).then(|| {
+            crate::engine::kv::KvTypes {
+                k: self.cache_type_k.unwrap_or_default(),
+                v: self.cache_type_v.unwrap_or_default(),
+            }
+        })
+    }
+}
+
+fn kv_type(s: &str) -> Result<crate::engine::kv::KvType, String> {
+    crate::engine::kv::KvType::parse(s)
+}
+
+fn kv_types(s: &str) -> Result<crate::engine::kv::KvTypes, String> {
+    crate::engine::kv::KvTypes::parse(s)
 }
 
 fn runtime_kind(s: &str) -> Result<crate::runtime::RuntimeKind, String> {
@@ -251,6 +282,16 @@ pub struct BenchArgs {
     /// result records the layers per device; a run that fell back to the CPU says so
     #[arg(long, value_name = "N,...", value_delimiter = ',')]
     pub gpu_layers: Vec<u32>,
+
+    /// KV cache type of the keys, a comma list benchmarking each (llama-bench's -ctk, which is
+    /// accepted too): f16 (the default of odai's engine and llama.cpp), f32, q8_0 or q4_0.
+    /// Cells of odai's engine, auto and llama.cpp multiply by it; candle's cache is f32 only
+    #[arg(long, value_name = "TYPE,...", value_delimiter = ',', value_parser = kv_type)]
+    pub cache_type_k: Vec<crate::engine::kv::KvType>,
+
+    /// KV cache type of the values, a comma list (llama-bench's -ctv), as --cache-type-k
+    #[arg(long, value_name = "TYPE,...", value_delimiter = ',', value_parser = kv_type)]
+    pub cache_type_v: Vec<crate::engine::kv::KvType>,
 
     /// An OpenAI-compatible endpoint's base URL (llama-server, ollama, vLLM, a hosted API), e.g.
     /// http://127.0.0.1:8080/v1: benchmarks --model NAME there (the openai runtime)
@@ -293,9 +334,18 @@ pub struct BenchArgs {
     #[arg(long = "pg", value_name = "P,N", value_parser = pg_pair)]
     pub pg: Vec<(u32, u32)>,
 
-    /// llama-bench's depth (tokens already in the context): not a flag here; see the error
-    #[arg(short = 'd', long, value_name = "N", hide = true)]
-    pub depth: Option<String>,
+    /// Tokens already in the context before the prompt, a comma list (llama-bench's -d): filled
+    /// untimed, then the prompt's prefill is `ppP @ dD` and the decode after it `tgN @ dD+P`.
+    /// Decode at a depth alone is `-p 0 -d D`. Local runtimes only (an endpoint's prompt is
+    /// one request)
+    #[arg(
+        short = 'd',
+        long,
+        value_name = "N,...",
+        value_delimiter = ',',
+        default_value = "0"
+    )]
+    pub depth: Vec<u32>,
 
     /// Measured repetitions [default: 5; 1 with --sustained]
     #[arg(short = 'r', long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -834,6 +884,12 @@ pub struct QualityArgs {
     #[arg(long, value_name = "NAME", value_parser = runtime_kind, requires = "reference")]
     pub reference_runtime: Option<crate::runtime::RuntimeKind>,
 
+    /// The reference's KV cache types, TYPE or K/V (e.g. f32, q8_0/f16) [default: its runtime's
+    /// own, f16 on odai's engine and llama.cpp]. The same file as --model with -ctk q8_0 measures
+    /// what a q8_0 cache costs against the f16 one
+    #[arg(long, value_name = "TYPE[/TYPE]", value_parser = kv_types, requires = "reference")]
+    pub reference_cache_type: Option<crate::engine::kv::KvTypes>,
+
     /// A JSONL task file: {"prompt", "expected", "check": exact|contains|choice|regex} per line
     #[arg(long, value_name = "FILE")]
     pub tasks: Option<PathBuf>,
@@ -1095,6 +1151,14 @@ pub struct InspectArgs {
     /// Context length (tokens) to size the KV cache for (default: the model's own)
     #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u64).range(1..))]
     pub context: Option<u64>,
+
+    /// KV cache type of the keys to size it in: f16 (default), f32, q8_0, q4_0; `-ctk` too
+    #[arg(long, value_name = "TYPE", value_parser = kv_type)]
+    pub cache_type_k: Option<crate::engine::kv::KvType>,
+
+    /// KV cache type of the values, as --cache-type-k; `-ctv` too
+    #[arg(long, value_name = "TYPE", value_parser = kv_type)]
+    pub cache_type_v: Option<crate::engine::kv::KvType>,
 
     /// Also hash the whole file (sha256)
     #[arg(long)]

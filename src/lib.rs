@@ -200,7 +200,7 @@ fn usage_error(clap_text: &str) -> String {
 
 /// Spellings odai accepts from elsewhere or from before, rewritten to odai's own before clap
 /// parses them:
-/// - llama-bench's `-pg` and `-ngl` (`odai bench` takes llama-bench's flags);
+/// - llama-bench's `-pg`, `-ngl`, `-ctk` and `-ctv` (`odai bench` takes llama-bench's flags);
 /// - `-o FILE` in `route build` and `model synth`, from before `-o` meant the output format in
 ///   every command: rewritten to `--output FILE`, with a warning saying so. A value that is a
 ///   format name (`-o json`) is the format, as everywhere.
@@ -215,6 +215,8 @@ fn older_spellings(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::f
         match words[i] {
             "-pg" => out.push("--pg".into()),
             "-ngl" => out.push("--gpu-layers".into()),
+            "-ctk" => out.push("--cache-type-k".into()),
+            "-ctv" => out.push("--cache-type-v".into()),
             "-o" if file_o
                 && words
                     .get(i + 1)

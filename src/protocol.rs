@@ -14,8 +14,10 @@ use crate::runtime::RuntimeKind;
 /// of protocol 2 would ignore `runtime` and measure the wrong one). 4: tensor-model benchmarks
 /// (`tensor` requests and answers, which a protocol 3 worker cannot read). 5: prefill-only and
 /// decode-only repetitions (`-p 0`, `-n 0`: a repetition's prefill or decode figures are null,
-/// which a protocol 4 coordinator cannot read).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// which a protocol 4 coordinator cannot read). 6: KV cache types and depth (`kv_types`,
+/// `depth`: a protocol 5 worker would ignore them and measure its default cache, at depth 0, as
+/// if it were what was asked for).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// One benchmark repetition to run.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -24,6 +26,9 @@ pub struct CellSpec {
     pub model: PathBuf,
     pub prompt_tokens: u32,
     pub gen_tokens: u32,
+    /// Tokens already in the context before the prompt (llama-bench's `-d`), filled untimed.
+    #[serde(default)]
+    pub depth: u32,
     /// Seed of the random prompt ids (llama-bench style: random ids below the vocabulary).
     pub seed: u64,
     /// Evict the model file from the page cache before loading.
@@ -45,6 +50,9 @@ pub struct CellSpec {
     /// Layers to offload to a GPU (llama.cpp); `None`: none.
     #[serde(default)]
     pub gpu_layers: Option<u32>,
+    /// The KV cache's key and value types (`-ctk`/`-ctv`); `None`: the runtime's default.
+    #[serde(default)]
+    pub kv_types: Option<crate::engine::kv::KvTypes>,
     /// The endpoint, for the `openai` runtime (`model` is then unused).
     #[serde(default)]
     pub endpoint: Option<EndpointSpec>,
@@ -232,6 +240,9 @@ pub struct RepResult {
     /// Where llama.cpp put the model's layers, when asked for a GPU.
     #[serde(default)]
     pub offload: Option<crate::runtime::Offload>,
+    /// The KV cache's types the runtime held (null for an endpoint or a tensor model).
+    #[serde(default)]
+    pub kv_types: Option<crate::engine::kv::KvTypes>,
     /// An endpoint's connection set-up, token counts and server timings.
     #[serde(default)]
     pub endpoint: Option<EndpointFigures>,

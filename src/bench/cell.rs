@@ -14,6 +14,7 @@ use super::stats;
 use super::sustained::Sustained;
 use super::telemetry::Sampler;
 use crate::engine::gguf::{Gguf, MemoryNeeds, ModelInfo};
+use crate::engine::kv::{KvType, KvTypes};
 use crate::engine::{fingerprint, synth};
 use crate::error::Error;
 use crate::probe::{self, bandwidth, thermal};
@@ -35,6 +36,8 @@ pub struct Config {
     pub threads: Option<u32>,
     pub prompt_tokens: u32,
     pub gen_tokens: u32,
+    /// Tokens already in the context before the prompt (`-d`).
+    pub depth: u32,
     pub reps: u32,
     pub warmup: u32,
     pub cold: bool,
@@ -48,6 +51,8 @@ pub struct Config {
     pub idle_baseline: Option<Duration>,
     pub runtime: RuntimeKind,
     pub gpu_layers: Option<u32>,
+    /// The KV cache's key and value types (`-ctk`/`-ctv`); `None`: the runtime's default.
+    pub kv_types: Option<KvTypes>,
     /// An endpoint cell's time limit, repetitions together (a matrix's cell deadline): each
     /// request gets what is left, and none starts after it.
     pub deadline: Option<Duration>,
@@ -107,12 +112,22 @@ pub struct Provenance {
     pub runtime_requested: RuntimeKind,
     #[serde(default)]
     pub gpu_layers: Option<u32>,
+    /// The KV cache's key and value types the runtime held, as llama-bench names them (null
+    /// for an endpoint or a tensor model, and in results from before they were recorded).
+    #[serde(default)]
+    pub type_k: Option<KvType>,
+    #[serde(default)]
+    pub type_v: Option<KvType>,
     /// The endpoint's URL (never its API key), for the `openai` runtime.
     #[serde(default)]
     pub endpoint: Option<String>,
     pub threads: u32,
     pub prompt_tokens: u32,
     pub gen_tokens: u32,
+    /// Tokens already in the context before the prompt (llama-bench's `-d`); 0 in results from
+    /// before depth was measured.
+    #[serde(default)]
+    pub depth: u32,
     pub reps: u32,
     pub warmup: u32,
     pub cold: bool,
@@ -387,12 +402,18 @@ fn check_fit(
     let Target::Local { path, info, .. } = target else {
         return Ok(None);
     };
-    let context = u64::from(cfg.prompt_tokens) + u64::from(cfg.gen_tokens);
+    let context = u64::from(cfg.depth) + u64::from(cfg.prompt_tokens) + u64::from(cfg.gen_tokens);
     // As the runtime that will hold it holds it (tensor runtimes have no GGUF to size).
     let Some(holder) = crate::runtime::memory::Holder::for_kind(cfg.runtime, info) else {
         return Ok(None);
     };
-    let needs = crate::runtime::memory::needs(info, holder, context, cfg.prompt_tokens.into());
+    let needs = crate::runtime::memory::needs(
+        info,
+        holder,
+        context,
+        cfg.prompt_tokens.max(cfg.depth).into(),
+        holder.kv_types(cfg.kv_types),
+    );
     match &device.memory.headroom_bytes {
         Reading::Value(headroom) if needs.total_bytes > *headroom && !cfg.force => {
             return Err(Error::DoesNotFit {
@@ -439,6 +460,7 @@ fn cell_spec(cfg: &Config, target: &Target) -> CellSpec {
         model,
         prompt_tokens: cfg.prompt_tokens,
         gen_tokens: cfg.gen_tokens,
+        depth: cfg.depth,
         seed: cfg.seed,
         cold: cfg.cold,
         token_deadline_ms: cfg.token_deadline_ms,
@@ -450,6 +472,7 @@ fn cell_spec(cfg: &Config, target: &Target) -> CellSpec {
             Target::Local { .. } => cfg.runtime,
         },
         gpu_layers: cfg.gpu_layers,
+        kv_types: cfg.kv_types,
         endpoint,
     }
 }
@@ -657,8 +680,10 @@ fn roofline(
         5,
         &synth::cache_dir().join("bandwidth.jsonl"),
     );
-    let mean_ctx = u64::from(cfg.prompt_tokens) + u64::from(cfg.gen_tokens) / 2;
-    let bytes_per_token = info.decode_weight_bytes + info.kv_cache_bytes(mean_ctx);
+    let mean_ctx =
+        u64::from(cfg.depth) + u64::from(cfg.prompt_tokens) + u64::from(cfg.gen_tokens) / 2;
+    let kv = crate::runtime::memory::kv_types_for(cfg.runtime, info, cfg.kv_types);
+    let bytes_per_token = info.decode_weight_bytes + info.kv_cache_bytes(mean_ctx, kv);
     let roofline_tps = bw.triad_gb_s * 1e9 / bytes_per_token as f64;
     let decode_mean = summary.get("decode_tps").map_or(0.0, |s| s.mean);
     Roofline {
@@ -694,10 +719,13 @@ fn provenance(
         ran: first.map(|r| r.ran.clone()).unwrap_or_default(),
         runtime_requested: cfg.runtime,
         gpu_layers: cfg.gpu_layers,
+        type_k: first.and_then(|r| r.kv_types).map(|t| t.k),
+        type_v: first.and_then(|r| r.kv_types).map(|t| t.v),
         endpoint: None,
         threads: first.map_or(threads, |r| r.threads),
         prompt_tokens: cfg.prompt_tokens,
         gen_tokens: cfg.gen_tokens,
+        depth: cfg.depth,
         reps: cfg.reps,
         warmup: cfg.warmup,
         cold: cfg.cold,

@@ -81,6 +81,7 @@ mod tests {
             model: "m.gguf".into(),
             prompt_tokens: 1,
             gen_tokens: 1,
+            depth: 0,
             seed: 1,
             cold: false,
             token_deadline_ms: None,
@@ -89,6 +90,7 @@ mod tests {
             sustained: None,
             runtime: Default::default(),
             gpu_layers: None,
+            kv_types: None,
             endpoint: None,
         }
     }
@@ -101,14 +103,20 @@ mod tests {
         p
     }
 
-    const HELLO: &str = r#"echo '{"event":"hello","protocol":5,"odai_version":"0.1.0"}'"#;
+    /// A worker's greeting in this odai's protocol.
+    fn hello() -> String {
+        format!(
+            r#"echo '{{"event":"hello","protocol":{},"odai_version":"0.1.0"}}'"#,
+            protocol::PROTOCOL_VERSION
+        )
+    }
 
     #[test]
     fn regression_a_sigkill_is_called_out_of_memory_only_when_the_kernel_says_so() {
         // Found in review: every SIGKILL was labelled "likely out of memory". A `kill -9` is
         // not the OOM killer: where the kernel's count can be read, it says so.
         let dir = tempfile::tempdir().unwrap();
-        let w = fake_worker(dir.path(), &format!("{HELLO}\nkill -9 $$"));
+        let w = fake_worker(dir.path(), &format!("{}\nkill -9 $$", hello()));
         let readable = crate::probe::memory::oom_kills(&crate::sysroot::SysRoot::live()).is_some();
         assert_eq!(
             run_rep(&w, &spec(), None).unwrap_err(),
@@ -127,7 +135,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let w = fake_worker(
             dir.path(),
-            &format!("{HELLO}\necho 'first' >&2\necho 'boom' >&2\nexit 3"),
+            &format!("{}\necho 'first' >&2\necho 'boom' >&2\nexit 3", hello()),
         );
         assert_eq!(
             run_rep(&w, &spec(), None).unwrap_err(),
@@ -140,7 +148,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let w = fake_worker(
             dir.path(),
-            &format!("{HELLO}\necho 'loading' >&2\necho 'boom' >&2\nexit 3"),
+            &format!("{}\necho 'loading' >&2\necho 'boom' >&2\nexit 3", hello()),
         );
         let kept = std::cell::RefCell::new(String::new());
         let keep = |err: &str| kept.borrow_mut().push_str(err);

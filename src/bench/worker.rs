@@ -51,6 +51,7 @@ pub struct Timings {
     pub threads: u32,
     pub runtime: RuntimeInfo,
     pub offload: Option<Offload>,
+    pub kv_types: Option<crate::engine::kv::KvTypes>,
     /// This process's peak RSS, where the model ran in it (not for an endpoint).
     pub peak_rss_bytes: Option<u64>,
     /// User and system CPU seconds of the process that ran the model (not for an endpoint).
@@ -133,6 +134,7 @@ pub fn finish(
         simd: t.runtime.backend.clone(),
         ran: t.runtime,
         offload: t.offload,
+        kv_types: t.kv_types,
         endpoint: t.endpoint,
         token_ms: if spec.sustained.is_some() {
             // Thousands of tokens: the windows carry the time series instead.
@@ -181,16 +183,18 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
     }
     let p = spec.prompt_tokens as usize;
     let n = spec.gen_tokens as usize;
+    let d = spec.depth as usize;
     // Decode only (`-p 0`, llama-bench's tgN): one untimed token (BOS where the model has one)
-    // starts the sequence, as llama-bench's test_gen does.
-    let fed = p.max(1);
+    // starts the sequence, as llama-bench's test_gen does. At a depth, the depth's tokens do.
+    let fed = if d > 0 { p } else { p.max(1) };
     let opts = LoadOptions {
         threads: std::env::var("RAYON_NUM_THREADS")
             .ok()
             .and_then(|t| t.parse().ok()),
-        context: (fed + n) as u32,
-        batch: fed as u32,
+        context: (d + fed + n) as u32,
+        batch: d.max(fed) as u32,
         gpu_layers: spec.gpu_layers,
+        kv_types: spec.kv_types,
         ..Default::default()
     };
     let started = Instant::now();
@@ -199,27 +203,55 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
 
     let vocab = rt.vocab();
     if let Some(ctx) = vocab.context_length
-        && (p + n) as u64 > ctx
+        && (d + p + n) as u64 > ctx
     {
+        let depth = if d > 0 {
+            format!("{d} tokens of depth + ")
+        } else {
+            String::new()
+        };
         return Err(format!(
-            "{} prompt + {} generated tokens exceed the model's context length {ctx}",
-            p, n
+            "{depth}{p} prompt + {n} generated tokens exceed the model's context length {ctx}"
         ));
     }
     if vocab.size == 0 {
         return Err("the model does not say its vocabulary size".into());
     }
-    let prompt = prompt_ids(vocab.size, vocab.bos, fed, spec.seed);
     let fail = |what: &str, e: String| format!("{what} failed: {e}");
-
-    let t = Instant::now();
-    let mut next = rt.prefill(&prompt).map_err(|e| fail("prefill", e))?;
-    let first_ttft_ms = ms(t);
     let (mut first_ttft, mut ttft) = (None, None);
-    if p > 0 {
+    let mut next;
+    if d == 0 {
+        let prompt = prompt_ids(vocab.size, vocab.bos, fed, spec.seed);
         let t = Instant::now();
         next = rt.prefill(&prompt).map_err(|e| fail("prefill", e))?;
-        (first_ttft, ttft) = (Some(first_ttft_ms), Some(ms(t)));
+        let first_ttft_ms = ms(t);
+        if p > 0 {
+            let t = Instant::now();
+            next = rt.prefill(&prompt).map_err(|e| fail("prefill", e))?;
+            (first_ttft, ttft) = (Some(first_ttft_ms), Some(ms(t)));
+        }
+    } else {
+        // llama-bench's `-d`: the context holds `d` tokens (filled untimed) before the test —
+        // the prompt's prefill (`ppP @ dD`) and the decode after it (`tgN @ dD+P`).
+        let lead = prompt_ids(vocab.size, vocab.bos, d, spec.seed);
+        let prompt = prompt_ids(vocab.size, None, p, spec.seed.wrapping_add(1));
+        next = rt
+            .prefill(&lead)
+            .map_err(|e| fail("filling the depth", e))?;
+        if p > 0 {
+            let t = Instant::now();
+            rt.extend(&prompt).map_err(|e| fail("prefill", e))?;
+            first_ttft = Some(ms(t));
+            // The steady figure: the same prompt at the same depth again, the depth kept where
+            // the runtime can shorten its sequence, else filled again.
+            if rt.truncate(d).is_err() {
+                rt.prefill(&lead)
+                    .map_err(|e| fail("filling the depth", e))?;
+            }
+            let t = Instant::now();
+            next = rt.extend(&prompt).map_err(|e| fail("prefill", e))?;
+            ttft = Some(ms(t));
+        }
     }
 
     let t0 = Instant::now();
@@ -227,8 +259,8 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
     let mut token_ms = Vec::with_capacity(n);
     let mut token_times_s = Vec::with_capacity(n);
     let mut resets = 0u64;
-    let mut pos = fed;
-    let context = fed + n;
+    let mut pos = d + fed;
+    let context = d + fed + n;
     loop {
         let t = Instant::now();
         match &spec.sustained {
@@ -277,6 +309,7 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
         threads: rt.threads(),
         runtime: rt.info(),
         offload: rt.offload(),
+        kv_types: rt.kv_types(),
         peak_rss_bytes: Some(crate::platform::peak_rss_bytes()?),
         cpu_times_s: crate::platform::cpu_times_s().ok(),
         rss_split: peak_rss_split(telemetry.as_ref()),

@@ -125,14 +125,6 @@ pub fn write_export(file: &Path, text: &str) -> anyhow::Result<()> {
 
 impl Config {
     pub fn new(root: SysRoot, a: &BenchArgs) -> anyhow::Result<Self> {
-        if a.depth.is_some() {
-            return Err(invalid(
-                "-d/--depth",
-                "odai decodes after its prompt: llama-bench's tgN @ dD is odai's -p D -n N \
-                 (decode_tps); a prefill at a depth (ppP @ dD) is not measured"
-                    .into(),
-            ));
-        }
         if let Some(url) = &a.endpoint {
             // Before anything runs: a mistyped URL is one usage error, not a run of failed
             // repetitions.
@@ -217,6 +209,8 @@ impl Config {
         let axes = LmAxes {
             models,
             gpu_layers: gpu_layers_axis(a, &runtimes)?,
+            kv_types: kv_axis(a, &runtimes)?,
+            depth: a.depth.clone(),
             runtimes,
             threads: if a.threads.is_empty() {
                 vec![0]
@@ -293,6 +287,38 @@ fn gpu_layers_axis(a: &BenchArgs, runtimes: &[RuntimeKind]) -> anyhow::Result<Ve
         ));
     }
     Ok(a.gpu_layers.iter().copied().map(Some).collect())
+}
+
+/// `--cache-type-k` × `--cache-type-v` as an axis of the cells whose runtime types its KV cache
+/// (llama-bench's `-ctk q8_0,f16 -ctv f16`); a side not given is f16.
+fn kv_axis(
+    a: &BenchArgs,
+    runtimes: &[RuntimeKind],
+) -> anyhow::Result<Vec<Option<crate::engine::kv::KvTypes>>> {
+    use crate::engine::kv::{KvType, KvTypes};
+    if a.cache_type_k.is_empty() && a.cache_type_v.is_empty() {
+        return Ok(vec![None]);
+    }
+    if !runtimes.iter().any(|r| r.types_kv_cache()) {
+        return Err(invalid(
+            "--cache-type-k/--cache-type-v",
+            "none of the runtimes asked for has a KV cache to type: odai's engine, auto and \
+             llama.cpp do (candle's is f32 only; an endpoint's is the server's own)"
+                .into(),
+        ));
+    }
+    let side = |v: &[KvType]| {
+        if v.is_empty() {
+            vec![KvType::default()]
+        } else {
+            v.to_vec()
+        }
+    };
+    let (ks, vs) = (side(&a.cache_type_k), side(&a.cache_type_v));
+    Ok(ks
+        .iter()
+        .flat_map(|&k| vs.iter().map(move |&v| Some(KvTypes { k, v })))
+        .collect())
 }
 
 /// `--runtime`'s list as the cells run it: `auto` is ODAI_ENGINE's choice; an endpoint runs on
@@ -430,8 +456,16 @@ struct Done<'a> {
 
 /// How a cell is named in progress and failure lines.
 fn cell_label(c: &Cell) -> String {
+    let depth = if c.depth > 0 {
+        format!(" d={}", c.depth)
+    } else {
+        String::new()
+    };
+    let kv = c
+        .kv_types
+        .map_or_else(String::new, |t| format!(" kv={}", t.label()));
     format!(
-        "{} on {}, {} threads, p={} n={}",
+        "{} on {}, {} threads, p={} n={}{depth}{kv}",
         c.model.label(),
         c.runtime,
         c.threads_label(),
@@ -495,7 +529,8 @@ fn sql(_: &[Done]) -> anyhow::Result<String> {
 
 /// llama-bench's columns, one row per test a cell measured: `ppP` (prefill), `tgN` or
 /// `tgN @ dP` (decode after a P-token prompt), and `ppP+tgN` for `--pg` cells.
-fn table_rows(done: &[Done]) -> Vec<[String; 10]> {
+fn table_rows(done: &[Done]) -> Vec<Vec<String>> {
+    let kv_shown = shows_kv(done);
     let mut rows = Vec::new();
     for Done {
         cell: bc,
@@ -514,23 +549,32 @@ fn table_rows(done: &[Done]) -> Vec<[String; 10]> {
             .summary
             .get("ttft_ms")
             .map_or_else(String::new, |s| format!("{:.1}", s.mean));
+        // llama-bench's names: a test at a depth ends ` @ dD`; decode runs at the depth plus
+        // the prompt.
+        let at = |d: u32| {
+            if d > 0 {
+                format!(" @ d{d}")
+            } else {
+                String::new()
+            }
+        };
         if p.prompt_tokens > 0 {
             tests.push((
-                format!("pp{}", p.prompt_tokens),
+                format!("pp{}{}", p.prompt_tokens, at(p.depth)),
                 rate("prefill_tps"),
                 ttft.clone(),
             ));
         }
         if p.gen_tokens > 0 {
-            let test = match p.prompt_tokens {
-                0 => format!("tg{}", p.gen_tokens),
-                d => format!("tg{} @ d{d}", p.gen_tokens),
-            };
-            tests.push((test, rate("decode_tps"), String::new()));
+            tests.push((
+                format!("tg{}{}", p.gen_tokens, at(p.depth + p.prompt_tokens)),
+                rate("decode_tps"),
+                String::new(),
+            ));
         }
         if bc.pg {
             tests.push((
-                format!("pp{}+tg{}", p.prompt_tokens, p.gen_tokens),
+                format!("pp{}+tg{}{}", p.prompt_tokens, p.gen_tokens, at(p.depth)),
                 rate("pg_tps"),
                 String::new(),
             ));
@@ -547,8 +591,12 @@ fn table_rows(done: &[Done]) -> Vec<[String; 10]> {
             .cell
             .gpu_layers
             .map_or_else(|| "-".into(), |n| n.to_string());
+        // The types the runtime held, as llama-bench prints them.
+        let kv =
+            |t: Option<crate::engine::kv::KvType>| t.map_or_else(|| "-".into(), |t| t.to_string());
+        let (type_k, type_v) = (kv(p.type_k), kv(p.type_v));
         for (test, tps, ttft) in tests {
-            rows.push([
+            let mut row = vec![
                 p.model_file.clone(),
                 p.model_bytes.map_or_else(|| "-".into(), units::bytes),
                 p.parameters
@@ -560,7 +608,11 @@ fn table_rows(done: &[Done]) -> Vec<[String; 10]> {
                 test,
                 tps.unwrap_or_else(|| "-".into()),
                 ttft,
-            ]);
+            ];
+            if kv_shown {
+                row.splice(7..7, [type_k.clone(), type_v.clone()]);
+            }
+            rows.push(row);
         }
     }
     rows
@@ -570,16 +622,37 @@ const TABLE_HEADER: [&str; 10] = [
     "model", "size", "params", "runtime", "backend", "ngl", "threads", "test", "t/s", "ttft ms",
 ];
 
+/// Whether the table has llama-bench's `type_k` and `type_v` columns (after `threads`): as
+/// llama-bench, only when a cell asked for cache types.
+fn shows_kv(done: &[Done]) -> bool {
+    done.iter().any(|d| d.cell.cell.kv_types.is_some())
+}
+
+/// The table's columns: [`TABLE_HEADER`], with the cache types where [`shows_kv`].
+fn table_header(done: &[Done]) -> Vec<&'static str> {
+    let mut h = TABLE_HEADER.to_vec();
+    if shows_kv(done) {
+        h.splice(7..7, ["type_k", "type_v"]);
+    }
+    h
+}
+
+/// Figures are right-aligned, names left, as llama-bench aligns them.
+fn right_aligned(column: &str) -> bool {
+    matches!(
+        column,
+        "size" | "params" | "ngl" | "threads" | "t/s" | "ttft ms"
+    )
+}
+
 /// llama-bench's `-o md` table (its column names, odai's runtime and TTFT added).
 fn table_md(done: &[Done]) -> String {
     let rows = table_rows(done);
-    let mut s = format!("| {} |\n", TABLE_HEADER.join(" | "));
-    let align: Vec<&str> = TABLE_HEADER
+    let header = table_header(done);
+    let mut s = format!("| {} |\n", header.join(" | "));
+    let align: Vec<&str> = header
         .iter()
-        .map(|h| match *h {
-            "size" | "params" | "ngl" | "threads" | "t/s" | "ttft ms" => "---:",
-            _ => "---",
-        })
+        .map(|h| if right_aligned(h) { "---:" } else { "---" })
         .collect();
     s.push_str(&format!("| {} |\n", align.join(" | ")));
     for r in rows {
@@ -605,7 +678,8 @@ fn table_md(done: &[Done]) -> String {
 /// The same table aligned for a terminal, after a run of several cells.
 fn table_text(done: &[Done]) -> String {
     let rows = table_rows(done);
-    let mut widths: Vec<usize> = TABLE_HEADER.iter().map(|h| h.chars().count()).collect();
+    let header = table_header(done);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
@@ -615,8 +689,7 @@ fn table_text(done: &[Done]) -> String {
         let mut l = String::from(" ");
         for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
             let pad = w - c.chars().count();
-            // Names left, figures right, as llama-bench aligns them.
-            if matches!(i, 1 | 2 | 5 | 6 | 8 | 9) {
+            if right_aligned(header[i]) {
                 l.push_str(&format!(" {}{c}", " ".repeat(pad)));
             } else {
                 l.push_str(&format!(" {c}{}", " ".repeat(pad)));
@@ -624,7 +697,7 @@ fn table_text(done: &[Done]) -> String {
         }
         l.trim_end().to_owned() + "\n"
     };
-    let mut s = line(TABLE_HEADER.to_vec());
+    let mut s = line(header.clone());
     for r in &rows {
         s.push_str(&line(r.iter().map(String::as_str).collect()));
     }
@@ -942,6 +1015,8 @@ fn render_csv(done: &[Done]) -> anyhow::Result<String> {
                 opt_u(bc.cell.gpu_layers.map(u64::from)),
                 opt_u(rep.offload.as_ref().map(|o| u64::from(o.on_gpu))),
                 rep.offload.as_ref().map_or_else(String::new, |o| o.label()),
+                p.type_k.map_or_else(String::new, |t| t.to_string()),
+                p.type_v.map_or_else(String::new, |t| t.to_string()),
             ])?;
         }
     }
@@ -949,7 +1024,7 @@ fn render_csv(done: &[Done]) -> anyhow::Result<String> {
 }
 
 /// The CSV columns (docs/bench-csv.md); new ones are appended, never inserted.
-const CSV_HEADER: [&str; 39] = [
+const CSV_HEADER: [&str; 41] = [
     "rep",
     "model_file",
     "model_sha256",
@@ -989,4 +1064,6 @@ const CSV_HEADER: [&str; 39] = [
     "gpu_layers",
     "gpu_layers_on_gpu",
     "offload",
+    "type_k",
+    "type_v",
 ];

@@ -20,6 +20,8 @@ pub struct Config {
     pub format: Format,
     pub runtime: RuntimeKind,
     pub gpu_layers: Option<u32>,
+    /// KV cache types (`--cache-type-k`/`-v`); `None`: the runtime's default.
+    pub kv_types: Option<crate::engine::kv::KvTypes>,
 }
 
 pub enum Prompt {
@@ -62,6 +64,7 @@ impl Config {
             format: args.format,
             runtime,
             gpu_layers: args.runtime.gpu_layers,
+            kv_types: args.runtime.kv_types(),
         })
     }
 }
@@ -75,6 +78,8 @@ struct Output {
     generated_ids: Vec<u32>,
     generated_text: Option<String>,
     threads: u32,
+    /// The KV cache types the runtime held (`f16`, `q8_0/f16`); null for an endpoint.
+    kv_cache: Option<String>,
     load_ms: f64,
     /// Null with one generated token (`-n 1`): the first comes from the prefill, so no decode
     /// step was timed.
@@ -110,6 +115,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         context: (prompt_ids.len() as u32).saturating_add(cfg.gen_tokens),
         batch: prompt_ids.len() as u32,
         gpu_layers: cfg.gpu_layers,
+        kv_types: cfg.kv_types,
         ..Default::default()
     };
     let started = Instant::now();
@@ -149,6 +155,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         prompt_ids,
         generated_ids: generated,
         threads: model.threads(),
+        kv_cache: model.kv_types().map(|t| t.label()),
         load_ms,
         decode_tps: (cfg.gen_tokens > 1 && decode_s > 0.0)
             .then(|| (cfg.gen_tokens as f64 - 1.0) / decode_s),

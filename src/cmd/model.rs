@@ -17,6 +17,8 @@ use crate::units;
 pub struct InspectConfig {
     pub file: PathBuf,
     pub context: Option<u64>,
+    /// The KV cache types to size (`--cache-type-k`/`-v`); `None`: the runtime's default.
+    pub kv_types: Option<crate::engine::kv::KvTypes>,
     pub sha256: bool,
     pub format: Format,
 }
@@ -26,6 +28,12 @@ impl InspectConfig {
         InspectConfig {
             file: args.file.clone(),
             context: args.context,
+            kv_types: (args.cache_type_k.is_some() || args.cache_type_v.is_some()).then(|| {
+                crate::engine::kv::KvTypes {
+                    k: args.cache_type_k.unwrap_or_default(),
+                    v: args.cache_type_v.unwrap_or_default(),
+                }
+            }),
             sha256: args.sha256,
             format: args.format,
         }
@@ -56,7 +64,13 @@ pub fn inspect(cfg: &InspectConfig) -> anyhow::Result<i32> {
     // As `auto` would hold it (odai's engine where it runs the model, else candle).
     let holder = crate::runtime::memory::Holder::for_kind(crate::runtime::RuntimeKind::Auto, &info)
         .unwrap_or(crate::runtime::memory::Holder::Candle);
-    let memory = crate::runtime::memory::needs(&info, holder, context, 512.min(context));
+    let memory = crate::runtime::memory::needs(
+        &info,
+        holder,
+        context,
+        512.min(context),
+        holder.kv_types(cfg.kv_types),
+    );
     let sha256 = if cfg.sha256 {
         Some(fingerprint::sha256_file(&cfg.file)?)
     } else {

@@ -24,12 +24,16 @@ pub struct Config {
     pub model: PathBuf,
     pub runtime: RuntimeKind,
     pub gpu_layers: Option<u32>,
+    /// KV cache types (`--cache-type-k`/`-v`); `None`: the runtime's default.
+    pub kv_types: Option<crate::engine::kv::KvTypes>,
     pub threads: Option<u32>,
     pub text: Option<PathBuf>,
     pub ctx: u32,
     pub chunks: Option<u32>,
     pub reference: Option<PathBuf>,
     pub reference_runtime: RuntimeKind,
+    /// The reference's KV cache types; `None`: its runtime's default.
+    pub reference_kv_types: Option<crate::engine::kv::KvTypes>,
     pub tasks: Option<PathBuf>,
     pub max_tokens: u32,
     pub shadow: Option<EndpointSpec>,
@@ -116,12 +120,14 @@ impl Config {
             model: args.model.clone(),
             runtime,
             gpu_layers: args.runtime.gpu_layers,
+            kv_types: args.runtime.kv_types(),
             threads: args.threads,
             text: args.text.clone(),
             ctx: args.ctx,
             chunks: args.chunks,
             reference: args.reference.clone(),
             reference_runtime,
+            reference_kv_types: args.reference_cache_type,
             tasks: args.tasks.clone(),
             max_tokens: args.max_tokens,
             shadow,
@@ -224,6 +230,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         context: longest as u32,
         batch: longest as u32,
         gpu_layers: cfg.gpu_layers,
+        kv_types: cfg.kv_types,
         ..Default::default()
     };
     let mut model = runtime::load(cfg.runtime, &cfg.model, &opts)?;
@@ -247,7 +254,11 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         let mut reference = match &cfg.reference {
             None => None,
             Some(r) => {
-                let rt = runtime::load(cfg.reference_runtime, r, &opts)?;
+                let ref_opts = LoadOptions {
+                    kv_types: cfg.reference_kv_types,
+                    ..opts.clone()
+                };
+                let rt = runtime::load(cfg.reference_runtime, r, &ref_opts)?;
                 let rv = rt.vocab().size;
                 if rv != vocab {
                     return Err(Error::Model {
@@ -325,6 +336,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
                 reference: r.display().to_string(),
                 reference_sha256: model_sha256(r),
                 reference_runtime: rt.info(),
+                reference_kv_cache: rt.kv_types().map(|t| t.label()),
                 reference_ppl: rppl,
                 reference_ppl_stderr: rerr,
                 ppl_delta_pct: 100.0 * (ppl / rppl - 1.0),
@@ -353,6 +365,7 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         model: cfg.model.display().to_string(),
         model_sha256: model_sha256(&cfg.model),
         runtime: model.info(),
+        kv_cache: model.kv_types().map(|t| t.label()),
         threads: model.threads(),
         perplexity,
         kld,

@@ -25,7 +25,7 @@ pub mod spm;
 pub mod text;
 pub mod ugm;
 
-pub use odai_engine::{arch, argmax, attention, decoder, gguf, kernels, mapped, synth, team};
+pub use odai_engine::{arch, argmax, attention, decoder, gguf, kernels, kv, mapped, synth, team};
 
 use std::fs::File;
 use std::io::BufReader;
@@ -208,6 +208,30 @@ impl Model {
             out.extend(self.forward(std::slice::from_ref(t), pos + i)?);
         }
         Ok(out)
+    }
+
+    /// The KV cache's element types: odai's engine holds what [`Model::set_kv_types`] chose
+    /// (f16 by default), candle f32.
+    pub fn kv_types(&self) -> kv::KvTypes {
+        match &self.arch {
+            Arch::Own(m) => m.kv_types(),
+            _ => kv::KvTypes::both(kv::KvType::F32),
+        }
+    }
+
+    /// Keeps the KV cache in `types` (`-ctk`/`-ctv`), forgetting the sequence. candle's
+    /// cache is f32 and nothing else: asking it another type is an error, not a figure measured
+    /// on a cache other than the one asked for.
+    pub fn set_kv_types(&mut self, types: kv::KvTypes) -> Result<(), String> {
+        match &mut self.arch {
+            Arch::Own(m) => m.set_kv_types(types),
+            _ if types == kv::KvTypes::both(kv::KvType::F32) => Ok(()),
+            _ => Err(format!(
+                "candle keeps its KV cache in f32, not {}: ask for f32, or run the model on \
+                 odai's engine or llama.cpp (--runtime)",
+                types.label()
+            )),
+        }
     }
 
     /// Which engine runs this model: `odai` (its own kernels) or `candle`.

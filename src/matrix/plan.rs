@@ -60,8 +60,9 @@ const COLD_LOAD_GB_S: f64 = 0.3;
 /// any sustained duration. An estimate to plan a farm's time with (within 1.5× of the run on
 /// the machine its constants were measured on), not a measurement.
 pub fn estimate_seconds(c: &Cell, i: &ModelInfo, bandwidth_gb_s: f64) -> f64 {
-    let context = u64::from(c.prompt_tokens) + u64::from(c.gen_tokens);
-    let per_token_s = (i.decode_weight_bytes + i.kv_cache_bytes(context)) as f64
+    let context = u64::from(c.depth) + u64::from(c.prompt_tokens) + u64::from(c.gen_tokens);
+    let kv = crate::runtime::memory::kv_types_for(c.runtime, i, c.kv_types);
+    let per_token_s = (i.decode_weight_bytes + i.kv_cache_bytes(context, kv)) as f64
         / (bandwidth_gb_s * 1e9 * DECODE_EFFICIENCY);
     let load_s = i.file_size_bytes as f64
         / 1e9
@@ -72,7 +73,7 @@ pub fn estimate_seconds(c: &Cell, i: &ModelInfo, bandwidth_gb_s: f64) -> f64 {
         };
     let rep = REP_OVERHEAD_S
         + load_s
-        + f64::from(c.prompt_tokens) * per_token_s * PREFILL_PER_DECODE
+        + f64::from(c.depth + c.prompt_tokens) * per_token_s * PREFILL_PER_DECODE
         + f64::from(c.gen_tokens) * per_token_s
         + c.sustained_s.unwrap_or(0.0);
     f64::from(c.reps + c.warmup) * rep
@@ -159,12 +160,18 @@ pub fn plan(matrix: &Matrix, probe: &Probe, bandwidth_gb_s: Reading<f64>) -> Dev
                 return plan_tensor(c, models, &headroom);
             }
             let info = model_info(&c.model);
-            let context = u64::from(c.prompt_tokens) + u64::from(c.gen_tokens);
+            let context = u64::from(c.depth) + u64::from(c.prompt_tokens) + u64::from(c.gen_tokens);
             let needs = match &info {
                 Ok(i) => match crate::runtime::memory::Holder::for_kind(c.runtime, i) {
                     Some(h) => Reading::Value(
-                        crate::runtime::memory::needs(i, h, context, c.prompt_tokens.into())
-                            .total_bytes,
+                        crate::runtime::memory::needs(
+                            i,
+                            h,
+                            context,
+                            c.prompt_tokens.max(c.depth).into(),
+                            h.kv_types(c.kv_types),
+                        )
+                        .total_bytes,
                     ),
                     None => Reading::unavailable("not sized: no model file in this process"),
                 },
@@ -188,7 +195,8 @@ pub fn plan(matrix: &Matrix, probe: &Probe, bandwidth_gb_s: Reading<f64>) -> Dev
             };
             let min_seconds = match (&info, &bandwidth_gb_s) {
                 (Ok(i), Reading::Value(bw)) if *bw > 0.0 => {
-                    let per_token = (i.decode_weight_bytes + i.kv_cache_bytes(context)) as f64;
+                    let kv = crate::runtime::memory::kv_types_for(c.runtime, i, c.kv_types);
+                    let per_token = (i.decode_weight_bytes + i.kv_cache_bytes(context, kv)) as f64;
                     let decode = f64::from(c.gen_tokens) * per_token / (bw * 1e9);
                     Reading::Value(
                         f64::from(c.reps + c.warmup) * (decode + c.sustained_s.unwrap_or(0.0)),

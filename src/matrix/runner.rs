@@ -128,6 +128,8 @@ pub fn bench_config(
         idle_baseline: None,
         runtime: cell.runtime,
         gpu_layers: cell.gpu_layers,
+        kv_types: cell.kv_types,
+        depth: cell.depth,
         deadline: None,
     })
 }

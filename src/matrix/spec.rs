@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::bench::load::Load;
+use crate::engine::kv::KvTypes;
 use crate::engine::synth;
 use crate::error::Error;
 use crate::runtime::RuntimeKind;
@@ -52,6 +53,14 @@ struct Axes {
     /// other runtimes' cells do not multiply by it.
     #[serde(default)]
     gpu_layers: Option<Spanned<Vec<u32>>>,
+    /// Tokens already in the context before the prompt (llama-bench's `-d`): each depth a cell.
+    #[serde(default)]
+    depth: Option<Spanned<Vec<u32>>>,
+    /// KV cache types (llama-bench's `-ctk`/`-ctv`): `f16`, `q8_0`, or `K/V` such as
+    /// `q8_0/f16`; an axis of the cells whose runtime holds a KV cache it can type (odai's
+    /// engine, `auto`, llama.cpp).
+    #[serde(default)]
+    kv_cache: Option<Spanned<Vec<String>>>,
 }
 
 /// A `[[tensor]]` entry: a tensor model (or a pipeline of them) and how to drive it, run on each
@@ -253,6 +262,12 @@ pub struct Cell {
     /// Layers asked on a GPU (`gpu_layers`, llama.cpp's `-ngl`); null: none asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_layers: Option<u32>,
+    /// KV cache types asked (`kv_cache`, `-ctk`/`-ctv`); null: the runtime's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_types: Option<KvTypes>,
+    /// Tokens already in the context before the prompt (`depth`, llama-bench's `-d`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub depth: u32,
     /// How a tensor cell runs (`[[tensor]]`); null for a language-model cell, whose
     /// `prompt_tokens`/`gen_tokens` a tensor cell leaves at 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -382,6 +397,10 @@ pub struct LmAxes {
     /// GPU layers of the llama.cpp runtime's cells (`[None]`: none asked); the other runtimes'
     /// cells do not multiply by it.
     pub gpu_layers: Vec<Option<u32>>,
+    /// KV cache types of the cells whose runtime types its cache (`[None]`: the default).
+    pub kv_types: Vec<Option<KvTypes>>,
+    /// Tokens already in the context before the prompt (`[0]`: none).
+    pub depth: Vec<u32>,
     /// Thread counts; 0 is `auto`.
     pub threads: Vec<u32>,
     /// 0: no prefill is measured (llama-bench's `tg` alone).
@@ -409,6 +428,8 @@ impl LmAxes {
             ("models", self.models.len()),
             ("runtimes", self.runtimes.len().max(1)),
             ("gpu_layers", self.gpu_layers.len().max(1)),
+            ("kv_cache", self.kv_types.len().max(1)),
+            ("depth", self.depth.len().max(1)),
             ("threads", self.threads.len()),
             ("prompt_tokens", self.prompt_tokens.len()),
             ("gen_tokens", self.gen_tokens.len()),
@@ -434,7 +455,22 @@ impl LmAxes {
                 } else {
                     vec![None]
                 };
-                for &gpu_layers in &ngl_axis {
+                // Likewise the cache types, for runtimes without a cache to type.
+                let kv_axis = if runtime.types_kv_cache() && !self.kv_types.is_empty() {
+                    self.kv_types.clone()
+                } else {
+                    vec![None]
+                };
+                let variants: Vec<(Option<u32>, Option<KvTypes>)> = ngl_axis
+                    .iter()
+                    .flat_map(|&n| kv_axis.iter().map(move |&k| (n, k)))
+                    .collect();
+                let depths: &[u32] = if self.depth.is_empty() {
+                    &[0]
+                } else {
+                    &self.depth
+                };
+                for &(gpu_layers, kv_types) in &variants {
                     for &threads in &self.threads {
                         for &p in &self.prompt_tokens {
                             for &n in &self.gen_tokens {
@@ -443,17 +479,34 @@ impl LmAxes {
                                     continue;
                                 }
                                 check_tokens(model, p, n)?;
-                                for &cold in &self.cold {
-                                    for &sus in &self.sustained {
-                                        if sus.is_some() && n == 0 {
-                                            return Err("a sustained cell decodes: gen_tokens 0 \
+                                for &depth in depths {
+                                    if depth > 0 && model.is_endpoint() {
+                                        return Err(format!(
+                                            "{}: depth {depth}: an endpoint's prompt cannot be split into \
+                                         context already held and the prompt measured: leave the \
+                                         endpoint at depth 0",
+                                            model.label()
+                                        ));
+                                    }
+                                    for &cold in &self.cold {
+                                        for &sus in &self.sustained {
+                                            if sus.is_some() && depth > 0 {
+                                                return Err(format!(
+                                                    "depth {depth}: a sustained cell decodes from \
+                                                 position 0 after each reset, so it has no fixed \
+                                                 depth (give it depth 0)"
+                                                ));
+                                            }
+                                            if sus.is_some() && n == 0 {
+                                                return Err(
+                                                    "a sustained cell decodes: gen_tokens 0 \
                                                     measures nothing there (exclude it, or give \
                                                     gen_tokens of 1 or more)"
-                                                .into());
-                                        }
-                                        for load in &self.loads {
-                                            let mut cell =
-                                                Cell {
+                                                        .into(),
+                                                );
+                                            }
+                                            for load in &self.loads {
+                                                let mut cell = Cell {
                                                     id: String::new(),
                                                     model: model.clone(),
                                                     threads,
@@ -468,10 +521,13 @@ impl LmAxes {
                                                     ),
                                                     runtime,
                                                     gpu_layers,
+                                                    kv_types,
+                                                    depth,
                                                     tensor: None,
                                                 };
-                                            cell.id = cell_id(&cell);
-                                            cells.push(cell);
+                                                cell.id = cell_id(&cell);
+                                                cells.push(cell);
+                                            }
                                         }
                                     }
                                 }
@@ -493,6 +549,10 @@ impl LmAxes {
 }
 
 /// Whether a cell's prompt and generation lengths can be measured on its model.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 fn check_tokens(model: &ModelRef, p: u32, n: u32) -> Result<(), String> {
     if model.is_endpoint() && (p == 0 || n == 0) {
         return Err(format!(
@@ -687,6 +747,28 @@ impl Matrix {
                     list.get_ref().iter().copied().map(Some).collect()
                 }
             };
+            let kv_types: Vec<Option<KvTypes>> = match &axes.kv_cache {
+                None => vec![None],
+                Some(list) => {
+                    non_empty("kv_cache", list.span(), list.get_ref().len())?;
+                    if !runtimes.iter().any(|r| r.types_kv_cache()) {
+                        return Err(err(
+                            list.span().start,
+                            "kv_cache: none of this matrix's runtimes has a KV cache to type: \
+                             add odai, auto or llama.cpp to runtimes"
+                                .into(),
+                        ));
+                    }
+                    list.get_ref()
+                        .iter()
+                        .map(|s| {
+                            KvTypes::parse(s)
+                                .map(Some)
+                                .map_err(|m| err(list.span().start, format!("kv_cache: {m}")))
+                        })
+                        .collect::<Result<_, _>>()?
+                }
+            };
             let colds = axes.cold.clone().unwrap_or_else(|| vec![false]);
             if colds.is_empty() {
                 return Err(err(
@@ -699,6 +781,14 @@ impl Matrix {
                 models,
                 runtimes,
                 gpu_layers,
+                kv_types,
+                depth: match &axes.depth {
+                    None => vec![0],
+                    Some(list) => {
+                        non_empty("depth", list.span(), list.get_ref().len())?;
+                        list.get_ref().clone()
+                    }
+                },
                 threads: threads_axis,
                 prompt_tokens: axes.prompt_tokens.get_ref().clone(),
                 gen_tokens: axes.gen_tokens.get_ref().clone(),
@@ -854,6 +944,8 @@ fn tensor_cells(e: &TensorEntry) -> Result<Vec<Cell>, String> {
                     warmup: 0,
                     runtime: runtimes[0],
                     gpu_layers: None,
+                    kv_types: None,
+                    depth: 0,
                     tensor: Some(TensorRun {
                         workload: e.workload.clone(),
                         mode: mode.clone(),
@@ -933,8 +1025,16 @@ fn cell_id(c: &Cell) -> String {
     });
     // Appended only when asked, so cells without it keep the ids earlier results were stored by.
     let ngl = c.gpu_layers.map_or(String::new(), |n| format!("|ngl{n}"));
+    let kv = c
+        .kv_types
+        .map_or(String::new(), |t| format!("|kv{}", t.label()));
+    let depth = if c.depth > 0 {
+        format!("|d{}", c.depth)
+    } else {
+        String::new()
+    };
     let key = format!(
-        "{}|t{}|p{}|n{}|cold{}|sus{:?}|load{}|reps{}|warm{}{runtime}{tensor}{ngl}",
+        "{}|t{}|p{}|n{}|cold{}|sus{:?}|load{}|reps{}|warm{}{runtime}{tensor}{ngl}{kv}{depth}",
         c.model.label(),
         c.threads,
         c.prompt_tokens,
@@ -1162,6 +1262,68 @@ inputs = { sr = 16000, clip = "clip.npy" }
         ))
         .unwrap_err();
         assert!(e.contains("gpu_layers is empty"), "{e}");
+    }
+
+    #[test]
+    fn depth_is_an_axis_and_refused_where_it_means_nothing() {
+        let text = SMALLEST.replace("threads = [1, 2]", "threads = [1]") + "depth = [0, 4096]\n";
+        let m = parse(&text).unwrap();
+        let got: Vec<u32> = m.cells.iter().map(|c| c.depth).collect();
+        assert_eq!(got, [0, 4096]);
+        // Depth 0 keeps the id a cell had before depth was an axis.
+        let plain = parse(&SMALLEST.replace("threads = [1, 2]", "threads = [1]")).unwrap();
+        assert_eq!(plain.cells[0].id, m.cells[0].id);
+        assert_ne!(m.cells[0].id, m.cells[1].id);
+        let e = parse(&format!("{SMALLEST}depth = [512]\nsustained = [\"1m\"]\n")).unwrap_err();
+        assert!(
+            e.contains("depth 512: a sustained cell decodes from position 0"),
+            "{e}"
+        );
+        let e = parse(&format!("{SMALLEST}depth = []\n")).unwrap_err();
+        assert!(e.contains("depth is empty"), "{e}");
+    }
+
+    #[test]
+    fn kv_cache_multiplies_the_cells_whose_runtime_types_its_cache() {
+        use crate::engine::kv::{KvType, KvTypes};
+        let text = SMALLEST.replace("threads = [1, 2]", "threads = [1]")
+            + "runtimes = [\"odai\", \"candle\", \"llama.cpp\"]\nkv_cache = [\"q8_0\", \"q4_0/f16\"]\n";
+        let m = parse(&text).unwrap();
+        let got: Vec<(RuntimeKind, Option<KvTypes>)> =
+            m.cells.iter().map(|c| (c.runtime, c.kv_types)).collect();
+        let q8 = Some(KvTypes::both(KvType::Q8_0));
+        let q4f16 = Some(KvTypes {
+            k: KvType::Q4_0,
+            v: KvType::F16,
+        });
+        assert_eq!(
+            got,
+            [
+                (RuntimeKind::Odai, q8),
+                (RuntimeKind::Odai, q4f16),
+                (RuntimeKind::Candle, None),
+                (RuntimeKind::LlamaCpp, q8),
+                (RuntimeKind::LlamaCpp, q4f16),
+            ]
+        );
+        assert_ne!(m.cells[0].id, m.cells[1].id, "the types are part of the id");
+        let e = parse(&format!("{SMALLEST}kv_cache = [\"q5_1\"]\n")).unwrap_err();
+        assert_eq!(
+            e,
+            "m.toml:7:12: kv_cache: unknown KV cache type \"q5_1\": choose one of f32, f16, q8_0, \
+             q4_0"
+        );
+        let e = parse(&format!(
+            "{SMALLEST}runtimes = [\"candle\"]\nkv_cache = [\"f16\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.ends_with(
+                "kv_cache: none of this matrix's runtimes has a KV cache to type: add odai, auto \
+                 or llama.cpp to runtimes"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

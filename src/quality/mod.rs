@@ -36,6 +36,10 @@ pub struct QualityRecord {
     pub model: String,
     pub model_sha256: Option<String>,
     pub runtime: RuntimeInfo,
+    /// The KV cache types the runtime held (`f16`, `q8_0`, `q8_0/f16`); null in records from
+    /// before they were recorded.
+    #[serde(default)]
+    pub kv_cache: Option<String>,
     pub threads: u32,
     pub perplexity: Option<PerplexityResult>,
     pub kld: Option<KldResult>,
@@ -76,6 +80,9 @@ pub struct KldResult {
     pub reference: String,
     pub reference_sha256: Option<String>,
     pub reference_runtime: RuntimeInfo,
+    /// The reference's KV cache types, as `kv_cache`.
+    #[serde(default)]
+    pub reference_kv_cache: Option<String>,
     pub reference_ppl: f64,
     pub reference_ppl_stderr: f64,
     /// 100 × (ppl ÷ reference ppl − 1).

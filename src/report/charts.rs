@@ -249,6 +249,34 @@ pub fn ttft_curve(
     series: &[(String, Vec<(f64, f64)>)],
     budget_ms: Option<f64>,
 ) -> Result<String, String> {
+    curve(
+        title,
+        ("prompt tokens", "TTFT p95 ms"),
+        series,
+        budget_ms.map(|b| (b, format!("TTFT budget {b:.0} ms (dashed)"))),
+    )
+}
+
+/// Decode speed against the context it decodes at (llama-bench's `tgN @ dD`) for one class:
+/// each model × runtime × KV cache type's points joined by a line.
+pub fn depth_curve(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<String, String> {
+    curve(
+        title,
+        ("tokens in the context", "decode tok/s"),
+        series,
+        None,
+    )
+}
+
+/// Measured points per series, joined by lines and marked with circles (`axes`: the x and y
+/// descriptions), and a dashed horizontal line with its legend where `line` is given.
+fn curve(
+    title: &str,
+    axes: (&str, &str),
+    series: &[(String, Vec<(f64, f64)>)],
+    line: Option<(f64, String)>,
+) -> Result<String, String> {
+    let budget_ms = line.as_ref().map(|l| l.0);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
@@ -278,8 +306,8 @@ pub fn ttft_curve(
             .x_labels(8)
             .x_label_formatter(&tick)
             .y_label_formatter(&tick)
-            .x_desc("prompt tokens")
-            .y_desc("TTFT p95 ms")
+            .x_desc(axes.0)
+            .y_desc(axes.1)
             .draw()
             .map_err(err)?;
         let palette = [BLUE, GREEN, MAGENTA, CYAN, BLACK];
@@ -308,8 +336,9 @@ pub fn ttft_curve(
                     .draw_series(LineSeries::new(d, ShapeStyle::from(&RED).stroke_width(2)))
                     .map_err(err)?;
                 if first {
+                    let label = line.as_ref().map_or_else(String::new, |l| l.1.clone());
                     series
-                        .label(format!("TTFT budget {b:.0} ms (dashed)"))
+                        .label(label)
                         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
                     first = false;
                 }

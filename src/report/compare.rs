@@ -96,6 +96,8 @@ pub const MATCH_FIELDS: &[&str] = &[
     "load",
     "sustained_s",
     "gpu_layers",
+    "kv_cache",
+    "depth",
 ];
 
 /// `--match-by`'s default: the same cell of the same matrix on the same device.
@@ -118,6 +120,8 @@ fn field(r: &Row, f: &str) -> String {
         "load" => r.load.clone(),
         "sustained_s" => r.sustained_s.map_or_else(String::new, super::num),
         "gpu_layers" => r.gpu_layers.map_or_else(String::new, |n| n.to_string()),
+        "kv_cache" => r.kv_cache.clone().unwrap_or_default(),
+        "depth" => r.depth.to_string(),
         _ => String::new(),
     }
 }
@@ -561,6 +565,13 @@ pub fn rows_from_csv(path: &Path) -> Result<Vec<Row>, Error> {
             odai_version: None,
             model_sha256: None,
             gpu_layers: col("gpu_layers").and_then(|c| rec.get(c)?.parse().ok()),
+            depth: col("depth")
+                .and_then(|c| rec.get(c)?.parse().ok())
+                .unwrap_or(0),
+            kv_cache: col("kv_cache")
+                .and_then(|c| rec.get(c))
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
             offload: None,
             warnings: Vec::new(),
         });
@@ -627,6 +638,8 @@ mod tests {
             odai_version: None,
             model_sha256: None,
             gpu_layers: None,
+            kv_cache: None,
+            depth: 0,
             offload: None,
             warnings: Vec::new(),
         }

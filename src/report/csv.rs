@@ -130,6 +130,7 @@ pub fn measurements(r: &Report) -> anyhow::Result<Vec<u8>> {
         .chain(OFFLOAD_COLUMNS)
         .copied()
         .chain(samples.iter().map(String::as_str))
+        .chain(["kv_cache", "depth"])
         .chain(PROVENANCE_COLUMNS.iter().copied())
         .collect();
     w.write_record(&header)?;
@@ -169,6 +170,8 @@ pub fn measurements(r: &Report) -> anyhow::Result<Vec<u8>> {
                 v.iter().map(|x| num(*x)).collect::<Vec<_>>().join(";")
             }));
         }
+        rec.push(row.kv_cache.clone().unwrap_or_default());
+        rec.push(row.depth.to_string());
         rec.extend(made.iter().cloned());
         w.write_record(&rec)?;
     }

@@ -153,6 +153,14 @@ fn charts_section(r: &Report) -> String {
             )));
         }
     }
+    // Decode speed against the context it runs at (depth + prompt), per class: how a model
+    // slows as the conversation grows — llama-bench's `tg128 @ dD` as a curve.
+    for (class, series) in depth_curves(&r.rows) {
+        out.push_str(&chart(charts::depth_curve(
+            &format!("Decode speed against context: {class} (worst device)"),
+            &series,
+        )));
+    }
     out.push_str(&chart(charts::bars(
         "Decode speed by device class (mean over repetitions)",
         "tok/s",
@@ -334,5 +342,93 @@ pub fn render(r: &Report) -> String {
 impl Exporter for Html {
     fn files(&self, r: &Report) -> anyhow::Result<Vec<(&'static str, Vec<u8>)>> {
         Ok(vec![("report.html", render(r).into_bytes())])
+    }
+}
+
+/// A named line of (x, y) points.
+type Series = (String, Vec<(f64, f64)>);
+
+/// Per class, each model × runtime × KV cache type's decode tok/s (mean) at each context it
+/// decoded at — depth plus prompt — the class's slowest device at each point; series of two
+/// points or more. Cold, sustained, loaded, tensor and endpoint cells are left out.
+fn depth_curves(
+    rows: &[super::measurements::Row],
+) -> std::collections::BTreeMap<String, Vec<Series>> {
+    use std::collections::BTreeMap;
+    let mut by: BTreeMap<(String, String), BTreeMap<u32, f64>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| {
+        r.is_ok()
+            && !r.is_tensor()
+            && r.runtime != "openai"
+            && !r.cold
+            && r.sustained_s.is_none()
+            && r.load == "none"
+    }) {
+        let Some(tps) = r.get("decode_tps_mean") else {
+            continue;
+        };
+        let class = r.class.clone().unwrap_or_else(|| "unclassified".into());
+        let kv = r
+            .kv_cache
+            .as_ref()
+            .map_or_else(String::new, |k| format!(", {k} cache"));
+        let name = format!(
+            "{} on {}{kv}",
+            r.model.trim_start_matches("synthetic:"),
+            r.runtime
+        );
+        let at = by
+            .entry((class, name))
+            .or_default()
+            .entry(r.depth + r.prompt_tokens)
+            .or_insert(f64::INFINITY);
+        *at = at.min(tps);
+    }
+    let mut out: BTreeMap<String, Vec<Series>> = BTreeMap::new();
+    for ((class, name), pts) in by {
+        if pts.len() >= 2 {
+            out.entry(class).or_default().push((
+                name,
+                pts.into_iter().map(|(x, y)| (f64::from(x), y)).collect(),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::routing::tests::row;
+
+    /// Decode speed against the context it ran at: one series per model × runtime × cache type,
+    /// the class's slowest device at each context (depth + prompt), single points left out.
+    #[test]
+    fn depth_curves_follow_the_decode_context_and_the_slowest_device() {
+        let at = |device: &str, p: u32, depth: u32, tps: f64, kv: Option<&str>| {
+            let mut r = row("phone", device, p, 100.0, 10.0, 300.0);
+            r.depth = depth;
+            r.kv_cache = kv.map(str::to_owned);
+            let i = super::super::measurements::METRICS
+                .iter()
+                .position(|m| *m == "decode_tps_mean")
+                .unwrap();
+            r.values[i] = Some(tps);
+            r
+        };
+        let rows = [
+            at("a", 512, 0, 20.0, Some("f16")),
+            at("b", 512, 0, 18.0, Some("f16")),
+            at("a", 512, 4096, 12.0, Some("f16")),
+            at("a", 512, 4096, 14.0, Some("q8_0")),
+        ];
+        let c = depth_curves(&rows);
+        assert_eq!(
+            c["phone"],
+            [(
+                "m.gguf on odai, f16 cache".to_owned(),
+                vec![(512.0, 18.0), (4608.0, 12.0)]
+            )]
+        );
     }
 }

@@ -204,6 +204,11 @@ pub struct Row {
     /// GPU layers the cell asked for (`gpu_layers`), and where the runtime put them.
     pub gpu_layers: Option<u32>,
     pub offload: Option<crate::runtime::Offload>,
+    /// The KV cache types the runtime held (`f16`, `q8_0/f16`), else those the cell asked for;
+    /// None where it holds none here (an endpoint, a tensor model) or results predate them.
+    pub kv_cache: Option<String>,
+    /// Tokens already in the context before the prompt (llama-bench's `-d`).
+    pub depth: u32,
     /// What `odai bench` warned about the cell's measurement (a noisy machine, too few
     /// repetitions, outliers, failed repetitions): carried to every scorecard criterion built on
     /// the cell.
@@ -513,6 +518,7 @@ pub fn row(r: &Record, class: Option<String>) -> Row {
             .map_or(c.threads, |x| x.provenance.threads),
         prompt_tokens: c.prompt_tokens,
         gen_tokens: c.gen_tokens,
+        depth: c.depth,
         cold: c.cold,
         sustained_s: c.sustained_s,
         load: c.load.clone(),
@@ -534,6 +540,18 @@ pub fn row(r: &Record, class: Option<String>) -> Row {
             .as_ref()
             .and_then(|x| x.provenance.model_sha256.clone()),
         gpu_layers: c.gpu_layers,
+        kv_cache: r
+            .report
+            .as_ref()
+            .and_then(|x| {
+                let p = &x.provenance;
+                Some(crate::engine::kv::KvTypes {
+                    k: p.type_k?,
+                    v: p.type_v?,
+                })
+            })
+            .or(c.kv_types)
+            .map(|t| t.label()),
         offload: r
             .report
             .as_ref()

@@ -244,6 +244,8 @@ pub fn curves(rows: &[Row]) -> Curves {
             && !r.cold
             && r.sustained_s.is_none()
             && r.load == "none"
+            // A prompt at a depth (`-d`) waits on the tokens before it: another curve.
+            && r.depth == 0
     }) {
         let Some(ttft) = r.get("ttft_ms_p95") else {
             continue;
@@ -691,7 +693,7 @@ impl Routing {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::report::measurements::METRICS;
 
@@ -706,7 +708,15 @@ mod tests {
         assert_eq!(gen_limit(1000.0, 5000.0, 100.0), 0);
     }
 
-    fn row(class: &str, device: &str, p: u32, ttft: f64, token_ms: f64, peak_mib: f64) -> Row {
+    /// A measured row of `m.gguf` on odai (other report tests build theirs from it).
+    pub(crate) fn row(
+        class: &str,
+        device: &str,
+        p: u32,
+        ttft: f64,
+        token_ms: f64,
+        peak_mib: f64,
+    ) -> Row {
         let mut values = vec![None; METRICS.len()];
         let mut set = |k: &str, v: f64| {
             values[METRICS.iter().position(|m| *m == k).unwrap()] = Some(v);
@@ -738,9 +748,21 @@ mod tests {
             odai_version: None,
             model_sha256: None,
             gpu_layers: None,
+            kv_cache: None,
+            depth: 0,
             offload: None,
             warnings: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_prompt_at_a_depth_is_not_a_point_of_the_ttft_curve() {
+        let mut deep = row("phone", "a", 512, 9000.0, 50.0, 300.0);
+        deep.depth = 4096;
+        let rows = [row("phone", "a", 512, 800.0, 50.0, 300.0), deep];
+        let c = curves(&rows);
+        let pts: Vec<f64> = c.values().flatten().map(|p| p.ttft_ms_p95).collect();
+        assert_eq!(pts, [800.0]);
     }
 
     fn workload(ttft: f64, total: Option<f64>) -> Workload {

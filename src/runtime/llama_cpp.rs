@@ -12,7 +12,9 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+
+use crate::engine::kv::{KvType, KvTypes};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
@@ -175,6 +177,17 @@ pub struct LlamaCpp {
     threads: u32,
     offload: Option<Offload>,
     backend_desc: String,
+    kv_types: KvTypes,
+}
+
+/// llama.cpp's name for a KV cache type (`-ctk`/`-ctv` take the same names).
+fn ggml_kv_type(t: KvType) -> KvCacheType {
+    match t {
+        KvType::F32 => KvCacheType::F32,
+        KvType::F16 => KvCacheType::F16,
+        KvType::Q8_0 => KvCacheType::Q8_0,
+        KvType::Q4_0 => KvCacheType::Q4_0,
+    }
 }
 
 impl LlamaCpp {
@@ -213,6 +226,10 @@ impl LlamaCpp {
         let model = Box::new(model);
         let batch_cap = opts.batch.max(1) as usize;
         let n_ctx = opts.context.max(8);
+        // f16 unless asked: llama.cpp's own default. A quantized V cache needs flash attention,
+        // which llama.cpp's automatic policy turns on where the backend has it (else the context
+        // fails, and says so).
+        let kv_types = opts.kv_types.unwrap_or_default();
         let cparams = LlamaContextParams::default()
             // Op offload runs a CPU layer's big matrix multiplies on the GPU (llama.cpp's default
             // beside offloaded layers): kept with --gpu-layers, off for a CPU figure.
@@ -221,7 +238,9 @@ impl LlamaCpp {
             .with_n_batch(batch_cap as u32)
             .with_n_ubatch(batch_cap as u32)
             .with_n_threads(threads as i32)
-            .with_n_threads_batch(threads as i32);
+            .with_n_threads_batch(threads as i32)
+            .with_type_k(ggml_kv_type(kv_types.k))
+            .with_type_v(ggml_kv_type(kv_types.v));
         // SAFETY: the context borrows the boxed model, whose heap address is stable; `LlamaCpp`
         // drops the context (its first field) before the model (its last), so the borrow never
         // outlives the model.
@@ -339,6 +358,7 @@ impl LlamaCpp {
             threads,
             offload,
             backend_desc,
+            kv_types,
         })
     }
 
@@ -382,6 +402,10 @@ impl Runtime for LlamaCpp {
         }
     }
 
+    fn kv_types(&self) -> Option<KvTypes> {
+        Some(self.kv_types)
+    }
+
     fn threads(&self) -> u32 {
         self.threads
     }
@@ -394,6 +418,24 @@ impl Runtime for LlamaCpp {
 
     fn decode(&mut self, token: u32) -> Result<u32, String> {
         self.run(&[token])
+    }
+
+    fn extend(&mut self, tokens: &[u32]) -> Result<u32, String> {
+        self.run(tokens)
+    }
+
+    fn truncate(&mut self, pos: usize) -> Result<(), String> {
+        let p0 = u32::try_from(pos).map_err(|e| e.to_string())?;
+        // llama_memory_seq_rm of sequence 0 from `pos` to the end.
+        let removed = self
+            .ctx
+            .clear_kv_cache_seq(Some(0), Some(p0), None)
+            .map_err(|e| e.to_string())?;
+        if !removed {
+            return Err("llama.cpp could not remove the positions".into());
+        }
+        self.pos = pos as i32;
+        Ok(())
     }
 
     fn logits(&mut self, tokens: &[u32], from: usize) -> Result<Vec<f32>, String> {

@@ -6,8 +6,8 @@
 //! - **odai's engine** maps the file and populates it (MAP_POPULATE); Q4_0/Q4_1/Q5_0 (AVX2,
 //!   NEON), Q4_K (AVX2) and, with VNNI, Q8_0 matrices are repacked eight rows at a time, each
 //!   matrix's mapped pages released once its copy exists, two matrices at a time on the load's
-//!   pool: the load peaks at the file plus the two largest copies in flight. The KV cache is f32
-//!   (`attention.rs`) and grows from 256 positions by doubling (old and new copies live during a
+//!   pool: the load peaks at the file plus the two largest copies in flight. The KV cache is f16
+//!   unless the run asks another type (`kv.rs`) and grows from 256 positions by doubling (old and new copies live during a
 //!   growth); attention is tiled, so no scores as long as the context are held (`decoder.rs`).
 //! - **llama.cpp** maps the file (its pages stay resident) and copies Q4_0 and Q4_K (AVX2) or
 //!   Q4_0 and IQ4_NL (Arm dot product) matrices into its repacked CPU buffer, a tied output
@@ -18,6 +18,7 @@
 //!   (candle-transformers' quantized models); its KV cache is f32 at the context.
 
 use odai_engine::gguf::{MemoryNeeds, ModelInfo};
+use odai_engine::kv::{KvType, KvTypes};
 
 use super::RuntimeKind;
 
@@ -54,6 +55,16 @@ impl Holder {
         }
     }
 
+    /// The KV cache types it holds for a run that asked for `asked` (`-ctk`/`-ctv`): f16 by
+    /// default on odai's engine and llama.cpp; candle's cache is f32, whatever is asked (a
+    /// candle load refuses another type: `runtime::candle`).
+    pub fn kv_types(self, asked: Option<KvTypes>) -> KvTypes {
+        match self {
+            Holder::Candle => KvTypes::both(KvType::F32),
+            Holder::Odai | Holder::LlamaCpp => asked.unwrap_or_default(),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Holder::Odai => "odai",
@@ -61,6 +72,12 @@ impl Holder {
             Holder::LlamaCpp => "llama.cpp",
         }
     }
+}
+
+/// The KV cache types a cell of runtime `kind` holds `info`'s model's cache in, `asked` its
+/// `-ctk`/`-ctv` (the roofline's bytes per token; the memory estimate's cache).
+pub fn kv_types_for(kind: RuntimeKind, info: &ModelInfo, asked: Option<KvTypes>) -> KvTypes {
+    Holder::for_kind(kind, info).map_or(asked.unwrap_or_default(), |h| h.kv_types(asked))
 }
 
 /// Whether odai's engine would run the model here (what `auto` tries first): its architecture,
@@ -117,8 +134,8 @@ fn scores(info: &ModelInfo, context: u64, batch: u64) -> u64 {
 /// odai's KV cache at its largest while a sequence of `batch` prompt tokens then `context` in
 /// all runs: allocated at max(prompt, 256) positions and doubled when the sequence outgrows it,
 /// the old and new caches both live while one is copied into the other.
-fn odai_kv_peak(info: &ModelInfo, context: u64, batch: u64) -> u64 {
-    let per = info.kv_bytes_per_position(odai_engine::attention::KvCache::BYTES_PER_ELEMENT as u64);
+fn odai_kv_peak(info: &ModelInfo, context: u64, batch: u64, kv: KvTypes) -> u64 {
+    let per = info.kv_bytes_per_position(kv);
     let ctx_max = info.context_length.unwrap_or(u64::MAX).max(context);
     let mut cap = batch.max(1).max(KV_START).min(ctx_max);
     let mut peak = cap;
@@ -131,7 +148,14 @@ fn odai_kv_peak(info: &ModelInfo, context: u64, batch: u64) -> u64 {
 }
 
 /// Memory `holder` needs for `info`'s model at `context` tokens with prompts of `batch` tokens.
-pub fn needs(info: &ModelInfo, holder: Holder, context: u64, batch: u64) -> MemoryNeeds {
+pub fn needs(
+    info: &ModelInfo,
+    holder: Holder,
+    context: u64,
+    batch: u64,
+    kv: KvTypes,
+) -> MemoryNeeds {
+    let kv_types = holder.kv_types(Some(kv));
     let batch = batch.max(1);
     let (mapped, copied, kv, working, overhead, total) = match holder {
         Holder::Odai => {
@@ -149,7 +173,7 @@ pub fn needs(info: &ModelInfo, holder: Holder, context: u64, batch: u64) -> Memo
             }
             candidates.sort_unstable_by(|a, b| b.cmp(a));
             let in_flight: u64 = candidates.iter().take(2).sum();
-            let kv = odai_kv_peak(info, context, batch);
+            let kv = odai_kv_peak(info, context, batch, kv_types);
             let working = activations(info, batch);
             let load = mapped + in_flight;
             let run = mapped + kv + working;
@@ -177,9 +201,9 @@ pub fn needs(info: &ModelInfo, holder: Holder, context: u64, batch: u64) -> Memo
             } else {
                 repacked
             };
-            // f16 K and V at the context padded to 256.
+            // K and V (f16 unless asked otherwise) at the context padded to 256.
             let n_ctx = context.max(1).div_ceil(256) * 256;
-            let kv = n_ctx * info.kv_bytes_per_position(2);
+            let kv = info.kv_cache_bytes(n_ctx, kv_types);
             // The compute buffer's touched pages, calibrated on llama-cpp-sys-2 0.1.160 at a
             // 128-token batch (SmolLM2-135M 16 MiB, Qwen2.5-0.5B 34 MiB, Llama-3.2-1B 37 MiB):
             // half a batch of logits and a batch of the FFN and residual activations.
@@ -199,7 +223,7 @@ pub fn needs(info: &ModelInfo, holder: Holder, context: u64, batch: u64) -> Memo
             // Every tensor read into memory, and the embedding dequantized to f32 besides.
             let embedding_f32 = info.vocab_size.unwrap_or(0) * info.n_embd * 4;
             let copied = info.weight_bytes + embedding_f32;
-            let kv = info.kv_cache_bytes(context);
+            let kv = info.kv_cache_bytes(context, kv_types);
             let working = activations(info, batch) + scores(info, context, batch);
             (
                 0,
@@ -218,6 +242,7 @@ pub fn needs(info: &ModelInfo, holder: Holder, context: u64, batch: u64) -> Memo
         copied_bytes: copied,
         weights_bytes: mapped + copied,
         kv_cache_bytes: kv,
+        kv_cache: Some(kv_types.label()),
         working_bytes: working,
         overhead_bytes: overhead,
         total_bytes: total,
@@ -255,8 +280,12 @@ pub fn describe(m: &MemoryNeeds) -> String {
         ),
         (_, copied, _) => format!("weights read and dequantized {}", bytes(copied)),
     };
+    let kv = m
+        .kv_cache
+        .as_ref()
+        .map_or_else(String::new, |t| format!(" ({t})"));
     format!(
-        "needs {} on {} at {} tokens: {weights}; KV cache {}, working {} while running; process {}",
+        "needs {} on {} at {} tokens: {weights}; KV cache{kv} {}, working {} while running; process {}",
         bytes(m.total_bytes),
         m.runtime,
         m.context,
@@ -278,8 +307,8 @@ mod tests {
         // candle holds a model, its token embedding dequantized to f32 (1 GiB here).
         let (p, q) = synth::parse_spec("llama-3.2-1b:q4_0", "models").unwrap();
         let info = synth::model_info(p, q);
-        let odai = needs(&info, Holder::Odai, 144, 128);
-        let candle = needs(&info, Holder::Candle, 144, 128);
+        let odai = needs(&info, Holder::Odai, 144, 128, KvTypes::default());
+        let candle = needs(&info, Holder::Candle, 144, 128, KvTypes::default());
         assert!(odai.total_bytes < 1000 * MIB, "{odai:?}");
         assert!(candle.total_bytes > 1500 * MIB, "{candle:?}");
         assert!(odai.total_bytes >= info.file_size_bytes);
@@ -298,13 +327,31 @@ mod tests {
     fn odai_kv_grows_by_doubling_and_holds_both_copies_while_it_grows() {
         let (p, q) = synth::parse_spec("smollm2-135m:q8_0", "models").unwrap();
         let info = synth::model_info(p, q);
-        let per =
-            info.kv_bytes_per_position(odai_engine::attention::KvCache::BYTES_PER_ELEMENT as u64);
+        let f16 = KvTypes::default();
+        let per = info.kv_bytes_per_position(f16);
         // Within the first 256 positions: one allocation.
-        assert_eq!(odai_kv_peak(&info, 144, 128), 256 * per);
+        assert_eq!(odai_kv_peak(&info, 144, 128, f16), 256 * per);
         // Past it: 256 and 512 live together while the cache is copied.
-        assert_eq!(odai_kv_peak(&info, 300, 128), (256 + 512) * per);
+        assert_eq!(odai_kv_peak(&info, 300, 128, f16), (256 + 512) * per);
         // A long prompt allocates it whole.
-        assert_eq!(odai_kv_peak(&info, 1100, 1024), (1024 + 2048) * per);
+        assert_eq!(odai_kv_peak(&info, 1100, 1024, f16), (1024 + 2048) * per);
+        // SmolLM2-135M (30 layers, 3 KV heads of 64): 23,040 bytes a position in f16 (f32's
+        // half), 12,240 in q8_0, 6,480 in q4_0 — ggml's block sizes.
+        assert_eq!(per, 30 * 3 * 2 * 64 * 2);
+        let q8 = KvTypes::both(KvType::Q8_0);
+        assert_eq!(info.kv_bytes_per_position(q8), 30 * 3 * 2 * 68);
+        assert_eq!(
+            info.kv_bytes_per_position(KvTypes::both(KvType::Q4_0)),
+            30 * 3 * 2 * 36
+        );
+        assert_eq!(
+            odai_kv_peak(&info, 300, 128, q8),
+            (256 + 512) * 30 * 3 * 2 * 68
+        );
+        // Candle's cache is f32 whatever is asked.
+        assert_eq!(
+            needs(&info, Holder::Candle, 144, 128, q8).kv_cache_bytes,
+            144 * 30 * 3 * 2 * 64 * 4
+        );
     }
 }

@@ -75,6 +75,16 @@ impl RuntimeKind {
     }
 
     /// Parses a runtime name; `llama-cpp` and `llamacpp` are accepted for `llama.cpp`.
+    /// Whether its cells can ask for KV cache types (`-ctk`/`-ctv`, `kv_cache`): odai's engine
+    /// (and `auto`, which picks it where it runs the model) and llama.cpp. candle's cache is
+    /// f32 only; endpoints and tensor runtimes hold none here.
+    pub fn types_kv_cache(self) -> bool {
+        matches!(
+            self,
+            RuntimeKind::Auto | RuntimeKind::Odai | RuntimeKind::LlamaCpp
+        )
+    }
+
     pub fn parse(s: &str) -> Result<RuntimeKind, String> {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(RuntimeKind::Auto),
@@ -182,6 +192,9 @@ pub struct LoadOptions {
     /// Idle pool threads sleep instead of spinning (ONNX Runtime's intra-op spinning off): for
     /// paced runs, where spinning would burn the idle time between frames.
     pub no_spin: bool,
+    /// The KV cache's key and value types (`-ctk`/`-ctv`); `None`: the runtime's default (f16
+    /// on odai's engine and llama.cpp; candle's, f32, is its only one).
+    pub kv_types: Option<crate::engine::kv::KvTypes>,
     /// Input shapes set before the first allocation (`--shape`), by input name (TF Lite sizes
     /// its tensors once, at load).
     pub shapes: Vec<(String, Vec<usize>)>,
@@ -210,6 +223,23 @@ pub trait Runtime {
     fn decode(&mut self, _token: u32) -> Result<u32, String> {
         Err(NOT_A_TOKEN_MODEL.into())
     }
+    /// Runs `tokens` at the next positions, keeping what the sequence holds (a prompt at a
+    /// depth: llama-bench's `ppP @ dD`); returns the greedy next token.
+    fn extend(&mut self, _tokens: &[u32]) -> Result<u32, String> {
+        Err(format!(
+            "{} cannot add a prompt to a sequence it holds (depth needs odai, candle or llama.cpp)",
+            self.info().runtime
+        ))
+    }
+    /// Forgets the sequence's positions from `pos` on, so the next token goes there (a prompt
+    /// measured again at the same depth without filling the depth again). `Err` where the
+    /// runtime cannot: the caller fills the depth again instead.
+    fn truncate(&mut self, _pos: usize) -> Result<(), String> {
+        Err(format!(
+            "{} cannot shorten its sequence",
+            self.info().runtime
+        ))
+    }
     /// Forgets the sequence and runs `tokens` from position 0; returns the logits of positions
     /// `from..tokens.len()` (each one's distribution over the token after it), `vocab().size`
     /// floats each, row-major: what perplexity and KL divergence score (`odai quality`).
@@ -221,6 +251,11 @@ pub trait Runtime {
     }
     /// Layers the runtime put on a GPU and where, when it can offload (llama.cpp).
     fn offload(&self) -> Option<Offload> {
+        None
+    }
+    /// The KV cache's element types, where the runtime holds one in this process (odai,
+    /// candle, llama.cpp); `None` for an endpoint or a tensor model.
+    fn kv_types(&self) -> Option<crate::engine::kv::KvTypes> {
         None
     }
     /// Forward passes so far whose logits held NaN or +∞ (see [`greedy`]).
@@ -337,11 +372,13 @@ pub fn load(kind: RuntimeKind, path: &Path, opts: &LoadOptions) -> Result<Box<dy
         RuntimeKind::Onnxruntime => Ok(Box::new(onnxruntime::OrtRuntime::load(path, opts)?)),
         RuntimeKind::Tflite => Ok(Box::new(tflite::TfliteRuntime::load(path, opts)?)),
         RuntimeKind::Auto => match odai::EngineRuntime::load_own(path)? {
-            Ok(m) => Ok(Box::new(m)),
-            Err(why) => Ok(Box::new(candle::load_because(path, why)?)),
+            Ok(m) => Ok(Box::new(m.with_kv_types(path, opts.kv_types)?)),
+            Err(why) => Ok(Box::new(
+                candle::load_because(path, why)?.with_kv_types(path, opts.kv_types)?,
+            )),
         },
         RuntimeKind::Odai => match odai::EngineRuntime::load_own(path)? {
-            Ok(m) => Ok(Box::new(m)),
+            Ok(m) => Ok(Box::new(m.with_kv_types(path, opts.kv_types)?)),
             Err(why) => Err(Error::Model {
                 file: path.to_owned(),
                 problem: format!(
@@ -349,7 +386,9 @@ pub fn load(kind: RuntimeKind, path: &Path, opts: &LoadOptions) -> Result<Box<dy
                 ),
             }),
         },
-        RuntimeKind::Candle => Ok(Box::new(candle::load(path)?)),
+        RuntimeKind::Candle => Ok(Box::new(
+            candle::load(path)?.with_kv_types(path, opts.kv_types)?,
+        )),
         #[cfg(feature = "llama-cpp")]
         RuntimeKind::LlamaCpp => Ok(Box::new(llama_cpp::LlamaCpp::load(path, opts)?)),
         #[cfg(not(feature = "llama-cpp"))]
@@ -385,6 +424,54 @@ mod tests {
             "unknown runtime \"tensorrt\": choose one of auto, odai, candle, llama.cpp, openai, \
              onnxruntime, tflite"
         );
+    }
+
+    /// A prompt at a depth (`-d`) continues the sequence: after `prefill(lead)`, `extend(prompt)`
+    /// picks what one prefill of both picks, and so does the same prompt again after
+    /// `truncate(lead)` — the steady measurement, which must not see the first one's positions.
+    #[test]
+    fn a_prompt_at_a_depth_continues_the_sequence_and_truncate_forgets_it() {
+        use crate::engine::synth;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        let (p, q) = synth::parse_spec("smollm2-135m:q8_0", "m").unwrap();
+        synth::write(p, q, &path).unwrap();
+        let opts = LoadOptions {
+            context: 96,
+            batch: 64,
+            threads: Some(1),
+            ..Default::default()
+        };
+        let lead: Vec<u32> = (1..40).collect();
+        let prompt: Vec<u32> = (100..110).collect();
+        let whole = [lead.clone(), prompt.clone()].concat();
+        let mut kinds = vec![RuntimeKind::Odai];
+        if cfg!(feature = "llama-cpp") {
+            kinds.push(RuntimeKind::LlamaCpp);
+        }
+        for kind in kinds {
+            let mut rt = load(kind, &path, &opts).unwrap();
+            let want = rt.prefill(&whole).unwrap();
+            rt.prefill(&lead).unwrap();
+            let other: Vec<u32> = (200..210).collect();
+            rt.extend(&other).unwrap();
+            rt.truncate(lead.len()).unwrap();
+            if kind == RuntimeKind::Odai {
+                // odai's engine computes each row alone: the same figures, whatever the split.
+                assert_eq!(rt.extend(&prompt).unwrap(), want, "{kind}");
+            } else {
+                rt.extend(&prompt).unwrap();
+            }
+            assert!(rt.truncate(500).is_err() || kind == RuntimeKind::LlamaCpp);
+        }
+        // candle's cache only grows: the caller fills the depth again.
+        let mut c = load(RuntimeKind::Candle, &path, &opts).unwrap();
+        c.prefill(&lead).unwrap();
+        assert_eq!(c.extend(&prompt).unwrap(), {
+            let mut again = load(RuntimeKind::Candle, &path, &opts).unwrap();
+            again.prefill(&whole).unwrap()
+        });
+        assert!(c.truncate(lead.len()).is_err());
     }
 
     #[cfg(not(feature = "llama-cpp"))]

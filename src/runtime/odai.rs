@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::{Runtime, RuntimeInfo, Vocab};
+use crate::engine::kv::KvTypes;
 use crate::engine::{self, Model, kernels};
 use crate::error::Error;
 
@@ -39,6 +40,24 @@ impl EngineRuntime {
     /// can).
     pub fn load_own(path: &Path) -> Result<Result<EngineRuntime, String>, Error> {
         Ok(Model::load_own(path)?.map(EngineRuntime::new))
+    }
+
+    /// Holds the KV cache in `asked` (`-ctk`/`-ctv`; `None`: the engine's default), or says why
+    /// it cannot, naming the model file.
+    pub(super) fn with_kv_types(
+        mut self,
+        path: &Path,
+        asked: Option<KvTypes>,
+    ) -> Result<EngineRuntime, Error> {
+        if let Some(types) = asked {
+            self.model
+                .set_kv_types(types)
+                .map_err(|problem| Error::Model {
+                    file: path.to_owned(),
+                    problem,
+                })?;
+        }
+        Ok(self)
     }
 
     fn step(&mut self, tokens: &[u32]) -> Result<u32, String> {
@@ -80,6 +99,10 @@ impl Runtime for EngineRuntime {
         self.non_finite
     }
 
+    fn kv_types(&self) -> Option<KvTypes> {
+        Some(self.model.kv_types())
+    }
+
     fn threads(&self) -> u32 {
         // Both size their threads like rayon's pool (RAYON_NUM_THREADS, set from --threads).
         rayon::current_num_threads() as u32
@@ -93,6 +116,26 @@ impl Runtime for EngineRuntime {
 
     fn decode(&mut self, token: u32) -> Result<u32, String> {
         self.step(&[token])
+    }
+
+    fn extend(&mut self, tokens: &[u32]) -> Result<u32, String> {
+        self.step(tokens)
+    }
+
+    fn truncate(&mut self, pos: usize) -> Result<(), String> {
+        // odai's engine reads only positions below the one it runs at, and overwrites the rest
+        // before reading them: moving back is the whole of it. candle's caches append.
+        if self.model.engine() != "odai" {
+            return Err("candle cannot shorten its cache".into());
+        }
+        if pos > self.pos {
+            return Err(format!(
+                "position {pos} is past the sequence ({})",
+                self.pos
+            ));
+        }
+        self.pos = pos;
+        Ok(())
     }
 
     fn logits(&mut self, tokens: &[u32], from: usize) -> Result<Vec<f32>, String> {

@@ -991,6 +991,7 @@ pub fn run_rep(spec: &CellSpec) -> Result<RepResult, String> {
             backend: if url.tls { "https" } else { "http" }.into(),
         },
         offload: None,
+        kv_types: None,
         peak_rss_bytes: None,
         cpu_times_s: None,
         rss_split: None,

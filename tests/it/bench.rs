@@ -206,17 +206,6 @@ fn zero_threads_and_reps_and_an_empty_cell_are_usage_errors() {
         "odai: error: -p/-n: prompt_tokens 0 with gen_tokens 0 measures nothing: give one of \
          them 1 or more (-p 0 alone is decode only, -n 0 alone is prefill only)\n"
     );
-    // llama-bench's -d has no odai flag: the error says what odai measures instead.
-    let out = odai()
-        .args(["bench", "--synthetic", "smollm2-135m:q8_0", "-d", "512"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        String::from_utf8(out.stderr).unwrap(),
-        "odai: error: -d/--depth: odai decodes after its prompt: llama-bench's tgN @ dD is \
-         odai's -p D -n N (decode_tps); a prefill at a depth (ppP @ dD) is not measured\n"
-    );
 }
 
 /// A quick bench of the small synthetic model: one thread, one measured rep, no sampler, `args`
@@ -345,7 +334,7 @@ fn lists_run_every_cell_and_export_several_formats_at_once() {
     let csv = std::fs::read_to_string(dir.path().join("r.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3);
     assert!(csv.lines().next().unwrap().ends_with(
-        ",cell_id,hostname,started_utc,git_commit,gpu_layers,gpu_layers_on_gpu,offload"
+        ",cell_id,hostname,started_utc,git_commit,gpu_layers,gpu_layers_on_gpu,offload,type_k,type_v"
     ));
     let jsonl = std::fs::read_to_string(dir.path().join("r.jsonl")).unwrap();
     assert_eq!(jsonl.lines().count(), 2);
@@ -444,11 +433,15 @@ fn worker_greets_then_refuses_a_spec_of_another_protocol() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines[0]["event"], "hello");
-    assert_eq!(lines[0]["protocol"], 5);
+    assert_eq!(lines[0]["protocol"], odai::protocol::PROTOCOL_VERSION);
     assert_eq!(lines[1]["event"], "error");
     assert_eq!(
         lines[1]["message"],
-        "the coordinator speaks protocol 99 but this worker speaks 5: run the same odai version on both sides (odai farm deploy)"
+        format!(
+            "the coordinator speaks protocol 99 but this worker speaks {}: run the same odai \
+             version on both sides (odai farm deploy)",
+            odai::protocol::PROTOCOL_VERSION
+        )
     );
     let out = odai()
         .arg("worker")
@@ -749,4 +742,83 @@ fn regression_a_model_with_nan_weights_is_benchmarked_with_a_warning() {
         ),
         "{warnings:?}"
     );
+}
+
+/// `-ctk`/`-ctv` (llama-bench's flags) are an axis: a cell per type pair, each recording the
+/// types the engine held, the table gaining llama-bench's `type_k`/`type_v` columns, and the
+/// memory estimate sizing the cache in them. A runtime without a cache to type is refused.
+#[test]
+fn kv_cache_types_are_an_axis_recorded_per_cell() {
+    let out = quick(&[
+        "-p", "8", "-n", "4", "--warmup", "0", "-ctk", "f16,q8_0", "-ctv", "q4_0", "-o", "json",
+    ]);
+    let cells: Vec<Value> = serde_json::from_str(&ok(&out)).unwrap();
+    let types: Vec<(&str, &str)> = cells
+        .iter()
+        .map(|c| {
+            let p = &c["provenance"];
+            (p["type_k"].as_str().unwrap(), p["type_v"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(types, [("f16", "q4_0"), ("q8_0", "q4_0")]);
+    // SmolLM2-135M's shape: 30 layers × 3 KV heads, 64-dim heads: a q8_0 key is 68 bytes, a
+    // q4_0 value 36, an f16 key 128; the cache is sized at 256 positions (its first allocation).
+    let kv = |c: &Value| c["memory_needs"]["kv_cache_bytes"].as_u64().unwrap();
+    assert_eq!(kv(&cells[0]), 256 * 30 * 3 * (128 + 36));
+    assert_eq!(kv(&cells[1]), 256 * 30 * 3 * (68 + 36));
+    assert_eq!(cells[1]["memory_needs"]["kv_cache"], "q8_0/q4_0");
+    let md = ok(&quick(&[
+        "-p", "8", "-n", "2", "--warmup", "0", "-ctk", "q8_0", "-o", "md",
+    ]));
+    assert!(
+        md.starts_with(
+            "| model | size | params | runtime | backend | ngl | threads | type_k | type_v | test |"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("| q8_0 | f16 | pp8 |"), "{md}");
+    let out = quick(&["-p", "8", "-n", "2", "--runtime", "candle", "-ctk", "q8_0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "odai: error: --cache-type-k/--cache-type-v: none of the runtimes asked for has a KV cache \
+         to type: odai's engine, auto and llama.cpp do (candle's is f32 only; an endpoint's is the \
+         server's own)\n"
+    );
+}
+
+/// llama-bench's `-d`: each depth a cell whose prompt is prefilled after that many tokens
+/// already in the context (`pp8 @ d16`) and whose decode follows it (`tg4 @ d24`); the memory
+/// estimate sizes the whole context.
+#[test]
+fn depth_measures_the_prompt_and_the_decode_after_tokens_already_held() {
+    let out = quick(&[
+        "-p", "8", "-n", "4", "--warmup", "0", "-d", "0,16", "-o", "json",
+    ]);
+    let cells: Vec<Value> = serde_json::from_str(&ok(&out)).unwrap();
+    let depths: Vec<u64> = cells
+        .iter()
+        .map(|c| c["provenance"]["depth"].as_u64().unwrap())
+        .collect();
+    assert_eq!(depths, [0, 16]);
+    assert_eq!(cells[1]["memory_needs"]["context"], 16 + 8 + 4);
+    for c in &cells {
+        assert!(c["summary"]["prefill_tps"]["mean"].as_f64().unwrap() > 0.0);
+        assert!(c["summary"]["decode_tps"]["mean"].as_f64().unwrap() > 0.0);
+    }
+    let md = ok(&quick(&[
+        "-p", "8", "-n", "4", "--warmup", "0", "-d", "16", "-o", "md",
+    ]));
+    let tests: Vec<&str> = md
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.split(" | ").nth(7).unwrap())
+        .collect();
+    assert_eq!(tests, ["pp8 @ d16", "tg4 @ d24"], "{md}");
+    // Decode at a depth alone: no prompt, the decode right after the depth.
+    let md = ok(&quick(&[
+        "-p", "0", "-n", "4", "--warmup", "0", "-d", "16", "-o", "md",
+    ]));
+    assert!(md.contains("| tg4 @ d16 |"), "{md}");
 }

@@ -173,13 +173,13 @@ fn inspect_reports_the_test_model() {
     assert_eq!(v["vocab_size"], 49152);
     assert_eq!(v["context_length"], 8192);
     assert_eq!(v["tensor_types"]["Q8_0"]["tensors"], 1);
-    // Sized as `auto` holds it: odai's engine, an f32 KV cache allocated for the 512-token
+    // Sized as `auto` holds it: odai's engine, an f16 KV cache allocated for the 512-token
     // prompt and grown to the 8192-token context, both copies live while it is copied:
-    // 2 (K,V) x 30 layers x (512 + 8192) positions x 3 kv heads x 64 dims x 4 bytes.
+    // 2 (K,V) x 30 layers x (512 + 8192) positions x 3 kv heads x 64 dims x 2 bytes.
     assert_eq!(v["memory"]["runtime"], "odai");
     assert_eq!(
         v["memory"]["kv_cache_bytes"],
-        2u64 * 30 * (512 + 8192) * 3 * 64 * 4
+        2u64 * 30 * (512 + 8192) * 3 * 64 * 2
     );
     let params = v["parameters"].as_u64().unwrap();
     assert!((130_000_000..140_000_000).contains(&params), "{params}");

@@ -532,7 +532,7 @@ case "$line" in
   *'"request":"probe"'*) ;;
   *) if [ ! -e "$ADB_DROPPED" ]; then
        : >"$ADB_DROPPED"
-       echo '{"event":"hello","protocol":5,"odai_version":"0.1.0"}'
+       echo '{"event":"hello","protocol":@PROTOCOL@,"odai_version":"0.1.0"}'
        exit 0
      fi ;;
 esac
@@ -546,7 +546,11 @@ fn regression_an_adb_link_lost_after_hello_is_retried_as_a_transport_failure() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let adb = dir.path().join("adb");
-    fs::write(&adb, ADB_DROPS_ONCE).unwrap();
+    fs::write(
+        &adb,
+        ADB_DROPS_ONCE.replace("@PROTOCOL@", &odai::protocol::PROTOCOL_VERSION.to_string()),
+    )
+    .unwrap();
     fs::set_permissions(&adb, fs::Permissions::from_mode(0o755)).unwrap();
     let farm = dir.path().join("farm.toml");
     fs::write(

@@ -511,8 +511,11 @@ fn a_worker_that_floods_one_line_cannot_exhaust_the_coordinators_memory() {
     let why = reasons(&out);
     assert_eq!(why.len(), 2);
     assert!(
-        why.iter().all(|w| w
-            == "the worker sent a line longer than 64 MiB (a flood, not protocol 5); it was stopped"),
+        why.iter().all(|w| *w
+            == format!(
+                "the worker sent a line longer than 64 MiB (a flood, not protocol {}); it was stopped",
+                odai::protocol::PROTOCOL_VERSION
+            )),
         "{why:?}"
     );
     assert!(
@@ -649,7 +652,13 @@ fn a_device_answering_garbage_fails_its_cells_with_what_it_said() {
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
     assert_eq!(
         reasons(&out),
-        vec!["the worker said something outside protocol 5: \"Welcome to BusyBox v1.36\""; 2]
+        vec![
+            format!(
+                "the worker said something outside protocol {}: \"Welcome to BusyBox v1.36\"",
+                odai::protocol::PROTOCOL_VERSION
+            );
+            2
+        ]
     );
 }
 

@@ -98,7 +98,8 @@ fn a_malformed_matrix_names_file_line_and_column() {
         .code(3)
         .stderr(format!(
             "odai: error: {}:7:1: unknown field `repz`, expected one of `models`, `threads`, \
-             `prompt_tokens`, `gen_tokens`, `reps`, `warmup`, `cold`, `sustained`, `load`, `runtimes`, `gpu_layers`\n",
+             `prompt_tokens`, `gen_tokens`, `reps`, `warmup`, `cold`, `sustained`, `load`, `runtimes`, \
+             `gpu_layers`, `depth`, `kv_cache`\n",
             m.display()
         ));
 }

@@ -191,6 +191,41 @@ fn kl_divergence_is_zero_against_itself_and_small_against_another_engine() {
     assert!(k["top1_agreement_pct"].as_f64().unwrap() > 85.0, "{k}");
 }
 
+/// What a quantized KV cache costs, measured as llama.cpp's users measure it: the same file with
+/// `-ctk/-ctv q8_0` (then q4_0) against its default f16 cache (`--reference` the same file). Each
+/// diverges, and q4_0 more than q8_0: a cache that rounded nothing, or rounded q4_0 as finely as
+/// q8_0, would fail here.
+#[test]
+fn a_quantized_kv_cache_diverges_from_the_f16_one_the_more_the_fewer_its_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = short_text(dir.path(), 6000);
+    let t = text.to_str().unwrap();
+    let m = test_model();
+    let kld = |ty: &str| {
+        let v = json(&quality(&[
+            "--text",
+            t,
+            "--ctx",
+            "128",
+            "--chunks",
+            "3",
+            "--reference",
+            m.to_str().unwrap(),
+            "-ctk",
+            ty,
+            "-ctv",
+            ty,
+        ]));
+        assert_eq!(v["kv_cache"], ty);
+        assert_eq!(v["kld"]["reference_kv_cache"], "f16");
+        v["kld"]["kld_mean"].as_f64().unwrap()
+    };
+    let (q8, q4) = (kld("q8_0"), kld("q4_0"));
+    eprintln!("KLD against the f16 cache: q8_0 {q8:.5}, q4_0 {q4:.5}");
+    assert!(q8 > 0.0 && q8 < 0.05, "{q8}");
+    assert!(q4 > q8, "q4_0 {q4} vs q8_0 {q8}");
+}
+
 const TASKS: &str = r#"{"prompt": "The capital of France is", "expected": "Paris", "check": "contains", "max_tokens": 8}
 {"prompt": "Question: Is the sky blue on a clear day? Answer (yes or no):", "expected": "yes", "check": "choice", "labels": ["yes", "no"], "max_tokens": 4}
 {"prompt": "1, 2, 3, 4,", "expected": "\\b5\\b", "check": "regex", "max_tokens": 6}

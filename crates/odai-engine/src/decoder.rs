@@ -18,7 +18,7 @@
 //! logit soft-capping where the file sets it.
 
 use super::arch::{self, Act, Rope, Spec};
-use super::attention::{self, KvCache};
+use super::attention;
 use super::gguf::{GgmlDType, Gguf};
 use super::kernels::packed::{
     self, BlockQ4_0x8, BlockQ4_1x8, BlockQ4Kx8, BlockQ5_0x8, BlockQ8_0x8, Packed8,
@@ -27,6 +27,7 @@ use super::kernels::{
     self, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8_0, BlockQ8_1, BlockQ8K,
     Disjoint, WeightBlock, matmul_share as share,
 };
+use super::kv::{KvCache, KvTypes};
 use super::mapped::Mapped;
 use super::team::Team;
 
@@ -635,7 +636,12 @@ impl Decoder {
         } else {
             embd
         };
-        let kv = KvCache::new(spec.n_layer * spec.n_kv_head, spec.head_dim);
+        let kv = KvCache::new(
+            spec.n_layer * spec.n_kv_head,
+            spec.head_dim,
+            KvTypes::default(),
+        )
+        .map_err(Unsupported)?;
         Ok(Decoder {
             spec,
             ffn,
@@ -658,6 +664,23 @@ impl Decoder {
     /// The architecture this model computes.
     pub fn arch(&self) -> &str {
         &self.spec.arch
+    }
+
+    /// The KV cache's element types: f16 keys and values unless [`Decoder::set_kv_types`] chose
+    /// others.
+    pub fn kv_types(&self) -> KvTypes {
+        self.kv.types()
+    }
+
+    /// Keeps keys and values in `types` from now on (llama.cpp's `-ctk`/`-ctv`); a change starts
+    /// an empty cache, so it forgets the sequence. Refused where the head size does not fit the
+    /// quantized types' blocks.
+    pub fn set_kv_types(&mut self, types: KvTypes) -> Result<(), String> {
+        if types != self.kv.types() {
+            let sp = &self.spec;
+            self.kv = KvCache::new(sp.n_layer * sp.n_kv_head, sp.head_dim, types)?;
+        }
+        Ok(())
     }
 
     /// Forgets the sequence; the next forward starts at position 0.

@@ -14,6 +14,7 @@ pub mod decoder;
 pub mod error;
 pub mod gguf;
 pub mod kernels;
+pub mod kv;
 pub mod mapped;
 pub mod rng;
 pub mod synth;

@@ -348,16 +348,14 @@ impl ModelInfo {
         })
     }
 
-    /// KV cache bytes per position at `bytes_per_value` (4 for f32, 2 for f16): K and V, per
-    /// layer, per KV head.
-    pub fn kv_bytes_per_position(&self, bytes_per_value: u64) -> u64 {
-        2 * self.n_layers * self.n_kv_heads * self.head_dim * bytes_per_value
+    /// KV cache bytes per position with keys and values in `types`: per layer, per KV head.
+    pub fn kv_bytes_per_position(&self, types: crate::kv::KvTypes) -> u64 {
+        self.n_layers * self.n_kv_heads * types.bytes_per_slab_position(self.head_dim)
     }
 
-    /// KV cache bytes at `context` tokens, f32 (what odai's engine and candle keep; the
-    /// roofline's bytes per token).
-    pub fn kv_cache_bytes(&self, context: u64) -> u64 {
-        context * self.kv_bytes_per_position(4)
+    /// KV cache bytes at `context` tokens in `types` (the roofline's bytes per token read).
+    pub fn kv_cache_bytes(&self, context: u64, types: crate::kv::KvTypes) -> u64 {
+        context * self.kv_bytes_per_position(types)
     }
 }
 
@@ -381,6 +379,10 @@ pub struct MemoryNeeds {
     /// `mapped_bytes + copied_bytes`.
     pub weights_bytes: u64,
     pub kv_cache_bytes: u64,
+    /// The KV cache's types the estimate sized (`f16`, `q8_0`, `q8_0/f16`); null in results
+    /// from before it was recorded.
+    #[serde(default)]
+    pub kv_cache: Option<String>,
     /// Activations, logits and the runtime's compute buffers.
     pub working_bytes: u64,
     /// The process itself: odai's code, its libraries and thread stacks.
