@@ -208,6 +208,15 @@ fn zero_threads_and_reps_and_an_empty_cell_are_usage_errors() {
     );
 }
 
+/// The `test` column of a `-o md` table without cache-type columns (`pp8`, `tg4 @ d8`…).
+fn md_tests(md: &str) -> Vec<&str> {
+    md.lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.split(" | ").nth(7).unwrap())
+        .collect()
+}
+
 /// A quick bench of the small synthetic model: one thread, one measured rep, no sampler, `args`
 /// added.
 fn quick(args: &[&str]) -> std::process::Output {
@@ -295,12 +304,7 @@ fn lists_run_every_cell_and_export_several_formats_at_once() {
     ]);
     let md = ok(&out);
     // llama-bench's table: prefill, decode after the prompt, and the -pg cell's pp+tg.
-    let tests: Vec<&str> = md
-        .lines()
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .map(|l| l.split(" | ").nth(7).unwrap())
-        .collect();
+    let tests = md_tests(&md);
     // Then, as llama-bench does, the build it measured (with where and when).
     assert!(md.contains("\nbuild: odai "), "{md}");
     assert_eq!(
@@ -809,12 +813,7 @@ fn depth_measures_the_prompt_and_the_decode_after_tokens_already_held() {
     let md = ok(&quick(&[
         "-p", "8", "-n", "4", "--warmup", "0", "-d", "16", "-o", "md",
     ]));
-    let tests: Vec<&str> = md
-        .lines()
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .map(|l| l.split(" | ").nth(7).unwrap())
-        .collect();
+    let tests = md_tests(&md);
     assert_eq!(tests, ["pp8 @ d16", "tg4 @ d24"], "{md}");
     // Decode at a depth alone: no prompt, the decode right after the depth.
     let md = ok(&quick(&[
