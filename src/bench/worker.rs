@@ -219,6 +219,8 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
     }
     let fail = |what: &str, e: String| format!("{what} failed: {e}");
     let (mut first_ttft, mut ttft) = (None, None);
+    // Forward passes run before decoding, for the NaN warning's "n of m".
+    let mut passes = 1u64;
     let mut next;
     if d == 0 {
         let prompt = prompt_ids(vocab.size, vocab.bos, fed, spec.seed);
@@ -228,6 +230,7 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
         if p > 0 {
             let t = Instant::now();
             next = rt.prefill(&prompt).map_err(|e| fail("prefill", e))?;
+            passes += 1;
             (first_ttft, ttft) = (Some(first_ttft_ms), Some(ms(t)));
         }
     } else {
@@ -247,10 +250,12 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
             if rt.truncate(d).is_err() {
                 rt.prefill(&lead)
                     .map_err(|e| fail("filling the depth", e))?;
+                passes += 1;
             }
             let t = Instant::now();
             next = rt.extend(&prompt).map_err(|e| fail("prefill", e))?;
             ttft = Some(ms(t));
+            passes += 2;
         }
     }
 
@@ -286,7 +291,7 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
     let telemetry = sampler.map(Sampler::finish);
     // Found in review: a model whose weights hold NaN benchmarked like any other. Its passes
     // take their time, but what they compute is not a model's: the figures say so.
-    let steps = 1 + u64::from(p > 0) + token_ms.len() as u64;
+    let steps = passes + token_ms.len() as u64;
     let bad = rt.non_finite_steps();
     let warnings = if bad > 0 {
         vec![format!(

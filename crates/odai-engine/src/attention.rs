@@ -31,14 +31,7 @@ pub fn attend(cache: &KvCache, slab: usize, rows: &[Row], scale: f32, out: &mut 
     let rotated: Vec<Vec<f32>>;
     let rows_k: Vec<Row>;
     let rows = if cache.rot_k() > 0 {
-        rotated = rows
-            .iter()
-            .map(|r| {
-                let mut q = r.q[..cache.head_dim()].to_vec();
-                kv::rotate(&mut q, cache.rot_k());
-                q
-            })
-            .collect();
+        rotated = rotated_queries(cache, rows);
         rows_k = rows
             .iter()
             .zip(&rotated)
@@ -56,6 +49,17 @@ pub fn attend(cache: &KvCache, slab: usize, rows: &[Row], scale: f32, out: &mut 
             kv::rotate(o, cache.rot_v());
         }
     }
+}
+
+/// Each row's query rotated as the cache's keys are.
+fn rotated_queries(cache: &KvCache, rows: &[Row]) -> Vec<Vec<f32>> {
+    rows.iter()
+        .map(|r| {
+            let mut q = r.q[..cache.head_dim()].to_vec();
+            kv::rotate(&mut q, cache.rot_k());
+            q
+        })
+        .collect()
 }
 
 /// [`attend`] in the cache's own (rotated) space, on this CPU's kernels.
@@ -511,14 +515,7 @@ mod tests {
         // rotated space: the rows as `attend` rotates them).
         let mut fast = vec![0f32; rows.len() * hd];
         let mut plain = vec![0f32; rows.len() * hd];
-        let rq: Vec<Vec<f32>> = rows
-            .iter()
-            .map(|r| {
-                let mut q = r.q.to_vec();
-                kv::rotate(&mut q, cache.rot_k());
-                q
-            })
-            .collect();
+        let rq = rotated_queries(cache, &rows);
         let rrows: Vec<Row> = rows.iter().zip(&rq).map(|(r, q)| Row { q, ..*r }).collect();
         attend_rotated(cache, 1, &rrows, scale, &mut fast);
         attend_with::<Portable<false>>(cache, 1, &rrows, scale, &mut plain);
