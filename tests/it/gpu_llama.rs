@@ -145,7 +145,7 @@ fn asking_for_gpu_layers_with_no_usable_vulkan_device_falls_back_and_says_why() 
         .unwrap());
     let row = csv.lines().nth(1).unwrap();
     assert!(
-        row.ends_with(",99,0,0/31 on GPU (fell back to the CPU)"),
+        row.ends_with(",99,0,0/31 on GPU (fell back to the CPU),f16,f16"),
         "{row}"
     );
 }
