@@ -228,9 +228,32 @@ pub struct RuntimeArgs {
     /// KV cache type of the values, as --cache-type-k; `-ctv` works too
     #[arg(long, value_name = "TYPE", value_parser = kv_type)]
     pub cache_type_v: Option<crate::engine::kv::KvType>,
+
+    /// Prompt tokens per call into the runtime (llama.cpp's n_batch) [default: 2048]
+    #[arg(short = 'b', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: Option<u32>,
+
+    /// Positions per pass through the layers, what sizes the runtime's working memory
+    /// (llama.cpp's n_ubatch; at most --batch-size) [default: 512]; `-ub` works too
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub ubatch_size: Option<u32>,
+
+    /// 1: map the model file (the default); 0: read it into the process's own memory
+    /// (odai's engine and llama.cpp; candle always reads it); `-mmp` works too
+    #[arg(long, value_name = "0|1", value_parser = mmap_flag)]
+    pub mmap: Option<bool>,
 }
 
 impl RuntimeArgs {
+    /// `--batch-size`, `--ubatch-size` and `--mmap` as asked (each `None`: the default).
+    pub fn batching(&self) -> crate::runtime::batching::Batching {
+        crate::runtime::batching::Batching {
+            batch: self.batch_size,
+            ubatch: self.ubatch_size,
+            mmap: self.mmap,
+        }
+    }
+
     /// `--cache-type-k`/`-v` as asked: `None` when neither was given (the runtime's default), the
     /// other side f16 when one was.
     pub fn kv_types(&self) -> Option<crate::engine::kv::KvTypes> {
@@ -240,6 +263,17 @@ impl RuntimeArgs {
                 v: self.cache_type_v.unwrap_or_default(),
             }
         })
+    }
+}
+
+/// `--mmap`'s value: llama-bench's 0|1, or the words for them.
+fn mmap_flag(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" => Ok(false),
+        other => Err(format!(
+            "{other:?} is not 0 or 1 (1 maps the model file, 0 reads it into memory)"
+        )),
     }
 }
 
@@ -292,6 +326,25 @@ pub struct BenchArgs {
     /// KV cache type of the values, a comma list (llama-bench's -ctv), as --cache-type-k
     #[arg(long, value_name = "TYPE,...", value_delimiter = ',', value_parser = kv_type)]
     pub cache_type_v: Vec<crate::engine::kv::KvType>,
+
+    /// Prompt tokens per call into the runtime, a comma list (llama-bench's -b, llama.cpp's
+    /// n_batch) [default: 2048]. odai's engine and candle feed a longer prompt in calls of this
+    /// many and run each in micro-batches (--ubatch-size)
+    #[arg(short = 'b', long, value_name = "N,...", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: Vec<u32>,
+
+    /// Positions per pass through the layers, a comma list (llama-bench's -ub, llama.cpp's
+    /// n_ubatch; at most the batch) [default: 512]: what sizes the working memory (odai's
+    /// activations, llama.cpp's compute buffer, candle's attention scores); larger ones read the
+    /// weights fewer times per prompt
+    #[arg(long, value_name = "N,...", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..))]
+    pub ubatch_size: Vec<u32>,
+
+    /// 1: map the model file (the default: pages the kernel may drop and read again); 0: read
+    /// it into the process's own memory first (what a low-memory killer counts). A comma list
+    /// (llama-bench's -mmp, accepted too); odai's engine, auto and llama.cpp
+    #[arg(long, value_name = "0|1,...", value_delimiter = ',', value_parser = mmap_flag)]
+    pub mmap: Vec<bool>,
 
     /// An OpenAI-compatible endpoint's base URL (llama-server, ollama, vLLM, a hosted API), e.g.
     /// http://127.0.0.1:8080/v1: benchmarks --model NAME there (the openai runtime)
@@ -1032,7 +1085,7 @@ pub struct CompareArgs {
 
     /// Fields that pair a BASE cell with a NEW one, comma-separated: device, class, cell_id,
     /// model, quant, runtime, backend, threads, prompt_tokens, gen_tokens, cold, load,
-    /// sustained_s, gpu_layers. For an A/B of two quants, models or runtimes, match by shape:
+    /// sustained_s, gpu_layers, kv_cache, depth, n_batch, n_ubatch, mmap. For an A/B of two quants, models or runtimes, match by shape:
     /// device,threads,prompt_tokens,gen_tokens
     #[arg(
         long,

@@ -217,6 +217,8 @@ fn older_spellings(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::f
             "-ngl" => out.push("--gpu-layers".into()),
             "-ctk" => out.push("--cache-type-k".into()),
             "-ctv" => out.push("--cache-type-v".into()),
+            "-ub" => out.push("--ubatch-size".into()),
+            "-mmp" => out.push("--mmap".into()),
             "-o" if file_o
                 && words
                     .get(i + 1)

@@ -16,8 +16,9 @@ use crate::runtime::RuntimeKind;
 /// decode-only repetitions (`-p 0`, `-n 0`: a repetition's prefill or decode figures are null,
 /// which a protocol 4 coordinator cannot read). 6: KV cache types and depth (`kv_types`,
 /// `depth`: a protocol 5 worker would ignore them and measure its default cache, at depth 0, as
-/// if it were what was asked for).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// if it were what was asked for). 7: prompt batch, micro-batch and mapping (`batching`: a
+/// protocol 6 worker would ignore them and measure its defaults as if they were what was asked).
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// One benchmark repetition to run.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -53,6 +54,13 @@ pub struct CellSpec {
     /// The KV cache's key and value types (`-ctk`/`-ctv`); `None`: the runtime's default.
     #[serde(default)]
     pub kv_types: Option<crate::engine::kv::KvTypes>,
+    /// Prompt batch, micro-batch and mapping (`-b`, `-ub`, `--mmap`); each `None`: the
+    /// runtime's default.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::runtime::batching::Batching::is_default"
+    )]
+    pub batching: crate::runtime::batching::Batching,
     /// The endpoint, for the `openai` runtime (`model` is then unused).
     #[serde(default)]
     pub endpoint: Option<EndpointSpec>,
@@ -243,6 +251,10 @@ pub struct RepResult {
     /// The KV cache's types the runtime held (null for an endpoint or a tensor model).
     #[serde(default)]
     pub kv_types: Option<crate::engine::kv::KvTypes>,
+    /// The batch, micro-batch and mapping the runtime ran with (null for an endpoint or a
+    /// tensor model, and in results from before they were recorded).
+    #[serde(default)]
+    pub batching: Option<crate::runtime::batching::Batching>,
     /// An endpoint's connection set-up, token counts and server timings.
     #[serde(default)]
     pub endpoint: Option<EndpointFigures>,

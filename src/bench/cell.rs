@@ -53,6 +53,8 @@ pub struct Config {
     pub gpu_layers: Option<u32>,
     /// The KV cache's key and value types (`-ctk`/`-ctv`); `None`: the runtime's default.
     pub kv_types: Option<KvTypes>,
+    /// Prompt batch, micro-batch and mapping (`-b`, `-ub`, `--mmap`).
+    pub batching: crate::runtime::batching::Batching,
     /// An endpoint cell's time limit, repetitions together (a matrix's cell deadline): each
     /// request gets what is left, and none starts after it.
     pub deadline: Option<Duration>,
@@ -118,6 +120,15 @@ pub struct Provenance {
     pub type_k: Option<KvType>,
     #[serde(default)]
     pub type_v: Option<KvType>,
+    /// The prompt batch, micro-batch and mapping the runtime ran with, as llama-bench names
+    /// them (null for an endpoint or a tensor model, and in results from before they were
+    /// recorded).
+    #[serde(default)]
+    pub n_batch: Option<u32>,
+    #[serde(default)]
+    pub n_ubatch: Option<u32>,
+    #[serde(default)]
+    pub use_mmap: Option<bool>,
     /// The endpoint's URL (never its API key), for the `openai` runtime.
     #[serde(default)]
     pub endpoint: Option<String>,
@@ -413,6 +424,7 @@ fn check_fit(
         context,
         cfg.prompt_tokens.max(cfg.depth).into(),
         holder.kv_types(cfg.kv_types),
+        &cfg.batching,
     );
     match &device.memory.headroom_bytes {
         Reading::Value(headroom) if needs.total_bytes > *headroom && !cfg.force => {
@@ -473,6 +485,7 @@ fn cell_spec(cfg: &Config, target: &Target) -> CellSpec {
         },
         gpu_layers: cfg.gpu_layers,
         kv_types: cfg.kv_types,
+        batching: cfg.batching,
         endpoint,
     }
 }
@@ -721,6 +734,9 @@ fn provenance(
         gpu_layers: cfg.gpu_layers,
         type_k: first.and_then(|r| r.kv_types).map(|t| t.k),
         type_v: first.and_then(|r| r.kv_types).map(|t| t.v),
+        n_batch: first.and_then(|r| r.batching).and_then(|b| b.batch),
+        n_ubatch: first.and_then(|r| r.batching).and_then(|b| b.ubatch),
+        use_mmap: first.and_then(|r| r.batching).and_then(|b| b.mmap),
         endpoint: None,
         threads: first.map_or(threads, |r| r.threads),
         prompt_tokens: cfg.prompt_tokens,

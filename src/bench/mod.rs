@@ -91,6 +91,7 @@ mod tests {
             runtime: Default::default(),
             gpu_layers: None,
             kv_types: None,
+            batching: Default::default(),
             endpoint: None,
         }
     }

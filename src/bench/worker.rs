@@ -52,6 +52,7 @@ pub struct Timings {
     pub runtime: RuntimeInfo,
     pub offload: Option<Offload>,
     pub kv_types: Option<crate::engine::kv::KvTypes>,
+    pub batching: Option<crate::runtime::batching::Batching>,
     /// This process's peak RSS, where the model ran in it (not for an endpoint).
     pub peak_rss_bytes: Option<u64>,
     /// User and system CPU seconds of the process that ran the model (not for an endpoint).
@@ -135,6 +136,7 @@ pub fn finish(
         ran: t.runtime,
         offload: t.offload,
         kv_types: t.kv_types,
+        batching: t.batching,
         endpoint: t.endpoint,
         token_ms: if spec.sustained.is_some() {
             // Thousands of tokens: the windows carry the time series instead.
@@ -192,9 +194,9 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
             .ok()
             .and_then(|t| t.parse().ok()),
         context: (d + fed + n) as u32,
-        batch: d.max(fed) as u32,
         gpu_layers: spec.gpu_layers,
         kv_types: spec.kv_types,
+        batching: spec.batching,
         ..Default::default()
     };
     let started = Instant::now();
@@ -315,6 +317,7 @@ pub fn run(spec: &CellSpec) -> Result<RepResult, String> {
         runtime: rt.info(),
         offload: rt.offload(),
         kv_types: rt.kv_types(),
+        batching: rt.batching(),
         peak_rss_bytes: Some(crate::platform::peak_rss_bytes()?),
         cpu_times_s: crate::platform::cpu_times_s().ok(),
         rss_split: peak_rss_split(telemetry.as_ref()),

@@ -210,6 +210,7 @@ impl Config {
             models,
             gpu_layers: gpu_layers_axis(a, &runtimes)?,
             kv_types: kv_axis(a, &runtimes)?,
+            batching: batching_axis(a, &runtimes)?,
             depth: a.depth.clone(),
             runtimes,
             threads: if a.threads.is_empty() {
@@ -319,6 +320,36 @@ fn kv_axis(
         .iter()
         .flat_map(|&k| vs.iter().map(move |&v| Some(KvTypes { k, v })))
         .collect())
+}
+
+/// `--batch-size` × `--ubatch-size` × `--mmap` as an axis of the cells whose runtime has them
+/// (llama-bench's `-b 512,2048 -ub 128 -mmp 0,1`).
+fn batching_axis(
+    a: &BenchArgs,
+    runtimes: &[RuntimeKind],
+) -> anyhow::Result<Vec<crate::runtime::batching::Batching>> {
+    let sizes = !a.batch_size.is_empty() || !a.ubatch_size.is_empty();
+    if sizes && !runtimes.iter().any(|r| r.batches()) {
+        return Err(invalid(
+            "--batch-size/--ubatch-size",
+            "none of the runtimes asked for takes a prompt batch here: odai's engine, auto, candle \
+             and llama.cpp do (an endpoint's is the server's)"
+                .into(),
+        ));
+    }
+    if !a.mmap.is_empty() && !runtimes.iter().any(|r| r.maps_weights()) {
+        return Err(invalid(
+            "--mmap",
+            "none of the runtimes asked for can map the model file: odai's engine, auto and \
+             llama.cpp can (candle always reads it; an endpoint's model is the server's)"
+                .into(),
+        ));
+    }
+    Ok(crate::runtime::batching::Batching::product(
+        &a.batch_size,
+        &a.ubatch_size,
+        &a.mmap,
+    ))
 }
 
 /// `--runtime`'s list as the cells run it: `auto` is ODAI_ENGINE's choice; an endpoint runs on
@@ -464,8 +495,9 @@ fn cell_label(c: &Cell) -> String {
     let kv = c
         .kv_types
         .map_or_else(String::new, |t| format!(" kv={}", t.label()));
+    let batching = c.batching.label();
     format!(
-        "{} on {}, {} threads, p={} n={}{depth}{kv}",
+        "{} on {}, {} threads, p={} n={}{depth}{kv}{batching}",
         c.model.label(),
         c.runtime,
         c.threads_label(),
@@ -530,7 +562,7 @@ fn sql(_: &[Done]) -> anyhow::Result<String> {
 /// llama-bench's columns, one row per test a cell measured: `ppP` (prefill), `tgN` or
 /// `tgN @ dP` (decode after a P-token prompt), and `ppP+tgN` for `--pg` cells.
 fn table_rows(done: &[Done]) -> Vec<Vec<String>> {
-    let kv_shown = shows_kv(done);
+    let shown = Shown::of(done);
     let mut rows = Vec::new();
     for Done {
         cell: bc,
@@ -595,6 +627,20 @@ fn table_rows(done: &[Done]) -> Vec<Vec<String>> {
         let kv =
             |t: Option<crate::engine::kv::KvType>| t.map_or_else(|| "-".into(), |t| t.to_string());
         let (type_k, type_v) = (kv(p.type_k), kv(p.type_v));
+        let num = |n: Option<u32>| n.map_or_else(|| "-".into(), |n| n.to_string());
+        let mut optional = Vec::new();
+        if shown.batch {
+            optional.extend([num(p.n_batch), num(p.n_ubatch)]);
+        }
+        if shown.kv {
+            optional.extend([type_k, type_v]);
+        }
+        if shown.mmap {
+            optional.push(
+                p.use_mmap
+                    .map_or_else(|| "-".into(), |m| u8::from(m).to_string()),
+            );
+        }
         for (test, tps, ttft) in tests {
             let mut row = vec![
                 p.model_file.clone(),
@@ -609,9 +655,7 @@ fn table_rows(done: &[Done]) -> Vec<Vec<String>> {
                 tps.unwrap_or_else(|| "-".into()),
                 ttft,
             ];
-            if kv_shown {
-                row.splice(7..7, [type_k.clone(), type_v.clone()]);
-            }
+            row.splice(7..7, optional.iter().cloned());
             rows.push(row);
         }
     }
@@ -622,18 +666,41 @@ const TABLE_HEADER: [&str; 10] = [
     "model", "size", "params", "runtime", "backend", "ngl", "threads", "test", "t/s", "ttft ms",
 ];
 
-/// Whether the table has llama-bench's `type_k` and `type_v` columns (after `threads`): as
-/// llama-bench, only when a cell asked for cache types.
-fn shows_kv(done: &[Done]) -> bool {
-    done.iter().any(|d| d.cell.cell.kv_types.is_some())
+/// Which of llama-bench's optional columns the table has (after `threads`, in its order:
+/// `n_batch` and `n_ubatch`, `type_k` and `type_v`, `mmap`): as llama-bench, only those some
+/// cell asked for.
+struct Shown {
+    batch: bool,
+    kv: bool,
+    mmap: bool,
 }
 
-/// The table's columns: [`TABLE_HEADER`], with the cache types where [`shows_kv`].
-fn table_header(done: &[Done]) -> Vec<&'static str> {
-    let mut h = TABLE_HEADER.to_vec();
-    if shows_kv(done) {
-        h.splice(7..7, ["type_k", "type_v"]);
+impl Shown {
+    fn of(done: &[Done]) -> Shown {
+        let any = |f: &dyn Fn(&Cell) -> bool| done.iter().any(|d| f(&d.cell.cell));
+        Shown {
+            batch: any(&|c| c.batching.batch.is_some() || c.batching.ubatch.is_some()),
+            kv: any(&|c| c.kv_types.is_some()),
+            mmap: any(&|c| c.batching.mmap.is_some()),
+        }
     }
+}
+
+/// The table's columns: [`TABLE_HEADER`], with the optional ones [`Shown`] picks.
+fn table_header(done: &[Done]) -> Vec<&'static str> {
+    let shown = Shown::of(done);
+    let mut optional = Vec::new();
+    if shown.batch {
+        optional.extend(["n_batch", "n_ubatch"]);
+    }
+    if shown.kv {
+        optional.extend(["type_k", "type_v"]);
+    }
+    if shown.mmap {
+        optional.push("mmap");
+    }
+    let mut h = TABLE_HEADER.to_vec();
+    h.splice(7..7, optional);
     h
 }
 
@@ -641,7 +708,7 @@ fn table_header(done: &[Done]) -> Vec<&'static str> {
 fn right_aligned(column: &str) -> bool {
     matches!(
         column,
-        "size" | "params" | "ngl" | "threads" | "t/s" | "ttft ms"
+        "size" | "params" | "ngl" | "threads" | "n_batch" | "n_ubatch" | "t/s" | "ttft ms"
     )
 }
 
@@ -1017,6 +1084,9 @@ fn render_csv(done: &[Done]) -> anyhow::Result<String> {
                 rep.offload.as_ref().map_or_else(String::new, |o| o.label()),
                 p.type_k.map_or_else(String::new, |t| t.to_string()),
                 p.type_v.map_or_else(String::new, |t| t.to_string()),
+                opt_u(rep.batching.and_then(|b| b.batch).map(u64::from)),
+                opt_u(rep.batching.and_then(|b| b.ubatch).map(u64::from)),
+                opt_u(rep.batching.and_then(|b| b.mmap).map(u64::from)),
             ])?;
         }
     }
@@ -1024,7 +1094,7 @@ fn render_csv(done: &[Done]) -> anyhow::Result<String> {
 }
 
 /// The CSV columns (docs/bench-csv.md); new ones are appended, never inserted.
-const CSV_HEADER: [&str; 41] = [
+const CSV_HEADER: [&str; 44] = [
     "rep",
     "model_file",
     "model_sha256",
@@ -1066,4 +1136,7 @@ const CSV_HEADER: [&str; 41] = [
     "offload",
     "type_k",
     "type_v",
+    "n_batch",
+    "n_ubatch",
+    "use_mmap",
 ];

@@ -22,6 +22,8 @@ pub struct Config {
     pub gpu_layers: Option<u32>,
     /// KV cache types (`--cache-type-k`/`-v`); `None`: the runtime's default.
     pub kv_types: Option<crate::engine::kv::KvTypes>,
+    /// Prompt batch, micro-batch and mapping (`-b`, `-ub`, `--mmap`).
+    pub batching: crate::runtime::batching::Batching,
 }
 
 pub enum Prompt {
@@ -65,6 +67,7 @@ impl Config {
             runtime,
             gpu_layers: args.runtime.gpu_layers,
             kv_types: args.runtime.kv_types(),
+            batching: args.runtime.batching(),
         })
     }
 }
@@ -80,6 +83,11 @@ struct Output {
     threads: u32,
     /// The KV cache types the runtime held (`f16`, `q8_0/f16`); null for an endpoint.
     kv_cache: Option<String>,
+    /// The prompt batch, micro-batch and mapping it ran with (llama-bench's names); null for a
+    /// runtime without them.
+    n_batch: Option<u32>,
+    n_ubatch: Option<u32>,
+    use_mmap: Option<bool>,
     load_ms: f64,
     /// Null with one generated token (`-n 1`): the first comes from the prefill, so no decode
     /// step was timed.
@@ -113,9 +121,9 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
     let opts = LoadOptions {
         threads: Some(threads),
         context: (prompt_ids.len() as u32).saturating_add(cfg.gen_tokens),
-        batch: prompt_ids.len() as u32,
         gpu_layers: cfg.gpu_layers,
         kv_types: cfg.kv_types,
+        batching: cfg.batching,
         ..Default::default()
     };
     let started = Instant::now();
@@ -156,6 +164,9 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
         generated_ids: generated,
         threads: model.threads(),
         kv_cache: model.kv_types().map(|t| t.label()),
+        n_batch: model.batching().and_then(|b| b.batch),
+        n_ubatch: model.batching().and_then(|b| b.ubatch),
+        use_mmap: model.batching().and_then(|b| b.mmap),
         load_ms,
         decode_tps: (cfg.gen_tokens > 1 && decode_s > 0.0)
             .then(|| (cfg.gen_tokens as f64 - 1.0) / decode_s),

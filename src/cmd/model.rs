@@ -70,6 +70,7 @@ pub fn inspect(cfg: &InspectConfig) -> anyhow::Result<i32> {
         context,
         512.min(context),
         holder.kv_types(cfg.kv_types),
+        &Default::default(),
     );
     let sha256 = if cfg.sha256 {
         Some(fingerprint::sha256_file(&cfg.file)?)

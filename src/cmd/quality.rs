@@ -26,6 +26,8 @@ pub struct Config {
     pub gpu_layers: Option<u32>,
     /// KV cache types (`--cache-type-k`/`-v`); `None`: the runtime's default.
     pub kv_types: Option<crate::engine::kv::KvTypes>,
+    /// Prompt batch, micro-batch and mapping (`-b`, `-ub`, `--mmap`).
+    pub batching: crate::runtime::batching::Batching,
     pub threads: Option<u32>,
     pub text: Option<PathBuf>,
     pub ctx: u32,
@@ -121,6 +123,7 @@ impl Config {
             runtime,
             gpu_layers: args.runtime.gpu_layers,
             kv_types: args.runtime.kv_types(),
+            batching: args.runtime.batching(),
             threads: args.threads,
             text: args.text.clone(),
             ctx: args.ctx,
@@ -228,9 +231,9 @@ pub fn execute(cfg: &Config) -> anyhow::Result<i32> {
     let opts = LoadOptions {
         threads: Some(threads),
         context: longest as u32,
-        batch: longest as u32,
         gpu_layers: cfg.gpu_layers,
         kv_types: cfg.kv_types,
+        batching: cfg.batching,
         ..Default::default()
     };
     let mut model = runtime::load(cfg.runtime, &cfg.model, &opts)?;

@@ -170,6 +170,7 @@ pub fn plan(matrix: &Matrix, probe: &Probe, bandwidth_gb_s: Reading<f64>) -> Dev
                             context,
                             c.prompt_tokens.max(c.depth).into(),
                             h.kv_types(c.kv_types),
+                            &c.batching,
                         )
                         .total_bytes,
                     ),

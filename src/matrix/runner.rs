@@ -129,6 +129,7 @@ pub fn bench_config(
         runtime: cell.runtime,
         gpu_layers: cell.gpu_layers,
         kv_types: cell.kv_types,
+        batching: cell.batching,
         depth: cell.depth,
         deadline: None,
     })

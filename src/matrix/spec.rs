@@ -12,6 +12,7 @@ use crate::engine::kv::KvTypes;
 use crate::engine::synth;
 use crate::error::Error;
 use crate::runtime::RuntimeKind;
+use crate::runtime::batching::Batching;
 use crate::units;
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +62,17 @@ struct Axes {
     /// engine, `auto`, llama.cpp).
     #[serde(default)]
     kv_cache: Option<Spanned<Vec<String>>>,
+    /// Prompt tokens per call into the runtime (llama-bench's `-b`): an axis of the cells whose
+    /// runtime runs the model in this process (odai, auto, candle, llama.cpp).
+    #[serde(default)]
+    batch: Option<Spanned<Vec<u32>>>,
+    /// Positions per pass through the layers (llama-bench's `-ub`), as `batch`.
+    #[serde(default)]
+    ubatch: Option<Spanned<Vec<u32>>>,
+    /// Weights mapped (`true`) or read into memory (`false`; llama-bench's `-mmp`): an axis of
+    /// odai's engine's, auto's and llama.cpp's cells.
+    #[serde(default)]
+    mmap: Option<Spanned<Vec<bool>>>,
 }
 
 /// A `[[tensor]]` entry: a tensor model (or a pipeline of them) and how to drive it, run on each
@@ -268,6 +280,10 @@ pub struct Cell {
     /// Tokens already in the context before the prompt (`depth`, llama-bench's `-d`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub depth: u32,
+    /// Prompt batch, micro-batch and mapping asked (`batch`, `ubatch`, `mmap`); each null:
+    /// the runtime's default.
+    #[serde(default, skip_serializing_if = "Batching::is_default")]
+    pub batching: Batching,
     /// How a tensor cell runs (`[[tensor]]`); null for a language-model cell, whose
     /// `prompt_tokens`/`gen_tokens` a tensor cell leaves at 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -401,6 +417,9 @@ pub struct LmAxes {
     pub kv_types: Vec<Option<KvTypes>>,
     /// Tokens already in the context before the prompt (`[0]`: none).
     pub depth: Vec<u32>,
+    /// Prompt batch, micro-batch and mapping of the cells whose runtime has them (`[default]`
+    /// or empty: none asked); a runtime without a knob does not multiply by it.
+    pub batching: Vec<Batching>,
     /// Thread counts; 0 is `auto`.
     pub threads: Vec<u32>,
     /// 0: no prefill is measured (llama-bench's `tg` alone).
@@ -430,6 +449,7 @@ impl LmAxes {
             ("gpu_layers", self.gpu_layers.len().max(1)),
             ("kv_cache", self.kv_types.len().max(1)),
             ("depth", self.depth.len().max(1)),
+            ("batch, ubatch and mmap", self.batching.len().max(1)),
             ("threads", self.threads.len()),
             ("prompt_tokens", self.prompt_tokens.len()),
             ("gen_tokens", self.gen_tokens.len()),
@@ -461,16 +481,33 @@ impl LmAxes {
                 } else {
                     vec![None]
                 };
-                let variants: Vec<(Option<u32>, Option<KvTypes>)> = ngl_axis
+                // And the batch, micro-batch and mapping, for runtimes without them.
+                let mut batching_axis: Vec<Batching> = Vec::new();
+                for b in self
+                    .batching
+                    .iter()
+                    .chain(self.batching.is_empty().then_some(&Batching::default()))
+                {
+                    let own = Batching {
+                        batch: b.batch.filter(|_| runtime.batches()),
+                        ubatch: b.ubatch.filter(|_| runtime.batches()),
+                        mmap: b.mmap.filter(|_| runtime.maps_weights()),
+                    };
+                    if !batching_axis.contains(&own) {
+                        batching_axis.push(own);
+                    }
+                }
+                let variants: Vec<(Option<u32>, Option<KvTypes>, Batching)> = ngl_axis
                     .iter()
                     .flat_map(|&n| kv_axis.iter().map(move |&k| (n, k)))
+                    .flat_map(|(n, k)| batching_axis.iter().map(move |&b| (n, k, b)))
                     .collect();
                 let depths: &[u32] = if self.depth.is_empty() {
                     &[0]
                 } else {
                     &self.depth
                 };
-                for &(gpu_layers, kv_types) in &variants {
+                for &(gpu_layers, kv_types, batching) in &variants {
                     for &threads in &self.threads {
                         for &p in &self.prompt_tokens {
                             for &n in &self.gen_tokens {
@@ -523,6 +560,7 @@ impl LmAxes {
                                                     gpu_layers,
                                                     kv_types,
                                                     depth,
+                                                    batching,
                                                     tensor: None,
                                                 };
                                                 cell.id = cell_id(&cell);
@@ -769,6 +807,46 @@ impl Matrix {
                         .collect::<Result<_, _>>()?
                 }
             };
+            let sizes = |name: &str, list: &Option<Spanned<Vec<u32>>>| -> Result<Vec<u32>, Error> {
+                let Some(list) = list else {
+                    return Ok(Vec::new());
+                };
+                non_empty(name, list.span(), list.get_ref().len())?;
+                if !runtimes.iter().any(|r| r.batches()) {
+                    return Err(err(
+                        list.span().start,
+                        format!(
+                            "{name}: none of this matrix's runtimes takes a prompt batch here: add \
+                             odai, auto, candle or llama.cpp to runtimes (an endpoint's is the \
+                             server's)"
+                        ),
+                    ));
+                }
+                if list.get_ref().contains(&0) {
+                    return Err(err(
+                        list.span().start,
+                        format!("{name}: 0 positions runs nothing: give 1 or more"),
+                    ));
+                }
+                Ok(list.get_ref().clone())
+            };
+            let batch = sizes("batch", &axes.batch)?;
+            let ubatch = sizes("ubatch", &axes.ubatch)?;
+            let mmap = match &axes.mmap {
+                None => Vec::new(),
+                Some(list) => {
+                    non_empty("mmap", list.span(), list.get_ref().len())?;
+                    if !runtimes.iter().any(|r| r.maps_weights()) {
+                        return Err(err(
+                            list.span().start,
+                            "mmap: none of this matrix's runtimes can map the model file: add \
+                             odai, auto or llama.cpp to runtimes (candle always reads it)"
+                                .into(),
+                        ));
+                    }
+                    list.get_ref().clone()
+                }
+            };
             let colds = axes.cold.clone().unwrap_or_else(|| vec![false]);
             if colds.is_empty() {
                 return Err(err(
@@ -782,6 +860,7 @@ impl Matrix {
                 runtimes,
                 gpu_layers,
                 kv_types,
+                batching: Batching::product(&batch, &ubatch, &mmap),
                 depth: match &axes.depth {
                     None => vec![0],
                     Some(list) => {
@@ -946,6 +1025,7 @@ fn tensor_cells(e: &TensorEntry) -> Result<Vec<Cell>, String> {
                     gpu_layers: None,
                     kv_types: None,
                     depth: 0,
+                    batching: Batching::default(),
                     tensor: Some(TensorRun {
                         workload: e.workload.clone(),
                         mode: mode.clone(),
@@ -1033,8 +1113,9 @@ fn cell_id(c: &Cell) -> String {
     } else {
         String::new()
     };
+    let batching = c.batching.id_part();
     let key = format!(
-        "{}|t{}|p{}|n{}|cold{}|sus{:?}|load{}|reps{}|warm{}{runtime}{tensor}{ngl}{kv}{depth}",
+        "{}|t{}|p{}|n{}|cold{}|sus{:?}|load{}|reps{}|warm{}{runtime}{tensor}{ngl}{kv}{depth}{batching}",
         c.model.label(),
         c.threads,
         c.prompt_tokens,
@@ -1281,6 +1362,51 @@ inputs = { sr = 16000, clip = "clip.npy" }
         );
         let e = parse(&format!("{SMALLEST}depth = []\n")).unwrap_err();
         assert!(e.contains("depth is empty"), "{e}");
+    }
+
+    #[test]
+    fn batch_ubatch_and_mmap_multiply_the_cells_whose_runtime_has_them() {
+        let text = SMALLEST.replace("threads = [1, 2]", "threads = [1]")
+            + "runtimes = [\"odai\", \"candle\"]\nubatch = [64, 512]\nmmap = [false, true]\n";
+        let m = parse(&text).unwrap();
+        let got: Vec<(RuntimeKind, String)> = m
+            .cells
+            .iter()
+            .map(|c| (c.runtime, c.batching.id_part()))
+            .collect();
+        // candle reads its weights whatever is asked: its cells multiply by the micro-batch
+        // alone.
+        assert_eq!(
+            got,
+            [
+                (RuntimeKind::Odai, "|ub64|mmap0".to_owned()),
+                (RuntimeKind::Odai, "|ub64|mmap1".to_owned()),
+                (RuntimeKind::Odai, "|ub512|mmap0".to_owned()),
+                (RuntimeKind::Odai, "|ub512|mmap1".to_owned()),
+                (RuntimeKind::Candle, "|ub64".to_owned()),
+                (RuntimeKind::Candle, "|ub512".to_owned()),
+            ]
+        );
+        assert!(m.cells[0].id != m.cells[1].id && m.cells[0].id != m.cells[2].id);
+        // Nothing asked: the ids cells had before these were knobs.
+        let plain = parse(SMALLEST).unwrap();
+        assert!(plain.cells.iter().all(|c| c.batching.is_default()));
+        let e = parse(&format!("{SMALLEST}batch = [0]\n")).unwrap_err();
+        assert_eq!(
+            e,
+            "m.toml:7:9: batch: 0 positions runs nothing: give 1 or more"
+        );
+        let e = parse(&format!(
+            "{SMALLEST}runtimes = [\"candle\"]\nmmap = [true]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.ends_with(
+                "mmap: none of this matrix's runtimes can map the model file: add odai, auto or \
+                 llama.cpp to runtimes (candle always reads it)"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

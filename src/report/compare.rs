@@ -98,6 +98,9 @@ pub const MATCH_FIELDS: &[&str] = &[
     "gpu_layers",
     "kv_cache",
     "depth",
+    "n_batch",
+    "n_ubatch",
+    "mmap",
 ];
 
 /// `--match-by`'s default: the same cell of the same matrix on the same device.
@@ -122,6 +125,9 @@ fn field(r: &Row, f: &str) -> String {
         "gpu_layers" => r.gpu_layers.map_or_else(String::new, |n| n.to_string()),
         "kv_cache" => r.kv_cache.clone().unwrap_or_default(),
         "depth" => r.depth.to_string(),
+        "n_batch" => r.n_batch.map_or_else(String::new, |n| n.to_string()),
+        "n_ubatch" => r.n_ubatch.map_or_else(String::new, |n| n.to_string()),
+        "mmap" => r.mmap.map_or_else(String::new, |m| u8::from(m).to_string()),
         _ => String::new(),
     }
 }
@@ -572,6 +578,13 @@ pub fn rows_from_csv(path: &Path) -> Result<Vec<Row>, Error> {
                 .and_then(|c| rec.get(c))
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned),
+            n_batch: col("n_batch").and_then(|c| rec.get(c)?.parse().ok()),
+            n_ubatch: col("n_ubatch").and_then(|c| rec.get(c)?.parse().ok()),
+            mmap: col("use_mmap").and_then(|c| match rec.get(c)? {
+                "1" => Some(true),
+                "0" => Some(false),
+                _ => None,
+            }),
             offload: None,
             warnings: Vec::new(),
         });
@@ -640,6 +653,9 @@ mod tests {
             gpu_layers: None,
             kv_cache: None,
             depth: 0,
+            n_batch: None,
+            n_ubatch: None,
+            mmap: None,
             offload: None,
             warnings: Vec::new(),
         }

@@ -130,7 +130,7 @@ pub fn measurements(r: &Report) -> anyhow::Result<Vec<u8>> {
         .chain(OFFLOAD_COLUMNS)
         .copied()
         .chain(samples.iter().map(String::as_str))
-        .chain(["kv_cache", "depth"])
+        .chain(["kv_cache", "depth", "n_batch", "n_ubatch", "use_mmap"])
         .chain(PROVENANCE_COLUMNS.iter().copied())
         .collect();
     w.write_record(&header)?;
@@ -172,6 +172,13 @@ pub fn measurements(r: &Report) -> anyhow::Result<Vec<u8>> {
         }
         rec.push(row.kv_cache.clone().unwrap_or_default());
         rec.push(row.depth.to_string());
+        let n = |v: Option<u32>| v.map_or_else(String::new, |n| n.to_string());
+        rec.push(n(row.n_batch));
+        rec.push(n(row.n_ubatch));
+        rec.push(
+            row.mmap
+                .map_or_else(String::new, |m| u8::from(m).to_string()),
+        );
         rec.extend(made.iter().cloned());
         w.write_record(&rec)?;
     }

@@ -209,6 +209,11 @@ pub struct Row {
     pub kv_cache: Option<String>,
     /// Tokens already in the context before the prompt (llama-bench's `-d`).
     pub depth: u32,
+    /// The prompt batch, micro-batch and mapping the runtime ran with, else those the cell
+    /// asked for; None where it has none (an endpoint, a tensor model) or results predate them.
+    pub n_batch: Option<u32>,
+    pub n_ubatch: Option<u32>,
+    pub mmap: Option<bool>,
     /// What `odai bench` warned about the cell's measurement (a noisy machine, too few
     /// repetitions, outliers, failed repetitions): carried to every scorecard criterion built on
     /// the cell.
@@ -493,6 +498,11 @@ pub fn row(r: &Record, class: Option<String>) -> Row {
         samples.insert("peak_rss_mib", rss.iter().map(|b| b / 1048576.0).collect());
         samples.insert("token_ms_p99", series(|x| x.token_ms_p99));
     }
+    // A figure of what ran, from the cell's report.
+    let ran = |f: fn(&crate::bench::cell::Provenance) -> Option<u32>| {
+        r.report.as_ref().and_then(|x| f(&x.provenance))
+    };
+    let ran_mmap = r.report.as_ref().and_then(|x| x.provenance.use_mmap);
     Row {
         device: r.device.clone(),
         class,
@@ -552,6 +562,9 @@ pub fn row(r: &Record, class: Option<String>) -> Row {
             })
             .or(c.kv_types)
             .map(|t| t.label()),
+        n_batch: ran(|p| p.n_batch).or(c.batching.batch),
+        n_ubatch: ran(|p| p.n_ubatch).or(c.batching.ubatch),
+        mmap: ran_mmap.or(c.batching.mmap),
         offload: r
             .report
             .as_ref()

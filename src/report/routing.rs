@@ -750,6 +750,9 @@ pub(crate) mod tests {
             gpu_layers: None,
             kv_cache: None,
             depth: 0,
+            n_batch: None,
+            n_ubatch: None,
+            mmap: None,
             offload: None,
             warnings: Vec::new(),
         }

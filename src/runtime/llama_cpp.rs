@@ -21,6 +21,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
 
+use super::batching::Batching;
 use super::{BufferBytes, DeviceLayers, LoadOptions, Offload, Runtime, RuntimeInfo, Vocab};
 use crate::error::Error;
 
@@ -178,6 +179,7 @@ pub struct LlamaCpp {
     offload: Option<Offload>,
     backend_desc: String,
     kv_types: KvTypes,
+    batching: Batching,
 }
 
 /// llama.cpp's name for a KV cache type (`-ctk`/`-ctv` take the same names).
@@ -204,7 +206,10 @@ impl LlamaCpp {
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
         let gpu_asked = opts.gpu_layers.is_some_and(|n| n > 0);
-        let mut params = LlamaModelParams::default();
+        let asked = opts.batching.resolved();
+        // Mapped unless asked otherwise (llama.cpp's default; `--mmap 0` reads the file into
+        // its buffers).
+        let mut params = LlamaModelParams::default().with_use_mmap(asked.mmap);
         // llama.cpp's default puts every layer it can on a GPU it finds; odai offloads only what
         // --gpu-layers asks for, so a CPU figure is a CPU figure.
         params = params.with_n_gpu_layers(opts.gpu_layers.unwrap_or(0));
@@ -224,7 +229,6 @@ impl LlamaCpp {
             .unwrap_or_default();
         let model = loaded.map_err(|e| bad(format!("llama.cpp cannot load it: {e}")))?;
         let model = Box::new(model);
-        let batch_cap = opts.batch.max(1) as usize;
         let n_ctx = opts.context.max(8);
         // f16 unless asked: llama.cpp's own default. A quantized V cache needs flash attention,
         // which llama.cpp's automatic policy turns on where the backend has it (else the context
@@ -235,8 +239,8 @@ impl LlamaCpp {
             // beside offloaded layers): kept with --gpu-layers, off for a CPU figure.
             .with_op_offload(gpu_asked)
             .with_n_ctx(NonZeroU32::new(n_ctx))
-            .with_n_batch(batch_cap as u32)
-            .with_n_ubatch(batch_cap as u32)
+            .with_n_batch(asked.batch)
+            .with_n_ubatch(asked.ubatch)
             .with_n_threads(threads as i32)
             .with_n_threads_batch(threads as i32)
             .with_type_k(ggml_kv_type(kv_types.k))
@@ -250,6 +254,13 @@ impl LlamaCpp {
                 "llama.cpp cannot create a context of {n_ctx} tokens: {e}"
             ))
         })?;
+        // What llama.cpp made of the ask: it holds the batch to the context's length.
+        let batching = Batching {
+            batch: Some(ctx.n_batch()),
+            ubatch: Some(ctx.n_ubatch()),
+            mmap: Some(asked.mmap),
+        };
+        let batch_cap = ctx.n_batch().max(1) as usize;
         let found = llama_cpp_2::list_llama_ggml_backend_devices();
         let label = |d: &llama_cpp_2::LlamaBackendDevice| {
             if d.description.is_empty() || d.description == d.name {
@@ -359,6 +370,7 @@ impl LlamaCpp {
             offload,
             backend_desc,
             kv_types,
+            batching,
         })
     }
 
@@ -404,6 +416,10 @@ impl Runtime for LlamaCpp {
 
     fn kv_types(&self) -> Option<KvTypes> {
         Some(self.kv_types)
+    }
+
+    fn batching(&self) -> Option<Batching> {
+        Some(self.batching)
     }
 
     fn threads(&self) -> u32 {

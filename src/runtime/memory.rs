@@ -21,6 +21,7 @@ use odai_engine::gguf::{MemoryNeeds, ModelInfo};
 use odai_engine::kv::{KvType, KvTypes};
 
 use super::RuntimeKind;
+use super::batching::Batching;
 
 const MIB: u64 = 1 << 20;
 
@@ -147,18 +148,26 @@ fn odai_kv_peak(info: &ModelInfo, context: u64, batch: u64, kv: KvTypes) -> u64 
     peak * per
 }
 
-/// Memory `holder` needs for `info`'s model at `context` tokens with prompts of `batch` tokens.
+/// Memory `holder` needs for `info`'s model at `context` tokens with prompts of `prompt` tokens,
+/// fed as `batching` asks (`-b`, `-ub`, `--mmap`: runtime::batching).
 pub fn needs(
     info: &ModelInfo,
     holder: Holder,
     context: u64,
-    batch: u64,
+    prompt: u64,
     kv: KvTypes,
+    batching: &Batching,
 ) -> MemoryNeeds {
     let kv_types = holder.kv_types(Some(kv));
-    let batch = batch.max(1);
+    let asked = batching.resolved();
+    // The most positions one call takes, and one pass through the layers computes.
+    let call = prompt.clamp(1, u64::from(asked.batch));
+    let batch = call.min(u64::from(asked.ubatch));
+    let mmap = asked.mmap;
     let (mapped, copied, kv, working, overhead, total) = match holder {
         Holder::Odai => {
+            // Mapped and populated, or read into anonymous memory (`--mmap 0`): the same pages
+            // either way, and repacking releases the same ones.
             let mapped = info.file_size_bytes;
             // Two matrices repack at once: the largest two copies beside the whole file (a tied
             // embedding is repacked as the output; an untied one is not repacked).
@@ -173,7 +182,7 @@ pub fn needs(
             }
             candidates.sort_unstable_by(|a, b| b.cmp(a));
             let in_flight: u64 = candidates.iter().take(2).sum();
-            let kv = odai_kv_peak(info, context, batch, kv_types);
+            let kv = odai_kv_peak(info, context, call, kv_types);
             let working = activations(info, batch);
             let load = mapped + in_flight;
             let run = mapped + kv + working;
@@ -187,7 +196,6 @@ pub fn needs(
             )
         }
         Holder::LlamaCpp => {
-            let mapped = info.file_size_bytes;
             // Repacked matrices are copies; the mapped pages stay. An untied embedding is read
             // a row at a time from the mapping, not repacked; a tied one is, as the output.
             let repacked: u64 = info
@@ -196,20 +204,52 @@ pub fn needs(
                 .filter(|(t, _)| llama_cpp_repacks(t))
                 .map(|(_, b)| b.bytes)
                 .sum();
-            let copied = if !info.output_tied && llama_cpp_repacks(&info.token_embd_type) {
+            let repacked = if !info.output_tied && llama_cpp_repacks(&info.token_embd_type) {
                 repacked.saturating_sub(info.token_embd_bytes)
             } else {
                 repacked
             };
+            let (mapped, copied) = if mmap {
+                (info.file_size_bytes, repacked)
+            } else {
+                // Read, not mapped (llama_model_loader::load_all_data without mmap): a tensor
+                // bound for the repacked buffer is read into a staging buffer the size of the
+                // largest such tensor and converted from there, so its file bytes are never
+                // held; everything else is read into the CPU buffer.
+                let staging = info
+                    .tensor_types
+                    .iter()
+                    .filter(|(t, _)| llama_cpp_repacks(t))
+                    .map(|(_, b)| b.largest_bytes)
+                    .max()
+                    .unwrap_or(0);
+                // A tied output's repacked copy comes from the embedding, which the CPU buffer
+                // holds as well (its rows are looked up): that file tensor is read all the same.
+                let tied_copy = if info.output_tied && llama_cpp_repacks(&info.token_embd_type) {
+                    info.token_embd_bytes
+                } else {
+                    0
+                };
+                (
+                    info.file_size_bytes
+                        .saturating_sub(repacked.saturating_sub(tied_copy)),
+                    repacked + staging,
+                )
+            };
             // K and V (f16 unless asked otherwise) at the context padded to 256.
             let n_ctx = context.max(1).div_ceil(256) * 256;
             let kv = info.kv_cache_bytes(n_ctx, kv_types);
-            // The compute buffer's touched pages, calibrated on llama-cpp-sys-2 0.1.160 at a
-            // 128-token batch (SmolLM2-135M 16 MiB, Qwen2.5-0.5B 34 MiB, Llama-3.2-1B 37 MiB):
-            // half a batch of logits and a batch of the FFN and residual activations.
+            // The compute buffer's touched pages, calibrated on llama-cpp-sys-2 0.1.160 (x86-64,
+            // 2026-12-08; peak less file, copies, KV cache and process): 48 rows of logits,
+            // whatever the micro-batch, and four f32 rows of the FFN's width per position of it.
+            // Measured (micro-batch 128 / 256 / 512): Qwen2.5-0.5B 36 / 45 / 64 MiB, the same
+            // at 1,024 and 2,048 tokens of context (llama.cpp's CPU flash attention holds no
+            // scores as long as the context); Llama-3.2-1B 39 / – / 87 MiB; SmolLM2-135M 15 /
+            // – / 28 MiB. The buffer is reserved for the largest micro-batch the context takes,
+            // but only the pages a pass touches become resident.
             let vocab = info.vocab_size.unwrap_or(0);
             let ffn = info.feed_forward_length.unwrap_or(4 * info.n_embd);
-            let working = vocab * 4 * batch / 2 + 4 * batch * (2 * ffn + 4 * info.n_embd);
+            let working = vocab * 4 * 48 + 16 * ffn * batch;
             (
                 mapped,
                 copied,
@@ -239,6 +279,7 @@ pub fn needs(
         context,
         runtime: holder.name().into(),
         mapped_bytes: mapped,
+        mmap: (holder != Holder::Candle).then_some(mmap),
         copied_bytes: copied,
         weights_bytes: mapped + copied,
         kv_cache_bytes: kv,
@@ -263,9 +304,15 @@ pub fn describe(m: &MemoryNeeds) -> String {
             bytes(m.working_bytes)
         );
     }
+    // `--mmap 0`: the file's bytes are read into memory, not mapped.
+    let file = if m.mmap == Some(false) {
+        "file read"
+    } else {
+        "file mapped"
+    };
     let weights = match (m.mapped_bytes, m.copied_bytes, m.runtime.as_str()) {
         (mapped, copied, "odai") => format!(
-            "file mapped {}{}",
+            "{file} {}{}",
             bytes(mapped),
             if copied > 0 {
                 format!(" + {} repacked in flight at load", bytes(copied))
@@ -273,8 +320,13 @@ pub fn describe(m: &MemoryNeeds) -> String {
                 String::new()
             }
         ),
+        (mapped, copied, "llama.cpp") if m.mmap == Some(false) => format!(
+            "{file} {} + repacked {} (its staging buffer included)",
+            bytes(mapped),
+            bytes(copied)
+        ),
         (mapped, copied, "llama.cpp") => format!(
-            "file mapped {} + repacked copies {}",
+            "{file} {} + repacked copies {}",
             bytes(mapped),
             bytes(copied)
         ),
@@ -307,8 +359,22 @@ mod tests {
         // candle holds a model, its token embedding dequantized to f32 (1 GiB here).
         let (p, q) = synth::parse_spec("llama-3.2-1b:q4_0", "models").unwrap();
         let info = synth::model_info(p, q);
-        let odai = needs(&info, Holder::Odai, 144, 128, KvTypes::default());
-        let candle = needs(&info, Holder::Candle, 144, 128, KvTypes::default());
+        let odai = needs(
+            &info,
+            Holder::Odai,
+            144,
+            128,
+            KvTypes::default(),
+            &Batching::default(),
+        );
+        let candle = needs(
+            &info,
+            Holder::Candle,
+            144,
+            128,
+            KvTypes::default(),
+            &Batching::default(),
+        );
         assert!(odai.total_bytes < 1000 * MIB, "{odai:?}");
         assert!(candle.total_bytes > 1500 * MIB, "{candle:?}");
         assert!(odai.total_bytes >= info.file_size_bytes);
@@ -350,7 +416,7 @@ mod tests {
         );
         // Candle's cache is f32 whatever is asked.
         assert_eq!(
-            needs(&info, Holder::Candle, 144, 128, q8).kv_cache_bytes,
+            needs(&info, Holder::Candle, 144, 128, q8, &Batching::default()).kv_cache_bytes,
             144 * 30 * 3 * 2 * 64 * 4
         );
     }

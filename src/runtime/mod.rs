@@ -8,6 +8,7 @@
 //! instead of token steps: it reports arrival times, and the same shared code turns them into a
 //! repetition's figures.
 
+pub mod batching;
 pub mod candle;
 pub mod inspect;
 #[cfg(feature = "llama-cpp")]
@@ -74,7 +75,6 @@ impl RuntimeKind {
         }
     }
 
-    /// Parses a runtime name; `llama-cpp` and `llamacpp` are accepted for `llama.cpp`.
     /// Whether its cells can ask for KV cache types (`-ctk`/`-ctv`, `kv_cache`): odai's engine
     /// (and `auto`, which picks it where it runs the model) and llama.cpp. candle's cache is
     /// f32 only; endpoints and tensor runtimes hold none here.
@@ -85,6 +85,23 @@ impl RuntimeKind {
         )
     }
 
+    /// Whether its cells can ask for a prompt batch and micro-batch (`-b`/`-ub`, `batch`,
+    /// `ubatch`): every runtime that runs a language model in this process. An endpoint's are
+    /// the server's; tensor runtimes take no prompt.
+    pub fn batches(self) -> bool {
+        matches!(
+            self,
+            RuntimeKind::Auto | RuntimeKind::Odai | RuntimeKind::Candle | RuntimeKind::LlamaCpp
+        )
+    }
+
+    /// Whether its cells can choose between mapping the weights and reading them (`--mmap`,
+    /// `mmap`): odai's engine (and `auto`) and llama.cpp. candle always reads them.
+    pub fn maps_weights(self) -> bool {
+        self.types_kv_cache()
+    }
+
+    /// Parses a runtime name; `llama-cpp` and `llamacpp` are accepted for `llama.cpp`.
     pub fn parse(s: &str) -> Result<RuntimeKind, String> {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(RuntimeKind::Auto),
@@ -179,8 +196,6 @@ pub struct LoadOptions {
     pub threads: Option<u32>,
     /// Tokens of context the run needs (prompt + generated).
     pub context: u32,
-    /// The longest prefill the run does (llama.cpp sizes its batch from it).
-    pub batch: u32,
     /// Layers to offload to a GPU (llama.cpp); `None`: none.
     pub gpu_layers: Option<u32>,
     /// The runtime's shared library (ONNX Runtime, TF Lite: `--runtime-lib`); `None`: the
@@ -195,6 +210,9 @@ pub struct LoadOptions {
     /// The KV cache's key and value types (`-ctk`/`-ctv`); `None`: the runtime's default (f16
     /// on odai's engine and llama.cpp; candle's, f32, is its only one).
     pub kv_types: Option<crate::engine::kv::KvTypes>,
+    /// Prompt batch, micro-batch and mapping (`-b`, `-ub`, `--mmap`); each `None`: the
+    /// runtime's default ([`batching`]).
+    pub batching: batching::Batching,
     /// Input shapes set before the first allocation (`--shape`), by input name (TF Lite sizes
     /// its tensors once, at load).
     pub shapes: Vec<(String, Vec<usize>)>,
@@ -256,6 +274,11 @@ pub trait Runtime {
     /// The KV cache's element types, where the runtime holds one in this process (odai,
     /// candle, llama.cpp); `None` for an endpoint or a tensor model.
     fn kv_types(&self) -> Option<crate::engine::kv::KvTypes> {
+        None
+    }
+    /// The batch, micro-batch and mapping it runs with (every field set), where it runs a
+    /// language model in this process; `None` for an endpoint or a tensor model.
+    fn batching(&self) -> Option<batching::Batching> {
         None
     }
     /// Forward passes so far whose logits held NaN or +∞ (see [`greedy`]).
@@ -371,13 +394,14 @@ pub fn load(kind: RuntimeKind, path: &Path, opts: &LoadOptions) -> Result<Box<dy
         }
         RuntimeKind::Onnxruntime => Ok(Box::new(onnxruntime::OrtRuntime::load(path, opts)?)),
         RuntimeKind::Tflite => Ok(Box::new(tflite::TfliteRuntime::load(path, opts)?)),
-        RuntimeKind::Auto => match odai::EngineRuntime::load_own(path)? {
+        RuntimeKind::Auto => match odai::EngineRuntime::load_own(path, &opts.batching)? {
             Ok(m) => Ok(Box::new(m.with_kv_types(path, opts.kv_types)?)),
             Err(why) => Ok(Box::new(
-                candle::load_because(path, why)?.with_kv_types(path, opts.kv_types)?,
+                candle::load_because(path, why, &opts.batching)?
+                    .with_kv_types(path, opts.kv_types)?,
             )),
         },
-        RuntimeKind::Odai => match odai::EngineRuntime::load_own(path)? {
+        RuntimeKind::Odai => match odai::EngineRuntime::load_own(path, &opts.batching)? {
             Ok(m) => Ok(Box::new(m.with_kv_types(path, opts.kv_types)?)),
             Err(why) => Err(Error::Model {
                 file: path.to_owned(),
@@ -387,7 +411,7 @@ pub fn load(kind: RuntimeKind, path: &Path, opts: &LoadOptions) -> Result<Box<dy
             }),
         },
         RuntimeKind::Candle => Ok(Box::new(
-            candle::load(path)?.with_kv_types(path, opts.kv_types)?,
+            candle::load(path, &opts.batching)?.with_kv_types(path, opts.kv_types)?,
         )),
         #[cfg(feature = "llama-cpp")]
         RuntimeKind::LlamaCpp => Ok(Box::new(llama_cpp::LlamaCpp::load(path, opts)?)),
@@ -438,7 +462,6 @@ mod tests {
         synth::write(p, q, &path).unwrap();
         let opts = LoadOptions {
             context: 96,
-            batch: 64,
             threads: Some(1),
             ..Default::default()
         };

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::batching::{self, Batching};
 use super::{Runtime, RuntimeInfo, Vocab};
 use crate::engine::kv::KvTypes;
 use crate::engine::{self, Model, kernels};
@@ -12,6 +13,9 @@ use crate::error::Error;
 pub struct EngineRuntime {
     model: Model,
     pos: usize,
+    /// The most prompt tokens one forward call takes (`-b`); the model splits each call into
+    /// micro-batches itself (`-ub`).
+    batch: usize,
     /// Forward passes whose logits held NaN or +∞.
     non_finite: u64,
     /// Why odai's engine did not take a file `--runtime auto` gave to candle (the row says so).
@@ -23,6 +27,7 @@ impl EngineRuntime {
         EngineRuntime {
             model,
             pos: 0,
+            batch: batching::BATCH_DEFAULT as usize,
             non_finite: 0,
             fallback: None,
         }
@@ -38,8 +43,24 @@ impl EngineRuntime {
 
     /// Loads `path` on odai's engine; the inner error says why it cannot run it (then candle
     /// can).
-    pub fn load_own(path: &Path) -> Result<Result<EngineRuntime, String>, Error> {
-        Ok(Model::load_own(path)?.map(EngineRuntime::new))
+    pub fn load_own(
+        path: &Path,
+        batching: &Batching,
+    ) -> Result<Result<EngineRuntime, String>, Error> {
+        let r = batching.resolved();
+        Ok(match Model::load_own_with(path, r.mmap)? {
+            Ok(m) => Ok(EngineRuntime::new(m).with_batching(batching)?),
+            Err(why) => Err(why),
+        })
+    }
+
+    /// Feeds prompts in calls of the batch asked and runs each in micro-batches of the
+    /// micro-batch asked (llama.cpp's defaults otherwise: 2048 and 512).
+    pub(super) fn with_batching(mut self, batching: &Batching) -> Result<EngineRuntime, Error> {
+        let r = batching.resolved();
+        self.batch = r.batch as usize;
+        self.model.set_ubatch(r.ubatch as usize);
+        Ok(self)
     }
 
     /// Holds the KV cache in `asked` (`-ctk`/`-ctv`; `None`: the engine's default), or says why
@@ -61,11 +82,14 @@ impl EngineRuntime {
     }
 
     fn step(&mut self, tokens: &[u32]) -> Result<u32, String> {
-        let logits = self
-            .model
-            .forward(tokens, self.pos)
-            .map_err(|e| engine::candle_message(&e))?;
-        self.pos += tokens.len();
+        let mut logits = Vec::new();
+        for piece in tokens.chunks(self.batch) {
+            logits = self
+                .model
+                .forward(piece, self.pos)
+                .map_err(|e| engine::candle_message(&e))?;
+            self.pos += piece.len();
+        }
         Ok(super::greedy(&logits, &mut self.non_finite))
     }
 }
@@ -101,6 +125,15 @@ impl Runtime for EngineRuntime {
 
     fn kv_types(&self) -> Option<KvTypes> {
         Some(self.model.kv_types())
+    }
+
+    fn batching(&self) -> Option<Batching> {
+        Some(Batching {
+            batch: Some(self.batch as u32),
+            // One pass per call where the model cannot split one.
+            ubatch: Some(self.model.ubatch().unwrap_or(self.batch) as u32),
+            mmap: Some(self.model.mapped()),
+        })
     }
 
     fn threads(&self) -> u32 {

@@ -992,6 +992,7 @@ pub fn run_rep(spec: &CellSpec) -> Result<RepResult, String> {
         },
         offload: None,
         kv_types: None,
+        batching: None,
         peak_rss_bytes: None,
         cpu_times_s: None,
         rss_split: None,

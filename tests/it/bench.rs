@@ -338,7 +338,8 @@ fn lists_run_every_cell_and_export_several_formats_at_once() {
     let csv = std::fs::read_to_string(dir.path().join("r.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3);
     assert!(csv.lines().next().unwrap().ends_with(
-        ",cell_id,hostname,started_utc,git_commit,gpu_layers,gpu_layers_on_gpu,offload,type_k,type_v"
+        ",cell_id,hostname,started_utc,git_commit,gpu_layers,gpu_layers_on_gpu,offload,type_k,type_v,\
+         n_batch,n_ubatch,use_mmap"
     ));
     let jsonl = std::fs::read_to_string(dir.path().join("r.jsonl")).unwrap();
     assert_eq!(jsonl.lines().count(), 2);
@@ -788,6 +789,62 @@ fn kv_cache_types_are_an_axis_recorded_per_cell() {
         "odai: error: --cache-type-k/--cache-type-v: none of the runtimes asked for has a KV cache \
          to type: odai's engine, auto and llama.cpp do (candle's is f32 only; an endpoint's is the \
          server's own)\n"
+    );
+}
+
+/// llama-bench's `-b`, `-ub` and `-mmp`: each combination a cell that records what the runtime
+/// ran with (llama-bench's `n_batch`, `n_ubatch`, `use_mmap`), the table gaining their columns,
+/// and the memory estimate sizing the working memory by the micro-batch and the file as read.
+/// candle, which cannot map a file, is refused `--mmap`.
+#[test]
+fn batch_micro_batch_and_mapping_are_an_axis_recorded_per_cell() {
+    let out = quick(&[
+        "-p", "40", "-n", "2", "--warmup", "0", "-b", "32", "-ub", "8,16", "-mmp", "0", "-o",
+        "json",
+    ]);
+    let cells: Vec<Value> = serde_json::from_str(&ok(&out)).unwrap();
+    let ran: Vec<(u64, u64, bool)> = cells
+        .iter()
+        .map(|c| {
+            let p = &c["provenance"];
+            (
+                p["n_batch"].as_u64().unwrap(),
+                p["n_ubatch"].as_u64().unwrap(),
+                p["use_mmap"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ran, [(32, 8, false), (32, 16, false)]);
+    let needs = |c: &Value, k: &str| c["memory_needs"][k].clone();
+    assert_eq!(needs(&cells[0], "mmap"), false);
+    // The activations of 8 positions a pass against 16: SmolLM2-135M's 576-wide residual and
+    // 1,536-wide FFN, f32 (runtime::memory's `activations`).
+    let working = |c: &Value| needs(c, "working_bytes").as_u64().unwrap();
+    assert_eq!(
+        working(&cells[1]) - working(&cells[0]),
+        4 * 8 * (4 * 576 + 3 * 1536)
+    );
+    for c in &cells {
+        assert!(c["summary"]["prefill_tps"]["mean"].as_f64().unwrap() > 0.0);
+    }
+    let md = ok(&quick(&[
+        "-p", "8", "-n", "2", "--warmup", "0", "-ub", "4", "--mmap", "0", "-o", "md",
+    ]));
+    assert!(
+        md.starts_with(
+            "| model | size | params | runtime | backend | ngl | threads | n_batch | n_ubatch | \
+             mmap | test |"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("| 2048 | 4 | 0 | pp8 |"), "{md}");
+    let out = quick(&["-p", "8", "-n", "2", "--runtime", "candle", "--mmap", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "odai: error: --mmap: none of the runtimes asked for can map the model file: odai's \
+         engine, auto and llama.cpp can (candle always reads it; an endpoint's model is the \
+         server's)\n"
     );
 }
 

@@ -99,7 +99,7 @@ fn a_malformed_matrix_names_file_line_and_column() {
         .stderr(format!(
             "odai: error: {}:7:1: unknown field `repz`, expected one of `models`, `threads`, \
              `prompt_tokens`, `gen_tokens`, `reps`, `warmup`, `cold`, `sustained`, `load`, `runtimes`, \
-             `gpu_layers`, `depth`, `kv_cache`\n",
+             `gpu_layers`, `depth`, `kv_cache`, `batch`, `ubatch`, `mmap`\n",
             m.display()
         ));
 }

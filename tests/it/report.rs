@@ -125,7 +125,7 @@ fn golden_csv_and_markdown() {
          frame_latency_ms_p99,cpu_duty_pct,energy_j_per_inference,odai_version,\
          model_sha256,gpu_layers,gpu_layers_on_gpu,offload,ttft_ms_samples,prefill_tps_samples,\
          decode_tps_samples,token_ms_p99_samples,load_ms_samples,peak_rss_mib_samples,\
-         kv_cache,depth,generated_by_host,generated_utc,git_commit"
+         kv_cache,depth,n_batch,n_ubatch,use_mmap,generated_by_host,generated_utc,git_commit"
     );
     let s = text(out.path(), "scorecard.csv");
     assert_eq!(

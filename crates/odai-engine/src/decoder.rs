@@ -39,6 +39,14 @@ pub struct Unsupported(pub String);
 /// and no gigabytes reserved for a 128k-context model that runs 200 tokens).
 const KV_START: usize = 256;
 
+/// The most positions one pass through the layers computes at once unless
+/// [`Decoder::set_ubatch`] says otherwise: llama.cpp's default `n_ubatch`. A longer prompt runs
+/// in micro-batches of this many, so the per-pass buffers (the FFN's two rows of
+/// `feed_forward_length` floats per position the largest: 512 MiB at 8,192 × 4,096 positions)
+/// stay bounded; above a few dozen rows the matrix kernels are compute-bound, so the weights
+/// read once per micro-batch cost nothing measurable.
+pub const UBATCH_DEFAULT: usize = 512;
+
 /// The weight types this engine's kernels multiply.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
@@ -353,6 +361,10 @@ pub struct Decoder {
     kv: KvCache,
     s: Scratch,
     team: Team,
+    /// The most positions one pass computes ([`UBATCH_DEFAULT`]).
+    ubatch: usize,
+    /// Whether the weights are the file's pages (mapped) or read into anonymous memory.
+    mapped: bool,
     /// Repacked matrices (the Kind::*x8 matrices point into them).
     _packed: Vec<Box<dyn std::any::Any + Send + Sync>>,
     // Last: the tensors above point into it.
@@ -471,10 +483,19 @@ impl Tensors<'_> {
 impl Decoder {
     /// Maps `g`'s file and checks every tensor; `Unsupported` says why candle must run it.
     pub fn load(g: &Gguf) -> Result<Decoder, Unsupported> {
+        Self::load_with(g, true)
+    }
+
+    /// As [`Decoder::load`]; `mmap` false reads the file into the process's own memory instead
+    /// of mapping it (llama.cpp's `--mmap 0`: [`Mapped::read`]).
+    pub fn load_with(g: &Gguf, mmap: bool) -> Result<Decoder, Unsupported> {
         let spec = Spec::read(g).map_err(Unsupported)?;
         let (n_embd, hd) = (spec.n_embd, spec.head_dim);
-        let map =
-            Mapped::open(&g.path, true).map_err(|e| Unsupported(format!("cannot map: {e}")))?;
+        let map = if mmap {
+            Mapped::open(&g.path, true).map_err(|e| Unsupported(format!("cannot map: {e}")))?
+        } else {
+            Mapped::read(&g.path).map_err(|e| Unsupported(format!("cannot read: {e}")))?
+        };
         let t = Tensors {
             g,
             map: &map,
@@ -657,6 +678,8 @@ impl Decoder {
             // candle and the bench size the process's parallelism through rayon's pool
             // (RAYON_NUM_THREADS); the team takes the same count.
             team: Team::new(rayon::current_num_threads()),
+            ubatch: UBATCH_DEFAULT,
+            mapped: mmap,
             _map: map,
         })
     }
@@ -681,6 +704,22 @@ impl Decoder {
             self.kv = KvCache::new(sp.n_layer * sp.n_kv_head, sp.head_dim, types)?;
         }
         Ok(())
+    }
+
+    /// The most positions one pass through the layers computes at once.
+    pub fn ubatch(&self) -> usize {
+        self.ubatch
+    }
+
+    /// Runs prompts in micro-batches of at most `n` positions (llama.cpp's `-ub`): the
+    /// per-pass buffers hold `n` rows. Logits do not depend on it beyond rounding.
+    pub fn set_ubatch(&mut self, n: usize) {
+        self.ubatch = n.max(1);
+    }
+
+    /// Whether the weights are the file's mapped pages (else read into the process's memory).
+    pub fn mapped(&self) -> bool {
+        self.mapped
     }
 
     /// Forgets the sequence; the next forward starts at position 0.
@@ -735,7 +774,24 @@ impl Decoder {
                 self.vocab
             ));
         }
+        // The cache grows once for the whole prompt, not once per micro-batch (each growth
+        // holds the old and the new cache at once).
         self.grow_kv(pos + m);
+        let mut logits = Vec::with_capacity((m - first) * self.vocab);
+        let step = self.ubatch;
+        for at in (0..m).step_by(step) {
+            let end = (at + step).min(m);
+            // Rows of this micro-batch whose logits were asked for: none before `first`.
+            let rows_from = first.max(at).min(end) - at;
+            logits.extend(self.pass(&tokens[at..end], pos + at, rows_from));
+        }
+        Ok(logits)
+    }
+
+    /// One pass through the layers for `tokens` at `pos..`, checked and with the cache grown
+    /// by the caller; returns the logits of rows `first..` (none when `first` is the length).
+    fn pass(&mut self, tokens: &[u32], pos: usize, first: usize) -> Vec<f32> {
+        let m = tokens.len();
         let sp = &self.spec;
         let (d, hd, ffn) = (sp.n_embd, sp.head_dim, self.ffn);
         let (q_dim, kv_dim) = (sp.n_head * hd, sp.n_kv_head * hd);
@@ -914,8 +970,11 @@ impl Decoder {
             }
         }
         // Only the rows asked for run through the output matrix (the largest): one, when
-        // generating.
+        // generating; none for a micro-batch before the first row asked.
         let rows = m - first;
+        if rows == 0 {
+            return Vec::new();
+        }
         rms_norm(
             &s.x[first * d..m * d],
             &self.output_norm,
@@ -940,7 +999,7 @@ impl Decoder {
         if s.xn[..rows * d].iter().any(|v| !v.is_finite()) {
             logits.fill(f32::NAN);
         }
-        Ok(logits)
+        logits
     }
 }
 
@@ -1050,6 +1109,34 @@ mod tests {
             }
         }
     }
+    /// A prompt run in micro-batches (`-ub`), on weights read into memory (`--mmap 0`), gives
+    /// the logits one pass over the mapped file gives: every row's arithmetic is its own, so
+    /// they are equal to the bit. gemma3's sliding window and llama's global attention both
+    /// cross micro-batch borders here (a prompt of 40 in pieces of 7).
+    #[test]
+    fn micro_batches_and_a_read_file_give_the_logits_of_one_pass_over_the_mapping() {
+        for arch in ["llama", "gemma3"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("tiny.gguf");
+            synth::write(&synth::small(arch), Quant::Q4_0, &path).unwrap();
+            let g = Gguf::open(&path).unwrap();
+            let prompt: Vec<u32> = (0..40).map(|i| (i * 37 + 11) % 300).collect();
+            let mut whole = Decoder::load_with(&g, true).unwrap();
+            assert_eq!((whole.ubatch(), whole.mapped()), (UBATCH_DEFAULT, true));
+            let mut pieces = Decoder::load_with(&g, false).unwrap();
+            pieces.set_ubatch(7);
+            assert_eq!((pieces.ubatch(), pieces.mapped()), (7, false));
+            for first in [0, 5, 39] {
+                let a = whole.forward_rows(&prompt, 0, first).unwrap();
+                let b = pieces.forward_rows(&prompt, 0, first).unwrap();
+                assert_eq!(a.len(), (40 - first) * 320, "{arch} from {first}");
+                assert!(a == b, "{arch}: rows from {first} differ");
+            }
+            // And a decode step after the micro-batched prompt reads the cache they wrote.
+            assert!(whole.forward(&[3], 40).unwrap() == pieces.forward(&[3], 40).unwrap());
+        }
+    }
+
     #[test]
     fn regression_nan_in_the_hidden_state_reaches_the_logits() {
         // Found in review: a model whose weights hold NaN benchmarked like any other. The int8

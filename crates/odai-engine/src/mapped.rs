@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::path::Path;
 
-/// The file, mapped read-only. The engine populates its pages at load as llama.cpp does
+/// The file, mapped read-only (or read into anonymous memory: [`Mapped::read`]). The engine populates its pages at load as llama.cpp does
 /// (MAP_POPULATE), so the first forward pass does not pay the page faults.
 pub struct Mapped {
     pub ptr: *const u8,
@@ -13,6 +13,9 @@ pub struct Mapped {
     /// Windows: the view, unmapped on drop (Unix unmaps `ptr` itself).
     #[cfg(windows)]
     _view: Option<memmap2::Mmap>,
+    /// Windows: anonymous memory being read into (`read`), until it is sealed into `_view`.
+    #[cfg(windows)]
+    _anon: Option<memmap2::MmapMut>,
 }
 
 // SAFETY: the mapping is read-only and lives as long as the model; sharing it is sharing
@@ -33,9 +36,93 @@ impl Mapped {
                 len: 0,
                 #[cfg(windows)]
                 _view: None,
+                #[cfg(windows)]
+                _anon: None,
             });
         }
         Self::map(file, len, populate)
+    }
+
+    /// Reads `path` into anonymous memory instead of mapping it (llama.cpp's `--no-mmap`): the
+    /// weights become the process's own pages — read in full before the first pass, not shared
+    /// with the page cache or other processes, and what a phone's low-memory killer counts as
+    /// the process's — rather than file pages the kernel may drop and read again.
+    pub fn read(path: &Path) -> std::io::Result<Mapped> {
+        use std::io::Read;
+        let mut file = File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
+        let mut mem = Self::anonymous(len)?;
+        if len > 0 {
+            // SAFETY: `anonymous` gave `len` writable bytes that nothing else references yet.
+            let buf = unsafe { std::slice::from_raw_parts_mut(mem.ptr.cast_mut(), len) };
+            file.read_exact(buf)?;
+        }
+        mem.seal()?;
+        Ok(mem)
+    }
+
+    /// `len` zeroed, writable bytes of anonymous memory, unmapped (or freed) on drop.
+    #[cfg(unix)]
+    fn anonymous(len: usize) -> std::io::Result<Mapped> {
+        if len == 0 {
+            return Ok(Mapped {
+                ptr: std::ptr::NonNull::<u8>::dangling().as_ptr(),
+                len: 0,
+            });
+        }
+        // SAFETY: a fresh private anonymous mapping; no file, no aliasing.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapped {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// Makes what `anonymous` gave read-only, as a mapped file is: a stray write faults.
+    #[cfg(unix)]
+    fn seal(&mut self) -> std::io::Result<()> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        // SAFETY: the whole of this process's own mapping.
+        if unsafe { libc::mprotect(self.ptr as *mut libc::c_void, self.len, libc::PROT_READ) } != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    #[cfg(windows)]
+    fn anonymous(len: usize) -> std::io::Result<Mapped> {
+        let mut view = memmap2::MmapMut::map_anon(len.max(1))?;
+        Ok(Mapped {
+            ptr: view.as_mut_ptr(),
+            len,
+            _view: None,
+            _anon: Some(view),
+        })
+    }
+
+    #[cfg(windows)]
+    fn seal(&mut self) -> std::io::Result<()> {
+        if let Some(view) = self._anon.take() {
+            let view = view.make_read_only()?;
+            self.ptr = view.as_ptr();
+            self._view = Some(view);
+        }
+        Ok(())
     }
 
     /// Windows: a read-only view through memmap2 (CreateFileMapping + MapViewOfFile); there is
@@ -50,6 +137,7 @@ impl Mapped {
             ptr: view.as_ptr(),
             len,
             _view: Some(view),
+            _anon: None,
         })
     }
 

@@ -368,9 +368,14 @@ pub struct MemoryNeeds {
     /// before estimates were per runtime.
     #[serde(default)]
     pub runtime: String,
-    /// The model file's bytes mapped and resident (odai's engine and llama.cpp map it).
+    /// The model file's bytes resident as the file: mapped (odai's engine and llama.cpp map it
+    /// by default), or read into memory where `mmap` is false.
     #[serde(default)]
     pub mapped_bytes: u64,
+    /// Whether the estimate sized the file mapped (true) or read into memory (`--mmap 0`);
+    /// null for candle (it reads every tensor) and in results from before it was a knob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mmap: Option<bool>,
     /// Weight bytes copied into the process: repacked matrices (and, while a load repacks, the
     /// copies in flight beside the mapped bytes they replace), candle's read and dequantized
     /// tensors.
