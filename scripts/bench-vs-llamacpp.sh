@@ -6,15 +6,15 @@
 #
 # DEPTH (default 0): tokens filled untimed before the prompt (llama-bench's -d): the prefill is
 # then `ppP @ dDEPTH` and the decode after it at DEPTH + P. CACHE (default f16): both engines' KV
-# cache type, or K/V (q8_0/f16). FA (default 0): llama.cpp's flash attention (1 for a quantized V
-# cache, which needs it).
+# cache type, or K/V (q8_0/f16). FA (default 1, llama.cpp's own default on the CPU;
+# 0 turns it off): llama.cpp's flash attention (a quantized V cache needs it).
 #
 # llama-cpp-python 0.3.36 comes from scripts/llamacpp-venv.sh (built once; pip compiles
 # llama.cpp: several minutes the first time). Default model: the SmolLM2 test model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-$(scripts/fetch-test-model.sh)}
-threads=${2:-2}; p=${3:-64}; n=${4:-64}; rounds=${5:-3}; depth=${6:-0}; cache=${7:-f16}; fa=${8:-0}
+threads=${2:-2}; p=${3:-64}; n=${4:-64}; rounds=${5:-3}; depth=${6:-0}; cache=${7:-f16}; fa=${8:-1}
 ctk=${cache%%/*}; ctv=${cache#*/}
 py=$(scripts/llamacpp-venv.sh)
 cargo build --release --quiet

@@ -15,8 +15,10 @@
 # (prefill of a P-token prompt, then decode after it: the context a chat turn or a document
 # has), one row each. DEPTHS (default 0) and CACHES (default f16; K/V for different sides) are
 # lists too: tokens already in the context before the prompt (llama-bench's -d) and the KV cache
-# type both engines keep; FA (default 0) turns llama.cpp's flash attention on (a quantized V cache
-# needs it).
+# type both engines keep; FA (default 1: llama.cpp's own context default, flash attention "auto",
+# is on for the CPU — what linked llama.cpp and llama-server run; 0 is llama-cpp-python's default,
+# against which odai's long prefill looked far better than against what ships) is llama.cpp's
+# flash attention (a quantized V cache needs it).
 # SHAPES (default "smollm2 gemma3-270m llama-3.2-1b qwen2.5-0.5b qwen3-0.6b gemma-3-1b
 # phi-3-mini") picks which rows run; "smollm2" is the real test model and its re-quantizations,
 # "gemma3-270m" the real Gemma 3 270M Q4_K_M (scripts/fetch-test-model.sh), the rest synthetic.
@@ -27,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}; p=${2:-64}; n=${3:-64}; rounds=${4:-3}
 shapes=${5:-smollm2 gemma3-270m llama-3.2-1b qwen2.5-0.5b qwen3-0.6b gemma-3-1b phi-3-mini}
-depths=${6:-0}; caches=${7:-f16}; fa=${8:-0}
+depths=${6:-0}; caches=${7:-f16}; fa=${8:-1}
 base=$(scripts/fetch-test-model.sh)
 py=$(scripts/llamacpp-venv.sh)
 cargo build --release --quiet

@@ -2,8 +2,8 @@
 """Measures llama.cpp (through llama-cpp-python) the way `odai bench` measures odai: load time,
 prefill of P random token ids (BOS first) and decode of N tokens one at a time, greedy. With
 -d D, D random ids (BOS first) fill the context untimed first, as llama-bench's -d and odai's;
---ctk/--ctv pick the KV cache types, --fa 1 llama.cpp's flash attention (a quantized V cache
-needs it). Prints one JSON object. Used by scripts/bench-vs-llamacpp.sh; not part of the suite."""
+--ctk/--ctv pick the KV cache types, --fa llama.cpp's flash attention (default 1: llama.cpp's own
+context default turns it on for the CPU; llama-cpp-python's is off; a quantized V cache needs it). Prints one JSON object. Used by scripts/bench-vs-llamacpp.sh; not part of the suite."""
 import argparse, json, random, time
 
 import llama_cpp
@@ -18,7 +18,7 @@ ap.add_argument("-n", type=int, default=64)
 ap.add_argument("-d", type=int, default=0)
 ap.add_argument("--ctk", default="f16")
 ap.add_argument("--ctv", default="f16")
-ap.add_argument("--fa", type=int, default=0)
+ap.add_argument("--fa", type=int, default=1)
 ap.add_argument("--seed", type=int, default=42)
 a = ap.parse_args()
 # ggml's type ids (ggml.h's enum ggml_type).
