@@ -113,15 +113,12 @@ fn micro_batches_and_a_read_file_keep_the_reference_ids() {
     }
     for runtime in runtimes {
         for (c, case) in r["cases"].as_array().unwrap().iter().enumerate() {
-            let ids: Vec<String> = case["prompt_ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.to_string())
-                .collect();
-            assert!(ids.len() > 3, "case {c}: a prompt of {} ids", ids.len());
-            let n = case["greedy_ids"].as_array().unwrap().len().to_string();
-            let args = ["--prompt-ids", &ids.join(","), "-n", &n];
+            assert!(
+                case["prompt_ids"].as_array().unwrap().len() > 3,
+                "case {c}: a prompt the pieces split"
+            );
+            let (ids, n) = case_args(case);
+            let args = ["--prompt-ids", &ids, "-n", &n];
             let pieces = generate_on(
                 runtime,
                 &[&args[..], &["-b", "3", "-ub", "2", "--mmap", "0"]].concat(),
@@ -147,17 +144,24 @@ fn micro_batches_and_a_read_file_keep_the_reference_ids() {
     }
 }
 
+/// A reference case as `generate` takes it: its prompt ids, comma-separated, and how many
+/// tokens it generated.
+fn case_args(case: &Value) -> (String, String) {
+    let ids: Vec<String> = case["prompt_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let n = case["greedy_ids"].as_array().unwrap().len();
+    (ids.join(","), n.to_string())
+}
+
 fn gate_on(runtime: &str) {
     let (r, leads) = (reference(), leads());
     for (c, case) in r["cases"].as_array().unwrap().iter().enumerate() {
-        let ids: Vec<String> = case["prompt_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.to_string())
-            .collect();
-        let n = case["greedy_ids"].as_array().unwrap().len().to_string();
-        let out = generate_on(runtime, &["--prompt-ids", &ids.join(","), "-n", &n]);
+        let (ids, n) = case_args(case);
+        let out = generate_on(runtime, &["--prompt-ids", &ids, "-n", &n]);
         check_ids(
             runtime,
             c,
