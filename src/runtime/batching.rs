@@ -58,35 +58,33 @@ impl Batching {
         }
     }
 
+    /// What was asked, knob by knob, in llama-bench's short names: (`b`, 512), (`mmap`, 0).
+    fn asked(&self) -> Vec<(&'static str, u32)> {
+        [
+            ("b", self.batch),
+            ("ub", self.ubatch),
+            ("mmap", self.mmap.map(u32::from)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect()
+    }
+
     /// The cell id's part for what was asked: `|b512|ub128|mmap0`, empty when nothing was (so
     /// cells keep the ids they had before these were knobs).
     pub fn id_part(&self) -> String {
-        let mut s = String::new();
-        if let Some(b) = self.batch {
-            s += &format!("|b{b}");
-        }
-        if let Some(u) = self.ubatch {
-            s += &format!("|ub{u}");
-        }
-        if let Some(m) = self.mmap {
-            s += &format!("|mmap{}", u8::from(m));
-        }
-        s
+        self.asked()
+            .iter()
+            .map(|(k, v)| format!("|{k}{v}"))
+            .collect()
     }
 
     /// What was asked, in llama-bench's words for a progress line: ` b=512 ub=128 mmap=0`.
     pub fn label(&self) -> String {
-        let mut s = String::new();
-        if let Some(b) = self.batch {
-            s += &format!(" b={b}");
-        }
-        if let Some(u) = self.ubatch {
-            s += &format!(" ub={u}");
-        }
-        if let Some(m) = self.mmap {
-            s += &format!(" mmap={}", u8::from(m));
-        }
-        s
+        self.asked()
+            .iter()
+            .map(|(k, v)| format!(" {k}={v}"))
+            .collect()
     }
 
     /// Every combination of the lists (`-b 512,2048 -ub 128,512 --mmap 0,1`), an empty list
@@ -121,16 +119,6 @@ pub struct Resolved {
     pub batch: u32,
     pub ubatch: u32,
     pub mmap: bool,
-}
-
-impl From<Resolved> for Batching {
-    fn from(r: Resolved) -> Batching {
-        Batching {
-            batch: Some(r.batch),
-            ubatch: Some(r.ubatch),
-            mmap: Some(r.mmap),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -777,8 +777,12 @@ impl Decoder {
         // The cache grows once for the whole prompt, not once per micro-batch (each growth
         // holds the old and the new cache at once).
         self.grow_kv(pos + m);
-        let mut logits = Vec::with_capacity((m - first) * self.vocab);
         let step = self.ubatch;
+        if m <= step {
+            // One micro-batch (every decode step): its logits as they are, not copied.
+            return Ok(self.pass(tokens, pos, first));
+        }
+        let mut logits = Vec::with_capacity((m - first) * self.vocab);
         for at in (0..m).step_by(step) {
             let end = (at + step).min(m);
             // Rows of this micro-batch whose logits were asked for: none before `first`.
